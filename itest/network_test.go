@@ -1,0 +1,192 @@
+//go:build itest
+
+package itest
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/btcsuite/btcd/btcutil"
+	"github.com/lightninglabs/lndclient"
+	"github.com/lightningnetwork/lnd/lnrpc"
+	"github.com/lightningnetwork/lnd/lntypes"
+	"github.com/lightningnetwork/lnd/record"
+	"github.com/satstream/satstream/itest/regtest"
+	"github.com/stretchr/testify/require"
+)
+
+const (
+	// walletFunds is what each node gets on-chain.
+	walletFunds = btcutil.Amount(10_000_000)
+
+	// chanCapacity is the size of every test channel.
+	chanCapacity = btcutil.Amount(5_000_000)
+)
+
+// newNetwork starts btcd and the given lnd nodes in a fresh directory and
+// tears it all down when the test ends, keeping the logs (and printing
+// where they are and how they end) if the test failed.
+func newNetwork(t *testing.T, ctx context.Context,
+	nodes ...regtest.NodeConfig) (*regtest.Network, []*regtest.Node) {
+
+	t.Helper()
+	dir, err := os.MkdirTemp("", "satstream-itest-*")
+	require.NoError(t, err)
+
+	net, err := regtest.New(ctx, regtest.Config{Dir: dir, Bins: binaries})
+	if err != nil {
+		os.RemoveAll(dir)
+		require.NoError(t, err)
+	}
+	t.Cleanup(func() {
+		closeErr := net.Close()
+		if t.Failed() {
+			t.Logf("test failed; logs kept in %s", dir)
+			for _, f := range net.LogFiles() {
+				t.Logf("--- last lines of %s ---\n%s", f,
+					tail(f, 25))
+			}
+			return
+		}
+		require.NoError(t, closeErr)
+		os.RemoveAll(dir)
+	})
+
+	started, err := net.AddNodes(ctx, nodes...)
+	require.NoError(t, err)
+	return net, started
+}
+
+// line builds the usual shape: each node funds a channel to the next one,
+// pushing half so payments can flow both ways, and waits for routes from
+// the first node to every other one.
+func line(t *testing.T, ctx context.Context, net *regtest.Network,
+	nodes ...*regtest.Node) {
+
+	t.Helper()
+	require.NoError(t, net.Fund(ctx, walletFunds, nodes[:len(nodes)-1]...))
+	var specs []regtest.ChannelSpec
+	for i := 0; i+1 < len(nodes); i++ {
+		specs = append(specs, regtest.ChannelSpec{
+			From: nodes[i], To: nodes[i+1],
+			Capacity: chanCapacity, Push: chanCapacity / 2,
+		})
+	}
+	_, err := net.OpenChannels(ctx, specs...)
+	require.NoError(t, err)
+	for _, to := range nodes[1:] {
+		require.NoError(t, net.WaitForRoute(ctx, nodes[0], to, 1000))
+	}
+}
+
+// keysend pays amt to dest with the given custom records and fails the
+// test if the payment can't be made to finish.
+func keysend(t *testing.T, ctx context.Context, from *regtest.Node,
+	dest *regtest.Node, amt btcutil.Amount,
+	records map[uint64][]byte) (lntypes.Hash, lndclient.PaymentStatus) {
+
+	t.Helper()
+	hash, status, err := sendKeysend(ctx, from, dest, amt, records)
+	require.NoError(t, err)
+	return hash, status
+}
+
+// sendKeysend pays amt to dest with the given custom records plus the
+// keysend preimage record, using a preimage and hash the caller knows (never
+// lndclient's KeySend flag, which hides the hash). It returns the hash and
+// the final payment status. It is safe to call from any goroutine.
+func sendKeysend(ctx context.Context, from *regtest.Node, dest *regtest.Node,
+	amt btcutil.Amount, records map[uint64][]byte) (lntypes.Hash,
+	lndclient.PaymentStatus, error) {
+
+	var preimage lntypes.Preimage
+	if _, err := rand.Read(preimage[:]); err != nil {
+		return lntypes.Hash{}, lndclient.PaymentStatus{}, err
+	}
+	hash := preimage.Hash()
+
+	custom := map[uint64][]byte{record.KeySendType: preimage[:]}
+	for k, v := range records {
+		custom[k] = v
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	statuses, errs, err := from.Services().Router.SendPayment(ctx,
+		lndclient.SendPaymentRequest{
+			Target:        dest.PubKey,
+			Amount:        amt,
+			PaymentHash:   &hash,
+			CustomRecords: custom,
+			MaxFee:        100,
+			Timeout:       60 * time.Second,
+		})
+	if err != nil {
+		return hash, lndclient.PaymentStatus{}, err
+	}
+
+	for {
+		select {
+		case s := <-statuses:
+			if s.State == lnrpc.Payment_SUCCEEDED ||
+				s.State == lnrpc.Payment_FAILED {
+				return hash, s, nil
+			}
+		case err := <-errs:
+			return hash, lndclient.PaymentStatus{}, err
+		case <-ctx.Done():
+			return hash, lndclient.PaymentStatus{}, fmt.Errorf(
+				"payment %v did not finish: %w", hash, ctx.Err())
+		}
+	}
+}
+
+// waitInvoice reads invoice updates until one for hash matches cond.
+func waitInvoice(t *testing.T, ctx context.Context,
+	updates <-chan *lndclient.Invoice, errs <-chan error, hash lntypes.Hash,
+	cond func(*lndclient.Invoice) bool) *lndclient.Invoice {
+
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for {
+		select {
+		case inv := <-updates:
+			if inv.Hash == hash && cond(inv) {
+				return inv
+			}
+		case err := <-errs:
+			require.NoError(t, err)
+		case <-ctx.Done():
+			t.Fatalf("no matching invoice update for %v: %v", hash,
+				ctx.Err())
+		}
+	}
+}
+
+func tail(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	out := ""
+	for _, l := range lines {
+		out += l + "\n"
+	}
+	return out
+}

@@ -1,0 +1,390 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// ReceiverStore is what the provider's daemon needs from the store: atomic
+// steps over its plans, subscriptions, payment ledger, lnd stream position
+// and event outbox.
+type ReceiverStore interface {
+	// Update runs fn as one atomic step and returns once it is on disk.
+	// fn may be run again after a conflict, so it must only touch tx.
+	Update(ctx context.Context, fn func(tx ReceiverTx) error) error
+
+	// View runs fn on a consistent read-only snapshot.
+	View(ctx context.Context, fn func(tx ReceiverTx) error) error
+}
+
+// Page bounds a listing: start strictly after a subscription id (nil: from
+// the first) and return at most Limit records (0: all).
+type Page struct {
+	After *SubID
+	Limit int
+}
+
+// ReceiverTx is one receiver transaction. Records returned are copies the
+// caller may change and Put back. The store only persists and indexes:
+// state transitions and credit arithmetic belong to the receiver.
+type ReceiverTx interface {
+	// Plan returns the plan, or ErrNotFound.
+	Plan(id PlanID) (*Plan, error)
+	// PutPlan creates or replaces a plan.
+	PutPlan(p *Plan) error
+	// ForEachPlan calls fn for every plan in id order.
+	ForEachPlan(fn func(*Plan) error) error
+
+	// Subscription returns the subscription, or ErrNotFound.
+	Subscription(id SubID) (*ReceiverSubscription, error)
+	// PutSubscription creates or replaces a subscription and keeps its
+	// state and paid-until indexes in step.
+	PutSubscription(s *ReceiverSubscription) error
+	// ForEachSubscription calls fn for the subscriptions in the given state
+	// (0: any) in id order, within page.
+	ForEachSubscription(state SubState, page Page,
+		fn func(*ReceiverSubscription) error) error
+	// SubscriptionsDueBefore calls fn, oldest first, for every pending,
+	// active or past-due subscription whose paid time ends before t: the
+	// expiry scan.
+	SubscriptionsDueBefore(t time.Time, fn func(*ReceiverSubscription) error) error
+
+	// Payment returns the ledger entry of a payment hash, or ErrNotFound.
+	Payment(hash Hash) (*Payment, error)
+	// PaymentBySeq returns a subscription's payment with that sequence, or
+	// ErrNotFound. If a payer reused a sequence the lowest hash wins.
+	PaymentBySeq(sub SubID, seq uint64) (*Payment, error)
+	// PutPayment creates or replaces the entry of p.Hash and indexes it by
+	// subscription and sequence.
+	PutPayment(p *Payment) error
+	// ForEachPayment calls fn for a subscription's payments with sequence
+	// greater than afterSeq, in sequence order.
+	ForEachPayment(sub SubID, afterSeq uint64, fn func(*Payment) error) error
+
+	// SettleIndex is the last lnd invoice settle index processed (0: none),
+	// the point to resume lnd's invoice subscription from.
+	SettleIndex() (uint64, error)
+	// SetSettleIndex moves the resume point; do it in the step that
+	// credits the payment.
+	SetSettleIndex(v uint64) error
+	// AddIndex is the last lnd invoice add index processed (0: none).
+	AddIndex() (uint64, error)
+	// SetAddIndex moves the add-index resume point.
+	SetAddIndex(v uint64) error
+
+	// AppendEvent queues ev for delivery, assigning ev.ID the next number.
+	AppendEvent(ev *Event) error
+	// Event returns a queued or delivered event, or ErrNotFound.
+	Event(id EventID) (*Event, error)
+	// PutEvent replaces an existing event (attempts, next attempt time,
+	// delivery); a delivered event leaves the pending queue.
+	PutEvent(ev *Event) error
+	// MarkEventDelivered records a successful delivery at time at.
+	MarkEventDelivered(id EventID, at time.Time) error
+	// ForEachPendingEvent calls fn for every undelivered event with an id
+	// greater than after, in id order.
+	ForEachPendingEvent(after EventID, fn func(*Event) error) error
+}
+
+type receiverStore struct{ db *DB }
+
+// Compile-time check that the badger store provides the receiver's seam.
+var _ ReceiverStore = (*receiverStore)(nil)
+
+// Receiver returns the receiver daemon's view of the store.
+func (db *DB) Receiver() ReceiverStore { return &receiverStore{db: db} }
+
+// Update implements ReceiverStore.
+func (r *receiverStore) Update(ctx context.Context, fn func(ReceiverTx) error) error {
+	return r.db.update(ctx, func(t *txn) error { return fn(&receiverTx{t}) })
+}
+
+// View implements ReceiverStore.
+func (r *receiverStore) View(ctx context.Context, fn func(ReceiverTx) error) error {
+	return r.db.view(ctx, func(t *txn) error { return fn(&receiverTx{t}) })
+}
+
+type receiverTx struct{ *txn }
+
+var _ ReceiverTx = (*receiverTx)(nil)
+
+func (t *receiverTx) Plan(id PlanID) (*Plan, error) {
+	p := &Plan{}
+	if err := t.get(planKey(id), p); err != nil {
+		return nil, fmt.Errorf("plan %q: %w", id, err)
+	}
+	return p, nil
+}
+
+func (t *receiverTx) PutPlan(p *Plan) error {
+	if p.ID == "" || len(p.ID) > maxPlanIDLen {
+		return fmt.Errorf("%w: plan id %q must be 1..%d bytes", ErrInvalid, p.ID,
+			maxPlanIDLen)
+	}
+	return t.put(planKey(p.ID), p)
+}
+
+func (t *receiverTx) ForEachPlan(fn func(*Plan) error) error {
+	return t.scan([]byte{pPlan}, nil, true, func(_ []byte, item *badger.Item) error {
+		p := &Plan{}
+		if err := item.Value(func(v []byte) error { return decodeRecord(v, p) }); err != nil {
+			return err
+		}
+		return fn(p)
+	})
+}
+
+func (t *receiverTx) Subscription(id SubID) (*ReceiverSubscription, error) {
+	s := &ReceiverSubscription{}
+	if err := t.get(rsubKey(id), s); err != nil {
+		return nil, fmt.Errorf("subscription %s: %w", id, err)
+	}
+	return s, nil
+}
+
+func (t *receiverTx) PutSubscription(s *ReceiverSubscription) error {
+	switch {
+	case s.ID.IsZero():
+		return fmt.Errorf("%w: subscription without id", ErrInvalid)
+	case !s.State.valid():
+		return fmt.Errorf("%w: subscription %s state %d", ErrInvalid, s.ID, s.State)
+	}
+	old := &ReceiverSubscription{}
+	err := t.get(rsubKey(s.ID), old)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		old = nil
+	case err != nil:
+		return fmt.Errorf("subscription %s: %w", s.ID, err)
+	}
+
+	if old != nil && old.State != s.State {
+		if err := t.del(rsubStateKey(old.State, s.ID)); err != nil {
+			return err
+		}
+	}
+	if old != nil && old.State.watchesTime() &&
+		(!s.State.watchesTime() || !old.PaidUntil.Equal(s.PaidUntil)) {
+
+		if err := t.del(rsubPaidKey(old.PaidUntil, s.ID)); err != nil {
+			return err
+		}
+	}
+	if err := t.set(rsubStateKey(s.State, s.ID), nil); err != nil {
+		return err
+	}
+	if s.State.watchesTime() {
+		if err := t.set(rsubPaidKey(s.PaidUntil, s.ID), nil); err != nil {
+			return err
+		}
+	}
+	return t.put(rsubKey(s.ID), s)
+}
+
+func (t *receiverTx) ForEachSubscription(state SubState, page Page,
+	fn func(*ReceiverSubscription) error) error {
+
+	fn = limited(page.Limit, fn)
+	if state == 0 {
+		var start []byte
+		if page.After != nil {
+			start = successor(rsubKey(*page.After))
+		}
+		return t.scan([]byte{pRSub}, start, true, func(_ []byte, item *badger.Item) error {
+			s := &ReceiverSubscription{}
+			err := item.Value(func(v []byte) error { return decodeRecord(v, s) })
+			if err != nil {
+				return err
+			}
+			return fn(s)
+		})
+	}
+
+	prefix := []byte{pRSubByState, byte(state)}
+	var start []byte
+	if page.After != nil {
+		start = successor(rsubStateKey(state, *page.After))
+	}
+	return t.scan(prefix, start, false, func(k []byte, _ *badger.Item) error {
+		var id SubID
+		copy(id[:], k[len(prefix):])
+		s, err := t.Subscription(id)
+		if err != nil {
+			return fmt.Errorf("state index: %w", err)
+		}
+		return fn(s)
+	})
+}
+
+func (t *receiverTx) SubscriptionsDueBefore(before time.Time,
+	fn func(*ReceiverSubscription) error) error {
+
+	end := timeKey(before)
+	return t.scan([]byte{pRSubByPaid}, nil, false, func(k []byte, _ *badger.Item) error {
+		if string(k[1:9]) >= string(end) {
+			return ErrStop
+		}
+		var id SubID
+		copy(id[:], k[9:])
+		s, err := t.Subscription(id)
+		if err != nil {
+			return fmt.Errorf("paid-until index: %w", err)
+		}
+		return fn(s)
+	})
+}
+
+func (t *receiverTx) Payment(hash Hash) (*Payment, error) {
+	p := &Payment{}
+	if err := t.get(paymentKey(hash), p); err != nil {
+		return nil, fmt.Errorf("payment %s: %w", hash, err)
+	}
+	return p, nil
+}
+
+func (t *receiverTx) PaymentBySeq(sub SubID, seq uint64) (*Payment, error) {
+	var (
+		hash  Hash
+		found bool
+	)
+	prefix := key(pPaymentBySq, sub[:], be64(seq))
+	err := t.scan(prefix, nil, false, func(k []byte, _ *badger.Item) error {
+		copy(hash[:], k[len(prefix):])
+		found = true
+		return ErrStop
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("payment %s/%d: %w", sub, seq, ErrNotFound)
+	}
+	return t.Payment(hash)
+}
+
+func (t *receiverTx) PutPayment(p *Payment) error {
+	if !p.State.valid() {
+		return fmt.Errorf("%w: payment %s state %d", ErrInvalid, p.Hash, p.State)
+	}
+	old := &Payment{}
+	err := t.get(paymentKey(p.Hash), old)
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("payment %s: %w", p.Hash, err)
+	case !old.SubID.IsZero() && (old.SubID != p.SubID || old.Seq != p.Seq):
+		if err := t.del(paymentSeqKey(old.SubID, old.Seq, p.Hash)); err != nil {
+			return err
+		}
+	}
+	if !p.SubID.IsZero() {
+		if err := t.set(paymentSeqKey(p.SubID, p.Seq, p.Hash), nil); err != nil {
+			return err
+		}
+	}
+	return t.put(paymentKey(p.Hash), p)
+}
+
+func (t *receiverTx) ForEachPayment(sub SubID, afterSeq uint64,
+	fn func(*Payment) error) error {
+
+	prefix := key(pPaymentBySq, sub[:])
+	var start []byte
+	if afterSeq < ^uint64(0) {
+		start = key(pPaymentBySq, sub[:], be64(afterSeq+1))
+	} else {
+		return nil
+	}
+	return t.scan(prefix, start, false, func(k []byte, _ *badger.Item) error {
+		var hash Hash
+		copy(hash[:], k[len(prefix)+8:])
+		p, err := t.Payment(hash)
+		if err != nil {
+			return fmt.Errorf("sequence index: %w", err)
+		}
+		return fn(p)
+	})
+}
+
+func (t *receiverTx) SettleIndex() (uint64, error) { return t.getU64(keySettleIndex) }
+
+func (t *receiverTx) SetSettleIndex(v uint64) error { return t.set(keySettleIndex, be64(v)) }
+
+func (t *receiverTx) AddIndex() (uint64, error) { return t.getU64(keyAddIndex) }
+
+func (t *receiverTx) SetAddIndex(v uint64) error { return t.set(keyAddIndex, be64(v)) }
+
+func (t *receiverTx) AppendEvent(ev *Event) error {
+	last, err := t.getU64(keyLastEventID)
+	if err != nil {
+		return err
+	}
+	id := EventID(last + 1)
+	if err := t.set(keyLastEventID, be64(uint64(id))); err != nil {
+		return err
+	}
+	ev.ID = id
+	if !ev.Delivered {
+		if err := t.set(eventQueueKey(id), nil); err != nil {
+			return err
+		}
+	}
+	return t.put(eventKey(id), ev)
+}
+
+func (t *receiverTx) Event(id EventID) (*Event, error) {
+	ev := &Event{}
+	if err := t.get(eventKey(id), ev); err != nil {
+		return nil, fmt.Errorf("event %d: %w", id, err)
+	}
+	return ev, nil
+}
+
+func (t *receiverTx) PutEvent(ev *Event) error {
+	ok, err := t.exists(eventKey(ev.ID))
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return fmt.Errorf("event %d: %w (use AppendEvent for new events)",
+			ev.ID, ErrNotFound)
+	}
+	if ev.Delivered {
+		err = t.del(eventQueueKey(ev.ID))
+	} else {
+		err = t.set(eventQueueKey(ev.ID), nil)
+	}
+	if err != nil {
+		return err
+	}
+	return t.put(eventKey(ev.ID), ev)
+}
+
+func (t *receiverTx) MarkEventDelivered(id EventID, at time.Time) error {
+	ev, err := t.Event(id)
+	if err != nil {
+		return err
+	}
+	ev.Delivered = true
+	ev.DeliveredAt = at
+	return t.PutEvent(ev)
+}
+
+func (t *receiverTx) ForEachPendingEvent(after EventID, fn func(*Event) error) error {
+	var start []byte
+	if uint64(after) == ^uint64(0) {
+		return nil
+	}
+	start = eventQueueKey(after + 1)
+	return t.scan([]byte{pEventQueue}, start, false, func(k []byte, _ *badger.Item) error {
+		ev, err := t.Event(EventID(beU64(k[1:])))
+		if err != nil {
+			return fmt.Errorf("event queue: %w", err)
+		}
+		return fn(ev)
+	})
+}

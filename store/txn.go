@@ -1,0 +1,162 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// txn wraps one badger transaction with the record-level helpers both the
+// receiver and the sender tables use.
+type txn struct {
+	bt        *badger.Txn
+	update    bool
+	dirty     bool
+	iterating bool
+}
+
+// errNestedIteration guards a badger limit: a read-write transaction may
+// have only one iterator open (badger panics otherwise).
+var errNestedIteration = fmt.Errorf("%w: nested ForEach inside an Update", ErrInvalid)
+
+// getRaw returns a copy of the value at k, or ErrNotFound.
+func (t *txn) getRaw(k []byte) ([]byte, error) {
+	item, err := t.bt.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, translateErr(err)
+	}
+	return item.ValueCopy(nil)
+}
+
+// get decodes the record at k into r.
+func (t *txn) get(k []byte, r recorder) error {
+	item, err := t.bt.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return translateErr(err)
+	}
+	return item.Value(func(v []byte) error {
+		return decodeRecord(v, r)
+	})
+}
+
+// exists reports whether k is present.
+func (t *txn) exists(k []byte) (bool, error) {
+	_, err := t.bt.Get(k)
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return false, nil
+	case err != nil:
+		return false, translateErr(err)
+	}
+	return true, nil
+}
+
+// set writes k = v.
+func (t *txn) set(k, v []byte) error {
+	if !t.update {
+		return translateErr(badger.ErrReadOnlyTxn)
+	}
+	t.dirty = true
+	return translateErr(t.bt.Set(k, v))
+}
+
+// put encodes r and writes it at k.
+func (t *txn) put(k []byte, r recorder) error {
+	v, err := encodeRecord(r)
+	if err != nil {
+		return err
+	}
+	return t.set(k, v)
+}
+
+// del removes k.
+func (t *txn) del(k []byte) error {
+	if !t.update {
+		return translateErr(badger.ErrReadOnlyTxn)
+	}
+	t.dirty = true
+	return translateErr(t.bt.Delete(k))
+}
+
+// getU64 reads a meta counter stored as 8 big-endian bytes; absent is 0.
+func (t *txn) getU64(k []byte) (uint64, error) {
+	v, err := t.getRaw(k)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return 0, nil
+	case err != nil:
+		return 0, err
+	case len(v) != 8:
+		return 0, fmt.Errorf("%w: meta value %x of %d bytes", ErrCorrupt, k, len(v))
+	}
+	return beU64(v), nil
+}
+
+// scan walks the keys under prefix, starting at start (inclusive; nil means
+// the beginning of prefix), one at a time so nothing is loaded in bulk. fn
+// gets the key and a lazy value accessor valid only during the call. A fn
+// returning ErrStop ends the walk without error.
+func (t *txn) scan(prefix, start []byte, values bool,
+	fn func(k []byte, item *badger.Item) error) error {
+
+	if t.update && t.iterating {
+		return errNestedIteration
+	}
+	t.iterating = true
+	defer func() { t.iterating = false }()
+
+	it := t.bt.NewIterator(badger.IteratorOptions{
+		PrefetchValues: values,
+		PrefetchSize:   16,
+		Prefix:         prefix,
+	})
+	defer it.Close()
+	if start == nil || bytes.Compare(start, prefix) < 0 {
+		start = prefix
+	}
+	for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
+		item := it.Item()
+		err := fn(item.Key(), item)
+		if errors.Is(err, ErrStop) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// successor returns the smallest key strictly greater than k, used to resume
+// a scan of fixed-width keys after a cursor.
+func successor(k []byte) []byte {
+	n := make([]byte, len(k)+1)
+	copy(n, k)
+	return n
+}
+
+// limited wraps fn so that it stops after limit calls (limit <= 0: none).
+func limited[T any](limit int, fn func(T) error) func(T) error {
+	if limit <= 0 {
+		return fn
+	}
+	n := 0
+	return func(v T) error {
+		if err := fn(v); err != nil {
+			return err
+		}
+		n++
+		if n >= limit {
+			return ErrStop
+		}
+		return nil
+	}
+}

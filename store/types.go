@@ -1,0 +1,395 @@
+package store
+
+import (
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/lightningnetwork/lnd/lnwire"
+)
+
+// SubID is the 16-byte subscription id carried in every satstream payment.
+// It is declared here rather than borrowed from the wire package so the
+// store's key layout depends on nothing but itself.
+type SubID [16]byte
+
+// String renders the id as hex for logs and error messages.
+func (id SubID) String() string { return hex.EncodeToString(id[:]) }
+
+// IsZero reports the unset id, which is never a valid key.
+func (id SubID) IsZero() bool { return id == SubID{} }
+
+// Hash is a 32-byte Lightning payment hash (sha256 of the preimage).
+type Hash [32]byte
+
+// String renders the hash as hex for logs and error messages.
+func (h Hash) String() string { return hex.EncodeToString(h[:]) }
+
+// Preimage is the 32-byte secret whose sha256 is the payment hash. The
+// sender keeps it because keysend needs it in the onion and a retry must
+// reuse it, never make a new one for the same sequence.
+type Preimage [32]byte
+
+// PlanID names a provider's plan ("basic", "pro"). Plans are few and named
+// by people, so a short string is clearer than a number.
+type PlanID string
+
+// maxPlanIDLen bounds plan ids so keys stay small.
+const maxPlanIDLen = 64
+
+// EventID numbers receiver events in the order they were queued, so webhook
+// deliveries can resume after the last one delivered.
+type EventID uint64
+
+// Day is a UTC calendar day counted from 1970-01-01, the unit of the
+// sender's daily spending cap.
+type Day uint32
+
+// DayOf returns the UTC day that t falls on.
+func DayOf(t time.Time) Day {
+	return Day(t.UTC().Unix() / 86400)
+}
+
+// Start returns the first instant of the day, in UTC.
+func (d Day) Start() time.Time {
+	return time.Unix(int64(d)*86400, 0).UTC()
+}
+
+// SubState is the stored state of a receiver subscription. The numbers are
+// written to disk and must never change; add new states with new numbers.
+type SubState uint8
+
+const (
+	// SubPending is a subscription created but not yet paid.
+	SubPending SubState = 1
+	// SubActive has paid time left.
+	SubActive SubState = 2
+	// SubPastDue ran out of paid time and is within its grace period.
+	SubPastDue SubState = 3
+	// SubExpired ran out of paid time and grace; a payment may revive it.
+	SubExpired SubState = 4
+	// SubCancelledByProvider was ended by the provider.
+	SubCancelledByProvider SubState = 5
+	// SubCancelledByPayer was ended by the payer.
+	SubCancelledByPayer SubState = 6
+)
+
+// String names the state for logs and APIs.
+func (s SubState) String() string {
+	switch s {
+	case SubPending:
+		return "pending"
+	case SubActive:
+		return "active"
+	case SubPastDue:
+		return "past_due"
+	case SubExpired:
+		return "expired"
+	case SubCancelledByProvider:
+		return "cancelled_by_provider"
+	case SubCancelledByPayer:
+		return "cancelled_by_payer"
+	}
+	return fmt.Sprintf("SubState(%d)", uint8(s))
+}
+
+func (s SubState) valid() bool { return s >= SubPending && s <= SubCancelledByPayer }
+
+// watchesTime reports the states whose paid-until matters to the expiry scan;
+// only these are kept in the paid-until index.
+func (s SubState) watchesTime() bool {
+	return s == SubPending || s == SubActive || s == SubPastDue
+}
+
+// PaymentState is the stored outcome of a payment the receiver saw. The
+// numbers are on disk and never change.
+type PaymentState uint8
+
+const (
+	// PaymentCredited was settled and turned into paid time.
+	PaymentCredited PaymentState = 1
+	// PaymentRefused was rejected (cancelled back to the payer); Reason says
+	// why.
+	PaymentRefused PaymentState = 2
+	// PaymentUnclaimed settled but could not be matched to a subscription.
+	PaymentUnclaimed PaymentState = 3
+)
+
+// String names the state for logs and APIs.
+func (s PaymentState) String() string {
+	switch s {
+	case PaymentCredited:
+		return "credited"
+	case PaymentRefused:
+		return "refused"
+	case PaymentUnclaimed:
+		return "unclaimed"
+	}
+	return fmt.Sprintf("PaymentState(%d)", uint8(s))
+}
+
+func (s PaymentState) valid() bool { return s >= PaymentCredited && s <= PaymentUnclaimed }
+
+// EventType is the stored kind of a receiver event (webhook). The numbers are
+// on disk and never change.
+type EventType uint16
+
+const (
+	// EventSubscriptionCreated is queued when a subscription is enrolled.
+	EventSubscriptionCreated EventType = 1
+	// EventSubscriptionActivated is queued on the first credit or a revival.
+	EventSubscriptionActivated EventType = 2
+	// EventPaymentReceived is queued for every credited payment.
+	EventPaymentReceived EventType = 3
+	// EventSubscriptionPastDue is queued when paid time runs out.
+	EventSubscriptionPastDue EventType = 4
+	// EventSubscriptionExpired is queued when the grace period ends.
+	EventSubscriptionExpired EventType = 5
+	// EventSubscriptionCancelled is queued when either side cancels.
+	EventSubscriptionCancelled EventType = 6
+	// EventPaymentRefused is queued when a payment is refused.
+	EventPaymentRefused EventType = 7
+)
+
+// String names the event type the way webhook receivers expect.
+func (t EventType) String() string {
+	switch t {
+	case EventSubscriptionCreated:
+		return "subscription.created"
+	case EventSubscriptionActivated:
+		return "subscription.activated"
+	case EventPaymentReceived:
+		return "payment.received"
+	case EventSubscriptionPastDue:
+		return "subscription.past_due"
+	case EventSubscriptionExpired:
+		return "subscription.expired"
+	case EventSubscriptionCancelled:
+		return "subscription.cancelled"
+	case EventPaymentRefused:
+		return "payment.refused"
+	}
+	return fmt.Sprintf("EventType(%d)", uint16(t))
+}
+
+// SenderState is the stored state of a payer's subscription. The numbers
+// are on disk and never change.
+type SenderState uint8
+
+const (
+	// SenderActive streams payments.
+	SenderActive SenderState = 1
+	// SenderPaused was stopped by the payer and may resume.
+	SenderPaused SenderState = 2
+	// SenderCancelled was ended by the payer for good.
+	SenderCancelled SenderState = 3
+	// SenderRefused was ended because the receiver refused payments.
+	SenderRefused SenderState = 4
+	// SenderCapReached stopped because a spending limit was hit.
+	SenderCapReached SenderState = 5
+)
+
+// String names the state for logs and APIs.
+func (s SenderState) String() string {
+	switch s {
+	case SenderActive:
+		return "active"
+	case SenderPaused:
+		return "paused"
+	case SenderCancelled:
+		return "cancelled"
+	case SenderRefused:
+		return "refused"
+	case SenderCapReached:
+		return "cap_reached"
+	}
+	return fmt.Sprintf("SenderState(%d)", uint8(s))
+}
+
+func (s SenderState) valid() bool { return s >= SenderActive && s <= SenderCapReached }
+
+// AttemptState is the stored state of one payment attempt. The numbers are
+// on disk and never change.
+type AttemptState uint8
+
+const (
+	// AttemptCreated is written, with its preimage, before anything is sent.
+	AttemptCreated AttemptState = 1
+	// AttemptInFlight was handed to lnd; its outcome must be tracked.
+	AttemptInFlight AttemptState = 2
+	// AttemptSucceeded settled.
+	AttemptSucceeded AttemptState = 3
+	// AttemptFailed did not settle and may be retried under a new sequence.
+	AttemptFailed AttemptState = 4
+	// AttemptRefused was rejected by the receiver.
+	AttemptRefused AttemptState = 5
+)
+
+// String names the state for logs and APIs.
+func (s AttemptState) String() string {
+	switch s {
+	case AttemptCreated:
+		return "created"
+	case AttemptInFlight:
+		return "in_flight"
+	case AttemptSucceeded:
+		return "succeeded"
+	case AttemptFailed:
+		return "failed"
+	case AttemptRefused:
+		return "refused"
+	}
+	return fmt.Sprintf("AttemptState(%d)", uint8(s))
+}
+
+func (s AttemptState) valid() bool { return s >= AttemptCreated && s <= AttemptRefused }
+
+// Final reports whether the attempt's outcome is known; non-final attempts
+// must be resolved with lnd after a restart.
+func (s AttemptState) Final() bool {
+	return s == AttemptSucceeded || s == AttemptFailed || s == AttemptRefused
+}
+
+// Terms are the prices and rules a provider charges under. A plan holds the
+// defaults; a subscription holds its own copy so changing a plan never
+// rewrites what existing payers agreed to.
+type Terms struct {
+	// RatePerSecond is the price of one second of access.
+	RatePerSecond lnwire.MilliSatoshi
+	// MinPayment is the smallest payment that is credited.
+	MinPayment lnwire.MilliSatoshi
+	// Increment is the step payments above MinPayment must be a multiple
+	// of; zero accepts any amount.
+	Increment lnwire.MilliSatoshi
+	// Grace is how long after paid time ends access continues (past due).
+	Grace time.Duration
+	// MaxPrepay bounds how far ahead of now a payer may buy time.
+	MaxPrepay time.Duration
+}
+
+// Plan is a provider's offer that payers enrol in.
+type Plan struct {
+	ID PlanID
+	// Label is the human name shown to payers.
+	Label string
+	Terms Terms
+	// OpenEnrolment lets an unknown subscription id enrol itself by paying,
+	// instead of being created by the provider first.
+	OpenEnrolment bool
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+// ReceiverSubscription is the provider's record of one payer's
+// subscription: what it costs, what was paid and until when.
+type ReceiverSubscription struct {
+	ID     SubID
+	PlanID PlanID
+	// Terms are this subscription's own terms (copied from the plan at
+	// enrolment, possibly overridden).
+	Terms Terms
+	State SubState
+	// PaidUntil is the end of paid time.
+	PaidUntil time.Time
+	// Remainder is the msat left over after whole seconds were granted,
+	// carried to the next payment.
+	Remainder lnwire.MilliSatoshi
+	// LastSeq is the highest payment sequence credited.
+	LastSeq uint64
+	// TotalPaid is the sum of credited payments.
+	TotalPaid lnwire.MilliSatoshi
+	// TotalSeconds is the sum of seconds granted.
+	TotalSeconds uint64
+	// Payments counts credited payments.
+	Payments  uint64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Payment is the receiver's ledger entry for one settled (or refused)
+// payment, keyed by hash so a payment seen twice is credited once.
+type Payment struct {
+	Hash  Hash
+	SubID SubID
+	Seq   uint64
+	// Amount is what actually settled, never what the payer claims.
+	Amount lnwire.MilliSatoshi
+	// Seconds is the paid time this payment granted.
+	Seconds uint64
+	// SettleIndex is lnd's settle index of the invoice, zero if none.
+	SettleIndex uint64
+	State       PaymentState
+	// Reason explains a refusal or why a payment is unclaimed.
+	Reason     string
+	ReceivedAt time.Time
+}
+
+// Event is one notification queued for delivery (webhook), written in the
+// same transaction as the change it reports so none is lost or invented.
+type Event struct {
+	// ID is assigned by AppendEvent.
+	ID    EventID
+	SubID SubID
+	Type  EventType
+	// Payload is the body to deliver (JSON), opaque to the store.
+	Payload     []byte
+	CreatedAt   time.Time
+	Attempts    uint32
+	NextAttempt time.Time
+	LastError   string
+	Delivered   bool
+	DeliveredAt time.Time
+}
+
+// Offer is what the payer subscribed to: whom to pay and on what terms.
+type Offer struct {
+	// Destination is the provider node's public key.
+	Destination [33]byte
+	PlanID      PlanID
+	Label       string
+	Terms       Terms
+}
+
+// Limits cap what the sender will spend on one subscription; zero means no
+// limit, except MaxFee where zero means no fee allowed.
+type Limits struct {
+	MaxPayment lnwire.MilliSatoshi
+	MaxPerDay  lnwire.MilliSatoshi
+	MaxTotal   lnwire.MilliSatoshi
+	MaxFee     lnwire.MilliSatoshi
+}
+
+// SenderSubscription is the payer's record of one subscription.
+type SenderSubscription struct {
+	ID     SubID
+	Offer  Offer
+	Limits Limits
+	State  SenderState
+	// NextSeq is the sequence the next attempt will use; it only grows, so a
+	// sequence is never used twice.
+	NextSeq uint64
+	// TotalSent is the sum of succeeded payment amounts.
+	TotalSent lnwire.MilliSatoshi
+	// TotalFees is the sum of routing fees of succeeded payments.
+	TotalFees lnwire.MilliSatoshi
+	// Payments counts succeeded payments.
+	Payments  uint64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Attempt is one keysend payment try, written before it is sent so a crash
+// can never leave a payment the sender does not know about.
+type Attempt struct {
+	SubID    SubID
+	Seq      uint64
+	Preimage Preimage
+	Hash     Hash
+	Amount   lnwire.MilliSatoshi
+	Fee      lnwire.MilliSatoshi
+	State    AttemptState
+	// FailureReason says why a failed or refused attempt did not settle.
+	FailureReason string
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}

@@ -1,0 +1,88 @@
+package tlv
+
+import (
+	"math"
+	"math/big"
+	"testing"
+
+	"github.com/lightningnetwork/lnd/lnwire"
+	"github.com/stretchr/testify/require"
+)
+
+// TestSecondsForAmount covers ordinary, huge and tiny values against a
+// big.Int reference.
+func TestSecondsForAmount(t *testing.T) {
+	t.Parallel()
+
+	const maxMsat = lnwire.MilliSatoshi(math.MaxUint64)
+	tests := []struct {
+		name                  string
+		amt, remainder, price lnwire.MilliSatoshi
+		wantSecs              uint64
+		wantRemainder         lnwire.MilliSatoshi
+	}{
+		{"exact", 60_000, 0, 1000, 60, 0},
+		{"remainder_kept", 1_500, 0, 1000, 1, 500},
+		{"remainder_used", 1_500, 500, 1000, 2, 0},
+		{"below_one_second", 999, 0, 1000, 0, 999},
+		{"zero_amount", 0, 7, 1000, 0, 7},
+		{"tiny_rate", 1, 0, 1, 1, 0},
+		{"remainder_above_new_price", 0, 2500, 1000, 2, 500},
+		{"all_bitcoin", 21_000_000 * 100_000_000 * 1000, 0, 1,
+			21_000_000 * 100_000_000 * 1000, 0},
+		{"huge_amount_tiny_rate", maxMsat, 0, 1, math.MaxUint64, 0},
+		// Quotient and remainder of (2^65 - 2) / 3, from big.Int below.
+		{"sum_overflows_64_bits", maxMsat, maxMsat, 3,
+			12297829382473034410, 0},
+		{"sum_overflows_rate_1", maxMsat, 1, 1, math.MaxUint64, 0},
+		{"huge_rate", 10, 0, maxMsat, 0, 10},
+		{"zero_price", 10, 5, 0, 0, 15},
+		{"zero_price_overflow", maxMsat, 5, 0, 0, maxMsat},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+
+			secs, rem := SecondsForAmount(tc.amt, tc.remainder, tc.price)
+
+			require.Equal(t, tc.wantSecs, secs)
+			require.Equal(t, tc.wantRemainder, rem)
+
+			// Cross-check with exact arithmetic where it fits.
+			if tc.price == 0 {
+				return
+			}
+			sum := new(big.Int).Add(
+				new(big.Int).SetUint64(uint64(tc.amt)),
+				new(big.Int).SetUint64(uint64(tc.remainder)))
+			q, r := new(big.Int).QuoRem(sum,
+				new(big.Int).SetUint64(uint64(tc.price)),
+				new(big.Int))
+			if q.IsUint64() {
+				require.Equal(t, q.Uint64(), secs)
+				require.Equal(t, r.Uint64(), uint64(rem))
+			}
+		})
+	}
+}
+
+// TestSecondsForAmountConserves checks that no msat is ever lost over a run
+// of payments: time bought plus remainder always equals money paid.
+func TestSecondsForAmountConserves(t *testing.T) {
+	t.Parallel()
+
+	var (
+		price = lnwire.MilliSatoshi(7)
+		rem   lnwire.MilliSatoshi
+		secs  uint64
+		paid  uint64
+	)
+	for amt := lnwire.MilliSatoshi(1); amt < 2000; amt += 13 {
+		s, r := SecondsForAmount(amt, rem, price)
+		secs += s
+		rem = r
+		paid += uint64(amt)
+		require.Less(t, rem, price)
+		require.Equal(t, paid, secs*uint64(price)+uint64(rem))
+	}
+}

@@ -1,0 +1,206 @@
+package tlv
+
+import (
+	"crypto/rand"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/lightningnetwork/lnd/lnwire"
+	"github.com/lightningnetwork/lnd/routing/route"
+	"github.com/stretchr/testify/require"
+)
+
+// testOffer returns a valid personal offer for a fresh random node key.
+func testOffer(t *testing.T) *Offer {
+	t.Helper()
+
+	key, err := btcec.NewPrivateKey()
+	require.NoError(t, err)
+	sub := mustSub(t)
+
+	return &Offer{
+		Node:             route.NewVertex(key.PubKey()),
+		SubscriptionID:   &sub,
+		PriceMsatPerSec:  1000,
+		MinPayment:       60_000,
+		DefaultIncrement: time.Minute,
+		GracePeriod:      5 * time.Minute,
+		MaxPrepay:        time.Hour,
+		Label:            "Example",
+	}
+}
+
+// TestOfferValidate walks each rule of Offer.Validate.
+func TestOfferValidate(t *testing.T) {
+	t.Parallel()
+
+	plan, err := NewPlanID()
+	require.NoError(t, err)
+
+	tests := []struct {
+		name   string
+		mutate func(o *Offer)
+		err    error
+	}{
+		{"valid", func(o *Offer) {}, nil},
+		{"valid_plan", func(o *Offer) {
+			o.SubscriptionID, o.PlanID = nil, &plan
+		}, nil},
+		{"valid_no_label_no_grace_no_min", func(o *Offer) {
+			o.Label, o.GracePeriod, o.MinPayment = "", 0, 0
+		}, nil},
+		{"bad_node", func(o *Offer) { o.Node = route.Vertex{} },
+			ErrBadOffer},
+		{"no_id", func(o *Offer) { o.SubscriptionID = nil },
+			ErrMissingRecord},
+		{"both_ids", func(o *Offer) { o.PlanID = &plan }, ErrBadOffer},
+		{"zero_sub", func(o *Offer) {
+			o.SubscriptionID = &SubscriptionID{}
+		}, ErrZeroID},
+		{"zero_plan", func(o *Offer) {
+			o.SubscriptionID, o.PlanID = nil, &PlanID{}
+		}, ErrZeroID},
+		{"zero_price", func(o *Offer) { o.PriceMsatPerSec = 0 },
+			ErrBadValue},
+		{"fractional_increment", func(o *Offer) {
+			o.DefaultIncrement = 1500 * time.Millisecond
+		}, ErrBadValue},
+		{"zero_increment", func(o *Offer) { o.DefaultIncrement = 0 },
+			ErrBadValue},
+		{"negative_grace", func(o *Offer) { o.GracePeriod = -time.Second },
+			ErrBadValue},
+		{"grace_too_big", func(o *Offer) {
+			o.GracePeriod = (1 << 32) * time.Second
+		}, ErrBadValue},
+		{"prepay_below_increment", func(o *Offer) {
+			o.MaxPrepay = 59 * time.Second
+		}, ErrBadValue},
+		{"min_payment_unpayable", func(o *Offer) {
+			o.MinPayment = 3_600_001
+		}, ErrBadValue},
+		{"label_too_long", func(o *Offer) {
+			o.Label = strings.Repeat("é", 33)
+		}, ErrOversized},
+		{"label_control", func(o *Offer) { o.Label = "a\tb" },
+			ErrBadValue},
+		{"label_bidi", func(o *Offer) { o.Label = "a\u2067b" },
+			ErrBadValue},
+		{"label_bad_utf8", func(o *Offer) { o.Label = "a\xc3" },
+			ErrBadValue},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			o := testOffer(t)
+			tc.mutate(o)
+
+			err := o.Validate()
+			if tc.err == nil {
+				require.NoError(t, err)
+				got, err := ParseOffer(o.String())
+				require.NoError(t, err)
+				require.Equal(t, o, got)
+
+				return
+			}
+			require.ErrorIs(t, err, ErrBadOffer)
+			require.ErrorIs(t, err, tc.err)
+
+			// An invalid offer never renders as a parseable string.
+			s := o.String()
+			require.True(t, strings.HasPrefix(s, "<invalid offer: "), s)
+			_, err = ParseOffer(s)
+			require.ErrorIs(t, err, ErrBadOffer)
+		})
+	}
+}
+
+// TestOfferRoundTripRandom round-trips many random offers, including the
+// extreme field values.
+func TestOfferRoundTripRandom(t *testing.T) {
+	t.Parallel()
+
+	for i := 0; i < 200; i++ {
+		o := testOffer(t)
+		var b [8]byte
+		_, err := rand.Read(b[:])
+		require.NoError(t, err)
+		o.PriceMsatPerSec = 1 + (lnwireMsat(b[:]) >> (i % 64))
+		o.MinPayment = 0
+		o.DefaultIncrement = time.Duration(1+i) * time.Second
+		o.MaxPrepay = time.Duration(1<<32-1) * time.Second
+		o.Label = strings.Repeat("x", i%(MaxLabelLength+1))
+
+		s := o.String()
+		require.LessOrEqual(t, len(s), 260)
+		got, err := ParseOffer(s)
+		require.NoError(t, err, s)
+		require.Equal(t, o, got)
+		require.Equal(t, s, got.String())
+
+		up, err := ParseOffer(strings.ToUpper(s))
+		require.NoError(t, err)
+		require.Equal(t, o, up)
+	}
+}
+
+// TestParseOfferErrorContext checks that errors say what is wrong in words a
+// user can act on.
+func TestParseOfferErrorContext(t *testing.T) {
+	t.Parallel()
+
+	s := testOffer(t).String()
+	last := "q"
+	if strings.HasSuffix(s, "q") {
+		last = "p"
+	}
+	tests := []struct {
+		name, in, want string
+	}{
+		{"empty", "", "not a satstream offer"},
+		{"invoice", "lnbc1pvjluezpp5qqqsyqcyq5rqwzqfqqqsyqcyq5rqwzq",
+			`prefix "lnbc" is not "satoffer1"`},
+		{"space", " " + s, "whitespace"},
+		{"typo", s[:len(s)-1] + last, "typo"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := ParseOffer(tc.in)
+			require.ErrorIs(t, err, ErrBadOffer)
+			require.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+// lnwireMsat reads 8 bytes as a big-endian amount.
+func lnwireMsat(b []byte) (v lnwire.MilliSatoshi) {
+	for _, c := range b {
+		v = v<<8 | lnwire.MilliSatoshi(c)
+	}
+
+	return v
+}
+
+// TestOfferMaxLength pins the longest offer this version writes, which the
+// spec and MaxOfferLength quote.
+func TestOfferMaxLength(t *testing.T) {
+	t.Parallel()
+
+	o := testOffer(t)
+	o.PriceMsatPerSec = ^lnwire.MilliSatoshi(0)
+	o.MinPayment = ^lnwire.MilliSatoshi(0)
+	o.DefaultIncrement = (1<<32 - 1) * time.Second
+	o.GracePeriod = (1<<32 - 1) * time.Second
+	o.MaxPrepay = (1<<32 - 1) * time.Second
+	o.Label = strings.Repeat("x", MaxLabelLength)
+
+	s := o.String()
+	require.Len(t, s, 267)
+	require.Less(t, len(s), MaxOfferLength)
+	got, err := ParseOffer(s)
+	require.NoError(t, err)
+	require.Equal(t, o, got)
+}
