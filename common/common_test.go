@@ -1,0 +1,245 @@
+package common
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestTokensCreatedOnceWith0600(t *testing.T) {
+	dir := t.TempDir()
+	first, err := LoadOrCreateTokens(dir)
+	require.NoError(t, err)
+	require.Len(t, first.Admin, 64)
+	require.NotEqual(t, first.Admin, first.ReadOnly)
+
+	for _, f := range []string{AdminTokenFile, ReadOnlyTokenFile} {
+		info, err := os.Stat(filepath.Join(dir, f))
+		require.NoError(t, err)
+		require.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+	}
+
+	again, err := LoadOrCreateTokens(dir)
+	require.NoError(t, err)
+	require.Equal(t, first, again)
+}
+
+func TestTokensRejectBadFiles(t *testing.T) {
+	tests := []struct {
+		name    string
+		content string
+		mode    os.FileMode
+		wantErr string
+	}{
+		{"world readable", strings.Repeat("a", 64), 0o644, "chmod 600"},
+		{"truncated", "abcd", 0o600, "64-hex-character"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, AdminTokenFile)
+			require.NoError(t, os.WriteFile(path, []byte(tc.content),
+				tc.mode))
+			require.NoError(t, os.Chmod(path, tc.mode))
+			_, err := LoadOrCreateTokens(dir)
+			require.ErrorContains(t, err, tc.wantErr)
+			require.ErrorContains(t, err, path)
+		})
+	}
+}
+
+func TestMiddleware(t *testing.T) {
+	toks := Tokens{Admin: strings.Repeat("a", 64),
+		ReadOnly: strings.Repeat("b", 64)}
+	h := toks.Middleware(http.HandlerFunc(
+		func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusTeapot)
+		}), "/v1/health")
+
+	tests := []struct {
+		name, method, path, token string
+		want                      int
+	}{
+		{"no token", "GET", "/v1/x", "", http.StatusUnauthorized},
+		{"wrong token", "GET", "/v1/x", strings.Repeat("c", 64),
+			http.StatusUnauthorized},
+		{"read-only GET", "GET", "/v1/x", toks.ReadOnly,
+			http.StatusTeapot},
+		{"read-only POST", "POST", "/v1/x", toks.ReadOnly,
+			http.StatusForbidden},
+		{"admin POST", "POST", "/v1/x", toks.Admin, http.StatusTeapot},
+		{"open path", "GET", "/v1/health", "", http.StatusTeapot},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(tc.method, tc.path, nil)
+			if tc.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			require.Equal(t, tc.want, rec.Code)
+			if tc.want != http.StatusTeapot {
+				require.Contains(t, rec.Body.String(), `"code"`)
+			}
+		})
+	}
+}
+
+func TestDecodeJSON(t *testing.T) {
+	type body struct {
+		Name  string `json:"name"`
+		Price uint64 `json:"price"`
+	}
+	tests := []struct {
+		name, in, wantField, wantMsg string
+	}{
+		{"unknown field", `{"nme":"x"}`, "", "unknown field"},
+		{"wrong type", `{"price":"ten"}`, "price", "expected uint64"},
+		{"two objects", `{"name":"a"}{"name":"b"}`, "", "exactly one"},
+		{"not json", `hello`, "", "invalid JSON"},
+		{"too big", `{"name":"` + strings.Repeat("x", maxRequestBody) +
+			`"}`, "", "invalid JSON"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest("POST", "/",
+				bytes.NewBufferString(tc.in))
+			var b body
+			err := DecodeJSON(req, &b)
+			var apiErr *APIError
+			require.ErrorAs(t, err, &apiErr)
+			require.Equal(t, "bad_request", apiErr.Code)
+			require.Equal(t, tc.wantField, apiErr.Field)
+			require.Contains(t, apiErr.Message, tc.wantMsg)
+		})
+	}
+}
+
+type testConfig struct {
+	ConfigFile string    `long:"configfile"`
+	Name       string    `long:"name"`
+	Lnd        LndConfig `group:"lnd" namespace:"lnd"`
+}
+
+func TestLoadConfigFlagsWinOverFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "test.conf")
+	require.NoError(t, os.WriteFile(path, []byte(
+		"name=fromfile\n[lnd]\nlnd.host=file:10009\n"), 0o600))
+
+	cfg := &testConfig{ConfigFile: path, Lnd: DefaultLndConfig()}
+	err := LoadConfig(cfg, []string{"--name=fromflag"}, &cfg.ConfigFile,
+		path)
+	require.NoError(t, err)
+	require.Equal(t, "fromflag", cfg.Name)
+	require.Equal(t, "file:10009", cfg.Lnd.Host)
+}
+
+func TestLoadConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	def := filepath.Join(dir, "default.conf")
+
+	// A missing file at the default path is fine.
+	cfg := &testConfig{ConfigFile: def}
+	require.NoError(t, LoadConfig(cfg, nil, &cfg.ConfigFile, def))
+
+	// A missing file the user named is not.
+	cfg = &testConfig{ConfigFile: def}
+	err := LoadConfig(cfg, []string{"--configfile=/nope.conf"},
+		&cfg.ConfigFile, def)
+	require.ErrorContains(t, err, "/nope.conf")
+
+	// A corrupt file names itself.
+	bad := filepath.Join(dir, "bad.conf")
+	require.NoError(t, os.WriteFile(bad, []byte("nosuchoption=1\n"), 0o600))
+	cfg = &testConfig{ConfigFile: def}
+	err = LoadConfig(cfg, []string{"--configfile=" + bad}, &cfg.ConfigFile,
+		def)
+	require.ErrorContains(t, err, bad)
+	require.ErrorContains(t, err, "nosuchoption")
+
+	// An unknown flag is named.
+	cfg = &testConfig{ConfigFile: def}
+	err = LoadConfig(cfg, []string{"--bogus"}, &cfg.ConfigFile, def)
+	require.ErrorContains(t, err, "bogus")
+}
+
+func TestLndConfigValidate(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "f")
+	require.NoError(t, os.WriteFile(file, nil, 0o600))
+	good := LndConfig{Host: "h:1", TLSPath: file, MacaroonPath: file,
+		RPCTimeout: 1}
+	require.NoError(t, good.Validate())
+
+	tests := []struct {
+		name    string
+		mutate  func(*LndConfig)
+		wantErr string
+	}{
+		{"no host", func(c *LndConfig) { c.Host = "" }, "--lnd.host"},
+		{"no tls", func(c *LndConfig) { c.TLSPath = "" }, "--lnd.tlspath"},
+		{"missing macaroon", func(c *LndConfig) {
+			c.MacaroonPath = "/nope"
+		}, "--lnd.macaroonpath"},
+		{"bad timeout", func(c *LndConfig) { c.RPCTimeout = 0 },
+			"--lnd.rpctimeout"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := good
+			tc.mutate(&c)
+			err := c.Validate()
+			require.ErrorIs(t, err, ErrLndConfig)
+			require.ErrorContains(t, err, tc.wantErr)
+		})
+	}
+}
+
+func TestLogLevels(t *testing.T) {
+	var buf bytes.Buffer
+	m := NewLogManager(&buf)
+	a, b := m.Logger("AAAA"), m.Logger("BBBB")
+
+	require.NoError(t, m.SetLevels("warn,BBBB=debug"))
+	a.Infof("hidden")
+	b.Debugf("shown")
+	require.NotContains(t, buf.String(), "hidden")
+	require.Contains(t, buf.String(), "BBBB: shown")
+
+	require.ErrorContains(t, m.SetLevels("loud"), `"loud"`)
+	require.ErrorContains(t, m.SetLevels("CCCC=info"), `"CCCC"`)
+}
+
+func TestTLSGeneratedOnceAndReloaded(t *testing.T) {
+	dir := t.TempDir()
+	certPath := filepath.Join(dir, "tls.cert")
+	keyPath := filepath.Join(dir, "tls.key")
+	conf, err := LoadOrCreateTLS(certPath, keyPath, []string{"example.com"})
+	require.NoError(t, err)
+	require.Len(t, conf.Certificates, 1)
+	before, err := os.ReadFile(certPath)
+	require.NoError(t, err)
+	info, err := os.Stat(keyPath)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+
+	_, err = LoadOrCreateTLS(certPath, keyPath, nil)
+	require.NoError(t, err)
+	after, err := os.ReadFile(certPath)
+	require.NoError(t, err)
+	require.Equal(t, before, after)
+
+	// A corrupt certificate is an error naming the file, not a silent
+	// regeneration.
+	require.NoError(t, os.WriteFile(certPath, []byte("junk"), 0o600))
+	_, err = LoadOrCreateTLS(certPath, keyPath, nil)
+	require.ErrorContains(t, err, certPath)
+}
