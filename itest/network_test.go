@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,7 +23,7 @@ import (
 
 const (
 	// walletFunds is what each node gets on-chain.
-	walletFunds = btcutil.Amount(10_000_000)
+	walletFunds = btcutil.Amount(50_000_000)
 
 	// chanCapacity is the size of every test channel.
 	chanCapacity = btcutil.Amount(5_000_000)
@@ -44,13 +45,16 @@ func newNetwork(t *testing.T, ctx context.Context,
 		require.NoError(t, err)
 	}
 	t.Cleanup(func() {
+		// Read the logs before shutdown adds its own noise.
+		if t.Failed() {
+			for _, f := range net.LogFiles() {
+				t.Logf("--- last warnings and errors in %s ---\n%s",
+					f, tail(f, 15, "[ERR]", "[WRN]", "[CRT]"))
+			}
+		}
 		closeErr := net.Close()
 		if t.Failed() {
-			t.Logf("test failed; logs kept in %s", dir)
-			for _, f := range net.LogFiles() {
-				t.Logf("--- last lines of %s ---\n%s", f,
-					tail(f, 25))
-			}
+			t.Logf("test failed; all logs kept in %s", dir)
 			return
 		}
 		require.NoError(t, closeErr)
@@ -169,7 +173,9 @@ func waitInvoice(t *testing.T, ctx context.Context,
 	}
 }
 
-func tail(path string, n int) string {
+// tail returns the last n lines of a file that contain any of the given
+// markers (all lines if none are given).
+func tail(path string, n int, markers ...string) string {
 	f, err := os.Open(path)
 	if err != nil {
 		return err.Error()
@@ -179,6 +185,9 @@ func tail(path string, n int) string {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
+		if !containsAny(sc.Text(), markers) {
+			continue
+		}
 		lines = append(lines, sc.Text())
 		if len(lines) > n {
 			lines = lines[1:]
@@ -189,4 +198,16 @@ func tail(path string, n int) string {
 		out += l + "\n"
 	}
 	return out
+}
+
+func containsAny(s string, subs []string) bool {
+	if len(subs) == 0 {
+		return true
+	}
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
 }

@@ -209,6 +209,9 @@ func (n *Network) OpenChannels(ctx context.Context, specs ...ChannelSpec) (
 					NodePubkey:         s.To.PubKey[:],
 					LocalFundingAmount: int64(s.Capacity),
 					PushSat:            int64(s.Push),
+					// Several channels from one node in
+					// one round spend each other's change.
+					SpendUnconfirmed: true,
 				})
 			// lnd refuses while the peer is still starting
 			// up; retrying a refused open is safe.
@@ -351,8 +354,7 @@ func (n *Network) Close() error {
 func (n *Network) LogFiles() []string {
 	files := []string{filepath.Join(n.Btcd.dir, "btcd.log")}
 	for _, node := range n.Nodes() {
-		files = append(files, filepath.Join(node.Dir, "stdout.log"),
-			node.LogPath())
+		files = append(files, node.LogPath())
 	}
 	var out []string
 	for _, f := range files {
