@@ -146,6 +146,10 @@ func (n *Node) args() []string {
 		"--caches.rpc-graph-cache-duration=100ms",
 		"--keep-failed-payment-attempts",
 		"--dev.unsafedisconnect",
+		// After a failed hop, mission control avoids it for about an
+		// hour by default; tests that take a node offline and expect
+		// recovery within seconds need it to forgive quickly.
+		"--routerrpc.apriori.penaltyhalflife=5s",
 	}
 	if !n.cfg.NoAcceptKeysend {
 		args = append(args, "--accept-keysend")
