@@ -234,6 +234,7 @@ func (p *Plan) records() []tlv.Record {
 		recBool(3, &p.OpenEnrolment),
 		recTime(4, &p.CreatedAt),
 		recTime(5, &p.UpdatedAt),
+		recDuration(6, &p.DefaultIncrement),
 	}
 	return append(recs, termsRecords(10, &p.Terms)...)
 }
@@ -268,6 +269,7 @@ func (p *Payment) records() []tlv.Record {
 		recU8(7, (*uint8)(&p.State)),
 		recString(8, &p.Reason),
 		recTime(9, &p.ReceivedAt),
+		recMsat(10, &p.Rate),
 	}
 }
 
@@ -306,6 +308,19 @@ func (s *SenderSubscription) records() []tlv.Record {
 		recMsat(31, &s.Limits.MaxPerDay),
 		recMsat(32, &s.Limits.MaxTotal),
 		recMsat(33, &s.Limits.MaxFee),
+		recString(40, &s.OfferString),
+		recDuration(41, &s.Increment),
+		recDuration(42, &s.Buffer),
+		recMsat(43, &s.MaxPrice),
+		recU32(44, &s.FeeLimitPPM),
+		recTime(45, &s.PaidUntil),
+		recMsat(46, &s.Remainder),
+		recMsat(47, &s.Reserved),
+		recString(48, &s.Reason),
+		recTime(49, &s.ResumeAt),
+		recU32(50, &s.Refusals),
+		recBool(51, &s.CancelPending),
+		recU64(52, &s.Revision),
 	)
 }
 
@@ -321,6 +336,10 @@ func (a *Attempt) records() []tlv.Record {
 		recString(8, &a.FailureReason),
 		recTime(9, &a.CreatedAt),
 		recTime(10, &a.UpdatedAt),
+		recMsat(11, &a.MaxFee),
+		recU32(12, (*uint32)(&a.Day)),
+		recBool(13, &a.Cancel),
+		recU32(14, &a.Tries),
 	}
 }
 

@@ -88,6 +88,14 @@ type ReceiverTx interface {
 	// ForEachPendingEvent calls fn for every undelivered event with an id
 	// greater than after, in id order.
 	ForEachPendingEvent(after EventID, fn func(*Event) error) error
+
+	// MarkHeld records that the payment with this hash was credited while
+	// its HTLC is still held by lnd (not yet settled).
+	MarkHeld(hash Hash) error
+	// ClearHeld forgets a held mark once lnd settled or cancelled the HTLC.
+	ClearHeld(hash Hash) error
+	// ForEachHeld calls fn for every hash marked held, in hash order.
+	ForEachHeld(fn func(Hash) error) error
 }
 
 type receiverStore struct{ db *DB }

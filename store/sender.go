@@ -56,6 +56,10 @@ type SenderTx interface {
 	AddSpend(sub SubID, day Day, amt lnwire.MilliSatoshi) (lnwire.MilliSatoshi, error)
 	// SpendOn returns a subscription's spend on day (0 if none).
 	SpendOn(sub SubID, day Day) (lnwire.MilliSatoshi, error)
+	// ReleaseSpend takes amt back from a subscription's spend on day (an
+	// unused reservation) and returns the new total. Releasing more than
+	// was added is ErrInvalid: it would hide a bookkeeping bug.
+	ReleaseSpend(sub SubID, day Day, amt lnwire.MilliSatoshi) (lnwire.MilliSatoshi, error)
 }
 
 type senderStore struct{ db *DB }
@@ -270,4 +274,22 @@ func (t *senderTx) SpendOn(sub SubID, day Day) (lnwire.MilliSatoshi, error) {
 	}
 	n, err := decodeCounter(v)
 	return lnwire.MilliSatoshi(n), err
+}
+
+func (t *senderTx) ReleaseSpend(sub SubID, day Day,
+	amt lnwire.MilliSatoshi) (lnwire.MilliSatoshi, error) {
+
+	cur, err := t.SpendOn(sub, day)
+	if err != nil {
+		return 0, err
+	}
+	if amt > cur {
+		return 0, fmt.Errorf("%w: release of %v from spend %v of %s on "+
+			"day %d", ErrInvalid, amt, cur, sub, day)
+	}
+	total := cur - amt
+	if err := t.set(spendKey(sub, day), encodeCounter(uint64(total))); err != nil {
+		return 0, err
+	}
+	return total, nil
 }

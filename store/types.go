@@ -149,6 +149,15 @@ const (
 	EventSubscriptionCancelled EventType = 6
 	// EventPaymentRefused is queued when a payment is refused.
 	EventPaymentRefused EventType = 7
+	// EventSubscriptionReactivated is queued when a payment revives a
+	// past-due or expired subscription.
+	EventSubscriptionReactivated EventType = 8
+	// EventPaymentReversed is queued when a credited payment's HTLC was
+	// cancelled by lnd before it settled, so its credit was taken back.
+	EventPaymentReversed EventType = 9
+	// EventSubscriptionUpdated is queued when the provider changes a
+	// subscription's terms.
+	EventSubscriptionUpdated EventType = 10
 )
 
 // String names the event type the way webhook receivers expect.
@@ -168,6 +177,12 @@ func (t EventType) String() string {
 		return "subscription.cancelled"
 	case EventPaymentRefused:
 		return "payment.refused"
+	case EventSubscriptionReactivated:
+		return "subscription.reactivated"
+	case EventPaymentReversed:
+		return "payment.reversed"
+	case EventSubscriptionUpdated:
+		return "subscription.updated"
 	}
 	return fmt.Sprintf("EventType(%d)", uint16(t))
 }
@@ -278,6 +293,9 @@ type Plan struct {
 	OpenEnrolment bool
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
+	// DefaultIncrement is the paid time a sender buys per payment unless
+	// the payer configures otherwise (the offer's default_increment_sec).
+	DefaultIncrement time.Duration
 }
 
 // ReceiverSubscription is the provider's record of one payer's
@@ -322,6 +340,9 @@ type Payment struct {
 	// Reason explains a refusal or why a payment is unclaimed.
 	Reason     string
 	ReceivedAt time.Time
+	// Rate is the price per second the payment was credited at, so a
+	// credit can be reversed exactly even if the terms changed since.
+	Rate lnwire.MilliSatoshi
 }
 
 // Event is one notification queued for delivery (webhook), written in the
@@ -376,6 +397,43 @@ type SenderSubscription struct {
 	Payments  uint64
 	CreatedAt time.Time
 	UpdatedAt time.Time
+
+	// OfferString is the offer exactly as the payer gave it; the sender
+	// parses it again on load, so the wire ids (personal subscription id or
+	// open-enrolment plan id) come from one source.
+	OfferString string
+	// Increment is the service time each payment buys.
+	Increment time.Duration
+	// Buffer is how far ahead of now the sender keeps the subscription
+	// paid.
+	Buffer time.Duration
+	// MaxPrice is the highest price per second the payer accepts.
+	MaxPrice lnwire.MilliSatoshi
+	// FeeLimitPPM bounds each payment's routing fee relative to its
+	// amount; Limits.MaxFee bounds it absolutely. Both apply.
+	FeeLimitPPM uint32
+	// PaidUntil is the sender's estimate of the end of paid time, advanced
+	// the way the receiver credits (tlv.SecondsForAmount).
+	PaidUntil time.Time
+	// Remainder is the msat carried to the next payment's time estimate.
+	Remainder lnwire.MilliSatoshi
+	// Reserved is the amount plus maximum fee of every open attempt,
+	// counted against the caps until the attempt is final.
+	Reserved lnwire.MilliSatoshi
+	// Reason says why the subscription is in its state (cap reached,
+	// refused, cancelled).
+	Reason string
+	// ResumeAt is when a subscription stopped by the daily cap may pay
+	// again (the next UTC day); zero otherwise.
+	ResumeAt time.Time
+	// Refusals counts consecutive payments the receiver refused.
+	Refusals uint32
+	// CancelPending is set while the payer's cancel message has not yet
+	// been acknowledged by the receiver.
+	CancelPending bool
+	// Revision grows by one with every write of the subscription, so a
+	// cache can tell a newer copy from an older one.
+	Revision uint64
 }
 
 // Attempt is one keysend payment try, written before it is sent so a crash
@@ -392,4 +450,16 @@ type Attempt struct {
 	FailureReason string
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
+
+	// MaxFee is the fee limit the attempt is sent with; amount plus MaxFee
+	// is reserved against the caps until the attempt is final.
+	MaxFee lnwire.MilliSatoshi
+	// Day is the UTC day whose spend holds the reservation.
+	Day Day
+	// Cancel marks the payer's cancel message (it carries the cancel
+	// record and is expected to be refused).
+	Cancel bool
+	// Tries counts how often the attempt was handed to lnd; retries after
+	// a transient failure reuse the same hash.
+	Tries uint32
 }

@@ -1,0 +1,811 @@
+package receiver
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"math/bits"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/btcsuite/btclog/v2"
+	"github.com/lightningnetwork/lnd/lnwire"
+	"github.com/lightningnetwork/lnd/routing/route"
+	"github.com/satstream/satstream/common"
+	"github.com/satstream/satstream/receiver/core"
+	"github.com/satstream/satstream/store"
+	"github.com/satstream/satstream/tlv"
+)
+
+// maxTermSeconds bounds durations given to the API (the offer's tu32).
+const maxTermSeconds = 1<<32 - 1
+
+// apiServer holds the provider API's handlers.
+type apiServer struct {
+	db     store.ReceiverStore
+	log    btclog.Logger
+	now    func() time.Time
+	node   func() (route.Vertex, bool)
+	health func() map[string]any
+	tokens common.Tokens
+	notify func()
+}
+
+// handler returns the authenticated router.
+func (s *apiServer) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/health", s.getHealth)
+	mux.HandleFunc("POST /v1/plans", s.createPlan)
+	mux.HandleFunc("GET /v1/plans", s.listPlans)
+	mux.HandleFunc("GET /v1/plans/{id}", s.getPlan)
+	mux.HandleFunc("PATCH /v1/plans/{id}", s.updatePlan)
+	mux.HandleFunc("POST /v1/subscriptions", s.createSubscription)
+	mux.HandleFunc("GET /v1/subscriptions", s.listSubscriptions)
+	mux.HandleFunc("GET /v1/subscriptions/{id}", s.getSubscription)
+	mux.HandleFunc("PATCH /v1/subscriptions/{id}", s.updateSubscription)
+	mux.HandleFunc("GET /v1/subscriptions/{id}/paid", s.getPaid)
+	mux.HandleFunc("GET /v1/subscriptions/{id}/offer", s.getOffer)
+	mux.HandleFunc("POST /v1/subscriptions/{id}/cancel", s.cancelSubscription)
+	mux.HandleFunc("GET /v1/subscriptions/{id}/payments", s.listPayments)
+	mux.HandleFunc("GET /v1/payments/{hash}", s.getPayment)
+	mux.HandleFunc("GET /v1/events", s.listEvents)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		common.WriteError(w, http.StatusNotFound, "not_found", "",
+			"no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	return s.tokens.Middleware(mux)
+}
+
+// writeErr maps an error to a JSON error response.
+func (s *apiServer) writeErr(w http.ResponseWriter, err error) {
+	var apiErr *common.APIError
+	switch {
+	case errors.As(err, &apiErr):
+		status := http.StatusBadRequest
+		switch apiErr.Code {
+		case "not_found":
+			status = http.StatusNotFound
+		case "conflict":
+			status = http.StatusConflict
+		case "forbidden":
+			status = http.StatusForbidden
+		}
+		common.WriteError(w, status, apiErr.Code, apiErr.Field, apiErr.Message)
+	case errors.Is(err, store.ErrNotFound):
+		common.WriteError(w, http.StatusNotFound, "not_found", "", err.Error())
+	case errors.Is(err, core.ErrTransition):
+		common.WriteError(w, http.StatusConflict, "conflict", "", err.Error())
+	default:
+		s.log.Errorf("API: %v", err)
+		common.WriteError(w, http.StatusInternalServerError, "internal",
+			"", "internal error; see the receiver's log")
+	}
+}
+
+// decodeJSON is common.DecodeJSON with field paths as the client wrote
+// them (without the name of the embedded Go struct).
+func decodeJSON(r *http.Request, v any) error {
+	err := common.DecodeJSON(r, v)
+	var apiErr *common.APIError
+	if errors.As(err, &apiErr) {
+		apiErr.Field = strings.ReplaceAll(apiErr.Field, "termsInput.", "")
+	}
+	return err
+}
+
+func badField(field, msg string) error {
+	return &common.APIError{Code: "invalid_field", Field: field, Message: msg}
+}
+
+func notFound(what string) error {
+	return &common.APIError{Code: "not_found", Message: what + " not found"}
+}
+
+// termsInput is the JSON form of terms in requests; nil fields are left
+// unchanged (updates) or take defaults (creation).
+type termsInput struct {
+	PriceMsatPerSec     *uint64 `json:"price_msat_per_sec"`
+	MinPaymentMsat      *uint64 `json:"min_payment_msat"`
+	IncrementMsat       *uint64 `json:"increment_msat"`
+	GracePeriodSec      *uint64 `json:"grace_period_sec"`
+	MaxPrepaySec        *uint64 `json:"max_prepay_sec"`
+	DefaultIncrementSec *uint64 `json:"default_increment_sec"`
+}
+
+// apply writes the given fields into t (and the default increment into
+// inc) and validates the result, naming the bad field.
+func (in *termsInput) apply(t *store.Terms, inc *time.Duration) error {
+	secs := func(field string, v *uint64, d *time.Duration) error {
+		if v == nil {
+			return nil
+		}
+		if *v > maxTermSeconds {
+			return badField(field, "must be at most 4294967295 seconds")
+		}
+		*d = time.Duration(*v) * time.Second
+		return nil
+	}
+	if in.PriceMsatPerSec != nil {
+		t.RatePerSecond = lnwire.MilliSatoshi(*in.PriceMsatPerSec)
+	}
+	if in.MinPaymentMsat != nil {
+		t.MinPayment = lnwire.MilliSatoshi(*in.MinPaymentMsat)
+	}
+	if in.IncrementMsat != nil {
+		t.Increment = lnwire.MilliSatoshi(*in.IncrementMsat)
+	}
+	if err := secs("grace_period_sec", in.GracePeriodSec, &t.Grace); err != nil {
+		return err
+	}
+	if err := secs("max_prepay_sec", in.MaxPrepaySec, &t.MaxPrepay); err != nil {
+		return err
+	}
+	if inc != nil {
+		if err := secs("default_increment_sec", in.DefaultIncrementSec,
+			inc); err != nil {
+			return err
+		}
+	} else if in.DefaultIncrementSec != nil {
+		return badField("default_increment_sec", "can only be set on a plan")
+	}
+	return validateTerms(*t, inc)
+}
+
+// validateTerms checks terms against the offer rules (docs/protocol.md).
+func validateTerms(t store.Terms, inc *time.Duration) error {
+	switch {
+	case t.RatePerSecond == 0:
+		return badField("price_msat_per_sec", "must be greater than 0")
+	case t.MaxPrepay < time.Second:
+		return badField("max_prepay_sec", "must be at least 1")
+	case inc != nil && *inc < time.Second:
+		return badField("default_increment_sec", "must be at least 1")
+	case inc != nil && *inc > t.MaxPrepay:
+		return badField("default_increment_sec",
+			"must not exceed max_prepay_sec")
+	}
+	hi, maxAmt := bits.Mul64(uint64(t.RatePerSecond),
+		uint64(t.MaxPrepay/time.Second))
+	if hi == 0 && uint64(t.MinPayment) > maxAmt {
+		return badField("min_payment_msat", "exceeds price_msat_per_sec "+
+			"* max_prepay_sec = "+strconv.FormatUint(maxAmt, 10)+
+			": no payment could be accepted")
+	}
+	return nil
+}
+
+// planView is the JSON form of a plan.
+type planView struct {
+	ID                  string         `json:"id"`
+	Label               string         `json:"label,omitempty"`
+	OpenEnrolment       bool           `json:"open_enrolment"`
+	Terms               core.TermsView `json:"terms"`
+	DefaultIncrementSec uint64         `json:"default_increment_sec"`
+	CreatedAt           time.Time      `json:"created_at"`
+	UpdatedAt           time.Time      `json:"updated_at"`
+	Offer               string         `json:"offer,omitempty"`
+}
+
+func (s *apiServer) planView(p *store.Plan) planView {
+	v := planView{
+		ID:                  string(p.ID),
+		Label:               p.Label,
+		OpenEnrolment:       p.OpenEnrolment,
+		Terms:               core.NewTermsView(p.Terms),
+		DefaultIncrementSec: uint64(p.DefaultIncrement / time.Second),
+		CreatedAt:           p.CreatedAt.UTC(),
+		UpdatedAt:           p.UpdatedAt.UTC(),
+	}
+	if p.OpenEnrolment {
+		if pid, err := tlv.ParsePlanID(string(p.ID)); err == nil {
+			v.Offer = s.offer(p, p.Terms, nil, &pid)
+		}
+	}
+	return v
+}
+
+// offer renders an offer string, or "" if lnd's key is not known yet.
+func (s *apiServer) offer(p *store.Plan, t store.Terms,
+	sub *tlv.SubscriptionID, plan *tlv.PlanID) string {
+
+	node, ok := s.node()
+	if !ok {
+		return ""
+	}
+	o := &tlv.Offer{
+		Node:             node,
+		SubscriptionID:   sub,
+		PlanID:           plan,
+		PriceMsatPerSec:  t.RatePerSecond,
+		MinPayment:       t.MinPayment,
+		DefaultIncrement: p.DefaultIncrement,
+		GracePeriod:      t.Grace,
+		MaxPrepay:        t.MaxPrepay,
+		Label:            p.Label,
+	}
+	if o.DefaultIncrement > o.MaxPrepay {
+		o.DefaultIncrement = o.MaxPrepay
+	}
+	if err := o.Validate(); err != nil {
+		s.log.Warnf("offer for plan %s is not valid: %v", p.ID, err)
+		return ""
+	}
+	return o.String()
+}
+
+type planRequest struct {
+	Label         *string `json:"label"`
+	OpenEnrolment *bool   `json:"open_enrolment"`
+	termsInput
+}
+
+func (s *apiServer) createPlan(w http.ResponseWriter, r *http.Request) {
+	var req planRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	now := s.now()
+	pid, err := tlv.NewPlanID()
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	p := &store.Plan{
+		ID:               store.PlanID(pid.String()),
+		CreatedAt:        now,
+		UpdatedAt:        now,
+		DefaultIncrement: time.Minute,
+		Terms: store.Terms{
+			MaxPrepay: time.Hour,
+		},
+	}
+	if req.PriceMsatPerSec == nil {
+		s.writeErr(w, badField("price_msat_per_sec", "is required"))
+		return
+	}
+	if err := s.fillPlan(p, &req); err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	err = s.db.Update(r.Context(), func(tx store.ReceiverTx) error {
+		return tx.PutPlan(p)
+	})
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	common.WriteJSON(w, http.StatusCreated, s.planView(p))
+}
+
+func (s *apiServer) fillPlan(p *store.Plan, req *planRequest) error {
+	if req.Label != nil {
+		if len(*req.Label) > tlv.MaxLabelLength || !utf8.ValidString(*req.Label) {
+			return badField("label", "must be at most 64 bytes of UTF-8")
+		}
+		p.Label = *req.Label
+	}
+	if req.OpenEnrolment != nil {
+		p.OpenEnrolment = *req.OpenEnrolment
+	}
+	return req.termsInput.apply(&p.Terms, &p.DefaultIncrement)
+}
+
+func (s *apiServer) listPlans(w http.ResponseWriter, r *http.Request) {
+	plans := []planView{}
+	err := s.db.View(r.Context(), func(tx store.ReceiverTx) error {
+		plans = plans[:0]
+		return tx.ForEachPlan(func(p *store.Plan) error {
+			plans = append(plans, s.planView(p))
+			return nil
+		})
+	})
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	common.WriteJSON(w, http.StatusOK, map[string]any{"plans": plans})
+}
+
+func (s *apiServer) getPlan(w http.ResponseWriter, r *http.Request) {
+	var p *store.Plan
+	err := s.db.View(r.Context(), func(tx store.ReceiverTx) error {
+		var err error
+		p, err = tx.Plan(store.PlanID(r.PathValue("id")))
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		err = notFound("plan")
+	}
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	common.WriteJSON(w, http.StatusOK, s.planView(p))
+}
+
+func (s *apiServer) updatePlan(w http.ResponseWriter, r *http.Request) {
+	var req planRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	var p *store.Plan
+	err := s.db.Update(r.Context(), func(tx store.ReceiverTx) error {
+		var err error
+		p, err = tx.Plan(store.PlanID(r.PathValue("id")))
+		if errors.Is(err, store.ErrNotFound) {
+			return notFound("plan")
+		}
+		if err != nil {
+			return err
+		}
+		if err := s.fillPlan(p, &req); err != nil {
+			return err
+		}
+		p.UpdatedAt = s.now()
+		return tx.PutPlan(p)
+	})
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	common.WriteJSON(w, http.StatusOK, s.planView(p))
+}
+
+// parseSubID reads the {id} path value.
+func parseSubID(r *http.Request) (store.SubID, error) {
+	id, err := tlv.ParseSubscriptionID(r.PathValue("id"))
+	if err != nil {
+		return store.SubID{}, badField("id", "subscription id must be 32 "+
+			"hex characters")
+	}
+	return store.SubID(id), nil
+}
+
+type subscriptionResponse struct {
+	core.SubscriptionView
+	Offer string `json:"offer,omitempty"`
+}
+
+type createSubRequest struct {
+	PlanID string      `json:"plan_id"`
+	Terms  *termsInput `json:"terms"`
+}
+
+func (s *apiServer) createSubscription(w http.ResponseWriter, r *http.Request) {
+	var req createSubRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	if req.PlanID == "" {
+		s.writeErr(w, badField("plan_id", "is required"))
+		return
+	}
+	id, err := tlv.NewSubscriptionID()
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	now := s.now()
+	var (
+		sub  *store.ReceiverSubscription
+		plan *store.Plan
+	)
+	err = s.db.Update(r.Context(), func(tx store.ReceiverTx) error {
+		var err error
+		plan, err = tx.Plan(store.PlanID(req.PlanID))
+		if errors.Is(err, store.ErrNotFound) {
+			return badField("plan_id", "no plan "+req.PlanID)
+		}
+		if err != nil {
+			return err
+		}
+		sub = core.NewSubscription(store.SubID(id), plan, now)
+		if req.Terms != nil {
+			if err := req.Terms.apply(&sub.Terms, nil); err != nil {
+				return err
+			}
+		}
+		if err := tx.PutSubscription(sub); err != nil {
+			return err
+		}
+		return core.AppendEvent(tx, store.EventSubscriptionCreated, sub,
+			nil, "", now)
+	})
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	s.notify()
+	common.WriteJSON(w, http.StatusCreated, subscriptionResponse{
+		SubscriptionView: core.NewSubscriptionView(sub, now),
+		Offer:            s.offer(plan, sub.Terms, &id, nil),
+	})
+}
+
+func (s *apiServer) loadSub(ctx context.Context, id store.SubID) (
+	*store.ReceiverSubscription, error) {
+
+	var sub *store.ReceiverSubscription
+	err := s.db.View(ctx, func(tx store.ReceiverTx) error {
+		var err error
+		sub, err = tx.Subscription(id)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFound("subscription")
+	}
+	return sub, err
+}
+
+func (s *apiServer) getSubscription(w http.ResponseWriter, r *http.Request) {
+	id, err := parseSubID(r)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	sub, err := s.loadSub(r.Context(), id)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	common.WriteJSON(w, http.StatusOK, core.NewSubscriptionView(sub, s.now()))
+}
+
+// getPaid is the cheap check a provider calls on every request: one key
+// read, no scan.
+func (s *apiServer) getPaid(w http.ResponseWriter, r *http.Request) {
+	id, err := parseSubID(r)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	sub, err := s.loadSub(r.Context(), id)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	v := core.NewSubscriptionView(sub, s.now())
+	common.WriteJSON(w, http.StatusOK, map[string]any{
+		"id": v.ID, "paid": v.Paid, "state": v.State,
+		"paid_until": v.PaidUntil, "grace_until": v.GraceUntil,
+	})
+}
+
+// getOffer returns a subscription's personal offer. It holds the
+// subscription id, which authorises cancels, so it needs the admin token.
+func (s *apiServer) getOffer(w http.ResponseWriter, r *http.Request) {
+	if s.tokens.Check(r) != common.AccessAdmin {
+		s.writeErr(w, &common.APIError{Code: "forbidden",
+			Message: "the offer contains the subscription's secret; " +
+				"use the admin token"})
+		return
+	}
+	id, err := parseSubID(r)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	var plan *store.Plan
+	sub, err := s.loadSub(r.Context(), id)
+	if err == nil {
+		err = s.db.View(r.Context(), func(tx store.ReceiverTx) error {
+			var err error
+			plan, err = tx.Plan(sub.PlanID)
+			return err
+		})
+	}
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	tid := tlv.SubscriptionID(id)
+	offer := s.offer(plan, sub.Terms, &tid, nil)
+	if offer == "" {
+		common.WriteError(w, http.StatusServiceUnavailable,
+			"lnd_unavailable", "", "lnd's node key is not known yet")
+		return
+	}
+	common.WriteJSON(w, http.StatusOK, map[string]string{"offer": offer})
+}
+
+func (s *apiServer) listSubscriptions(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var state store.SubState
+	if st := q.Get("state"); st != "" {
+		for c := store.SubPending; c <= store.SubCancelledByPayer; c++ {
+			if c.String() == st {
+				state = c
+			}
+		}
+		if state == 0 {
+			s.writeErr(w, badField("state", "unknown state "+st))
+			return
+		}
+	}
+	limit, err := parseLimit(q.Get("limit"))
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	page := store.Page{Limit: limit}
+	if a := q.Get("after"); a != "" {
+		id, err := tlv.ParseSubscriptionID(a)
+		if err != nil {
+			s.writeErr(w, badField("after", "must be a subscription id"))
+			return
+		}
+		sid := store.SubID(id)
+		page.After = &sid
+	}
+	now := s.now()
+	subs := []core.SubscriptionView{}
+	err = s.db.View(r.Context(), func(tx store.ReceiverTx) error {
+		subs = subs[:0]
+		return tx.ForEachSubscription(state, page,
+			func(sub *store.ReceiverSubscription) error {
+				subs = append(subs, core.NewSubscriptionView(sub, now))
+				return nil
+			})
+	})
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	resp := map[string]any{"subscriptions": subs}
+	if len(subs) == limit && limit > 0 {
+		resp["next_after"] = subs[len(subs)-1].ID
+	}
+	common.WriteJSON(w, http.StatusOK, resp)
+}
+
+func parseLimit(v string) (int, error) {
+	if v == "" {
+		return 100, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1000 {
+		return 0, badField("limit", "must be between 1 and 1000")
+	}
+	return n, nil
+}
+
+func (s *apiServer) cancelSubscription(w http.ResponseWriter, r *http.Request) {
+	id, err := parseSubID(r)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	now := s.now()
+	var sub *store.ReceiverSubscription
+	err = s.db.Update(r.Context(), func(tx store.ReceiverTx) error {
+		var err error
+		sub, err = tx.Subscription(id)
+		if errors.Is(err, store.ErrNotFound) {
+			return notFound("subscription")
+		}
+		if err != nil || core.Cancelled(sub.State) {
+			return err
+		}
+		sub, err = core.Transition(tx, id, core.TrigProviderCancel, now)
+		return err
+	})
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	s.notify()
+	common.WriteJSON(w, http.StatusOK, core.NewSubscriptionView(sub, now))
+}
+
+type updateSubRequest struct {
+	Terms *termsInput `json:"terms"`
+}
+
+// updateSubscription overrides one subscription's terms (a loyal customer's
+// longer grace period); the plan is unchanged.
+func (s *apiServer) updateSubscription(w http.ResponseWriter, r *http.Request) {
+	id, err := parseSubID(r)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	var req updateSubRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	if req.Terms == nil {
+		s.writeErr(w, badField("terms", "is required"))
+		return
+	}
+	now := s.now()
+	var sub *store.ReceiverSubscription
+	err = s.db.Update(r.Context(), func(tx store.ReceiverTx) error {
+		var err error
+		sub, err = tx.Subscription(id)
+		if errors.Is(err, store.ErrNotFound) {
+			return notFound("subscription")
+		}
+		if err != nil {
+			return err
+		}
+		if err := req.Terms.apply(&sub.Terms, nil); err != nil {
+			return err
+		}
+		sub.UpdatedAt = now
+		if err := tx.PutSubscription(sub); err != nil {
+			return err
+		}
+		return core.AppendEvent(tx, store.EventSubscriptionUpdated, sub,
+			nil, "", now)
+	})
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	s.notify()
+	common.WriteJSON(w, http.StatusOK, core.NewSubscriptionView(sub, now))
+}
+
+func (s *apiServer) listPayments(w http.ResponseWriter, r *http.Request) {
+	id, err := parseSubID(r)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	q := r.URL.Query()
+	limit, err := parseLimit(q.Get("limit"))
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	var after uint64
+	if a := q.Get("after_sequence"); a != "" {
+		if after, err = strconv.ParseUint(a, 10, 64); err != nil {
+			s.writeErr(w, badField("after_sequence", "must be a number"))
+			return
+		}
+	}
+	if _, err := s.loadSub(r.Context(), id); err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	pays := []core.PaymentView{}
+	err = s.db.View(r.Context(), func(tx store.ReceiverTx) error {
+		pays = pays[:0]
+		return tx.ForEachPayment(id, after, func(p *store.Payment) error {
+			pays = append(pays, core.NewPaymentView(p))
+			if len(pays) >= limit {
+				return store.ErrStop
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	common.WriteJSON(w, http.StatusOK, map[string]any{"payments": pays})
+}
+
+func (s *apiServer) getPayment(w http.ResponseWriter, r *http.Request) {
+	raw, err := hex.DecodeString(r.PathValue("hash"))
+	if err != nil || len(raw) != 32 {
+		s.writeErr(w, badField("hash", "payment hash must be 64 hex "+
+			"characters"))
+		return
+	}
+	var p *store.Payment
+	err = s.db.View(r.Context(), func(tx store.ReceiverTx) error {
+		var err error
+		p, err = tx.Payment(store.Hash(raw))
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		err = notFound("payment")
+	}
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	common.WriteJSON(w, http.StatusOK, core.NewPaymentView(p))
+}
+
+// eventView is an event with its delivery state, as the API shows it.
+type eventView struct {
+	ID             uint64          `json:"id"`
+	Type           string          `json:"type"`
+	SubscriptionID string          `json:"subscription_id,omitempty"`
+	CreatedAt      time.Time       `json:"created_at"`
+	Delivered      bool            `json:"delivered"`
+	Attempts       uint32          `json:"attempts"`
+	LastError      string          `json:"last_error,omitempty"`
+	NextAttempt    *time.Time      `json:"next_attempt,omitempty"`
+	Data           json.RawMessage `json:"data"`
+}
+
+func newEventView(ev *store.Event) eventView {
+	v := eventView{
+		ID:        uint64(ev.ID),
+		Type:      ev.Type.String(),
+		CreatedAt: ev.CreatedAt.UTC(),
+		Delivered: ev.Delivered,
+		Attempts:  ev.Attempts,
+		LastError: ev.LastError,
+		Data:      ev.Payload,
+	}
+	if !ev.SubID.IsZero() {
+		v.SubscriptionID = ev.SubID.String()
+	}
+	if !ev.Delivered && ev.Attempts > 0 {
+		t := ev.NextAttempt.UTC()
+		v.NextAttempt = &t
+	}
+	return v
+}
+
+// listEvents lists events after an id; pending=true lists only those not
+// yet delivered (the failures a provider should look at).
+func (s *apiServer) listEvents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, err := parseLimit(q.Get("limit"))
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	var after uint64
+	if a := q.Get("after"); a != "" {
+		if after, err = strconv.ParseUint(a, 10, 64); err != nil {
+			s.writeErr(w, badField("after", "must be an event id"))
+			return
+		}
+	}
+	pendingOnly := false
+	if p := q.Get("pending"); p != "" {
+		if pendingOnly, err = strconv.ParseBool(p); err != nil {
+			s.writeErr(w, badField("pending", "must be true or false"))
+			return
+		}
+	}
+	evs := []eventView{}
+	err = s.db.View(r.Context(), func(tx store.ReceiverTx) error {
+		evs = evs[:0]
+		if pendingOnly {
+			return tx.ForEachPendingEvent(store.EventID(after),
+				func(ev *store.Event) error {
+					evs = append(evs, newEventView(ev))
+					if len(evs) >= limit {
+						return store.ErrStop
+					}
+					return nil
+				})
+		}
+		for id := after + 1; len(evs) < limit; id++ {
+			ev, err := tx.Event(store.EventID(id))
+			if errors.Is(err, store.ErrNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			evs = append(evs, newEventView(ev))
+		}
+		return nil
+	})
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	common.WriteJSON(w, http.StatusOK, map[string]any{"events": evs})
+}
+
+func (s *apiServer) getHealth(w http.ResponseWriter, r *http.Request) {
+	common.WriteJSON(w, http.StatusOK, s.health())
+}

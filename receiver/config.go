@@ -1,0 +1,161 @@
+// Package receiver is the satstream-receiver daemon: it follows the
+// provider's lnd, credits satstream keysend payments as paid time (package
+// core), serves the provider's REST API and metrics, and delivers webhooks.
+package receiver
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/satstream/satstream/common"
+)
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = errors.New("invalid configuration")
+
+const (
+	defaultConfigName = "receiver.conf"
+	defaultAPIListen  = "127.0.0.1:7321"
+	defaultMetrics    = "127.0.0.1:9731"
+)
+
+// APIConfig configures the provider-facing REST API.
+type APIConfig struct {
+	Listen   string   `long:"listen" description:"host:port of the REST API (TLS)"`
+	TLSCert  string   `long:"tlscertpath" description:"API TLS certificate (created on first start)"`
+	TLSKey   string   `long:"tlskeypath" description:"API TLS key (created on first start)"`
+	ExtraIPs []string `long:"tlsextradomain" description:"Extra host name or IP for the generated certificate (repeatable)"`
+}
+
+// WebhookConfig configures event delivery.
+type WebhookConfig struct {
+	URLs           []string      `long:"url" description:"Webhook URL events are POSTed to (repeatable)"`
+	Secret         string        `long:"secret" description:"HMAC secret for the Satstream-Signature header (default: generated into <datadir>/webhook.secret)"`
+	InitialBackoff time.Duration `long:"initialbackoff" description:"First retry delay"`
+	MaxBackoff     time.Duration `long:"maxbackoff" description:"Longest retry delay"`
+	Timeout        time.Duration `long:"timeout" description:"Timeout of one delivery"`
+}
+
+// Config is the whole daemon configuration.
+type Config struct {
+	ConfigFile string `long:"configfile" description:"Path to the config file"`
+	DataDir    string `long:"datadir" description:"Directory for the ledger, TLS cert and tokens"`
+	Network    string `long:"network" description:"Bitcoin network of lnd" choice:"mainnet" choice:"testnet" choice:"signet" choice:"regtest" choice:"simnet"`
+	DebugLevel string `long:"debuglevel" description:"Log level for all subsystems, or a list like info,RCVR=debug"`
+
+	MetricsListen  string        `long:"metrics.listen" description:"host:port for Prometheus /metrics (plain HTTP); empty disables"`
+	ExpiryInterval time.Duration `long:"expiryinterval" description:"How often subscriptions are checked for the end of paid time"`
+	SeqWindow      uint64        `long:"seqwindow" description:"How far below the highest credited sequence a late payment is still accepted"`
+
+	Lnd     common.LndConfig `group:"lnd" namespace:"lnd"`
+	API     APIConfig        `group:"api" namespace:"api"`
+	Webhook WebhookConfig    `group:"webhook" namespace:"webhook"`
+}
+
+// DefaultConfig returns every default.
+func DefaultConfig() *Config {
+	dir := defaultDataDir()
+	return &Config{
+		ConfigFile:     filepath.Join(dir, defaultConfigName),
+		DataDir:        dir,
+		Network:        "mainnet",
+		DebugLevel:     "info",
+		MetricsListen:  defaultMetrics,
+		ExpiryInterval: time.Second,
+		SeqWindow:      1024,
+		Lnd:            common.DefaultLndConfig(),
+		API:            APIConfig{Listen: defaultAPIListen},
+		Webhook: WebhookConfig{
+			InitialBackoff: 5 * time.Second,
+			MaxBackoff:     time.Hour,
+			Timeout:        10 * time.Second,
+		},
+	}
+}
+
+func defaultDataDir() string {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		home = "."
+	}
+	return filepath.Join(home, ".satstream", "receiver")
+}
+
+// Validate checks the configuration and fills in paths derived from the
+// data directory. Errors name the option.
+func (c *Config) Validate() error {
+	c.DataDir = expandHome(c.DataDir)
+	c.ConfigFile = expandHome(c.ConfigFile)
+	if c.DataDir == "" {
+		return fmt.Errorf("%w: --datadir is empty", ErrConfig)
+	}
+	switch c.Network {
+	case "mainnet", "testnet", "signet", "regtest", "simnet":
+	default:
+		return fmt.Errorf("%w: --network %q is not one of mainnet, "+
+			"testnet, signet, regtest, simnet", ErrConfig, c.Network)
+	}
+	c.Lnd.TLSPath = expandHome(c.Lnd.TLSPath)
+	c.Lnd.MacaroonPath = expandHome(c.Lnd.MacaroonPath)
+	if err := c.Lnd.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if _, _, err := net.SplitHostPort(c.API.Listen); err != nil {
+		return fmt.Errorf("%w: --api.listen %q: %v", ErrConfig,
+			c.API.Listen, err)
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			return fmt.Errorf("%w: --metrics.listen %q: %v",
+				ErrConfig, c.MetricsListen, err)
+		}
+	}
+	if c.API.TLSCert == "" {
+		c.API.TLSCert = filepath.Join(c.DataDir, "tls.cert")
+	}
+	if c.API.TLSKey == "" {
+		c.API.TLSKey = filepath.Join(c.DataDir, "tls.key")
+	}
+	if c.ExpiryInterval <= 0 {
+		return fmt.Errorf("%w: --expiryinterval must be positive, got %v",
+			ErrConfig, c.ExpiryInterval)
+	}
+	if c.SeqWindow < 1 {
+		return fmt.Errorf("%w: --seqwindow must be at least 1", ErrConfig)
+	}
+	for _, u := range c.Webhook.URLs {
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") ||
+			pu.Host == "" {
+
+			return fmt.Errorf("%w: --webhook.url %q is not an http(s) "+
+				"URL", ErrConfig, u)
+		}
+	}
+	if c.Webhook.InitialBackoff <= 0 || c.Webhook.MaxBackoff <
+		c.Webhook.InitialBackoff {
+
+		return fmt.Errorf("%w: --webhook.initialbackoff must be positive "+
+			"and at most --webhook.maxbackoff", ErrConfig)
+	}
+	if c.Webhook.Timeout <= 0 {
+		return fmt.Errorf("%w: --webhook.timeout must be positive",
+			ErrConfig)
+	}
+	return nil
+}
+
+func expandHome(p string) string {
+	if p == "~" || strings.HasPrefix(p, "~/") {
+		if home, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(home, strings.TrimPrefix(p, "~"))
+		}
+	}
+	return p
+}

@@ -1,0 +1,144 @@
+package core
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"time"
+
+	"github.com/satstream/satstream/store"
+)
+
+// TermsView is the JSON form of store.Terms used by the API and webhooks.
+type TermsView struct {
+	PriceMsatPerSec uint64 `json:"price_msat_per_sec"`
+	MinPaymentMsat  uint64 `json:"min_payment_msat"`
+	IncrementMsat   uint64 `json:"increment_msat,omitempty"`
+	GracePeriodSec  uint64 `json:"grace_period_sec"`
+	MaxPrepaySec    uint64 `json:"max_prepay_sec"`
+}
+
+// NewTermsView converts stored terms to their JSON form.
+func NewTermsView(t store.Terms) TermsView {
+	return TermsView{
+		PriceMsatPerSec: uint64(t.RatePerSecond),
+		MinPaymentMsat:  uint64(t.MinPayment),
+		IncrementMsat:   uint64(t.Increment),
+		GracePeriodSec:  uint64(t.Grace / time.Second),
+		MaxPrepaySec:    uint64(t.MaxPrepay / time.Second),
+	}
+}
+
+// SubscriptionView is the JSON form of a subscription.
+type SubscriptionView struct {
+	ID            string     `json:"id"`
+	PlanID        string     `json:"plan_id"`
+	State         string     `json:"state"`
+	Paid          bool       `json:"paid"`
+	PaidUntil     *time.Time `json:"paid_until,omitempty"`
+	GraceUntil    *time.Time `json:"grace_until,omitempty"`
+	Terms         TermsView  `json:"terms"`
+	RemainderMsat uint64     `json:"remainder_msat"`
+	LastSequence  uint64     `json:"last_sequence"`
+	TotalPaidMsat uint64     `json:"total_paid_msat"`
+	TotalSeconds  uint64     `json:"total_seconds"`
+	Payments      uint64     `json:"payments"`
+	CreatedAt     time.Time  `json:"created_at"`
+	UpdatedAt     time.Time  `json:"updated_at"`
+}
+
+// NewSubscriptionView renders sub as seen at now.
+func NewSubscriptionView(sub *store.ReceiverSubscription, now time.Time) SubscriptionView {
+	v := SubscriptionView{
+		ID:            sub.ID.String(),
+		PlanID:        string(sub.PlanID),
+		State:         sub.State.String(),
+		Paid:          Paid(sub, now),
+		Terms:         NewTermsView(sub.Terms),
+		RemainderMsat: uint64(sub.Remainder),
+		LastSequence:  sub.LastSeq,
+		TotalPaidMsat: uint64(sub.TotalPaid),
+		TotalSeconds:  sub.TotalSeconds,
+		Payments:      sub.Payments,
+		CreatedAt:     sub.CreatedAt.UTC(),
+		UpdatedAt:     sub.UpdatedAt.UTC(),
+	}
+	if !sub.PaidUntil.IsZero() {
+		pu := sub.PaidUntil.UTC()
+		gu := pu.Add(sub.Terms.Grace)
+		v.PaidUntil, v.GraceUntil = &pu, &gu
+	}
+	return v
+}
+
+// PaymentView is the JSON form of a ledger entry.
+type PaymentView struct {
+	Hash           string    `json:"payment_hash"`
+	SubscriptionID string    `json:"subscription_id,omitempty"`
+	Sequence       uint64    `json:"sequence"`
+	AmountMsat     uint64    `json:"amount_msat"`
+	Seconds        uint64    `json:"seconds"`
+	State          string    `json:"state"`
+	Reason         string    `json:"reason,omitempty"`
+	Settled        bool      `json:"settled"`
+	ReceivedAt     time.Time `json:"received_at"`
+}
+
+// NewPaymentView renders a ledger entry.
+func NewPaymentView(p *store.Payment) PaymentView {
+	v := PaymentView{
+		Hash:       hex.EncodeToString(p.Hash[:]),
+		Sequence:   p.Seq,
+		AmountMsat: uint64(p.Amount),
+		Seconds:    p.Seconds,
+		State:      p.State.String(),
+		Reason:     p.Reason,
+		Settled:    p.SettleIndex != 0,
+		ReceivedAt: p.ReceivedAt.UTC(),
+	}
+	if !p.SubID.IsZero() {
+		v.SubscriptionID = p.SubID.String()
+	}
+	return v
+}
+
+// eventPayload is the data part of an event: the subscription after the
+// change and, for payment events, the payment.
+type eventPayload struct {
+	Subscription *SubscriptionView `json:"subscription,omitempty"`
+	Payment      *PaymentView      `json:"payment,omitempty"`
+	Reason       string            `json:"reason,omitempty"`
+}
+
+// AppendEvent queues an event of type typ about sub (and p, if not nil) in
+// tx, so the event is committed with the change it reports.
+func AppendEvent(tx store.ReceiverTx, typ store.EventType,
+	sub *store.ReceiverSubscription, p *store.Payment, reason string,
+	now time.Time) error {
+
+	var pl eventPayload
+	var subID store.SubID
+	if sub != nil {
+		v := NewSubscriptionView(sub, now)
+		pl.Subscription = &v
+		subID = sub.ID
+	}
+	if p != nil {
+		v := NewPaymentView(p)
+		pl.Payment = &v
+		if subID.IsZero() {
+			subID = p.SubID
+		}
+	}
+	pl.Reason = reason
+	body, err := json.Marshal(pl)
+	if err != nil {
+		return err
+	}
+	return tx.AppendEvent(&store.Event{
+		SubID:       subID,
+		Type:        typ,
+		Payload:     body,
+		CreatedAt:   now,
+		NextAttempt: now,
+	})
+}

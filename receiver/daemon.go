@@ -1,0 +1,499 @@
+package receiver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/btcsuite/btclog/v2"
+	flags "github.com/jessevdk/go-flags"
+	"github.com/lightningnetwork/lnd/routing/route"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/satstream/satstream/common"
+	"github.com/satstream/satstream/receiver/core"
+	"github.com/satstream/satstream/receiver/webhook"
+	"github.com/satstream/satstream/store"
+)
+
+// storeLogOnce guards store.UseLogger, a process-wide setting that must
+// not change while a store is open.
+var storeLogOnce sync.Once
+
+// ErrAlreadyStarted is returned by a second Start.
+var ErrAlreadyStarted = errors.New("receiver already started")
+
+// Daemon is a running satstream-receiver.
+type Daemon struct {
+	cfg  *Config
+	logs *common.LogManager
+	log  btclog.Logger
+
+	db      *store.DB
+	metrics *metrics
+	hooks   *webhook.Dispatcher
+
+	started atomic.Bool
+	stopped sync.Once
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	errs    chan error
+
+	apiLn      net.Listener
+	apiSrv     *http.Server
+	metricsLn  net.Listener
+	metricsSrv *http.Server
+
+	node         atomic.Pointer[route.Vertex]
+	lndConnected atomic.Bool
+	autoSettle   atomic.Bool
+}
+
+// New prepares a daemon from a configuration (validated here).
+func New(cfg *Config, logs *common.LogManager) (*Daemon, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logs == nil {
+		logs = common.NewLogManager(os.Stdout)
+	}
+	for _, t := range []string{tagDaemon, tagInvoices, tagWebhook, tagAPI,
+		tagStore, tagLnd} {
+		logs.Logger(t)
+	}
+	if err := logs.SetLevels(cfg.DebugLevel); err != nil {
+		return nil, fmt.Errorf("%w: --%v", ErrConfig, err)
+	}
+	// The store's logger is process-wide: the first daemon's wins.
+	storeLogOnce.Do(func() { store.UseLogger(logs.Logger(tagStore)) })
+	return &Daemon{
+		cfg:     cfg,
+		logs:    logs,
+		log:     logs.Logger(tagDaemon),
+		metrics: newMetrics(),
+		errs:    make(chan error, 1),
+	}, nil
+}
+
+// APIAddr is the address the API actually listens on.
+func (d *Daemon) APIAddr() string {
+	if d.apiLn == nil {
+		return ""
+	}
+	return d.apiLn.Addr().String()
+}
+
+// MetricsAddr is the address /metrics listens on ("" if disabled).
+func (d *Daemon) MetricsAddr() string {
+	if d.metricsLn == nil {
+		return ""
+	}
+	return d.metricsLn.Addr().String()
+}
+
+// Err delivers the first fatal error of a running daemon.
+func (d *Daemon) Err() <-chan error { return d.errs }
+
+// fatal reports err once.
+func (d *Daemon) fatal(err error) {
+	select {
+	case d.errs <- err:
+	default:
+	}
+}
+
+// Start opens the ledger, starts the API and metrics listeners and the
+// background work (lnd pipeline, expiry, webhooks). It returns once the
+// listeners are bound; lnd is connected in the background, with backoff.
+func (d *Daemon) Start(ctx context.Context) (err error) {
+	if !d.started.CompareAndSwap(false, true) {
+		return ErrAlreadyStarted
+	}
+	defer func() {
+		if err != nil {
+			d.closeAll()
+		}
+	}()
+	if err := os.MkdirAll(d.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create --datadir: %w", err)
+	}
+	d.db, err = store.Open(ctx, filepath.Join(d.cfg.DataDir, "ledger"),
+		store.DefaultOptions())
+	if err != nil {
+		return fmt.Errorf("open ledger: %w", err)
+	}
+	tokens, err := common.LoadOrCreateTokens(d.cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("API tokens: %w", err)
+	}
+	host, _, _ := net.SplitHostPort(d.cfg.API.Listen)
+	tlsConf, err := common.LoadOrCreateTLS(d.cfg.API.TLSCert,
+		d.cfg.API.TLSKey, append([]string{host}, d.cfg.API.ExtraIPs...))
+	if err != nil {
+		return err
+	}
+	secret, err := d.webhookSecret()
+	if err != nil {
+		return err
+	}
+
+	rs := d.db.Receiver()
+	api := &apiServer{
+		db:     rs,
+		log:    d.logs.Logger(tagAPI),
+		now:    time.Now,
+		tokens: tokens,
+		node: func() (route.Vertex, bool) {
+			v := d.node.Load()
+			if v == nil {
+				return route.Vertex{}, false
+			}
+			return *v, true
+		},
+		health: d.health,
+		notify: d.notifyEvents,
+	}
+	d.apiLn, err = net.Listen("tcp", d.cfg.API.Listen)
+	if err != nil {
+		return fmt.Errorf("--api.listen %s: %w", d.cfg.API.Listen, err)
+	}
+	d.apiSrv = &http.Server{
+		Handler:           api.handler(),
+		TLSConfig:         tlsConf,
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	if d.cfg.MetricsListen != "" {
+		d.metricsLn, err = net.Listen("tcp", d.cfg.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("--metrics.listen %s: %w",
+				d.cfg.MetricsListen, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(d.metrics.reg,
+			promhttp.HandlerOpts{}))
+		d.metricsSrv = &http.Server{Handler: mux,
+			ReadHeaderTimeout: 10 * time.Second}
+	}
+
+	if len(d.cfg.Webhook.URLs) > 0 {
+		d.hooks = webhook.New(webhook.Config{
+			Store:          rs,
+			URLs:           d.cfg.Webhook.URLs,
+			Secret:         secret,
+			Client:         &http.Client{Timeout: d.cfg.Webhook.Timeout},
+			Log:            d.logs.Logger(tagWebhook),
+			InitialBackoff: d.cfg.Webhook.InitialBackoff,
+			MaxBackoff:     d.cfg.Webhook.MaxBackoff,
+			OnResult: func(ok bool) {
+				if ok {
+					d.metrics.webhookOK.Inc()
+				} else {
+					d.metrics.webhookFail.Inc()
+				}
+			},
+		})
+	}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	d.goRun(func() {
+		err := d.apiSrv.ServeTLS(d.apiLn, "", "")
+		if !errors.Is(err, http.ErrServerClosed) {
+			d.fatal(fmt.Errorf("API server: %w", err))
+		}
+	})
+	if d.metricsSrv != nil {
+		d.goRun(func() {
+			err := d.metricsSrv.Serve(d.metricsLn)
+			if !errors.Is(err, http.ErrServerClosed) {
+				d.fatal(fmt.Errorf("metrics server: %w", err))
+			}
+		})
+	}
+	d.goRun(func() { d.lndLoop(runCtx) })
+	d.goRun(func() { d.expiryLoop(runCtx) })
+	d.goRun(func() { d.metricsLoop(runCtx) })
+	if d.hooks != nil {
+		d.goRun(func() { _ = d.hooks.Run(runCtx) })
+	}
+	d.log.Infof("satstream-receiver started: API https://%s, data in %s",
+		d.APIAddr(), d.cfg.DataDir)
+	d.log.Infof("lnd must run with --accept-keysend and " +
+		"--keysend-hold-time (e.g. 30s) so payments that can't be " +
+		"credited are refused instead of kept")
+	return nil
+}
+
+func (d *Daemon) goRun(f func()) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		f()
+	}()
+}
+
+// Stop shuts everything down and closes the ledger after every goroutine
+// that uses it has returned. It is safe to call more than once.
+func (d *Daemon) Stop() error {
+	var err error
+	d.stopped.Do(func() {
+		if d.cancel != nil {
+			d.cancel()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(),
+			5*time.Second)
+		defer cancel()
+		if d.apiSrv != nil {
+			_ = d.apiSrv.Shutdown(ctx)
+		}
+		if d.metricsSrv != nil {
+			_ = d.metricsSrv.Shutdown(ctx)
+		}
+		d.wg.Wait()
+		err = d.closeAll()
+		d.log.Infof("satstream-receiver stopped")
+	})
+	return err
+}
+
+// closeAll releases what Start opened.
+func (d *Daemon) closeAll() error {
+	if d.apiSrv == nil && d.apiLn != nil {
+		d.apiLn.Close()
+	}
+	if d.metricsSrv == nil && d.metricsLn != nil {
+		d.metricsLn.Close()
+	}
+	if d.db != nil {
+		err := d.db.Close()
+		d.db = nil
+		return err
+	}
+	return nil
+}
+
+// webhookSecret returns the configured secret or the one generated in the
+// data directory on first start.
+func (d *Daemon) webhookSecret() ([]byte, error) {
+	if d.cfg.Webhook.Secret != "" {
+		return []byte(d.cfg.Webhook.Secret), nil
+	}
+	path := filepath.Join(d.cfg.DataDir, "webhook.secret")
+	data, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		var b [32]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, err
+		}
+		s := "whsec_" + hex.EncodeToString(b[:])
+		if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
+			return nil, fmt.Errorf("write %s: %w", path, err)
+		}
+		return []byte(s), nil
+	case err != nil:
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return []byte(strings.TrimSpace(string(data))), nil
+}
+
+// notifyEvents wakes the webhook dispatcher.
+func (d *Daemon) notifyEvents() {
+	if d.hooks != nil {
+		d.hooks.Notify()
+	}
+}
+
+// lndLoop connects to lnd and runs the payment pipeline, reconnecting with
+// backoff whenever lnd goes away.
+func (d *Daemon) lndLoop(ctx context.Context) {
+	lndLog := d.logs.Logger(tagLnd)
+	delay := time.Second
+	for {
+		services, err := common.ConnectLnd(ctx, d.cfg.Lnd, d.cfg.Network,
+			lndLog)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			d.log.Errorf("cannot use lnd: %v", err)
+			d.fatal(err)
+			return
+		}
+		node := services.NodePubkey
+		d.node.Store(&node)
+		d.lndConnected.Store(true)
+
+		pipe := core.NewPipeline(core.PipelineConfig{
+			Store:     d.db.Receiver(),
+			Source:    &lndSource{lnd: &services.LndServices},
+			Log:       d.logs.Logger(tagInvoices),
+			Window:    d.cfg.SeqWindow,
+			OnOutcome: d.metrics.outcome,
+			OnReversed: func(core.Outcome) {
+				d.metrics.reversed.Inc()
+			},
+			OnEvents:  d.notifyEvents,
+			CrashHook: crashHook(),
+		})
+		start := time.Now()
+		err = pipe.Run(ctx)
+		if pipe.AutoSettleDetected() {
+			d.autoSettle.Store(true)
+		}
+		d.lndConnected.Store(false)
+		services.Close()
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > time.Minute {
+			delay = time.Second
+		}
+		d.log.Warnf("lost lnd (%v); reconnecting in %v", err, delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		if delay *= 2; delay > 30*time.Second {
+			delay = 30 * time.Second
+		}
+	}
+}
+
+// expiryLoop moves subscriptions whose paid time is over to past due and
+// expired, found through the paid-until index.
+func (d *Daemon) expiryLoop(ctx context.Context) {
+	t := time.NewTicker(d.cfg.ExpiryInterval)
+	defer t.Stop()
+	rs := d.db.Receiver()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		var ids []store.SubID
+		err := rs.View(ctx, func(tx store.ReceiverTx) error {
+			var err error
+			ids, err = core.DueSubscriptions(tx, now, 1000)
+			return err
+		})
+		if err != nil {
+			if ctx.Err() == nil {
+				d.log.Errorf("expiry scan: %v", err)
+			}
+			continue
+		}
+		changed := false
+		for _, id := range ids {
+			err := rs.Update(ctx, func(tx store.ReceiverTx) error {
+				sub, err := tx.Subscription(id)
+				if err != nil {
+					return err
+				}
+				ok, err := core.Age(tx, sub, now)
+				if ok {
+					changed = true
+					d.log.Infof("subscription %v is now %v", id,
+						sub.State)
+				}
+				return err
+			})
+			if err != nil && ctx.Err() == nil {
+				d.log.Errorf("ageing subscription %v: %v", id, err)
+			}
+		}
+		if changed {
+			d.notifyEvents()
+		}
+	}
+}
+
+// metricsLoop refreshes the gauges that come from the store.
+func (d *Daemon) metricsLoop(ctx context.Context) {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		if err := d.metrics.refresh(ctx, d.db.Receiver()); err != nil &&
+			ctx.Err() == nil {
+			d.log.Warnf("refresh metrics: %v", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// health is the body of GET /v1/health.
+func (d *Daemon) health() map[string]any {
+	h := map[string]any{
+		"status":                     "ok",
+		"lnd_connected":              d.lndConnected.Load(),
+		"lnd_settles_keysend_itself": d.autoSettle.Load(),
+	}
+	if v := d.node.Load(); v != nil {
+		h["node_pubkey"] = v.String()
+	}
+	if !d.lndConnected.Load() {
+		h["status"] = "degraded"
+	}
+	return h
+}
+
+// Main is the satstream-receiver program: parse options, run until SIGINT
+// or SIGTERM, shut down cleanly.
+func Main(args []string) error {
+	cfg := DefaultConfig()
+	defaultFile := cfg.ConfigFile
+
+	// A --datadir given on the command line moves the default config file
+	// into it.
+	pre := DefaultConfig()
+	if _, err := flags.NewParser(pre, flags.IgnoreUnknown).ParseArgs(args); err == nil &&
+		pre.ConfigFile == defaultFile && pre.DataDir != cfg.DataDir {
+		defaultFile = filepath.Join(expandHome(pre.DataDir), defaultConfigName)
+		cfg.ConfigFile = defaultFile
+	}
+	if err := common.LoadConfig(cfg, args, &cfg.ConfigFile, defaultFile); err != nil {
+		if errors.Is(err, common.ErrHelp) {
+			return nil
+		}
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+
+	d, err := New(cfg, common.NewLogManager(os.Stdout))
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt,
+		syscall.SIGTERM)
+	defer stop()
+	if err := d.Start(ctx); err != nil {
+		return err
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+		d.log.Infof("signal received, shutting down")
+	case runErr = <-d.Err():
+	}
+	if err := d.Stop(); err != nil && runErr == nil {
+		runErr = err
+	}
+	return runErr
+}

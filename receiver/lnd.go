@@ -1,0 +1,191 @@
+package receiver
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/lightninglabs/lndclient"
+	"github.com/lightningnetwork/lnd/invoices"
+	"github.com/lightningnetwork/lnd/lnrpc"
+	"github.com/lightningnetwork/lnd/lntypes"
+	"github.com/lightningnetwork/lnd/lnwire"
+	"github.com/satstream/satstream/receiver/core"
+)
+
+// lndSource adapts lndclient to core.InvoiceSource.
+type lndSource struct {
+	lnd *lndclient.LndServices
+}
+
+var _ core.InvoiceSource = (*lndSource)(nil)
+
+// fromClient converts an lndclient invoice.
+func fromClient(inv *lndclient.Invoice) *core.Invoice {
+	out := &core.Invoice{
+		Hash:        inv.Hash,
+		Preimage:    inv.Preimage,
+		State:       inv.State,
+		IsKeysend:   inv.IsKeysend,
+		Amount:      inv.AmountPaid,
+		AddIndex:    inv.AddIndex,
+		SettleIndex: inv.SettleIndex,
+	}
+	var sum lnwire.MilliSatoshi
+	for _, h := range inv.Htlcs {
+		if h.State == lnrpc.InvoiceHTLCState_CANCELED {
+			continue
+		}
+		sum += h.Amount
+		if out.Custom == nil {
+			out.Custom = h.CustomRecords
+			out.AcceptTime = h.AcceptTime
+		}
+	}
+	if sum > 0 {
+		out.Amount = sum
+	}
+	return out
+}
+
+// fromRPC converts a raw lnrpc invoice (used where lndclient offers no
+// wrapper, e.g. listing only pending invoices).
+func fromRPC(inv *lnrpc.Invoice) (*core.Invoice, error) {
+	hash, err := lntypes.MakeHash(inv.RHash)
+	if err != nil {
+		return nil, fmt.Errorf("invoice hash: %w", err)
+	}
+	out := &core.Invoice{
+		Hash:        hash,
+		IsKeysend:   inv.IsKeysend,
+		Amount:      lnwire.MilliSatoshi(inv.AmtPaidMsat),
+		AddIndex:    inv.AddIndex,
+		SettleIndex: inv.SettleIndex,
+	}
+	switch inv.State {
+	case lnrpc.Invoice_OPEN:
+		out.State = invoices.ContractOpen
+	case lnrpc.Invoice_ACCEPTED:
+		out.State = invoices.ContractAccepted
+	case lnrpc.Invoice_SETTLED:
+		out.State = invoices.ContractSettled
+	case lnrpc.Invoice_CANCELED:
+		out.State = invoices.ContractCanceled
+	}
+	return out, nil
+}
+
+// SubscribeInvoices implements core.InvoiceSource.
+func (s *lndSource) SubscribeInvoices(ctx context.Context, addIndex,
+	settleIndex uint64) (<-chan *core.Invoice, <-chan error, error) {
+
+	in, errs, err := s.lnd.Client.SubscribeInvoices(ctx,
+		lndclient.InvoiceSubscriptionRequest{
+			AddIndex: addIndex, SettleIndex: settleIndex,
+		})
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make(chan *core.Invoice)
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case inv, ok := <-in:
+				if !ok {
+					return
+				}
+				select {
+				case out <- fromClient(inv):
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, errs, nil
+}
+
+// SubscribeSingleInvoice implements core.InvoiceSource.
+func (s *lndSource) SubscribeSingleInvoice(ctx context.Context,
+	hash lntypes.Hash) (<-chan *core.Invoice, <-chan error, error) {
+
+	in, errs, err := s.lnd.Invoices.SubscribeSingleInvoice(ctx, hash)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make(chan *core.Invoice)
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case u, ok := <-in:
+				if !ok {
+					return
+				}
+				select {
+				case out <- fromClient(&u.Invoice):
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, errs, nil
+}
+
+// LookupInvoice implements core.InvoiceSource.
+func (s *lndSource) LookupInvoice(ctx context.Context,
+	hash lntypes.Hash) (*core.Invoice, error) {
+
+	inv, err := s.lnd.Client.LookupInvoice(ctx, hash)
+	if err != nil {
+		return nil, err
+	}
+	return fromClient(inv), nil
+}
+
+// ListPendingInvoices implements core.InvoiceSource.
+func (s *lndSource) ListPendingInvoices(ctx context.Context) ([]*core.Invoice, error) {
+	var (
+		out    []*core.Invoice
+		offset uint64
+	)
+	for {
+		rctx, timeout, raw := s.lnd.Client.RawClientWithMacAuth(ctx)
+		rctx, cancel := context.WithTimeout(rctx, timeout)
+		resp, err := raw.ListInvoices(rctx, &lnrpc.ListInvoiceRequest{
+			PendingOnly:    true,
+			IndexOffset:    offset,
+			NumMaxInvoices: 500,
+		})
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		for _, inv := range resp.Invoices {
+			ci, err := fromRPC(inv)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ci)
+		}
+		if len(resp.Invoices) == 0 || resp.LastIndexOffset <= offset {
+			return out, nil
+		}
+		offset = resp.LastIndexOffset
+	}
+}
+
+// SettleInvoice implements core.InvoiceSource.
+func (s *lndSource) SettleInvoice(ctx context.Context, pre lntypes.Preimage) error {
+	return s.lnd.Invoices.SettleInvoice(ctx, pre)
+}
+
+// CancelInvoice implements core.InvoiceSource.
+func (s *lndSource) CancelInvoice(ctx context.Context, hash lntypes.Hash) error {
+	return s.lnd.Invoices.CancelInvoice(ctx, hash)
+}

@@ -1,0 +1,137 @@
+package receiver
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/satstream/satstream/receiver/core"
+	"github.com/satstream/satstream/store"
+)
+
+// metrics are the daemon's Prometheus collectors, in a registry of its own
+// so several daemons can live in one process (tests).
+type metrics struct {
+	reg *prometheus.Registry
+
+	settled      prometheus.Counter
+	refused      *prometheus.CounterVec
+	unclaimed    prometheus.Counter
+	reversed     prometheus.Counter
+	credited     prometheus.Counter
+	notOurs      prometheus.Counter
+	decision     prometheus.Histogram
+	webhookOK    prometheus.Counter
+	webhookFail  prometheus.Counter
+	subsByState  *prometheus.GaugeVec
+	eventsQueued prometheus.Gauge
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		settled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "satstream_receiver_payments_settled_total",
+			Help: "Satstream payments credited and settled.",
+		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "satstream_receiver_payments_refused_total",
+			Help: "Satstream payments refused, by reason.",
+		}, []string{"reason"}),
+		unclaimed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "satstream_receiver_payments_unclaimed_total",
+			Help: "Payments lnd settled on its own that could not be credited.",
+		}),
+		reversed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "satstream_receiver_credits_reversed_total",
+			Help: "Credits taken back because lnd cancelled the HTLC first.",
+		}),
+		credited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "satstream_receiver_credited_msat_total",
+			Help: "Millisatoshi credited as paid time.",
+		}),
+		notOurs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "satstream_receiver_foreign_keysend_total",
+			Help: "Keysend payments without satstream records, left alone.",
+		}),
+		decision: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "satstream_receiver_decision_seconds",
+			Help:    "Time from HTLC accepted by lnd to settle or refuse.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}),
+		webhookOK: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "satstream_receiver_webhook_deliveries_total",
+			Help: "Successful webhook deliveries.",
+		}),
+		webhookFail: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "satstream_receiver_webhook_failures_total",
+			Help: "Failed webhook delivery attempts.",
+		}),
+		subsByState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "satstream_receiver_subscriptions",
+			Help: "Subscriptions by state.",
+		}, []string{"state"}),
+		eventsQueued: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "satstream_receiver_events_pending",
+			Help: "Events not yet delivered to every webhook.",
+		}),
+	}
+	for _, r := range core.Reasons {
+		m.refused.WithLabelValues(string(r))
+	}
+	m.reg.MustRegister(m.settled, m.refused, m.unclaimed, m.reversed,
+		m.credited, m.notOurs, m.decision, m.webhookOK, m.webhookFail,
+		m.subsByState, m.eventsQueued)
+	return m
+}
+
+// outcome counts one committed decision.
+func (m *metrics) outcome(out core.Outcome, latency time.Duration) {
+	switch {
+	case out.NotOurs:
+		m.notOurs.Inc()
+	case out.Duplicate:
+	case out.Credited:
+		m.settled.Inc()
+		m.credited.Add(float64(out.Amount))
+	case out.Unclaimed:
+		m.unclaimed.Inc()
+	case out.Reason != "":
+		m.refused.WithLabelValues(string(out.Reason)).Inc()
+	}
+	if latency > 0 {
+		m.decision.Observe(latency.Seconds())
+	}
+}
+
+// refresh recomputes the gauges from the store.
+func (m *metrics) refresh(ctx context.Context, db store.ReceiverStore) error {
+	counts := map[store.SubState]int{}
+	pending := 0
+	err := db.View(ctx, func(tx store.ReceiverTx) error {
+		for s := store.SubPending; s <= store.SubCancelledByPayer; s++ {
+			n := 0
+			err := tx.ForEachSubscription(s, store.Page{},
+				func(*store.ReceiverSubscription) error {
+					n++
+					return nil
+				})
+			if err != nil {
+				return err
+			}
+			counts[s] = n
+		}
+		return tx.ForEachPendingEvent(0, func(*store.Event) error {
+			pending++
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for s, n := range counts {
+		m.subsByState.WithLabelValues(s.String()).Set(float64(n))
+	}
+	m.eventsQueued.Set(float64(pending))
+	return nil
+}
