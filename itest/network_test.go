@@ -66,26 +66,13 @@ func newNetwork(t *testing.T, ctx context.Context,
 	return net, started
 }
 
-// line builds the usual shape: each node funds a channel to the next one,
-// pushing half so payments can flow both ways, and waits for routes from
-// the first node to every other one.
+// line builds the usual shape (see regtest.Network.Line) with the test
+// amounts.
 func line(t *testing.T, ctx context.Context, net *regtest.Network,
 	nodes ...*regtest.Node) {
 
 	t.Helper()
-	require.NoError(t, net.Fund(ctx, walletFunds, nodes[:len(nodes)-1]...))
-	var specs []regtest.ChannelSpec
-	for i := 0; i+1 < len(nodes); i++ {
-		specs = append(specs, regtest.ChannelSpec{
-			From: nodes[i], To: nodes[i+1],
-			Capacity: chanCapacity, Push: chanCapacity / 2,
-		})
-	}
-	_, err := net.OpenChannels(ctx, specs...)
-	require.NoError(t, err)
-	for _, to := range nodes[1:] {
-		require.NoError(t, net.WaitForRoute(ctx, nodes[0], to, 1000))
-	}
+	require.NoError(t, net.Line(ctx, walletFunds, chanCapacity, nodes...))
 }
 
 // keysend pays amt to dest with the given custom records and fails the

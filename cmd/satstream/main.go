@@ -1,4 +1,8 @@
-// Command satstream is the command-line front door to satstream's daemons.
+// Command satstream is the command line of satstream's two daemons, in the
+// style of lncli and loop: `satstream receiver ...` talks to the provider's
+// satstream-receiver, `satstream sender ...` to the payer's
+// satstream-sender, and `satstream demo` runs both on a local regtest
+// network.
 package main
 
 import (
@@ -7,12 +11,8 @@ import (
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "demo" {
-		fmt.Fprintln(os.Stderr, "satstream demo: not yet; the demo "+
-			"lands with the CLI issue. Run `bash itest/run.sh` to "+
-			"see a real regtest network at work.")
-		os.Exit(2)
+	if err := newApp().Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "[satstream]", err)
+		os.Exit(1)
 	}
-	fmt.Fprintln(os.Stderr, "usage: satstream demo")
-	os.Exit(2)
 }

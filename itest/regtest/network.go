@@ -378,3 +378,34 @@ func channelPointString(cp *lnrpc.ChannelPoint) string {
 	}
 	return fmt.Sprintf("%s:%d", hash, cp.OutputIndex)
 }
+
+// Line builds the usual shape: every node but the last gets walletFunds
+// on-chain and opens a channel of capacity to the next one, pushing half so
+// payments can flow both ways; it returns once the first node has a route
+// to every other one.
+func (n *Network) Line(ctx context.Context, walletFunds,
+	capacity btcutil.Amount, nodes ...*Node) error {
+
+	if len(nodes) < 2 {
+		return errors.New("regtest: a line needs at least two nodes")
+	}
+	if err := n.Fund(ctx, walletFunds, nodes[:len(nodes)-1]...); err != nil {
+		return err
+	}
+	specs := make([]ChannelSpec, 0, len(nodes)-1)
+	for i := 0; i+1 < len(nodes); i++ {
+		specs = append(specs, ChannelSpec{
+			From: nodes[i], To: nodes[i+1],
+			Capacity: capacity, Push: capacity / 2,
+		})
+	}
+	if _, err := n.OpenChannels(ctx, specs...); err != nil {
+		return err
+	}
+	for _, to := range nodes[1:] {
+		if err := n.WaitForRoute(ctx, nodes[0], to, 1000); err != nil {
+			return err
+		}
+	}
+	return nil
+}

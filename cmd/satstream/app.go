@@ -1,0 +1,63 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/satstream/satstream/tlv"
+	"github.com/urfave/cli"
+)
+
+// newApp builds the command tree; tests run it in-process.
+func newApp() *cli.App {
+	app := cli.NewApp()
+	app.Name = "satstream"
+	app.Usage = "control satstream's receiver and sender daemons"
+	app.Flags = append(append([]cli.Flag{jsonFlag},
+		daemonFlags("receiver")...), daemonFlags("sender")...)
+	app.Commands = []cli.Command{
+		receiverCommand,
+		senderCommand,
+		offerCommand,
+		demoCommand,
+	}
+	return app
+}
+
+// offerCommand decodes an offer locally, so a payer can read what they are
+// about to agree to before any daemon is involved.
+var offerCommand = cli.Command{
+	Name:  "offer",
+	Usage: "work with offer strings",
+	Subcommands: []cli.Command{{
+		Name:      "decode",
+		Usage:     "show what an offer says",
+		ArgsUsage: "<satoffer1...>",
+		Flags:     []cli.Flag{jsonFlag},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return fmt.Errorf("offer decode takes exactly one " +
+					"argument, the offer string")
+			}
+			o, err := tlv.ParseOffer(c.Args().First())
+			if err != nil {
+				return err
+			}
+			v := map[string]any{
+				"node":                  o.Node.String(),
+				"price_msat_per_sec":    uint64(o.PriceMsatPerSec),
+				"min_payment_msat":      uint64(o.MinPayment),
+				"default_increment_sec": int64(o.DefaultIncrement.Seconds()),
+				"grace_period_sec":      int64(o.GracePeriod.Seconds()),
+				"max_prepay_sec":        int64(o.MaxPrepay.Seconds()),
+				"label":                 o.Label,
+			}
+			if o.SubscriptionID != nil {
+				v["subscription_id"] = o.SubscriptionID.String()
+			}
+			if o.PlanID != nil {
+				v["plan_id"] = o.PlanID.String()
+			}
+			return printValue(c, v)
+		},
+	}},
+}
