@@ -184,7 +184,6 @@ func TestLndConfigValidate(t *testing.T) {
 		mutate  func(*LndConfig)
 		wantErr string
 	}{
-		{"no host", func(c *LndConfig) { c.Host = "" }, "--lnd.host"},
 		{"no tls", func(c *LndConfig) { c.TLSPath = "" }, "--lnd.tlspath"},
 		{"missing macaroon", func(c *LndConfig) {
 			c.MacaroonPath = "/nope"

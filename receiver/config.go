@@ -53,6 +53,12 @@ type Config struct {
 	ExpiryInterval time.Duration `long:"expiryinterval" description:"How often subscriptions are checked for the end of paid time"`
 	SeqWindow      uint64        `long:"seqwindow" description:"How far below the highest credited sequence a late payment is still accepted"`
 
+	// AllowNoHoldTime runs the receiver against an lnd without
+	// --keysend-hold-time. lnd then settles every keysend itself: a
+	// payment that can't be credited is kept and recorded as unclaimed
+	// (to refund out of band) instead of refused.
+	AllowNoHoldTime bool `long:"allownoholdtime" description:"Run even if lnd has no --keysend-hold-time (lnd then settles every keysend itself, so payments that can't be credited are kept and recorded as unclaimed instead of refused)"`
+
 	Lnd     common.LndConfig `group:"lnd" namespace:"lnd"`
 	API     APIConfig        `group:"api" namespace:"api"`
 	Webhook WebhookConfig    `group:"webhook" namespace:"webhook"`

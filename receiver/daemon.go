@@ -19,6 +19,7 @@ import (
 
 	"github.com/btcsuite/btclog/v2"
 	flags "github.com/jessevdk/go-flags"
+	"github.com/lightninglabs/lndclient"
 	"github.com/lightningnetwork/lnd/routing/route"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/satstream/satstream/common"
@@ -229,9 +230,6 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	d.log.Infof("satstream-receiver started: API https://%s, data in %s",
 		d.APIAddr(), d.cfg.DataDir)
-	d.log.Infof("lnd must run with --accept-keysend and " +
-		"--keysend-hold-time (e.g. 30s) so payments that can't be " +
-		"credited are refused instead of kept")
 	return nil
 }
 
@@ -319,6 +317,16 @@ func (d *Daemon) notifyEvents() {
 // backoff whenever lnd goes away.
 func (d *Daemon) lndLoop(ctx context.Context) {
 	lndLog := d.logs.Logger(tagLnd)
+	reqs := common.ReceiverRequirements(d.cfg.Network,
+		d.cfg.AllowNoHoldTime)
+
+	// A macaroon without the permissions we need is found before
+	// dialing, offline.
+	if err := d.cfg.Lnd.CheckMacaroon(reqs.RPCs); err != nil {
+		d.log.Errorf("cannot use lnd: %v", err)
+		d.fatal(err)
+		return
+	}
 	delay := time.Second
 	for {
 		services, err := common.ConnectLnd(ctx, d.cfg.Lnd, d.cfg.Network,
@@ -330,6 +338,32 @@ func (d *Daemon) lndLoop(ctx context.Context) {
 			d.log.Errorf("cannot use lnd: %v", err)
 			d.fatal(err)
 			return
+		}
+		if err := d.checkLnd(ctx, services, reqs); err != nil {
+			services.Close()
+			if ctx.Err() != nil {
+				return
+			}
+			// A setting only the operator can change stops us; a
+			// call that failed because lnd went away again is
+			// retried like any lost connection.
+			var nodeErr *common.NodeError
+			if errors.As(err, &nodeErr) {
+				d.log.Errorf("cannot use lnd: %v", err)
+				d.fatal(err)
+				return
+			}
+			d.log.Warnf("checking lnd failed (%v); retrying in %v",
+				err, delay)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(delay):
+			}
+			if delay *= 2; delay > 30*time.Second {
+				delay = 30 * time.Second
+			}
+			continue
 		}
 		node := services.NodePubkey
 		d.node.Store(&node)
@@ -370,6 +404,36 @@ func (d *Daemon) lndLoop(ctx context.Context) {
 			delay = 30 * time.Second
 		}
 	}
+}
+
+// checkLnd checks, on every (re)connect, that lnd accepts keysend and
+// holds it for us, and says exactly what to change if not. Running
+// without a hold time (--allownoholdtime) is logged loudly and shown in
+// /v1/health, as when the pipeline sees lnd settle on its own.
+func (d *Daemon) checkLnd(ctx context.Context,
+	services *lndclient.GrpcLndServices, reqs common.Requirements) error {
+
+	settings, err := common.CheckNode(ctx, &services.LndServices,
+		d.cfg.Lnd, reqs)
+	if err != nil {
+		return err
+	}
+	for _, w := range settings.Warnings {
+		d.log.Warnf("%s", w)
+	}
+	if !settings.ConfigKnown {
+		return nil
+	}
+	if settings.KeysendHoldTime == 0 {
+		d.autoSettle.Store(true)
+		d.log.Warnf("RUNNING WITHOUT REFUSALS (--allownoholdtime): lnd " +
+			"settles every keysend itself; payments that can't be " +
+			"credited are kept and recorded as unclaimed")
+		return nil
+	}
+	d.log.Infof("lnd at %s: accept-keysend on, keysend-hold-time %v",
+		d.cfg.Lnd.Addr(), settings.KeysendHoldTime)
+	return nil
 }
 
 // expiryLoop moves subscriptions whose paid time is over to past due and

@@ -17,8 +17,7 @@ import (
 	"github.com/satstream/satstream/common"
 	"github.com/satstream/satstream/itest/bins"
 	"github.com/satstream/satstream/itest/regtest"
-	"github.com/satstream/satstream/receiver"
-	"github.com/satstream/satstream/sender"
+	"github.com/satstream/satstream/itest/stack"
 	"github.com/urfave/cli"
 )
 
@@ -94,16 +93,12 @@ type demo struct {
 	net     *regtest.Network
 	alice   *regtest.Node
 	carol   *regtest.Node
-	rcv     *receiver.Daemon
-	snd     *sender.Daemon
+	stack   *stack.Stack
 	rcvAPI  *apiClient
 	sndAPI  *apiClient
 	subs    map[string]string // subscription id -> business name
 	log     []string
 	started time.Time
-	rcvCfg  *receiver.Config
-	sndCfg  *sender.Config
-	logs    *common.LogManager
 	logFile *os.File
 	cliHint string
 
@@ -207,6 +202,7 @@ func (d *demo) run(ctx context.Context, duration time.Duration,
 			"resume")},
 	}
 
+	errs := d.stack.Errs()
 	d.started = time.Now()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -231,71 +227,37 @@ func (d *demo) run(ctx context.Context, duration time.Duration,
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case err := <-d.rcv.Err():
-			return fmt.Errorf("receiver: %w", err)
-		case err := <-d.snd.Err():
-			return fmt.Errorf("sender: %w", err)
+		case err := <-errs:
+			return err
 		case <-tick.C:
 		}
 	}
 }
 
 // startDaemons runs the receiver beside carol and the sender beside alice,
-// in this process, logging to files in the demo directory.
+// in this process, logging to a file in the demo directory.
 func (d *demo) startDaemons(ctx context.Context) error {
 	f, err := os.Create(filepath.Join(d.dir, "daemons.log"))
 	if err != nil {
 		return err
 	}
 	d.logFile = f
-	d.logs = common.NewLogManager(f)
-
-	d.rcvCfg = receiver.DefaultConfig()
-	d.rcvCfg.DataDir = filepath.Join(d.dir, "receiver")
-	d.rcvCfg.ConfigFile = filepath.Join(d.rcvCfg.DataDir, "receiver.conf")
-	d.rcvCfg.Network = "regtest"
-	d.rcvCfg.API.Listen = "127.0.0.1:0"
-	d.rcvCfg.MetricsListen = "127.0.0.1:0"
-	d.rcvCfg.Lnd = lndConfigOf(d.carol)
-	if err := d.rcvCfg.Validate(); err != nil {
-		return err
-	}
-	d.rcv, err = receiver.New(d.rcvCfg, d.logs)
+	d.stack, err = stack.Start(ctx, d.dir, d.carol, d.alice, f)
 	if err != nil {
 		return err
 	}
-	if err := d.rcv.Start(ctx); err != nil {
-		return fmt.Errorf("start receiver: %w", err)
-	}
+	rcv, snd := d.stack.Receiver, d.stack.Sender
+	rcvDir, sndDir := d.stack.ReceiverCfg.DataDir, d.stack.SenderCfg.DataDir
 
-	d.sndCfg = sender.DefaultConfig()
-	d.sndCfg.DataDir = filepath.Join(d.dir, "sender")
-	d.sndCfg.ConfigFile = filepath.Join(d.sndCfg.DataDir, "sender.conf")
-	d.sndCfg.Network = "regtest"
-	d.sndCfg.API.Listen = "127.0.0.1:0"
-	d.sndCfg.Metrics.Listen = "127.0.0.1:0"
-	d.sndCfg.Lnd = lndConfigOf(d.alice)
-	d.sndCfg.Payments.BackoffMax = 5 * time.Second
-	if err := d.sndCfg.Validate(); err != nil {
-		return err
-	}
-	d.snd, err = sender.New(d.sndCfg, d.logs)
+	d.rcvAPI, err = dialClient("receiver", rcv.APIAddr(),
+		filepath.Join(rcvDir, "tls.cert"),
+		filepath.Join(rcvDir, common.AdminTokenFile))
 	if err != nil {
 		return err
 	}
-	if err := d.snd.Start(ctx); err != nil {
-		return fmt.Errorf("start sender: %w", err)
-	}
-
-	d.rcvAPI, err = dialClient("receiver", d.rcv.APIAddr(),
-		filepath.Join(d.rcvCfg.DataDir, "tls.cert"),
-		filepath.Join(d.rcvCfg.DataDir, common.AdminTokenFile))
-	if err != nil {
-		return err
-	}
-	d.sndAPI, err = dialClient("sender", d.snd.APIAddr(),
-		filepath.Join(d.sndCfg.DataDir, "tls.cert"),
-		filepath.Join(d.sndCfg.DataDir, common.AdminTokenFile))
+	d.sndAPI, err = dialClient("sender", snd.APIAddr(),
+		filepath.Join(sndDir, "tls.cert"),
+		filepath.Join(sndDir, common.AdminTokenFile))
 	if err != nil {
 		return err
 	}
@@ -303,23 +265,14 @@ func (d *demo) startDaemons(ctx context.Context) error {
 	d.cliHint = fmt.Sprintf("go run ./cmd/satstream "+
 		"--receiver.rpcserver=%s --receiver.datadir=%s "+
 		"--sender.rpcserver=%s --sender.datadir=%s",
-		d.rcv.APIAddr(), d.rcvCfg.DataDir, d.snd.APIAddr(),
-		d.sndCfg.DataDir)
+		rcv.APIAddr(), rcvDir, snd.APIAddr(), sndDir)
 	d.say("receiver API https://%s, metrics http://%s/metrics",
-		d.rcv.APIAddr(), d.rcv.MetricsAddr())
+		rcv.APIAddr(), rcv.MetricsAddr())
 	d.say("sender   API https://%s, metrics http://%s/metrics",
-		d.snd.APIAddr(), d.snd.MetricsAddr())
+		snd.APIAddr(), snd.MetricsAddr())
 	d.say("daemon logs: %s", f.Name())
 	d.say("explore with the CLI:\n    %s receiver subs list", d.cliHint)
 	return nil
-}
-
-func lndConfigOf(n *regtest.Node) common.LndConfig {
-	cfg := common.DefaultLndConfig()
-	cfg.Host = n.RPCAddr
-	cfg.TLSPath = n.TLSCertPath
-	cfg.MacaroonPath = n.AdminMacPath
-	return cfg
 }
 
 // subscribeAll creates a plan and a subscription per business at the
@@ -522,11 +475,8 @@ func (d *demo) summary(ctx context.Context) error {
 // close stops the daemons, then the network, whatever state they are in.
 func (d *demo) close() error {
 	var errs []error
-	if d.snd != nil {
-		errs = append(errs, d.snd.Stop())
-	}
-	if d.rcv != nil {
-		errs = append(errs, d.rcv.Stop())
+	if d.stack != nil {
+		errs = append(errs, d.stack.Stop())
 	}
 	if d.net != nil {
 		errs = append(errs, d.net.Close())
