@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/satstream/satstream/common"
@@ -96,8 +95,8 @@ func defaultDataDir() string {
 // Validate checks the configuration and fills in paths derived from the
 // data directory. Errors name the option.
 func (c *Config) Validate() error {
-	c.DataDir = expandHome(c.DataDir)
-	c.ConfigFile = expandHome(c.ConfigFile)
+	c.DataDir = common.ExpandHome(c.DataDir)
+	c.ConfigFile = common.ExpandHome(c.ConfigFile)
 	if c.DataDir == "" {
 		return fmt.Errorf("%w: --datadir is empty", ErrConfig)
 	}
@@ -107,8 +106,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: --network %q is not one of mainnet, "+
 			"testnet, signet, regtest, simnet", ErrConfig, c.Network)
 	}
-	c.Lnd.TLSPath = expandHome(c.Lnd.TLSPath)
-	c.Lnd.MacaroonPath = expandHome(c.Lnd.MacaroonPath)
+	c.Lnd.TLSPath = common.ExpandHome(c.Lnd.TLSPath)
+	c.Lnd.MacaroonPath = common.ExpandHome(c.Lnd.MacaroonPath)
 	if err := c.Lnd.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
@@ -157,11 +156,3 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-func expandHome(p string) string {
-	if p == "~" || strings.HasPrefix(p, "~/") {
-		if home, err := os.UserHomeDir(); err == nil {
-			return filepath.Join(home, strings.TrimPrefix(p, "~"))
-		}
-	}
-	return p
-}

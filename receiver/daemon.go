@@ -530,7 +530,7 @@ func Main(args []string) error {
 	pre := DefaultConfig()
 	if _, err := flags.NewParser(pre, flags.IgnoreUnknown).ParseArgs(args); err == nil &&
 		pre.ConfigFile == defaultFile && pre.DataDir != cfg.DataDir {
-		defaultFile = filepath.Join(expandHome(pre.DataDir), defaultConfigName)
+		defaultFile = filepath.Join(common.ExpandHome(pre.DataDir), defaultConfigName)
 		cfg.ConfigFile = defaultFile
 	}
 	if err := common.LoadConfig(cfg, args, &cfg.ConfigFile, defaultFile); err != nil {

@@ -69,7 +69,7 @@ type apiClient struct {
 
 // newClient builds the client for daemon name from the global flags.
 func newClient(c *cli.Context, name string) (*apiClient, error) {
-	datadir := expandHome(c.GlobalString(name + ".datadir"))
+	datadir := common.ExpandHome(c.GlobalString(name + ".datadir"))
 	certPath := c.GlobalString(name + ".tlscertpath")
 	if certPath == "" {
 		certPath = filepath.Join(datadir, "tls.cert")
@@ -191,13 +191,4 @@ func (a *apiClient) do(ctx context.Context, method, path string, in,
 			a.name, err)
 	}
 	return nil
-}
-
-func expandHome(p string) string {
-	if rest, ok := strings.CutPrefix(p, "~/"); ok {
-		if home, err := os.UserHomeDir(); err == nil {
-			return filepath.Join(home, rest)
-		}
-	}
-	return p
 }
