@@ -1,0 +1,204 @@
+package sender
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	flags "github.com/jessevdk/go-flags"
+	"github.com/satstream/satstream/common"
+)
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = errors.New("invalid configuration")
+
+// ConfigFilename is the config file's name inside the data directory.
+const ConfigFilename = "sender.conf"
+
+// Defaults of the sender daemon.
+const (
+	DefaultAPIListen     = "127.0.0.1:7322"
+	DefaultMetricsListen = "127.0.0.1:9732"
+	DefaultNetwork       = "mainnet"
+	DefaultDebugLevel    = "info"
+)
+
+// DefaultDataDir is where the sender keeps its ledger, TLS pair and tokens.
+func DefaultDataDir() string {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		home = "."
+	}
+	return filepath.Join(home, ".satstream", "sender")
+}
+
+// APIConfig is the "api." option group.
+type APIConfig struct {
+	Listen   string   `long:"listen" description:"host:port of the HTTPS API (port 0 picks a free one)"`
+	TLSCert  string   `long:"tlscertpath" description:"API TLS certificate (default <datadir>/tls.cert, generated if missing)"`
+	TLSKey   string   `long:"tlskeypath" description:"API TLS key (default <datadir>/tls.key)"`
+	TLSHosts []string `long:"tlsextradomain" description:"Extra host name or IP for the generated certificate"`
+}
+
+// MetricsConfig is the "metrics." option group.
+type MetricsConfig struct {
+	Listen string `long:"listen" description:"host:port of the plain-HTTP Prometheus endpoint; empty disables it"`
+}
+
+// PaymentsConfig is the "payments." option group.
+type PaymentsConfig struct {
+	MaxInFlight       int           `long:"maxinflight" description:"Most payments in flight over all subscriptions"`
+	MaxInFlightPerSub int           `long:"maxinflightpersub" description:"Most payments in flight per subscription"`
+	Timeout           time.Duration `long:"timeout" description:"lnd's route-finding timeout per payment"`
+	RefusalLimit      uint32        `long:"refusallimit" description:"Refused payments in a row that mark a subscription refused"`
+	BackoffInitial    time.Duration `long:"backoffinitial" description:"First wait after a failed payment"`
+	BackoffMax        time.Duration `long:"backoffmax" description:"Longest wait between retries"`
+}
+
+// Config is the sender daemon's configuration.
+type Config struct {
+	DataDir    string `long:"datadir" description:"Directory of the ledger, TLS pair and API tokens"`
+	ConfigFile string `long:"configfile" description:"Config file (default <datadir>/sender.conf)"`
+	Network    string `long:"network" description:"mainnet, testnet, signet, simnet or regtest"`
+	DebugLevel string `long:"debuglevel" description:"Log level for all subsystems, or TAG=level pairs (SNDR, SCHD, PAY, API, STOR, LNDC)"`
+
+	Lnd      common.LndConfig `group:"lnd" namespace:"lnd"`
+	API      APIConfig        `group:"api" namespace:"api"`
+	Metrics  MetricsConfig    `group:"metrics" namespace:"metrics"`
+	Payments PaymentsConfig   `group:"payments" namespace:"payments"`
+}
+
+// DefaultConfig holds every default.
+func DefaultConfig() *Config {
+	ec := DefaultEngineConfig()
+	return &Config{
+		DataDir:    DefaultDataDir(),
+		Network:    DefaultNetwork,
+		DebugLevel: DefaultDebugLevel,
+		Lnd:        common.DefaultLndConfig(),
+		API:        APIConfig{Listen: DefaultAPIListen},
+		Metrics:    MetricsConfig{Listen: DefaultMetricsListen},
+		Payments: PaymentsConfig{
+			MaxInFlight:       ec.MaxInFlight,
+			MaxInFlightPerSub: ec.MaxInFlightPerSub,
+			Timeout:           ec.PaymentTimeout,
+			RefusalLimit:      ec.RefusalLimit,
+			BackoffInitial:    ec.BackoffInitial,
+			BackoffMax:        ec.BackoffMax,
+		},
+	}
+}
+
+// engineConfig extracts the engine's settings.
+func (c *Config) engineConfig() EngineConfig {
+	return EngineConfig{
+		MaxInFlight:       c.Payments.MaxInFlight,
+		MaxInFlightPerSub: c.Payments.MaxInFlightPerSub,
+		PaymentTimeout:    c.Payments.Timeout,
+		RefusalLimit:      c.Payments.RefusalLimit,
+		BackoffInitial:    c.Payments.BackoffInitial,
+		BackoffMax:        c.Payments.BackoffMax,
+	}
+}
+
+// expandHome turns a leading ~ into the home directory.
+func expandHome(p string) string {
+	if p == "~" || strings.HasPrefix(p, "~/") {
+		if home, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(home, p[1:])
+		}
+	}
+	return p
+}
+
+// Validate fills the paths derived from the data directory and turns the
+// first bad value into an error naming the option.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return fmt.Errorf("%w: --datadir is empty", ErrConfig)
+	}
+	c.DataDir = expandHome(c.DataDir)
+	if c.API.TLSCert == "" {
+		c.API.TLSCert = filepath.Join(c.DataDir, "tls.cert")
+	}
+	if c.API.TLSKey == "" {
+		c.API.TLSKey = filepath.Join(c.DataDir, "tls.key")
+	}
+	c.API.TLSCert = expandHome(c.API.TLSCert)
+	c.API.TLSKey = expandHome(c.API.TLSKey)
+	c.Lnd.TLSPath = expandHome(c.Lnd.TLSPath)
+	c.Lnd.MacaroonPath = expandHome(c.Lnd.MacaroonPath)
+
+	switch c.Network {
+	case "mainnet", "testnet", "testnet4", "signet", "simnet", "regtest":
+	default:
+		return fmt.Errorf("%w: --network=%q is not one of mainnet, "+
+			"testnet, testnet4, signet, simnet, regtest", ErrConfig,
+			c.Network)
+	}
+	if _, _, err := net.SplitHostPort(c.API.Listen); err != nil {
+		return fmt.Errorf("%w: --api.listen=%q: %v", ErrConfig,
+			c.API.Listen, err)
+	}
+	if c.Metrics.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			return fmt.Errorf("%w: --metrics.listen=%q: %v",
+				ErrConfig, c.Metrics.Listen, err)
+		}
+	}
+	if err := c.engineConfig().Validate(); err != nil {
+		return fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	if err := common.NewLogManager(os.Stderr).SetLevels(
+		levelOnly(c.DebugLevel)); err != nil {
+
+		return fmt.Errorf("%w: --%v", ErrConfig, err)
+	}
+	if err := c.Lnd.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	return nil
+}
+
+// levelOnly drops TAG=level parts so the level words can be checked before
+// the loggers exist.
+func levelOnly(spec string) string {
+	var out []string
+	for _, p := range strings.Split(spec, ",") {
+		if _, lvl, ok := strings.Cut(p, "="); ok {
+			out = append(out, lvl)
+		} else {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+// LoadConfig builds the configuration from defaults, the config file and
+// the command line (flags win), then validates it.
+func LoadConfig(args []string) (*Config, error) {
+	// A first look at the command line finds the data directory and so
+	// the default config file.
+	pre := DefaultConfig()
+	p := flags.NewParser(pre, flags.IgnoreUnknown)
+	if _, err := p.ParseArgs(args); err != nil {
+		return nil, err
+	}
+	defaultFile := filepath.Join(expandHome(pre.DataDir), ConfigFilename)
+
+	cfg := DefaultConfig()
+	cfg.ConfigFile = defaultFile
+	if err := common.LoadConfig(cfg, args, &cfg.ConfigFile,
+		defaultFile); err != nil {
+
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}

@@ -1,0 +1,303 @@
+package sender
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/btcsuite/btclog/v2"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/satstream/satstream/common"
+	"github.com/satstream/satstream/store"
+)
+
+// Log subsystem tags of the sender.
+const (
+	TagDaemon    = "SNDR"
+	TagScheduler = "SCHD"
+	TagPayments  = "PAY"
+	TagAPI       = "API"
+	TagLnd       = "LNDC"
+)
+
+// ErrAlreadyStarted is returned by a second Start.
+var ErrAlreadyStarted = errors.New("sender already started")
+
+// Daemon is the satstream-sender: store, engine, lnd connection, API and
+// metrics, with one lifecycle.
+type Daemon struct {
+	cfg  *Config
+	logs *common.LogManager
+	log  btclog.Logger
+
+	db      *store.DB
+	engine  *Engine
+	metrics *Metrics
+
+	apiLn     net.Listener
+	apiSrv    *http.Server
+	metricsLn net.Listener
+	metricsSv *http.Server
+
+	lndState atomic.Value // string
+
+	started  atomic.Bool
+	stopOnce sync.Once
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	errCh    chan error
+}
+
+// New prepares a daemon; nothing is opened until Start.
+func New(cfg *Config, logs *common.LogManager) (*Daemon, error) {
+	if cfg == nil {
+		return nil, fmt.Errorf("%w: nil config", ErrConfig)
+	}
+	if logs == nil {
+		logs = common.NewLogManager(os.Stderr)
+	}
+	for _, tag := range []string{TagDaemon, TagScheduler, TagPayments,
+		TagAPI, TagLnd, store.Subsystem} {
+		logs.Logger(tag)
+	}
+	if err := logs.SetLevels(cfg.DebugLevel); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	d := &Daemon{cfg: cfg, logs: logs, log: logs.Logger(TagDaemon),
+		errCh: make(chan error, 1)}
+	d.lndState.Store("not connected")
+	return d, nil
+}
+
+// Start opens the ledger, loads the subscriptions, serves the API and
+// connects to lnd in the background (with backoff); payments start once lnd
+// is reachable and every payment open at the last stop is tracked.
+func (d *Daemon) Start(ctx context.Context) error {
+	if !d.started.CompareAndSwap(false, true) {
+		return ErrAlreadyStarted
+	}
+	cfg := d.cfg
+	store.UseLogger(d.logs.Logger(store.Subsystem))
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory %s: %w", cfg.DataDir, err)
+	}
+	db, err := store.Open(ctx, filepath.Join(cfg.DataDir, "ledger"),
+		store.DefaultOptions())
+	if err != nil {
+		return fmt.Errorf("open ledger: %w", err)
+	}
+	d.db = db
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	fail := func(err error) error {
+		cancel()
+		d.closeAll()
+		return err
+	}
+
+	d.metrics = NewMetrics(func() map[string]int {
+		return d.engine.StateCounts()
+	})
+	d.engine = NewEngine(cfg.engineConfig(), db.Sender(), nil,
+		d.logs.Logger(TagScheduler), d.logs.Logger(TagPayments),
+		d.metrics)
+	if err := d.engine.Load(ctx); err != nil {
+		return fail(err)
+	}
+
+	tlsCfg, err := common.LoadOrCreateTLS(cfg.API.TLSCert, cfg.API.TLSKey,
+		cfg.API.TLSHosts)
+	if err != nil {
+		return fail(fmt.Errorf("api tls: %w", err))
+	}
+	tokens, err := common.LoadOrCreateTokens(cfg.DataDir)
+	if err != nil {
+		return fail(fmt.Errorf("api tokens: %w", err))
+	}
+	ln, err := net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		return fail(fmt.Errorf("--api.listen=%s: %w", cfg.API.Listen, err))
+	}
+	d.apiLn = tls.NewListener(ln, tlsCfg)
+	api := &apiServer{engine: d.engine, log: d.logs.Logger(TagAPI),
+		health: d.health}
+	d.apiSrv = &http.Server{
+		Handler:           tokens.Middleware(api.routes(), "/health"),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	d.serve(d.apiSrv, d.apiLn, "API")
+	d.log.Infof("API listening on https://%s", d.apiLn.Addr())
+
+	if cfg.Metrics.Listen != "" {
+		mln, err := net.Listen("tcp", cfg.Metrics.Listen)
+		if err != nil {
+			return fail(fmt.Errorf("--metrics.listen=%s: %w",
+				cfg.Metrics.Listen, err))
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(
+			d.metrics.Registry(), promhttp.HandlerOpts{}))
+		d.metricsLn = mln
+		d.metricsSv = &http.Server{Handler: mux,
+			ReadHeaderTimeout: 10 * time.Second}
+		d.serve(d.metricsSv, mln, "metrics")
+		d.log.Infof("Metrics on http://%s/metrics", mln.Addr())
+	}
+
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.runPayments(runCtx)
+	}()
+	return nil
+}
+
+// serve runs an HTTP server until it is shut down.
+func (d *Daemon) serve(srv *http.Server, ln net.Listener, what string) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		err := srv.Serve(ln)
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.fatal(fmt.Errorf("%s server: %w", what, err))
+		}
+	}()
+}
+
+// runPayments connects to lnd (retrying with backoff) and runs the engine.
+func (d *Daemon) runPayments(ctx context.Context) {
+	lndLog := d.logs.Logger(TagLnd)
+	d.lndState.Store("connecting to " + d.cfg.Lnd.Host)
+	services, err := common.ConnectLnd(ctx, d.cfg.Lnd, d.cfg.Network,
+		lndLog)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.lndState.Store("failed: " + err.Error())
+			d.fatal(err)
+		}
+		return
+	}
+	defer services.Close()
+	d.lndState.Store("connected to " + services.NodeAlias)
+	err = d.engine.Run(ctx, &routerAdapter{router: services.Router})
+	if err != nil && ctx.Err() == nil {
+		d.fatal(err)
+	}
+}
+
+// fatal reports the first fatal error.
+func (d *Daemon) fatal(err error) {
+	d.log.Errorf("Fatal: %v", err)
+	select {
+	case d.errCh <- err:
+	default:
+	}
+}
+
+// Err delivers the first fatal error after Start.
+func (d *Daemon) Err() <-chan error { return d.errCh }
+
+// APIAddr is the address the API is bound to.
+func (d *Daemon) APIAddr() string {
+	if d.apiLn == nil {
+		return ""
+	}
+	return d.apiLn.Addr().String()
+}
+
+// MetricsAddr is the address of the metrics endpoint, empty if disabled.
+func (d *Daemon) MetricsAddr() string {
+	if d.metricsLn == nil {
+		return ""
+	}
+	return d.metricsLn.Addr().String()
+}
+
+// Engine gives in-process users (tests, the future CLI) the engine.
+func (d *Daemon) Engine() *Engine { return d.engine }
+
+// health is the /health body.
+func (d *Daemon) health() map[string]any {
+	return map[string]any{
+		"status":        "ok",
+		"lnd":           d.lndState.Load(),
+		"subscriptions": d.engine.StateCounts(),
+	}
+}
+
+// Stop shuts down: servers first, then the engine (payments in flight stay
+// open in the ledger and are tracked at the next start), then the ledger.
+func (d *Daemon) Stop() error {
+	d.stopOnce.Do(func() {
+		if d.cancel != nil {
+			d.cancel()
+		}
+		d.closeAll()
+		d.log.Infof("Stopped")
+	})
+	return nil
+}
+
+// closeAll stops the servers, waits for every goroutine and closes the
+// store last.
+func (d *Daemon) closeAll() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if d.apiSrv != nil {
+		_ = d.apiSrv.Shutdown(ctx)
+	} else if d.apiLn != nil {
+		_ = d.apiLn.Close()
+	}
+	if d.metricsSv != nil {
+		_ = d.metricsSv.Shutdown(ctx)
+	} else if d.metricsLn != nil {
+		_ = d.metricsLn.Close()
+	}
+	d.wg.Wait()
+	if d.db != nil {
+		if err := d.db.Close(); err != nil {
+			d.log.Errorf("Close ledger: %v", err)
+		}
+	}
+}
+
+// Main runs the daemon from command-line arguments until SIGINT/SIGTERM or a
+// fatal error.
+func Main(args []string) error {
+	cfg, err := LoadConfig(args)
+	if err != nil {
+		if errors.Is(err, common.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	d, err := New(cfg, common.NewLogManager(os.Stdout))
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(),
+		os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := d.Start(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		d.log.Infof("Shutting down")
+		return d.Stop()
+	case err := <-d.Err():
+		_ = d.Stop()
+		return err
+	}
+}
