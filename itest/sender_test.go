@@ -574,7 +574,7 @@ func TestSender(t *testing.T) {
 	t.Logf("TestSender took %v", time.Since(began).Round(time.Second))
 }
 
-// checkAPI calls /health and the subscription list over TLS.
+// checkAPI calls the subscription list over TLS with the read-only token.
 func checkAPI(t *testing.T, cfg *sender.Config, addr string) {
 	t.Helper()
 	tokens, err := common.LoadOrCreateTokens(cfg.DataDir)

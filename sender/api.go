@@ -85,7 +85,7 @@ func (b *termsBody) request() (TermsRequest, error) {
 // routes maps the endpoints.
 func (a *apiServer) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, _ *http.Request) {
 		common.WriteJSON(w, http.StatusOK, a.health())
 	})
 	mux.HandleFunc("GET /v1/subscriptions", a.list)

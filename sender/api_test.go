@@ -19,7 +19,7 @@ func TestAPI(t *testing.T) {
 	tokens := common.Tokens{Admin: "adm", ReadOnly: "ro"}
 	api := &apiServer{engine: h.eng, log: btclog.Disabled,
 		health: func() map[string]any { return map[string]any{"status": "ok"} }}
-	srv := httptest.NewServer(tokens.Middleware(api.routes(), "/health"))
+	srv := httptest.NewServer(tokens.Middleware(api.routes()))
 	defer srv.Close()
 
 	call := func(method, path, token, body string) (int, map[string]any) {
@@ -52,7 +52,8 @@ func TestAPI(t *testing.T) {
 		status                          int
 		code                            string
 	}{
-		{"health is open", "GET", "/health", "", "", 200, ""},
+		{"health needs a token", "GET", "/v1/health", "", "", 401, "unauthenticated"},
+		{"health with read-only token", "GET", "/v1/health", "ro", "", 200, ""},
 		{"no token", "GET", "/v1/subscriptions", "", "", 401, "unauthenticated"},
 		{"read-only can read", "GET", "/v1/subscriptions/" + id, "ro", "", 200, ""},
 		{"read-only can't pause", "POST", "/v1/subscriptions/" + id + "/pause", "ro", "", 403, "read_only"},

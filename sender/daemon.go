@@ -133,7 +133,7 @@ func (d *Daemon) Start(ctx context.Context) error {
 	api := &apiServer{engine: d.engine, log: d.logs.Logger(TagAPI),
 		health: d.health}
 	d.apiSrv = &http.Server{
-		Handler:           tokens.Middleware(api.routes(), "/health"),
+		Handler:           tokens.Middleware(api.routes()),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	d.serve(d.apiSrv, d.apiLn, "API")
@@ -178,9 +178,9 @@ func (d *Daemon) serve(srv *http.Server, ln net.Listener, what string) {
 // runPayments connects to lnd (retrying with backoff) and runs the engine.
 func (d *Daemon) runPayments(ctx context.Context) {
 	lndLog := d.logs.Logger(TagLnd)
-	d.lndState.Store("connecting to " + d.cfg.Lnd.Host)
+	d.lndState.Store("connecting to " + d.cfg.Lnd.Addr())
 	services, err := common.ConnectLnd(ctx, d.cfg.Lnd, d.cfg.Network,
-		lndLog)
+		lndLog, common.SenderRequirements())
 	if err != nil {
 		if ctx.Err() == nil {
 			d.lndState.Store("failed: " + err.Error())
@@ -227,7 +227,7 @@ func (d *Daemon) MetricsAddr() string {
 // Engine gives in-process users (tests, the future CLI) the engine.
 func (d *Daemon) Engine() *Engine { return d.engine }
 
-// health is the /health body.
+// health is the /v1/health body.
 func (d *Daemon) health() map[string]any {
 	return map[string]any{
 		"status":        "ok",

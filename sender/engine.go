@@ -619,6 +619,13 @@ func (e *Engine) createAttempt(ctx context.Context, r *subRun,
 			amt = cancelAmount
 		}
 		maxFee := MaxFee(amt, s.FeeLimitPPM, s.Limits.MaxFee)
+		if cancel {
+			// A proportional limit on 1 sat is below any base fee,
+			// so the goodbye could never route. The receiver refuses
+			// it, and a failed payment pays no fee, so the absolute
+			// limit costs nothing.
+			maxFee = s.Limits.MaxFee
+		}
 		need := amt + maxFee
 		day := store.DayOf(now)
 		spentToday, err := tx.SpendOn(s.ID, day)
