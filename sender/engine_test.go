@@ -17,7 +17,6 @@ import (
 	"github.com/lightningnetwork/lnd/lntypes"
 	"github.com/lightningnetwork/lnd/lnwire"
 	"github.com/lightningnetwork/lnd/record"
-	"github.com/lightningnetwork/lnd/routing/route"
 	"github.com/satstream/satstream/sender/sendertest"
 	"github.com/satstream/satstream/store"
 	"github.com/satstream/satstream/tlv"
@@ -598,5 +597,3 @@ func TestAddRejectsBadInput(t *testing.T) {
 	_, err = h.eng.Add(context.Background(), offer, TermsRequest{}, false)
 	require.ErrorIs(t, err, ErrExists)
 }
-
-var _ = route.Vertex{}
