@@ -242,3 +242,20 @@ func TestTLSGeneratedOnceAndReloaded(t *testing.T) {
 	_, err = LoadOrCreateTLS(certPath, keyPath, nil)
 	require.ErrorContains(t, err, certPath)
 }
+
+func TestAPIConfigResolve(t *testing.T) {
+	c := APIConfig{Listen: "127.0.0.1:7321"}
+	require.NoError(t, c.Resolve("/data"))
+	require.Equal(t, "/data/tls.cert", c.TLSCert)
+	require.Equal(t, "/data/tls.key", c.TLSKey)
+
+	home, err := os.UserHomeDir()
+	require.NoError(t, err)
+	c = APIConfig{Listen: ":0", TLSCert: "~/x.cert", TLSKey: "/k"}
+	require.NoError(t, c.Resolve("/data"))
+	require.Equal(t, filepath.Join(home, "x.cert"), c.TLSCert)
+	require.Equal(t, "/k", c.TLSKey)
+
+	c = APIConfig{Listen: "7321"}
+	require.ErrorContains(t, c.Resolve("/data"), `--api.listen="7321"`)
+}

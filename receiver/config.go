@@ -24,14 +24,6 @@ const (
 	defaultMetrics    = "127.0.0.1:9731"
 )
 
-// APIConfig configures the provider-facing REST API.
-type APIConfig struct {
-	Listen   string   `long:"listen" description:"host:port of the REST API (TLS)"`
-	TLSCert  string   `long:"tlscertpath" description:"API TLS certificate (created on first start)"`
-	TLSKey   string   `long:"tlskeypath" description:"API TLS key (created on first start)"`
-	ExtraIPs []string `long:"tlsextradomain" description:"Extra host name or IP for the generated certificate (repeatable)"`
-}
-
 // WebhookConfig configures event delivery.
 type WebhookConfig struct {
 	URLs           []string      `long:"url" description:"Webhook URL events are POSTed to (repeatable)"`
@@ -59,7 +51,7 @@ type Config struct {
 	AllowNoHoldTime bool `long:"allownoholdtime" description:"Run even if lnd has no --keysend-hold-time (lnd then settles every keysend itself, so payments that can't be credited are kept and recorded as unclaimed instead of refused)"`
 
 	Lnd     common.LndConfig `group:"lnd" namespace:"lnd"`
-	API     APIConfig        `group:"api" namespace:"api"`
+	API     common.APIConfig `group:"api" namespace:"api"`
 	Webhook WebhookConfig    `group:"webhook" namespace:"webhook"`
 }
 
@@ -75,7 +67,7 @@ func DefaultConfig() *Config {
 		ExpiryInterval: time.Second,
 		SeqWindow:      1024,
 		Lnd:            common.DefaultLndConfig(),
-		API:            APIConfig{Listen: defaultAPIListen},
+		API:            common.APIConfig{Listen: defaultAPIListen},
 		Webhook: WebhookConfig{
 			InitialBackoff: 5 * time.Second,
 			MaxBackoff:     time.Hour,
@@ -111,21 +103,14 @@ func (c *Config) Validate() error {
 	if err := c.Lnd.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if _, _, err := net.SplitHostPort(c.API.Listen); err != nil {
-		return fmt.Errorf("%w: --api.listen %q: %v", ErrConfig,
-			c.API.Listen, err)
+	if err := c.API.Resolve(c.DataDir); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if c.MetricsListen != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
 			return fmt.Errorf("%w: --metrics.listen %q: %v",
 				ErrConfig, c.MetricsListen, err)
 		}
-	}
-	if c.API.TLSCert == "" {
-		c.API.TLSCert = filepath.Join(c.DataDir, "tls.cert")
-	}
-	if c.API.TLSKey == "" {
-		c.API.TLSKey = filepath.Join(c.DataDir, "tls.key")
 	}
 	if c.ExpiryInterval <= 0 {
 		return fmt.Errorf("%w: --expiryinterval must be positive, got %v",
@@ -155,4 +140,3 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
-

@@ -140,7 +140,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	host, _, _ := net.SplitHostPort(d.cfg.API.Listen)
 	tlsConf, err := common.LoadOrCreateTLS(d.cfg.API.TLSCert,
-		d.cfg.API.TLSKey, append([]string{host}, d.cfg.API.ExtraIPs...))
+		d.cfg.API.TLSKey, append([]string{host}, d.cfg.API.ExtraHosts...))
 	if err != nil {
 		return err
 	}

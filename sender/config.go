@@ -36,14 +36,6 @@ func DefaultDataDir() string {
 	return filepath.Join(home, ".satstream", "sender")
 }
 
-// APIConfig is the "api." option group.
-type APIConfig struct {
-	Listen   string   `long:"listen" description:"host:port of the HTTPS API (port 0 picks a free one)"`
-	TLSCert  string   `long:"tlscertpath" description:"API TLS certificate (default <datadir>/tls.cert, generated if missing)"`
-	TLSKey   string   `long:"tlskeypath" description:"API TLS key (default <datadir>/tls.key)"`
-	TLSHosts []string `long:"tlsextradomain" description:"Extra host name or IP for the generated certificate"`
-}
-
 // MetricsConfig is the "metrics." option group.
 type MetricsConfig struct {
 	Listen string `long:"listen" description:"host:port of the plain-HTTP Prometheus endpoint; empty disables it"`
@@ -67,7 +59,7 @@ type Config struct {
 	DebugLevel string `long:"debuglevel" description:"Log level for all subsystems, or TAG=level pairs (SNDR, SCHD, PAY, API, STOR, LNDC)"`
 
 	Lnd      common.LndConfig `group:"lnd" namespace:"lnd"`
-	API      APIConfig        `group:"api" namespace:"api"`
+	API      common.APIConfig `group:"api" namespace:"api"`
 	Metrics  MetricsConfig    `group:"metrics" namespace:"metrics"`
 	Payments PaymentsConfig   `group:"payments" namespace:"payments"`
 }
@@ -80,7 +72,7 @@ func DefaultConfig() *Config {
 		Network:    DefaultNetwork,
 		DebugLevel: DefaultDebugLevel,
 		Lnd:        common.DefaultLndConfig(),
-		API:        APIConfig{Listen: DefaultAPIListen},
+		API:        common.APIConfig{Listen: DefaultAPIListen},
 		Metrics:    MetricsConfig{Listen: DefaultMetricsListen},
 		Payments: PaymentsConfig{
 			MaxInFlight:       ec.MaxInFlight,
@@ -105,33 +97,15 @@ func (c *Config) engineConfig() EngineConfig {
 	}
 }
 
-// expandHome turns a leading ~ into the home directory.
-func expandHome(p string) string {
-	if p == "~" || strings.HasPrefix(p, "~/") {
-		if home, err := os.UserHomeDir(); err == nil {
-			return filepath.Join(home, p[1:])
-		}
-	}
-	return p
-}
-
 // Validate fills the paths derived from the data directory and turns the
 // first bad value into an error naming the option.
 func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return fmt.Errorf("%w: --datadir is empty", ErrConfig)
 	}
-	c.DataDir = expandHome(c.DataDir)
-	if c.API.TLSCert == "" {
-		c.API.TLSCert = filepath.Join(c.DataDir, "tls.cert")
-	}
-	if c.API.TLSKey == "" {
-		c.API.TLSKey = filepath.Join(c.DataDir, "tls.key")
-	}
-	c.API.TLSCert = expandHome(c.API.TLSCert)
-	c.API.TLSKey = expandHome(c.API.TLSKey)
-	c.Lnd.TLSPath = expandHome(c.Lnd.TLSPath)
-	c.Lnd.MacaroonPath = expandHome(c.Lnd.MacaroonPath)
+	c.DataDir = common.ExpandHome(c.DataDir)
+	c.Lnd.TLSPath = common.ExpandHome(c.Lnd.TLSPath)
+	c.Lnd.MacaroonPath = common.ExpandHome(c.Lnd.MacaroonPath)
 
 	switch c.Network {
 	case "mainnet", "testnet", "testnet4", "signet", "simnet", "regtest":
@@ -140,9 +114,8 @@ func (c *Config) Validate() error {
 			"testnet, testnet4, signet, simnet, regtest", ErrConfig,
 			c.Network)
 	}
-	if _, _, err := net.SplitHostPort(c.API.Listen); err != nil {
-		return fmt.Errorf("%w: --api.listen=%q: %v", ErrConfig,
-			c.API.Listen, err)
+	if err := c.API.Resolve(c.DataDir); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if c.Metrics.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
@@ -188,7 +161,7 @@ func LoadConfig(args []string) (*Config, error) {
 	if _, err := p.ParseArgs(args); err != nil {
 		return nil, err
 	}
-	defaultFile := filepath.Join(expandHome(pre.DataDir), ConfigFilename)
+	defaultFile := filepath.Join(common.ExpandHome(pre.DataDir), ConfigFilename)
 
 	cfg := DefaultConfig()
 	cfg.ConfigFile = defaultFile

@@ -117,7 +117,7 @@ func (d *Daemon) Start(ctx context.Context) error {
 	}
 
 	tlsCfg, err := common.LoadOrCreateTLS(cfg.API.TLSCert, cfg.API.TLSKey,
-		cfg.API.TLSHosts)
+		cfg.API.ExtraHosts)
 	if err != nil {
 		return fail(fmt.Errorf("api tls: %w", err))
 	}
