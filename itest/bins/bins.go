@@ -118,7 +118,7 @@ func Ensure(ctx context.Context, w io.Writer) (*Paths, error) {
 	err = ensureDir(ctx, w, lndDir, "lnd "+lndVersion, func(tmp string) error {
 		for _, cmd := range []string{"lnd", "lncli"} {
 			err := goBuild(ctx, w, root, cmd, []string{
-				"build", "-v", "-trimpath",
+				"build", "-v",
 				"-tags", strings.Join(LndBuildTags, " "),
 				"-o", filepath.Join(tmp, cmd),
 				LndModule + "/cmd/" + cmd,
@@ -137,7 +137,7 @@ func Ensure(ctx context.Context, w io.Writer) (*Paths, error) {
 		// go install pkg@version ignores the current module; run it
 		// from the cache so no go.work or go.mod interferes.
 		return goBuild(ctx, w, cache, "btcd", []string{
-			"install", "-v", "-trimpath",
+			"install", "-v",
 			"github.com/btcsuite/btcd@" + BtcdVersion,
 			"github.com/btcsuite/btcd/cmd/btcctl@" + BtcdVersion,
 		}, "GOBIN="+tmp, "GOWORK=off", "GOFLAGS=-mod=mod")
