@@ -196,36 +196,10 @@ func (t *receiverTx) PutSubscription(s *ReceiverSubscription) error {
 func (t *receiverTx) ForEachSubscription(state SubState, page Page,
 	fn func(*ReceiverSubscription) error) error {
 
-	fn = limited(page.Limit, fn)
-	if state == 0 {
-		var start []byte
-		if page.After != nil {
-			start = successor(rsubKey(*page.After))
-		}
-		return t.scan([]byte{pRSub}, start, true, func(_ []byte, item *badger.Item) error {
-			s := &ReceiverSubscription{}
-			err := item.Value(func(v []byte) error { return decodeRecord(v, s) })
-			if err != nil {
-				return err
-			}
-			return fn(s)
-		})
-	}
-
-	prefix := []byte{pRSubByState, byte(state)}
-	var start []byte
-	if page.After != nil {
-		start = successor(rsubStateKey(state, *page.After))
-	}
-	return t.scan(prefix, start, false, func(k []byte, _ *badger.Item) error {
-		var id SubID
-		copy(id[:], k[len(prefix):])
-		s, err := t.Subscription(id)
-		if err != nil {
-			return fmt.Errorf("state index: %w", err)
-		}
-		return fn(s)
-	})
+	return forEachSubscription(t.txn, pRSub, pRSubByState, uint8(state),
+		page, func() *ReceiverSubscription {
+			return &ReceiverSubscription{}
+		}, t.Subscription, fn)
 }
 
 func (t *receiverTx) SubscriptionsDueBefore(before time.Time,

@@ -119,36 +119,9 @@ func (t *senderTx) PutSubscription(s *SenderSubscription) error {
 func (t *senderTx) ForEachSubscription(state SenderState, page Page,
 	fn func(*SenderSubscription) error) error {
 
-	fn = limited(page.Limit, fn)
-	if state == 0 {
-		var start []byte
-		if page.After != nil {
-			start = successor(ssubKey(*page.After))
-		}
-		return t.scan([]byte{pSSub}, start, true, func(_ []byte, item *badger.Item) error {
-			s := &SenderSubscription{}
-			err := item.Value(func(v []byte) error { return decodeRecord(v, s) })
-			if err != nil {
-				return err
-			}
-			return fn(s)
-		})
-	}
-
-	prefix := []byte{pSSubByState, byte(state)}
-	var start []byte
-	if page.After != nil {
-		start = successor(ssubStateKey(state, *page.After))
-	}
-	return t.scan(prefix, start, false, func(k []byte, _ *badger.Item) error {
-		var id SubID
-		copy(id[:], k[len(prefix):])
-		s, err := t.Subscription(id)
-		if err != nil {
-			return fmt.Errorf("state index: %w", err)
-		}
-		return fn(s)
-	})
+	return forEachSubscription(t.txn, pSSub, pSSubByState, uint8(state),
+		page, func() *SenderSubscription { return &SenderSubscription{} },
+		t.Subscription, fn)
 }
 
 func (t *senderTx) Attempt(sub SubID, seq uint64) (*Attempt, error) {

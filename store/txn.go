@@ -160,3 +160,46 @@ func limited[T any](limit int, fn func(T) error) func(T) error {
 		return nil
 	}
 }
+
+// forEachSubscription walks one side's subscriptions in id order: all of
+// them from the records under recPrefix when state is 0, else the ids in the
+// state index under stateIdx+state, each loaded by load. Paging continues
+// after page.After. Both daemons list subscriptions this way.
+func forEachSubscription[R recorder](t *txn, recPrefix, stateIdx byte,
+	state uint8, page Page, newRec func() R, load func(SubID) (R, error),
+	fn func(R) error) error {
+
+	fn = limited(page.Limit, fn)
+	if state == 0 {
+		var start []byte
+		if page.After != nil {
+			start = successor(key(recPrefix, page.After[:]))
+		}
+		return t.scan([]byte{recPrefix}, start, true,
+			func(_ []byte, item *badger.Item) error {
+				r := newRec()
+				err := item.Value(func(v []byte) error {
+					return decodeRecord(v, r)
+				})
+				if err != nil {
+					return err
+				}
+				return fn(r)
+			})
+	}
+
+	prefix := []byte{stateIdx, state}
+	var start []byte
+	if page.After != nil {
+		start = successor(key(stateIdx, []byte{state}, page.After[:]))
+	}
+	return t.scan(prefix, start, false, func(k []byte, _ *badger.Item) error {
+		var id SubID
+		copy(id[:], k[len(prefix):])
+		r, err := load(id)
+		if err != nil {
+			return fmt.Errorf("state index: %w", err)
+		}
+		return fn(r)
+	})
+}
