@@ -85,26 +85,7 @@ func (s *lndSource) SubscribeInvoices(ctx context.Context, addIndex,
 	if err != nil {
 		return nil, nil, err
 	}
-	out := make(chan *core.Invoice)
-	go func() {
-		defer close(out)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case inv, ok := <-in:
-				if !ok {
-					return
-				}
-				select {
-				case out <- fromClient(inv):
-				case <-ctx.Done():
-					return
-				}
-			}
-		}
-	}()
-	return out, errs, nil
+	return mapChan(ctx, in, fromClient), errs, nil
 }
 
 // SubscribeSingleInvoice implements core.InvoiceSource.
@@ -115,6 +96,17 @@ func (s *lndSource) SubscribeSingleInvoice(ctx context.Context,
 	if err != nil {
 		return nil, nil, err
 	}
+	return mapChan(ctx, in, func(u lndclient.InvoiceUpdate) *core.Invoice {
+		return fromClient(&u.Invoice)
+	}), errs, nil
+}
+
+// mapChan forwards lndclient's updates as core invoices until in closes or
+// ctx ends, never blocking past ctx (lndclient's channels are not closed
+// when ctx ends).
+func mapChan[T any](ctx context.Context, in <-chan T,
+	conv func(T) *core.Invoice) <-chan *core.Invoice {
+
 	out := make(chan *core.Invoice)
 	go func() {
 		defer close(out)
@@ -122,19 +114,19 @@ func (s *lndSource) SubscribeSingleInvoice(ctx context.Context,
 			select {
 			case <-ctx.Done():
 				return
-			case u, ok := <-in:
+			case v, ok := <-in:
 				if !ok {
 					return
 				}
 				select {
-				case out <- fromClient(&u.Invoice):
+				case out <- conv(v):
 				case <-ctx.Done():
 					return
 				}
 			}
 		}
 	}()
-	return out, errs, nil
+	return out
 }
 
 // LookupInvoice implements core.InvoiceSource.
