@@ -330,8 +330,9 @@ func (n *Node) Connect(ctx context.Context, peer *Node) error {
 	})
 }
 
-// Disconnect drops the P2P connection to peer (channels stay open but
-// inactive), which is how tests make a peer look offline.
+// Disconnect drops the P2P connection to peer. Channels stay open, and lnd
+// reconnects channel peers by itself within moments, so this is a brief
+// cut; for a lasting outage, Stop the node.
 func (n *Node) Disconnect(ctx context.Context, peer *Node) error {
 	_, err := n.RPC().DisconnectPeer(ctx, &lnrpc.DisconnectPeerRequest{
 		PubKey: peer.PubKey.String(),
