@@ -63,15 +63,8 @@ func TestCLI(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
-	net, nodes := newNetwork(t, ctx,
-		regtest.NodeConfig{Name: "alice"},
-		regtest.NodeConfig{Name: "bob"},
-		regtest.NodeConfig{Name: "carol", ExtraArgs: []string{
-			"--keysend-hold-time=30s",
-		}},
-	)
-	alice, bob, carol := nodes[0], nodes[1], nodes[2]
-	line(t, ctx, net, alice, bob, carol)
+	_, nodes := holdLine(t, ctx)
+	alice, carol := nodes[0], nodes[2]
 
 	dir := t.TempDir()
 	logs, err := os.Create(filepath.Join(dir, "daemons.log"))

@@ -75,6 +75,24 @@ func line(t *testing.T, ctx context.Context, net *regtest.Network,
 	require.NoError(t, net.Line(ctx, walletFunds, chanCapacity, nodes...))
 }
 
+// holdLine starts the shape most satstream tests need: payer alice ->
+// router bob -> provider carol, carol holding keysends for 30 s so a
+// receiver can settle or refuse each one, with routes ready.
+func holdLine(t *testing.T, ctx context.Context) (*regtest.Network,
+	[]*regtest.Node) {
+
+	t.Helper()
+	net, nodes := newNetwork(t, ctx,
+		regtest.NodeConfig{Name: "alice"},
+		regtest.NodeConfig{Name: "bob"},
+		regtest.NodeConfig{Name: "carol", ExtraArgs: []string{
+			"--keysend-hold-time=30s",
+		}},
+	)
+	line(t, ctx, net, nodes...)
+	return net, nodes
+}
+
 // keysend pays amt to dest with the given custom records and fails the
 // test if the payment can't be made to finish.
 func keysend(t *testing.T, ctx context.Context, from *regtest.Node,

@@ -385,15 +385,8 @@ func TestReceiver(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 
-	net, nodes := newNetwork(t, ctx,
-		regtest.NodeConfig{Name: "alice"},
-		regtest.NodeConfig{Name: "bob"},
-		regtest.NodeConfig{Name: "carol", ExtraArgs: []string{
-			"--keysend-hold-time=30s",
-		}},
-	)
+	_, nodes := holdLine(t, ctx)
 	alice, carol := nodes[0], nodes[2]
-	line(t, ctx, net, nodes...)
 	t.Logf("network ready after %v", time.Since(start).Round(time.Second))
 
 	hooks := newHookServer(t)

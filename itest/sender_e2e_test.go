@@ -33,14 +33,8 @@ func TestSenderToReceiver(t *testing.T) {
 	defer cancel()
 	began := time.Now()
 
-	net, nodes := newNetwork(t, ctx,
-		regtest.NodeConfig{Name: "alice"},
-		regtest.NodeConfig{Name: "bob"},
-		regtest.NodeConfig{Name: "carol", ExtraArgs: []string{
-			"--keysend-hold-time=30s"}},
-	)
+	_, nodes := holdLine(t, ctx)
 	alice, carol := nodes[0], nodes[2]
-	line(t, ctx, net, nodes...)
 
 	rcfg := receiver.DefaultConfig()
 	rcfg.DataDir = t.TempDir()

@@ -360,14 +360,8 @@ func TestSender(t *testing.T) {
 	defer cancel()
 	began := time.Now()
 
-	net, nodes := newNetwork(t, ctx,
-		regtest.NodeConfig{Name: "alice"},
-		regtest.NodeConfig{Name: "bob"},
-		regtest.NodeConfig{Name: "carol", ExtraArgs: []string{
-			"--keysend-hold-time=30s"}},
-	)
+	net, nodes := holdLine(t, ctx)
 	alice, carol := nodes[0], nodes[2]
-	line(t, ctx, net, nodes...)
 	t.Logf("network ready after %v", time.Since(began).Round(time.Second))
 
 	prov := newProvider(carol)
