@@ -29,31 +29,30 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// receiverBin is built once per test run with the crash hooks compiled in.
+// daemonBins holds the daemon binaries built for this test run, with the
+// crash hooks compiled in (-tags itest), by command name.
 var (
-	receiverBinOnce sync.Once
-	receiverBin     string
-	receiverBinErr  error
+	daemonBinsMu sync.Mutex
+	daemonBins   = map[string]string{}
 )
 
-func buildReceiver(t *testing.T) string {
+// buildDaemon builds cmd/<name> once per test run and returns its path.
+func buildDaemon(t *testing.T, name string) string {
 	t.Helper()
-	receiverBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "satstream-receiver-bin-*")
-		if err != nil {
-			receiverBinErr = err
-			return
-		}
-		receiverBin = filepath.Join(dir, "satstream-receiver")
-		cmd := exec.Command("go", "build", "-tags", "itest", "-o",
-			receiverBin, "github.com/satstream/satstream/cmd/satstream-receiver")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			receiverBinErr = fmt.Errorf("build receiver: %v\n%s", err, out)
-		}
-	})
-	require.NoError(t, receiverBinErr)
-	return receiverBin
+	daemonBinsMu.Lock()
+	defer daemonBinsMu.Unlock()
+	if bin, ok := daemonBins[name]; ok {
+		return bin
+	}
+	dir, err := os.MkdirTemp("", "satstream-"+name+"-bin-*")
+	require.NoError(t, err)
+	bin := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-tags", "itest", "-o", bin,
+		"github.com/satstream/satstream/cmd/"+name)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "build %s:\n%s", name, out)
+	daemonBins[name] = bin
+	return bin
 }
 
 // rcvProc is one satstream-receiver process.
@@ -75,6 +74,9 @@ type rcv struct {
 	token   string
 	proc    *rcvProc
 	runs    int
+	// ready says whether the daemon's /v1/health body means it is up
+	// (default: the receiver's lnd_connected).
+	ready func(health map[string]any) error
 }
 
 func newRcv(t *testing.T, node *regtest.Node, hookURL string) *rcv {
@@ -84,7 +86,7 @@ func newRcv(t *testing.T, node *regtest.Node, hookURL string) *rcv {
 	addr := ln.Addr().String()
 	require.NoError(t, ln.Close())
 	r := &rcv{
-		t: t, bin: buildReceiver(t), dir: dir, apiAddr: addr,
+		t: t, bin: buildDaemon(t, "satstream-receiver"), dir: dir, apiAddr: addr,
 		args: []string{
 			"--datadir=" + dir,
 			"--network=regtest",
@@ -110,8 +112,9 @@ func newRcv(t *testing.T, node *regtest.Node, hookURL string) *rcv {
 		}
 		if t.Failed() {
 			for i := 1; i <= r.runs; i++ {
-				p := filepath.Join(dir, fmt.Sprintf("run%d.log", i))
-				t.Logf("--- receiver log %s ---\n%s", p, tail(p, 40))
+				p := filepath.Join(r.dir, fmt.Sprintf("run%d.log", i))
+				t.Logf("--- %s log %s ---\n%s", filepath.Base(r.bin),
+					p, tail(p, 40))
 			}
 		}
 	})
@@ -154,6 +157,9 @@ func (r *rcv) start(ctx context.Context, env ...string) {
 		var h map[string]any
 		if code := r.do("GET", "/v1/health", nil, &h); code != 200 {
 			return fmt.Errorf("health %d", code)
+		}
+		if r.ready != nil {
+			return r.ready(h)
 		}
 		if h["lnd_connected"] != true {
 			return fmt.Errorf("lnd not connected yet")
