@@ -74,6 +74,27 @@ type Options struct {
 	// that are still committing to join it; zero syncs at once. It only
 	// applies when other steps are running, so a lone writer never waits.
 	MaxCommitDelay time.Duration
+
+	// FaultHook is for tests only; daemons leave it nil. When set, the
+	// store calls it at each FaultPoint, and an error it returns is treated
+	// as that operation failing on disk.
+	FaultHook func(FaultPoint) error
+}
+
+// FaultPoint names a place where a test can make the store's disk fail.
+type FaultPoint string
+
+const (
+	// FaultSync is just before a group-commit fsync.
+	FaultSync FaultPoint = "sync"
+)
+
+// fault runs the test hook at p, if there is one.
+func (o Options) fault(p FaultPoint) error {
+	if o.FaultHook == nil {
+		return nil
+	}
+	return o.FaultHook(p)
 }
 
 // DefaultOptions are the settings the daemons run with.
@@ -139,6 +160,9 @@ type DB struct {
 
 	syncer *syncer
 
+	// logs syncs badger's logs for the syncer (and for Open).
+	logs *logSyncer
+
 	closeMu sync.RWMutex
 	closed  bool
 	users   sync.WaitGroup
@@ -183,6 +207,9 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 	if opts.InMemory {
 		bo = bo.WithDir("").WithValueDir("")
 	}
+	// Badger refuses a value threshold above its batch limit (15% of the
+	// memtable), which a small MemTableSize would otherwise hit.
+	bo = bo.WithValueThreshold(min(bo.ValueThreshold, 15*opts.MemTableSize/100))
 
 	bdb, err := openBadger(bo)
 	if err != nil {
@@ -193,6 +220,7 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 		bdb:  bdb,
 		dir:  dir,
 		opts: opts,
+		logs: newLogSyncer(dir),
 		quit: make(chan struct{}),
 	}
 	if err := db.checkSchema(); err != nil {
@@ -200,7 +228,13 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 		return nil, err
 	}
 
-	db.syncer = newSyncer(bdb.Sync, func() bool { return db.committing.Load() > 0 },
+	syncFn := func() error {
+		if err := opts.fault(FaultSync); err != nil {
+			return err
+		}
+		return db.logs.sync()
+	}
+	db.syncer = newSyncer(syncFn, func() bool { return db.committing.Load() > 0 },
 		opts.MaxCommitDelay, db.quit)
 	db.bg.Add(1)
 	go func() {
@@ -346,8 +380,8 @@ func (db *DB) checkSchema() error {
 		err := db.bdb.Update(func(txn *badger.Txn) error {
 			return txn.Set(keySchemaVersion, be32(SchemaVersion))
 		})
-		if err == nil {
-			err = db.bdb.Sync()
+		if err == nil && !db.opts.InMemory {
+			err = db.logs.sync()
 		}
 		if err != nil {
 			return fmt.Errorf("store: write schema version: %w", err)
