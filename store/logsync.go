@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // logSyncer makes everything badger has appended to its logs so far
@@ -92,14 +93,30 @@ func (l *logSyncer) sync() error {
 	}
 
 	present := make(map[string]bool, len(logs))
-	var fresh []string
+	var todo []logFile
 	for _, f := range logs {
 		present[f.name] = true
-		if l.final[f.name] {
-			continue
+		if !l.final[f.name] {
+			todo = append(todo, f)
 		}
-		err := syncFile(filepath.Join(l.dir, f.name))
-		switch {
+	}
+
+	// The files are synced in parallel: the filesystem can serve them
+	// with one journal commit and one cache flush instead of one each.
+	errs := make([]error, len(todo))
+	var wg sync.WaitGroup
+	for i := range todo {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = syncFile(filepath.Join(l.dir, todo[i].name))
+		}()
+	}
+	wg.Wait()
+
+	var fresh []string
+	for i, f := range todo {
+		switch err := errs[i]; {
 		case errors.Is(err, fs.ErrNotExist):
 			continue
 		case err != nil:
