@@ -87,7 +87,17 @@ type FaultPoint string
 const (
 	// FaultSync is just before a group-commit fsync.
 	FaultSync FaultPoint = "sync"
+
+	// FaultCommit is just after badger committed a step, before the step
+	// counts as written: a failure here leaves the step visible in memory
+	// but not acknowledged, as a failed badger write can.
+	FaultCommit FaultPoint = "commit"
 )
+
+// failedCloseTimeout bounds Close after a failure: badger flushes its
+// memtables on close and retries a failing flush forever, which must not
+// keep a daemon with a broken disk from exiting.
+const failedCloseTimeout = 10 * time.Second
 
 // fault runs the test hook at p, if there is one.
 func (o Options) fault(p FaultPoint) error {
@@ -170,6 +180,11 @@ type DB struct {
 	quit chan struct{}
 	bg   sync.WaitGroup
 
+	// failed is closed, and failErr set, when a write or fsync failed.
+	failOnce sync.Once
+	failed   chan struct{}
+	failErr  error
+
 	commits atomic.Uint64
 
 	// committing counts steps between starting and finishing their commit,
@@ -217,11 +232,12 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 	}
 
 	db := &DB{
-		bdb:  bdb,
-		dir:  dir,
-		opts: opts,
-		logs: newLogSyncer(dir),
-		quit: make(chan struct{}),
+		bdb:    bdb,
+		dir:    dir,
+		opts:   opts,
+		logs:   newLogSyncer(dir),
+		quit:   make(chan struct{}),
+		failed: make(chan struct{}),
 	}
 	if err := db.checkSchema(); err != nil {
 		_ = bdb.Close()
@@ -235,7 +251,7 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 		return db.logs.sync()
 	}
 	db.syncer = newSyncer(syncFn, func() bool { return db.committing.Load() > 0 },
-		opts.MaxCommitDelay, db.quit)
+		opts.MaxCommitDelay, db.fail, db.Err, db.quit)
 	db.bg.Add(1)
 	go func() {
 		defer db.bg.Done()
@@ -399,15 +415,57 @@ func (db *DB) checkSchema() error {
 	return nil
 }
 
-// enter registers a user so Close can wait for it; it fails after Close.
+// enter registers a user so Close can wait for it; it fails after Close
+// and, with the failure, once the store failed.
 func (db *DB) enter() error {
 	db.closeMu.RLock()
 	defer db.closeMu.RUnlock()
 	if db.closed {
 		return ErrClosed
 	}
+	if err := db.Err(); err != nil {
+		return err
+	}
 	db.users.Add(1)
 	return nil
+}
+
+// Failed is closed when the store fails: a badger write or a group-commit
+// fsync returned an error. From then on every operation returns Err; the
+// daemon should stop, and a restart re-reads the ledger from disk.
+func (db *DB) Failed() <-chan struct{} { return db.failed }
+
+// Err returns the failure (wrapping ErrFailed and its cause) once Failed
+// is closed, and nil before.
+func (db *DB) Err() error {
+	select {
+	case <-db.failed:
+		return db.failErr
+	default:
+		return nil
+	}
+}
+
+// fail puts the store into its failed state for cause (the first cause
+// wins) and returns the error every operation now gets.
+func (db *DB) fail(cause error) error {
+	db.failOnce.Do(func() {
+		db.failErr = fmt.Errorf("%w: %w", ErrFailed, cause)
+		log.Errorf("Store %s failed, refusing every further operation: %v",
+			db.dir, cause)
+		close(db.failed)
+	})
+	return db.failErr
+}
+
+// writeFailed tells a failed badger commit (the write or its log is
+// broken) from the refusals that leave nothing behind: a conflict, a
+// transaction too big, a closing database.
+func writeFailed(err error) bool {
+	return err != nil && !errors.Is(err, badger.ErrConflict) &&
+		!errors.Is(err, badger.ErrTxnTooBig) &&
+		!errors.Is(err, badger.ErrDBClosed) &&
+		!errors.Is(err, badger.ErrBlockedWrites)
 }
 
 // Close waits for every running operation to return, stops the background
@@ -425,8 +483,20 @@ func (db *DB) Close() error {
 	close(db.quit)
 	db.bg.Wait()
 
-	if err := db.bdb.Close(); err != nil {
-		return fmt.Errorf("store: close %s: %w", db.dir, err)
+	done := make(chan error, 1)
+	go func() { done <- db.bdb.Close() }()
+	var timeout <-chan time.Time
+	if db.Err() != nil {
+		timeout = time.After(failedCloseTimeout)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("store: close %s: %w", db.dir, err)
+		}
+	case <-timeout:
+		return fmt.Errorf("store: close %s: badger did not finish within %v "+
+			"after the store failed: %w", db.dir, failedCloseTimeout, db.Err())
 	}
 	log.Infof("Closed store %s", db.dir)
 	return nil
@@ -447,9 +517,6 @@ func (db *DB) update(ctx context.Context, fn func(t *txn) error) error {
 		return err
 	}
 	defer db.users.Done()
-	if err := db.syncer.failed(); err != nil {
-		return err
-	}
 
 	db.committing.Add(1)
 	dirty, err := db.commitRetrying(ctx, fn)
@@ -499,7 +566,14 @@ func (db *DB) commitOnce(fn func(t *txn) error) (bool, error) {
 	if !t.dirty {
 		return false, nil
 	}
-	return true, t.bt.Commit()
+	err := t.bt.Commit()
+	if err == nil {
+		err = db.opts.fault(FaultCommit)
+	}
+	if writeFailed(err) {
+		return true, db.fail(fmt.Errorf("commit: %w", err))
+	}
+	return true, err
 }
 
 // view runs fn in a read-only snapshot.
@@ -541,6 +615,9 @@ func (db *DB) gcLoop() {
 		case <-db.quit:
 			return
 		case <-t.C:
+		}
+		if db.Err() != nil {
+			return
 		}
 		if n, err := db.runValueLogGC(); err != nil {
 			log.Warnf("Value log GC: %v", err)
