@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,11 +15,6 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
 )
-
-// SchemaVersion is the layout of keys and values this program writes. Open
-// refuses a store with a higher number (written by a newer satstream) rather
-// than silently dropping what it does not understand.
-const SchemaVersion uint32 = 1
 
 // Durability says when an Update is acknowledged.
 type Durability uint8
@@ -353,66 +347,6 @@ func translateOpenErr(dir string, err error) error {
 	}
 	return fmt.Errorf("%w: badger cannot open %s (restore from a backup?): %v",
 		ErrCorrupt, dir, err)
-}
-
-// checkSchema stamps a new store with SchemaVersion and refuses stores that
-// are foreign or too new.
-func (db *DB) checkSchema() error {
-	var (
-		version uint32
-		found   bool
-		empty   = true
-	)
-	err := db.bdb.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(keySchemaVersion)
-		switch {
-		case errors.Is(err, badger.ErrKeyNotFound):
-			it := txn.NewIterator(badger.IteratorOptions{})
-			defer it.Close()
-			it.Rewind()
-			empty = !it.Valid()
-			return nil
-		case err != nil:
-			return err
-		}
-		found = true
-		return item.Value(func(v []byte) error {
-			if len(v) != 4 {
-				return fmt.Errorf("%w: schema version of %d bytes", ErrCorrupt, len(v))
-			}
-			version = binary.BigEndian.Uint32(v)
-			return nil
-		})
-	})
-	switch {
-	case err != nil && errors.Is(err, ErrCorrupt):
-		return err
-	case err != nil:
-		return fmt.Errorf("%w: read schema version: %v", ErrCorrupt, err)
-	case !found && !empty:
-		return fmt.Errorf("%w: %s is a badger database without a satstream "+
-			"schema version", ErrForeign, db.dir)
-	case !found:
-		err := db.bdb.Update(func(txn *badger.Txn) error {
-			return txn.Set(keySchemaVersion, be32(SchemaVersion))
-		})
-		if err == nil && !db.opts.InMemory {
-			err = db.logs.sync()
-		}
-		if err != nil {
-			return fmt.Errorf("store: write schema version: %w", err)
-		}
-		log.Infof("Created store %s with schema version %d", db.dir, SchemaVersion)
-		return nil
-	case version > SchemaVersion:
-		return fmt.Errorf("%w: %s has schema version %d, this satstream "+
-			"understands up to %d; upgrade satstream", ErrSchemaTooNew, db.dir,
-			version, SchemaVersion)
-	case version == 0:
-		return fmt.Errorf("%w: schema version 0", ErrCorrupt)
-	}
-	// Older versions would be migrated here, one step at a time.
-	return nil
 }
 
 // enter registers a user so Close can wait for it; it fails after Close
