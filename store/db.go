@@ -385,7 +385,9 @@ func (db *DB) Err() error {
 func (db *DB) fail(cause error) error {
 	db.failOnce.Do(func() {
 		db.failErr = fmt.Errorf("%w: %w", ErrFailed, cause)
-		log.Errorf("Store %s failed, refusing every further operation: %v",
+		// The owner (the daemon, watching Failed) reports it once;
+		// every operation from now on returns it.
+		log.Debugf("Store %s failed, refusing every further operation: %v",
 			db.dir, cause)
 		close(db.failed)
 	})
