@@ -59,6 +59,10 @@ type Daemon struct {
 	node         atomic.Pointer[route.Vertex]
 	lndConnected atomic.Bool
 	autoSettle   atomic.Bool
+
+	// storeOpts lets tests change the ledger's options (to inject disk
+	// failures); nil in the daemon.
+	storeOpts func(*store.Options)
 }
 
 // New prepares a daemon from a configuration (validated here).
@@ -129,8 +133,11 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err := os.MkdirAll(d.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create --datadir: %w", err)
 	}
-	d.db, err = store.Open(ctx, filepath.Join(d.cfg.DataDir, "ledger"),
-		store.DefaultOptions())
+	opts := store.DefaultOptions()
+	if d.storeOpts != nil {
+		d.storeOpts(&opts)
+	}
+	d.db, err = store.Open(ctx, filepath.Join(d.cfg.DataDir, "ledger"), opts)
 	if err != nil {
 		return fmt.Errorf("open ledger: %w", err)
 	}
@@ -222,6 +229,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 			}
 		})
 	}
+	d.goRun(func() { d.watchStore(runCtx, d.db) })
 	d.goRun(func() { d.lndLoop(runCtx) })
 	d.goRun(func() { d.expiryLoop(runCtx) })
 	d.goRun(func() { d.metricsLoop(runCtx) })
@@ -231,6 +239,20 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	d.log.Infof("satstream-receiver started: API https://%s, data in %s",
 		d.APIAddr(), d.cfg.DataDir)
 	return nil
+}
+
+// watchStore stops the daemon when the ledger fails (a write or fsync
+// error): what it holds in memory can no longer be trusted, and looping on
+// would only log the same error; a restart re-reads the ledger from disk.
+func (d *Daemon) watchStore(ctx context.Context, db *store.DB) {
+	select {
+	case <-ctx.Done():
+	case <-db.Failed():
+		err := fmt.Errorf("ledger failed, stopping: %w", db.Err())
+		d.log.Errorf("%v", err)
+		d.fatal(err)
+		d.cancel()
+	}
 }
 
 func (d *Daemon) goRun(f func()) {

@@ -56,6 +56,10 @@ type Daemon struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	errCh    chan error
+
+	// storeOpts lets tests change the ledger's options (to inject disk
+	// failures); nil in the daemon.
+	storeOpts func(*store.Options)
 }
 
 // New prepares a daemon; nothing is opened until Start.
@@ -91,8 +95,11 @@ func (d *Daemon) Start(ctx context.Context) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory %s: %w", cfg.DataDir, err)
 	}
-	db, err := store.Open(ctx, filepath.Join(cfg.DataDir, "ledger"),
-		store.DefaultOptions())
+	opts := store.DefaultOptions()
+	if d.storeOpts != nil {
+		d.storeOpts(&opts)
+	}
+	db, err := store.Open(ctx, filepath.Join(cfg.DataDir, "ledger"), opts)
 	if err != nil {
 		return fmt.Errorf("open ledger: %w", err)
 	}
@@ -158,9 +165,26 @@ func (d *Daemon) Start(ctx context.Context) error {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
+		d.watchStore(runCtx, db)
+	}()
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
 		d.runPayments(runCtx)
 	}()
 	return nil
+}
+
+// watchStore stops the daemon when the ledger fails (a write or fsync
+// error): what it holds in memory can no longer be trusted; a restart
+// re-reads the ledger from disk.
+func (d *Daemon) watchStore(ctx context.Context, db *store.DB) {
+	select {
+	case <-ctx.Done():
+	case <-db.Failed():
+		d.fatal(fmt.Errorf("ledger failed, stopping: %w", db.Err()))
+		d.cancel()
+	}
 }
 
 // serve runs an HTTP server until it is shut down.

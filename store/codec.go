@@ -13,8 +13,11 @@ import (
 
 // Stored values are one version byte followed by an lnd TLV stream. A new
 // field is a new TLV type: old values simply lack it (it decodes to the zero
-// value) and old code skips it, so adding a field needs no migration. The
-// version byte is for the day the framing itself has to change.
+// value), so adding a field needs no rewrite of old records. Old code,
+// though, would skip it and drop it when it rewrites the record: every new
+// type bumps SchemaVersion so old code refuses the store (see the package
+// comment). The version byte is for the day the framing itself has to
+// change.
 const valueVersion byte = 1
 
 // maxFieldLen bounds one variable-length field so a damaged length can not

@@ -102,6 +102,9 @@ func TestCrashSafety(t *testing.T) {
 	start := time.Now()
 
 	for i := 0; i < crashKills; i++ {
+		// The timeout guards each reopen, not the whole run: under -race
+		// on a busy machine fifty kills take longer than one guard.
+		ctx := testCtx(t)
 		ids := runAndKill(t, dir, uint64(i+1)*1_000_000, rng)
 		for _, id := range ids {
 			acked[id] = true

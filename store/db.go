@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,11 +15,6 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
 )
-
-// SchemaVersion is the layout of keys and values this program writes. Open
-// refuses a store with a higher number (written by a newer satstream) rather
-// than silently dropping what it does not understand.
-const SchemaVersion uint32 = 1
 
 // Durability says when an Update is acknowledged.
 type Durability uint8
@@ -74,6 +68,37 @@ type Options struct {
 	// that are still committing to join it; zero syncs at once. It only
 	// applies when other steps are running, so a lone writer never waits.
 	MaxCommitDelay time.Duration
+
+	// FaultHook is for tests only; daemons leave it nil. When set, the
+	// store calls it at each FaultPoint, and an error it returns is treated
+	// as that operation failing on disk.
+	FaultHook func(FaultPoint) error
+}
+
+// FaultPoint names a place where a test can make the store's disk fail.
+type FaultPoint string
+
+const (
+	// FaultSync is just before a group-commit fsync.
+	FaultSync FaultPoint = "sync"
+
+	// FaultCommit is just after badger committed a step, before the step
+	// counts as written: a failure here leaves the step visible in memory
+	// but not acknowledged, as a failed badger write can.
+	FaultCommit FaultPoint = "commit"
+)
+
+// failedCloseTimeout bounds Close after a failure: badger flushes its
+// memtables on close and retries a failing flush forever, which must not
+// keep a daemon with a broken disk from exiting.
+const failedCloseTimeout = 10 * time.Second
+
+// fault runs the test hook at p, if there is one.
+func (o Options) fault(p FaultPoint) error {
+	if o.FaultHook == nil {
+		return nil
+	}
+	return o.FaultHook(p)
 }
 
 // DefaultOptions are the settings the daemons run with.
@@ -139,12 +164,20 @@ type DB struct {
 
 	syncer *syncer
 
+	// logs syncs badger's logs for the syncer (and for Open).
+	logs *logSyncer
+
 	closeMu sync.RWMutex
 	closed  bool
 	users   sync.WaitGroup
 
 	quit chan struct{}
 	bg   sync.WaitGroup
+
+	// failed is closed, and failErr set, when a write or fsync failed.
+	failOnce sync.Once
+	failed   chan struct{}
+	failErr  error
 
 	commits atomic.Uint64
 
@@ -183,6 +216,9 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 	if opts.InMemory {
 		bo = bo.WithDir("").WithValueDir("")
 	}
+	// Badger refuses a value threshold above its batch limit (15% of the
+	// memtable), which a small MemTableSize would otherwise hit.
+	bo = bo.WithValueThreshold(min(bo.ValueThreshold, 15*opts.MemTableSize/100))
 
 	bdb, err := openBadger(bo)
 	if err != nil {
@@ -190,18 +226,26 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 	}
 
 	db := &DB{
-		bdb:  bdb,
-		dir:  dir,
-		opts: opts,
-		quit: make(chan struct{}),
+		bdb:    bdb,
+		dir:    dir,
+		opts:   opts,
+		logs:   newLogSyncer(dir),
+		quit:   make(chan struct{}),
+		failed: make(chan struct{}),
 	}
 	if err := db.checkSchema(); err != nil {
 		_ = bdb.Close()
 		return nil, err
 	}
 
-	db.syncer = newSyncer(bdb.Sync, func() bool { return db.committing.Load() > 0 },
-		opts.MaxCommitDelay, db.quit)
+	syncFn := func() error {
+		if err := opts.fault(FaultSync); err != nil {
+			return err
+		}
+		return db.logs.sync()
+	}
+	db.syncer = newSyncer(syncFn, func() bool { return db.committing.Load() > 0 },
+		opts.MaxCommitDelay, db.fail, db.Err, db.quit)
 	db.bg.Add(1)
 	go func() {
 		defer db.bg.Done()
@@ -305,75 +349,59 @@ func translateOpenErr(dir string, err error) error {
 		ErrCorrupt, dir, err)
 }
 
-// checkSchema stamps a new store with SchemaVersion and refuses stores that
-// are foreign or too new.
-func (db *DB) checkSchema() error {
-	var (
-		version uint32
-		found   bool
-		empty   = true
-	)
-	err := db.bdb.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(keySchemaVersion)
-		switch {
-		case errors.Is(err, badger.ErrKeyNotFound):
-			it := txn.NewIterator(badger.IteratorOptions{})
-			defer it.Close()
-			it.Rewind()
-			empty = !it.Valid()
-			return nil
-		case err != nil:
-			return err
-		}
-		found = true
-		return item.Value(func(v []byte) error {
-			if len(v) != 4 {
-				return fmt.Errorf("%w: schema version of %d bytes", ErrCorrupt, len(v))
-			}
-			version = binary.BigEndian.Uint32(v)
-			return nil
-		})
-	})
-	switch {
-	case err != nil && errors.Is(err, ErrCorrupt):
-		return err
-	case err != nil:
-		return fmt.Errorf("%w: read schema version: %v", ErrCorrupt, err)
-	case !found && !empty:
-		return fmt.Errorf("%w: %s is a badger database without a satstream "+
-			"schema version", ErrForeign, db.dir)
-	case !found:
-		err := db.bdb.Update(func(txn *badger.Txn) error {
-			return txn.Set(keySchemaVersion, be32(SchemaVersion))
-		})
-		if err == nil {
-			err = db.bdb.Sync()
-		}
-		if err != nil {
-			return fmt.Errorf("store: write schema version: %w", err)
-		}
-		log.Infof("Created store %s with schema version %d", db.dir, SchemaVersion)
-		return nil
-	case version > SchemaVersion:
-		return fmt.Errorf("%w: %s has schema version %d, this satstream "+
-			"understands up to %d; upgrade satstream", ErrSchemaTooNew, db.dir,
-			version, SchemaVersion)
-	case version == 0:
-		return fmt.Errorf("%w: schema version 0", ErrCorrupt)
-	}
-	// Older versions would be migrated here, one step at a time.
-	return nil
-}
-
-// enter registers a user so Close can wait for it; it fails after Close.
+// enter registers a user so Close can wait for it; it fails after Close
+// and, with the failure, once the store failed.
 func (db *DB) enter() error {
 	db.closeMu.RLock()
 	defer db.closeMu.RUnlock()
 	if db.closed {
 		return ErrClosed
 	}
+	if err := db.Err(); err != nil {
+		return err
+	}
 	db.users.Add(1)
 	return nil
+}
+
+// Failed is closed when the store fails: a badger write or a group-commit
+// fsync returned an error. From then on every operation returns Err; the
+// daemon should stop, and a restart re-reads the ledger from disk.
+func (db *DB) Failed() <-chan struct{} { return db.failed }
+
+// Err returns the failure (wrapping ErrFailed and its cause) once Failed
+// is closed, and nil before.
+func (db *DB) Err() error {
+	select {
+	case <-db.failed:
+		return db.failErr
+	default:
+		return nil
+	}
+}
+
+// fail puts the store into its failed state for cause (the first cause
+// wins) and returns the error every operation now gets.
+func (db *DB) fail(cause error) error {
+	db.failOnce.Do(func() {
+		db.failErr = fmt.Errorf("%w: %w", ErrFailed, cause)
+		// The owner (the daemon, watching Failed) reports it once;
+		// every operation from now on returns it.
+		log.Debugf("Store %s failed, refusing every further operation: %v",
+			db.dir, cause)
+		close(db.failed)
+	})
+	return db.failErr
+}
+
+// writeFailed tells a failed badger commit (the write or its log is
+// broken) from the refusals that leave nothing behind: a conflict, a
+// transaction too big, a closing database.
+func writeFailed(err error) bool {
+	return err != nil && !errors.Is(err, badger.ErrConflict) &&
+		!errors.Is(err, badger.ErrTxnTooBig) &&
+		!errors.Is(err, badger.ErrDBClosed) &&
+		!errors.Is(err, badger.ErrBlockedWrites)
 }
 
 // Close waits for every running operation to return, stops the background
@@ -391,8 +419,20 @@ func (db *DB) Close() error {
 	close(db.quit)
 	db.bg.Wait()
 
-	if err := db.bdb.Close(); err != nil {
-		return fmt.Errorf("store: close %s: %w", db.dir, err)
+	done := make(chan error, 1)
+	go func() { done <- db.bdb.Close() }()
+	var timeout <-chan time.Time
+	if db.Err() != nil {
+		timeout = time.After(failedCloseTimeout)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("store: close %s: %w", db.dir, err)
+		}
+	case <-timeout:
+		return fmt.Errorf("store: close %s: badger did not finish within %v "+
+			"after the store failed: %w", db.dir, failedCloseTimeout, db.Err())
 	}
 	log.Infof("Closed store %s", db.dir)
 	return nil
@@ -413,9 +453,6 @@ func (db *DB) update(ctx context.Context, fn func(t *txn) error) error {
 		return err
 	}
 	defer db.users.Done()
-	if err := db.syncer.failed(); err != nil {
-		return err
-	}
 
 	db.committing.Add(1)
 	dirty, err := db.commitRetrying(ctx, fn)
@@ -465,7 +502,14 @@ func (db *DB) commitOnce(fn func(t *txn) error) (bool, error) {
 	if !t.dirty {
 		return false, nil
 	}
-	return true, t.bt.Commit()
+	err := t.bt.Commit()
+	if err == nil {
+		err = db.opts.fault(FaultCommit)
+	}
+	if writeFailed(err) {
+		return true, db.fail(fmt.Errorf("commit: %w", err))
+	}
+	return true, err
 }
 
 // view runs fn in a read-only snapshot.
@@ -507,6 +551,9 @@ func (db *DB) gcLoop() {
 		case <-db.quit:
 			return
 		case <-t.C:
+		}
+		if db.Err() != nil {
+			return
 		}
 		if n, err := db.runValueLogGC(); err != nil {
 			log.Warnf("Value log GC: %v", err)

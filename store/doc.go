@@ -7,13 +7,36 @@
 // SenderStore.Update), so crediting a payment, moving the settle index and
 // queueing its events happen together or not at all. An Update returns only
 // once its step is on disk: commits are group-committed, many steps sharing
-// one fsync, which keeps durability without paying one fsync per step.
+// one round of fsyncs of badger's log files (every write-ahead and value
+// log not yet synced for good, see logsync.go), which keeps durability
+// without paying one fsync per step. If a badger write or an fsync fails,
+// the store fails for good: that Update and every later operation return
+// ErrFailed, DB.Failed is closed, and the daemon stops; a restart re-reads
+// the ledger from disk.
 //
 // The store persists and indexes; it knows no domain rules. State
 // transitions and credit arithmetic belong to the receiver and sender.
 //
 // Keys are a one-byte table prefix followed by fixed-width big-endian
 // fields (see keys.go); values are a version byte and an lnd TLV stream (see
-// codec.go), so adding a field is adding a TLV type. The schema version key
-// is checked at Open.
+// codec.go), so adding a field is adding a TLV type.
+//
+// The schema version key is checked at Open (schema.go): a store written by
+// a newer satstream is refused with ErrSchemaTooNew, an older one is
+// migrated one version at a time, each step one transaction that ends by
+// stamping its version. Every change to what the store writes (a new TLV
+// type in a record, a new record type, table or meta key) is a new schema
+// version, because an older binary would otherwise open the store, decode
+// records without the new field and drop it when it rewrites them. To add
+// a field:
+//
+//  1. give it a new TLV type in the record's records() (codec.go); a type
+//     number, once released, keeps its meaning forever;
+//  2. bump SchemaVersion in schema.go;
+//  3. append the step {from: old version} to migrations, with an apply that
+//     rewrites what must change (nothing, when records without the field
+//     may read it as zero);
+//  4. add schemaHistory[new version] in schema_test.go: a copy of the last
+//     entry with the new type. TestStoredFieldAddedWithoutSchemaBump fails
+//     until the layout, the version and the step agree.
 package store

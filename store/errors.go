@@ -31,9 +31,17 @@ var (
 	// ErrClosed is returned by every operation started after Close.
 	ErrClosed = errors.New("store: closed")
 
-	// ErrSyncFailed is returned once an fsync failed: after that nothing can
-	// be acknowledged as durable, so the store refuses further writes and the
-	// daemon must restart (and replay from lnd).
+	// ErrFailed is returned by the step whose write or fsync failed and,
+	// from then on, by every operation: the step may be visible in memory
+	// without being on disk (after a failed fsync the kernel may even have
+	// dropped written pages), so nothing the store holds can be trusted.
+	// DB.Failed and DB.Err report it; the daemon must stop, and a restart
+	// re-reads the ledger from disk. The cause (ErrSyncFailed, or badger's
+	// write error) is wrapped too.
+	ErrFailed = errors.New("store: failed; restart to re-read the ledger from disk")
+
+	// ErrSyncFailed is the cause wrapped in ErrFailed when a group-commit
+	// fsync failed.
 	ErrSyncFailed = errors.New("store: sync to disk failed")
 
 	// ErrConflict is returned when a transaction kept conflicting with

@@ -15,6 +15,11 @@ type syncer struct {
 	sync func() error
 	quit <-chan struct{}
 
+	// fail puts the store into its failed state and returns the error
+	// every waiter gets; failed returns that error once set.
+	fail   func(error) error
+	failed func() error
+
 	// busy reports steps still committing; while there are some (and for
 	// at most gather) the fsync waits for them, because each commit is
 	// cheap next to an fsync and a commit that misses a round waits for a
@@ -24,10 +29,9 @@ type syncer struct {
 	gather   time.Duration
 	progress chan struct{}
 
-	mu      sync.Mutex
-	next    *syncRound
-	failErr error
-	kick    chan struct{}
+	mu   sync.Mutex
+	next *syncRound
+	kick chan struct{}
 
 	syncs atomic.Uint64
 }
@@ -39,10 +43,11 @@ type syncRound struct {
 }
 
 func newSyncer(fn func() error, busy func() bool, gather time.Duration,
-	quit <-chan struct{}) *syncer {
+	fail func(error) error, failed func() error, quit <-chan struct{}) *syncer {
 
 	return &syncer{
 		sync: fn, busy: busy, gather: gather, quit: quit,
+		fail: fail, failed: failed,
 		kick:     make(chan struct{}, 1),
 		progress: make(chan struct{}, 1),
 	}
@@ -74,23 +79,14 @@ func (s *syncer) gatherCommits() {
 	}
 }
 
-// failed returns the sticky error of a failed fsync. After an fsync error
-// the kernel may have dropped dirty pages, so nothing written since can be
-// trusted to be durable: the store stops acknowledging writes.
-func (s *syncer) failed() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.failErr
-}
-
 // join adds the caller to the round that has not started yet; the round's
 // fsync starts after this call, so it covers every commit made before it.
 func (s *syncer) join() (*syncRound, error) {
+	if err := s.failed(); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.failErr != nil {
-		return nil, s.failErr
-	}
 	r := s.next
 	if r == nil {
 		r = &syncRound{done: make(chan struct{})}
@@ -127,14 +123,16 @@ func (s *syncer) flush() {
 	if r == nil {
 		return
 	}
-	err := s.sync()
-	s.syncs.Add(1)
-	if err != nil {
-		err = fmt.Errorf("%w: %v", ErrSyncFailed, err)
-		log.Errorf("Group commit fsync failed, refusing further writes: %v", err)
-		s.mu.Lock()
-		s.failErr = err
-		s.mu.Unlock()
+	// After a failed fsync the kernel may have dropped the dirty pages, so
+	// nothing written since can be trusted to be durable: the store fails
+	// for good instead of retrying.
+	err := s.failed()
+	if err == nil {
+		err = s.sync()
+		s.syncs.Add(1)
+		if err != nil {
+			err = s.fail(fmt.Errorf("%w: %w", ErrSyncFailed, err))
+		}
 	}
 	r.err = err
 	close(r.done)

@@ -1,0 +1,109 @@
+package sender
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lightningnetwork/lnd/lnrpc"
+	"github.com/satstream/satstream/common"
+	"github.com/satstream/satstream/store"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+	"gopkg.in/macaroon.v2"
+)
+
+// lndAway points the sender at an lnd that is not there, with a real
+// certificate and a macaroon holding every permission the sender needs, so
+// it keeps retrying the connection instead of stopping on the macaroon.
+func lndAway(t *testing.T, c *Config) {
+	t.Helper()
+	dir := t.TempDir()
+	c.Lnd.TLSPath = filepath.Join(dir, "tls.cert")
+	_, err := common.LoadOrCreateTLS(c.Lnd.TLSPath, filepath.Join(dir, "tls.key"), nil)
+	require.NoError(t, err)
+
+	byEntity := map[string]*lnrpc.Op{}
+	var ops []*lnrpc.Op
+	for _, rpc := range common.SenderMacaroonRPCs() {
+		for _, p := range rpc.Perms {
+			op := byEntity[p.Entity]
+			if op == nil {
+				op = &lnrpc.Op{Entity: p.Entity}
+				byEntity[p.Entity] = op
+				ops = append(ops, op)
+			}
+			op.Actions = append(op.Actions, p.Action)
+		}
+	}
+	id, err := proto.Marshal(&lnrpc.MacaroonId{
+		Nonce: []byte("0123456789abcdef"), StorageId: []byte("0"), Ops: ops,
+	})
+	require.NoError(t, err)
+	m, err := macaroon.New([]byte("root key"), append([]byte{3}, id...),
+		"lnd", macaroon.V2)
+	require.NoError(t, err)
+	b, err := m.MarshalBinary()
+	require.NoError(t, err)
+	c.Lnd.MacaroonPath = filepath.Join(dir, "satstream.macaroon")
+	require.NoError(t, os.WriteFile(c.Lnd.MacaroonPath, b, 0o600))
+	c.Lnd.Host = "127.0.0.1:1"
+}
+
+// TestLedgerFsyncFailsSenderKeepsRunning reproduces a sender that went on
+// after its ledger failed. Now a failed fsync stops it with the store's
+// error (Main returns it, the binary exits non-zero).
+func TestLedgerFsyncFailsSenderKeepsRunning(t *testing.T) {
+	c := DefaultConfig()
+	c.DataDir = t.TempDir()
+	c.API.Listen = "127.0.0.1:0"
+	c.Metrics.Listen = ""
+	c.Network = "regtest"
+	lndAway(t, c)
+	require.NoError(t, c.Validate())
+
+	d, err := New(c, common.NewLogManager(io.Discard))
+	require.NoError(t, err)
+	var broken atomic.Bool
+	d.storeOpts = func(o *store.Options) {
+		o.FaultHook = func(p store.FaultPoint) error {
+			if p == store.FaultSync && broken.Load() {
+				return errors.New("disk on fire")
+			}
+			return nil
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, d.Start(ctx))
+	defer d.Stop()
+
+	select {
+	case err := <-d.Err():
+		t.Fatalf("sender stopped before the disk broke: %v", err)
+	default:
+	}
+
+	broken.Store(true)
+	err = d.db.Sender().Update(ctx, func(tx store.SenderTx) error {
+		return tx.PutSubscription(&store.SenderSubscription{
+			ID: store.SubID{1}, State: store.SenderActive})
+	})
+	require.ErrorIs(t, err, store.ErrFailed)
+
+	select {
+	case err := <-d.Err():
+		require.ErrorIs(t, err, store.ErrFailed)
+		require.ErrorIs(t, err, store.ErrSyncFailed)
+		require.ErrorContains(t, err, "disk on fire")
+		t.Log(err)
+	case <-ctx.Done():
+		t.Fatal("sender kept running on a failed ledger")
+	}
+	require.NoError(t, d.Stop())
+}

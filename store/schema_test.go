@@ -1,0 +1,408 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"maps"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/lightningnetwork/lnd/tlv"
+	"github.com/stretchr/testify/require"
+)
+
+// schemaLayout is what one schema version stores: the tables (key prefix
+// constants), the meta keys (second byte under pMeta) and, per stored
+// record type, the TLV types it encodes.
+type schemaLayout struct {
+	tables  map[string]byte
+	meta    map[string]byte
+	records map[string][]uint64
+}
+
+// schemaHistory pins the layout of every schema version. Never edit a
+// released entry: to change the layout, copy the last entry to
+// SchemaVersion+1, change the copy, bump SchemaVersion and add the matching
+// step to migrations (see the package comment).
+var schemaHistory = map[uint32]schemaLayout{
+	1: {
+		tables: map[string]byte{
+			"pMeta": 0x01,
+			"pPlan": 0x10, "pRSub": 0x11, "pRSubByState": 0x12,
+			"pRSubByPaid": 0x13, "pPayment": 0x14, "pPaymentBySq": 0x15,
+			"pEvent": 0x16, "pEventQueue": 0x17,
+			"pSSub": 0x20, "pSSubByState": 0x21, "pAttempt": 0x22,
+			"pAttemptHash": 0x23, "pAttemptOpen": 0x24, "pSpend": 0x25,
+		},
+		meta: map[string]byte{
+			"keySchemaVersion": 0x01, "keySettleIndex": 0x10,
+			"keyAddIndex": 0x11, "keyLastEventID": 0x12,
+		},
+		records: map[string][]uint64{
+			"Plan":                 {1, 2, 3, 4, 5, 10, 11, 12, 13, 14},
+			"ReceiverSubscription": {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
+			"Payment":              {1, 2, 3, 4, 5, 6, 7, 8, 9},
+			"Event":                {1, 2, 3, 4, 5, 6, 7, 8, 9, 10},
+			"SenderSubscription": {1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12,
+				20, 21, 22, 23, 24, 30, 31, 32, 33},
+			"Attempt": {1, 2, 3, 4, 5, 6, 7, 8, 9, 10},
+		},
+	},
+	2: {
+		tables: map[string]byte{
+			"pMeta": 0x01,
+			"pPlan": 0x10, "pRSub": 0x11, "pRSubByState": 0x12,
+			"pRSubByPaid": 0x13, "pPayment": 0x14, "pPaymentBySq": 0x15,
+			"pEvent": 0x16, "pEventQueue": 0x17, "pRHeld": 0x18,
+			"pSSub": 0x20, "pSSubByState": 0x21, "pAttempt": 0x22,
+			"pAttemptHash": 0x23, "pAttemptOpen": 0x24, "pSpend": 0x25,
+		},
+		meta: map[string]byte{
+			"keySchemaVersion": 0x01, "keySettleIndex": 0x10,
+			"keyAddIndex": 0x11, "keyLastEventID": 0x12,
+		},
+		records: map[string][]uint64{
+			"Plan":                 {1, 2, 3, 4, 5, 6, 10, 11, 12, 13, 14},
+			"ReceiverSubscription": {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
+			"Payment":              {1, 2, 3, 4, 5, 6, 7, 8, 9, 10},
+			"Event":                {1, 2, 3, 4, 5, 6, 7, 8, 9, 10},
+			"SenderSubscription": {1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12,
+				20, 21, 22, 23, 24, 30, 31, 32, 33,
+				40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52},
+			"Attempt": {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14},
+		},
+	},
+}
+
+// storedRecords makes an empty value of every stored record type, by the
+// name of its type. A new record type goes here (the test finds it in the
+// source and asks for it).
+var storedRecords = map[string]func() recorder{
+	"Plan":                 func() recorder { return &Plan{} },
+	"ReceiverSubscription": func() recorder { return &ReceiverSubscription{} },
+	"Payment":              func() recorder { return &Payment{} },
+	"Event":                func() recorder { return &Event{} },
+	"SenderSubscription":   func() recorder { return &SenderSubscription{} },
+	"Attempt":              func() recorder { return &Attempt{} },
+}
+
+var (
+	tableConst = regexp.MustCompile(`^p[A-Z]`)
+	metaVar    = regexp.MustCompile(`^key[A-Z]`)
+)
+
+// currentLayout reads the layout this code writes: table constants and
+// meta keys from the package source, record types from the source (every
+// type with a records method) and their TLV types from records().
+func currentLayout(t *testing.T) schemaLayout {
+	t.Helper()
+	fset := token.NewFileSet()
+	pkgs, err := parser.ParseDir(fset, ".", func(fi os.FileInfo) bool {
+		return !strings.HasSuffix(fi.Name(), "_test.go")
+	}, 0)
+	require.NoError(t, err)
+	pkg, ok := pkgs["store"]
+	require.True(t, ok)
+
+	lit := func(e ast.Expr) (byte, bool) {
+		bl, ok := e.(*ast.BasicLit)
+		if !ok || bl.Kind != token.INT {
+			return 0, false
+		}
+		v, err := strconv.ParseUint(bl.Value, 0, 8)
+		return byte(v), err == nil
+	}
+	l := schemaLayout{tables: map[string]byte{}, meta: map[string]byte{},
+		records: map[string][]uint64{}}
+	for _, f := range pkg.Files {
+		for _, decl := range f.Decls {
+			switch d := decl.(type) {
+			case *ast.GenDecl:
+				for _, spec := range d.Specs {
+					vs, ok := spec.(*ast.ValueSpec)
+					if !ok || len(vs.Values) != len(vs.Names) {
+						continue
+					}
+					for i, name := range vs.Names {
+						switch {
+						case d.Tok == token.CONST && tableConst.MatchString(name.Name):
+							if v, ok := lit(vs.Values[i]); ok {
+								l.tables[name.Name] = v
+							}
+						case d.Tok == token.VAR && metaVar.MatchString(name.Name):
+							cl, ok := vs.Values[i].(*ast.CompositeLit)
+							if !ok || len(cl.Elts) != 2 {
+								continue
+							}
+							if id, ok := cl.Elts[0].(*ast.Ident); !ok || id.Name != "pMeta" {
+								continue
+							}
+							if v, ok := lit(cl.Elts[1]); ok {
+								l.meta[name.Name] = v
+							}
+						}
+					}
+				}
+			case *ast.FuncDecl:
+				if d.Name.Name != "records" || d.Recv == nil || len(d.Recv.List) != 1 {
+					continue
+				}
+				star, ok := d.Recv.List[0].Type.(*ast.StarExpr)
+				if !ok {
+					continue
+				}
+				id, ok := star.X.(*ast.Ident)
+				if !ok {
+					continue
+				}
+				mk, ok := storedRecords[id.Name]
+				require.True(t, ok, "%s is a new stored record type: add it to "+
+					"storedRecords in schema_test.go", id.Name)
+				var types []uint64
+				for _, r := range mk().records() {
+					types = append(types, uint64(r.Type()))
+				}
+				l.records[id.Name] = types
+			}
+		}
+	}
+	require.NotEmpty(t, l.tables)
+	require.Contains(t, l.meta, "keySchemaVersion")
+	require.Len(t, l.records, len(storedRecords))
+	return l
+}
+
+// layoutDiff lists what differs between the pinned and the current layout.
+func layoutDiff(pinned, cur schemaLayout) []string {
+	var out []string
+	bytesDiff := func(what string, a, b map[string]byte) {
+		for _, k := range slices.Sorted(maps.Keys(b)) {
+			if v, ok := a[k]; !ok {
+				out = append(out, fmt.Sprintf("new %s %s = %#02x", what, k, b[k]))
+			} else if v != b[k] {
+				out = append(out, fmt.Sprintf("%s %s changed from %#02x to %#02x",
+					what, k, v, b[k]))
+			}
+		}
+		for _, k := range slices.Sorted(maps.Keys(a)) {
+			if _, ok := b[k]; !ok {
+				out = append(out, fmt.Sprintf("%s %s removed", what, k))
+			}
+		}
+	}
+	bytesDiff("table", pinned.tables, cur.tables)
+	bytesDiff("meta key", pinned.meta, cur.meta)
+	for _, name := range slices.Sorted(maps.Keys(cur.records)) {
+		if p, ok := pinned.records[name]; !ok {
+			out = append(out, fmt.Sprintf("new record %s with TLV types %v",
+				name, cur.records[name]))
+		} else if !slices.Equal(p, cur.records[name]) {
+			out = append(out, fmt.Sprintf("record %s encodes TLV types %v, "+
+				"pinned %v", name, cur.records[name], p))
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(pinned.records)) {
+		if _, ok := cur.records[name]; !ok {
+			out = append(out, fmt.Sprintf("record %s removed", name))
+		}
+	}
+	return out
+}
+
+// TestStoredFieldAddedWithoutSchemaBump reproduces fields added to stored
+// records (and a table added) under an unchanged SchemaVersion: an older
+// binary opened such a store, decoded the records without the new TLV types
+// and dropped them when it rewrote a record. The layout of every version is
+// pinned; a change without a bump fails here, saying what to do.
+func TestStoredFieldAddedWithoutSchemaBump(t *testing.T) {
+	t.Parallel()
+	cur := currentLayout(t)
+	pinned, ok := schemaHistory[SchemaVersion]
+	require.True(t, ok, "schemaHistory has no entry for SchemaVersion %d: "+
+		"add one with the layout it writes", SchemaVersion)
+	if diff := layoutDiff(pinned, cur); len(diff) > 0 {
+		t.Fatalf("the stored layout differs from the one pinned for schema "+
+			"version %d:\n  %s\n\nTo change what the store writes: bump "+
+			"SchemaVersion (schema.go) to %d, add the migration step "+
+			"{from: %d, ...} to migrations (an apply that does nothing if "+
+			"old records read the new fields as zero), and add "+
+			"schemaHistory[%d] (schema_test.go) with the new layout, "+
+			"leaving the older entries as they are. Older binaries then "+
+			"refuse the store instead of dropping the new fields.",
+			SchemaVersion, strings.Join(diff, "\n  "), SchemaVersion+1,
+			SchemaVersion, SchemaVersion+1)
+	}
+}
+
+// TestMigrationStepMissing checks that there is exactly one migration step
+// per version and one pinned layout per version.
+func TestMigrationStepMissing(t *testing.T) {
+	t.Parallel()
+	require.Len(t, migrations, int(SchemaVersion)-1,
+		"one migration step per version after the first")
+	for i, m := range migrations {
+		require.EqualValues(t, i+1, m.from, "migrations[%d]", i)
+		require.NotEmpty(t, m.what, "migrations[%d] says what changed", i)
+		require.NotNil(t, m.apply, "migrations[%d]", i)
+	}
+	for v := uint32(1); v <= SchemaVersion; v++ {
+		require.Contains(t, schemaHistory, v, "layout of schema version %d", v)
+	}
+	require.Len(t, schemaHistory, int(SchemaVersion))
+}
+
+// storedVersion reads the schema version of the store in dir.
+func storedVersion(t *testing.T, dir string) uint32 {
+	t.Helper()
+	bdb, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
+	require.NoError(t, err)
+	defer bdb.Close()
+	var v uint32
+	require.NoError(t, bdb.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(keySchemaVersion)
+		if err != nil {
+			return err
+		}
+		return item.Value(func(b []byte) error {
+			v = beU32(b)
+			return nil
+		})
+	}))
+	return v
+}
+
+func beU32(b []byte) uint32 { return uint32(beU64(append(make([]byte, 4), b...))) }
+
+// encodeAsVersion encodes r with only the TLV types schema version v knew,
+// as a binary of that version wrote it.
+func encodeAsVersion(t *testing.T, v uint32, name string, r recorder) []byte {
+	t.Helper()
+	known := schemaHistory[v].records[name]
+	var recs []tlv.Record
+	for _, rec := range r.records() {
+		if slices.Contains(known, uint64(rec.Type())) {
+			recs = append(recs, rec)
+		}
+	}
+	b, err := encodeValue(recs)
+	require.NoError(t, err)
+	return b
+}
+
+// TestOlderStoreIsMigrated opens a store written by every older schema
+// version: Open migrates it to SchemaVersion, stamps it, and its records
+// read back with the fields that version did not know as zero.
+func TestOlderStoreIsMigrated(t *testing.T) {
+	t.Parallel()
+	for v := uint32(1); v < SchemaVersion; v++ {
+		t.Run(fmt.Sprintf("from %d", v), func(t *testing.T) {
+			t.Parallel()
+			dir := closedStore(t)
+			pay := &Payment{Hash: hashOf(7), SubID: subID(1), Seq: 7,
+				Amount: 1500, State: PaymentCredited, ReceivedAt: at(7),
+				Rate: 1000}
+			att := &Attempt{SubID: subID(2), Seq: 3, Hash: hashOf(3),
+				Amount: 1000, State: AttemptInFlight, Tries: 2}
+			rawBadger(t, dir, map[string][]byte{
+				string(keySchemaVersion):     be32(v),
+				string(paymentKey(pay.Hash)): encodeAsVersion(t, v, "Payment", pay),
+				string(attemptKey(att.SubID, att.Seq)): encodeAsVersion(t, v,
+					"Attempt", att),
+			})
+
+			db, err := Open(testCtx(t), dir, DefaultOptions())
+			require.NoError(t, err)
+			ctx := testCtx(t)
+			// Fields the old version did not know read as zero.
+			var wantPay Payment
+			require.NoError(t, decodeRecord(
+				encodeAsVersion(t, v, "Payment", pay), &wantPay))
+			var wantAtt Attempt
+			require.NoError(t, decodeRecord(
+				encodeAsVersion(t, v, "Attempt", att), &wantAtt))
+			require.Equal(t, pay.Amount, wantPay.Amount)
+			require.NoError(t, db.Receiver().View(ctx, func(tx ReceiverTx) error {
+				p, err := tx.Payment(pay.Hash)
+				require.NoError(t, err)
+				require.Equal(t, pay.Amount, p.Amount)
+				require.Equal(t, wantPay, *p)
+				return nil
+			}))
+			require.NoError(t, db.Sender().View(ctx, func(tx SenderTx) error {
+				a, err := tx.Attempt(att.SubID, att.Seq)
+				require.NoError(t, err)
+				require.Equal(t, wantAtt, *a)
+				return nil
+			}))
+			if v == 1 {
+				require.Zero(t, wantPay.Rate, "v1 had no Payment.Rate")
+				require.Zero(t, wantAtt.Tries, "v1 had no Attempt.Tries")
+			}
+			require.NoError(t, db.Close())
+			require.Equal(t, SchemaVersion, storedVersion(t, dir))
+		})
+	}
+}
+
+// TestNewerStoreRefused checks that a store stamped by a newer satstream
+// is refused with ErrSchemaTooNew, a message naming both versions, and left
+// as it was.
+func TestNewerStoreRefused(t *testing.T) {
+	t.Parallel()
+	dir := closedStore(t)
+	rawBadger(t, dir, map[string][]byte{
+		string(keySchemaVersion): be32(SchemaVersion + 1)})
+	db, err := Open(context.Background(), dir, DefaultOptions())
+	require.ErrorIs(t, err, ErrSchemaTooNew)
+	require.Nil(t, db)
+	require.ErrorContains(t, err, fmt.Sprintf("schema version %d", SchemaVersion+1))
+	require.ErrorContains(t, err, fmt.Sprintf("up to %d; upgrade satstream",
+		SchemaVersion))
+	require.Equal(t, SchemaVersion+1, storedVersion(t, dir))
+}
+
+// TestMigrationStepFailsHalfway checks that steps run one transaction each:
+// a failing step leaves none of its writes and the previous stamp, so the
+// next Open runs it again.
+func TestMigrationStepFailsHalfway(t *testing.T) {
+	t.Parallel()
+	db, _ := openTestDB(t)
+	boom := errors.New("boom")
+	steps := []migration{
+		{from: 1, what: "one", apply: func(t *txn) error {
+			return t.set([]byte{pMeta, 0xf1}, []byte("one"))
+		}},
+		{from: 2, what: "two", apply: func(t *txn) error {
+			if err := t.set([]byte{pMeta, 0xf2}, []byte("two")); err != nil {
+				return err
+			}
+			return boom
+		}},
+	}
+	err := db.migrate(1, 3, steps)
+	require.ErrorIs(t, err, boom)
+	require.ErrorContains(t, err, "from schema version 2 to 3 (two)")
+
+	v, found, err := db.readSchema()
+	require.NoError(t, err)
+	require.True(t, found)
+	require.EqualValues(t, 2, v)
+	require.NoError(t, db.bdb.View(func(txn *badger.Txn) error {
+		_, err := txn.Get([]byte{pMeta, 0xf1})
+		require.NoError(t, err, "step one committed")
+		_, err = txn.Get([]byte{pMeta, 0xf2})
+		require.ErrorIs(t, err, badger.ErrKeyNotFound, "step two left nothing")
+		return nil
+	}))
+
+	require.ErrorContains(t, db.migrate(3, 4, steps), "no migration from schema version 3")
+}
