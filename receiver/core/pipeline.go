@@ -30,7 +30,14 @@ type Invoice struct {
 	SettleIndex uint64
 	// AcceptTime is when lnd accepted the first HTLC (zero if unknown).
 	AcceptTime time.Time
+	// HTLCs counts the HTLCs Amount adds up (0 if unknown).
+	HTLCs int
 }
+
+// ErrInvoiceNotFound means lnd does not hold the invoice. For a hash lnd
+// once held it means cancelled: lnd deletes only cancelled invoices
+// (gc-canceled-invoices-on-the-fly, gc-canceled-invoices-on-startup).
+var ErrInvoiceNotFound = errors.New("invoice not found")
 
 // InvoiceSource is the narrow view of lnd the payment pipeline needs.
 type InvoiceSource interface {
@@ -76,7 +83,25 @@ type PipelineConfig struct {
 	OnEvents func()
 	// CrashHook, if set, is called at the named crash points (tests).
 	CrashHook func(point string)
+	// SweepInterval is how often every held hash and pending keysend is
+	// made sure to have a follower, and how often a follower asks lnd
+	// about an invoice it heard nothing of (DefaultSweepInterval if 0).
+	SweepInterval time.Duration
+	// RetryInterval is the first wait before a follower whose lnd call
+	// failed tries again; it doubles up to SweepInterval
+	// (DefaultRetryInterval if 0).
+	RetryInterval time.Duration
+	// OnExcess, if set, is told when lnd settled more for a credited
+	// payment than was credited (a payer added HTLCs to the hash after
+	// the decision).
+	OnExcess func(hash lntypes.Hash, credited, settled lnwire.MilliSatoshi)
 }
+
+// Defaults of PipelineConfig.
+const (
+	DefaultSweepInterval = 30 * time.Second
+	DefaultRetryInterval = 500 * time.Millisecond
+)
 
 // Pipeline turns lnd's keysend invoices into credits and refusals, exactly
 // once per payment hash, surviving crashes at any point (docs/protocol.md,
