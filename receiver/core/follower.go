@@ -176,11 +176,13 @@ func (f *follower) handle(ctx context.Context, inv *Invoice) (bool, error) {
 
 	case invoices.ContractSettled:
 		f.report()
-		return true, f.p.settledHeld(ctx, inv)
+		err := f.p.settledHeld(ctx, inv)
+		return err == nil, err
 
 	case invoices.ContractCanceled:
 		f.report()
-		return true, f.p.cancelled(ctx, f.hash)
+		err := f.p.cancelled(ctx, f.hash)
+		return err == nil, err
 	}
 	return false, nil
 }
