@@ -189,30 +189,47 @@ func requireStillDeciding(t *testing.T, e *env, lnd *rt.FakeLnd, seq uint64) {
 // restart.
 func TestSettleFailsThenLndCancelsReversesCredit(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	lnd := rt.NewFakeLnd()
-	pre := newPreimage(t)
-	var outcomes, reversals atomic.Int32
-	runWith(t, e, lnd, func(c *core.PipelineConfig) {
-		c.CrashHook = func(pt string) {
-			if pt == core.CrashAfterCredit {
-				lnd.Expire(pre.Hash())
-			}
+	for _, errsFirst := range []bool{false, true} {
+		name := "final update then channels closed"
+		if errsFirst {
+			name = "error channel closed before final CANCELED"
 		}
-		c.OnOutcome = func(core.Outcome, time.Duration) { outcomes.Add(1) }
-		c.OnReversed = func(core.Outcome) { reversals.Add(1) }
-	})
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			lnd := rt.NewFakeLnd()
+			lnd.ErrsCloseFirst = errsFirst
+			pre := newPreimage(t)
+			var outcomes, reversals atomic.Int32
+			runWith(t, e, lnd, func(c *core.PipelineConfig) {
+				c.CrashHook = func(pt string) {
+					if pt == core.CrashAfterCredit {
+						lnd.Expire(pre.Hash())
+					}
+				}
+				c.OnOutcome = func(core.Outcome, time.Duration) {
+					outcomes.Add(1)
+				}
+				c.OnReversed = func(core.Outcome) {
+					reversals.Add(1)
+				}
+			})
 
-	h := lnd.KeysendWithPreimage(pre, 2000, rt.Records(t, e.sub, 1, nil, false))
-	requireReversed(t, e, h)
-	require.Zero(t, lnd.Settles(h))
-	requireStillDeciding(t, e, lnd, 2)
-	// Callbacks run after the commit: once per decision and reversal.
-	require.Eventually(t, func() bool {
-		return reversals.Load() == 1 && outcomes.Load() == 2
-	}, wait, 5*time.Millisecond)
-	require.EqualValues(t, 1, reversals.Load())
-	require.EqualValues(t, 2, outcomes.Load())
+			h := lnd.KeysendWithPreimage(pre, 2000,
+				rt.Records(t, e.sub, 1, nil, false))
+			requireReversed(t, e, h)
+			require.Zero(t, lnd.Settles(h))
+			requireStillDeciding(t, e, lnd, 2)
+			// Callbacks run after the commit: once per decision
+			// and reversal.
+			require.Eventually(t, func() bool {
+				return reversals.Load() == 1 &&
+					outcomes.Load() == 2
+			}, wait, 5*time.Millisecond)
+			require.EqualValues(t, 1, reversals.Load())
+			require.EqualValues(t, 2, outcomes.Load())
+		})
+	}
 }
 
 // TestFinalSettledAfterErrorChannelClosed: lndclient closes a single
