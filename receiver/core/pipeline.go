@@ -74,8 +74,10 @@ type PipelineConfig struct {
 	Now func() time.Time
 	// Window is the sequence window (DefaultSeqWindow if 0).
 	Window uint64
-	// OnOutcome, if set, is told about every committed decision and the
-	// time from HTLC acceptance to the decision.
+	// OnOutcome, if set, is told once about every decision, when lnd
+	// took it (settle or cancel done) or reached a final state, with the
+	// time from HTLC acceptance to then. A decision replayed after a
+	// restart is not told again.
 	OnOutcome func(Outcome, time.Duration)
 	// OnReversed, if set, is told about each reversed credit.
 	OnReversed func(Outcome)
