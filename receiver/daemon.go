@@ -20,6 +20,8 @@ import (
 	"github.com/btcsuite/btclog/v2"
 	flags "github.com/jessevdk/go-flags"
 	"github.com/lightninglabs/lndclient"
+	"github.com/lightningnetwork/lnd/lntypes"
+	"github.com/lightningnetwork/lnd/lnwire"
 	"github.com/lightningnetwork/lnd/routing/route"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/satstream/satstream/common"
@@ -399,6 +401,11 @@ func (d *Daemon) lndLoop(ctx context.Context) {
 			OnOutcome: d.metrics.outcome,
 			OnReversed: func(core.Outcome) {
 				d.metrics.reversed.Inc()
+			},
+			OnExcess: func(_ lntypes.Hash, credited,
+				settled lnwire.MilliSatoshi) {
+
+				d.metrics.excess.Add(float64(settled - credited))
 			},
 			OnEvents:  d.notifyEvents,
 			CrashHook: crashHook(),

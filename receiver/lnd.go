@@ -3,6 +3,7 @@ package receiver
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/lightninglabs/lndclient"
 	"github.com/lightningnetwork/lnd/invoices"
@@ -10,6 +11,8 @@ import (
 	"github.com/lightningnetwork/lnd/lntypes"
 	"github.com/lightningnetwork/lnd/lnwire"
 	"github.com/satstream/satstream/receiver/core"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // lndSource adapts lndclient to core.InvoiceSource.
@@ -19,7 +22,12 @@ type lndSource struct {
 
 var _ core.InvoiceSource = (*lndSource)(nil)
 
-// fromClient converts an lndclient invoice.
+// fromClient converts an lndclient invoice. Amount is what the invoice's
+// HTLCs that are not cancelled carry together: lnd adds a later HTLC with
+// the same hash to an accepted keysend invoice (no update is sent for it)
+// and SettleInvoice settles them all, so a decision is on the sum. The
+// custom records and accept time are the earliest HTLC's (lnd lists HTLCs
+// in no particular order).
 func fromClient(inv *lndclient.Invoice) *core.Invoice {
 	out := &core.Invoice{
 		Hash:        inv.Hash,
@@ -36,15 +44,32 @@ func fromClient(inv *lndclient.Invoice) *core.Invoice {
 			continue
 		}
 		sum += h.Amount
-		if out.Custom == nil {
+		out.HTLCs++
+		if out.HTLCs == 1 || h.AcceptTime.Before(out.AcceptTime) {
 			out.Custom = h.CustomRecords
 			out.AcceptTime = h.AcceptTime
 		}
 	}
-	if sum > 0 {
+	if out.HTLCs > 0 {
 		out.Amount = sum
 	}
 	return out
+}
+
+// invoiceErr translates lnd's "no such invoice" answers to
+// core.ErrInvoiceNotFound: LookupInvoice's gRPC NotFound, and the plain
+// error SettleInvoice and CancelInvoice pass on from the invoice registry
+// (invoices.ErrInvoiceNotFound, which reaches us as text only).
+func invoiceErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if status.Code(err) == codes.NotFound || strings.Contains(err.Error(),
+		invoices.ErrInvoiceNotFound.Error()) {
+
+		return fmt.Errorf("%w: %v", core.ErrInvoiceNotFound, err)
+	}
+	return err
 }
 
 // fromRPC converts a raw lnrpc invoice (used where lndclient offers no
@@ -135,7 +160,7 @@ func (s *lndSource) LookupInvoice(ctx context.Context,
 
 	inv, err := s.lnd.Client.LookupInvoice(ctx, hash)
 	if err != nil {
-		return nil, err
+		return nil, invoiceErr(err)
 	}
 	return fromClient(inv), nil
 }
@@ -174,10 +199,10 @@ func (s *lndSource) ListPendingInvoices(ctx context.Context) ([]*core.Invoice, e
 
 // SettleInvoice implements core.InvoiceSource.
 func (s *lndSource) SettleInvoice(ctx context.Context, pre lntypes.Preimage) error {
-	return s.lnd.Invoices.SettleInvoice(ctx, pre)
+	return invoiceErr(s.lnd.Invoices.SettleInvoice(ctx, pre))
 }
 
 // CancelInvoice implements core.InvoiceSource.
 func (s *lndSource) CancelInvoice(ctx context.Context, hash lntypes.Hash) error {
-	return s.lnd.Invoices.CancelInvoice(ctx, hash)
+	return invoiceErr(s.lnd.Invoices.CancelInvoice(ctx, hash))
 }

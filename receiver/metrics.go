@@ -18,6 +18,7 @@ type metrics struct {
 	refused      *prometheus.CounterVec
 	unclaimed    prometheus.Counter
 	reversed     prometheus.Counter
+	excess       prometheus.Counter
 	credited     prometheus.Counter
 	notOurs      prometheus.Counter
 	decision     prometheus.Histogram
@@ -45,6 +46,10 @@ func newMetrics() *metrics {
 		reversed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "satstream_receiver_credits_reversed_total",
 			Help: "Credits taken back because lnd cancelled the HTLC first.",
+		}),
+		excess: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "satstream_receiver_excess_settled_msat_total",
+			Help: "Millisatoshi lnd settled beyond the credit (HTLCs a payer added to a hash after the decision); refund out of band.",
 		}),
 		credited: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "satstream_receiver_credited_msat_total",
@@ -80,7 +85,7 @@ func newMetrics() *metrics {
 		m.refused.WithLabelValues(string(r))
 	}
 	m.reg.MustRegister(m.settled, m.refused, m.unclaimed, m.reversed,
-		m.credited, m.notOurs, m.decision, m.webhookOK, m.webhookFail,
+		m.excess, m.credited, m.notOurs, m.decision, m.webhookOK, m.webhookFail,
 		m.subsByState, m.eventsQueued)
 	return m
 }

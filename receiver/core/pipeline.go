@@ -30,7 +30,14 @@ type Invoice struct {
 	SettleIndex uint64
 	// AcceptTime is when lnd accepted the first HTLC (zero if unknown).
 	AcceptTime time.Time
+	// HTLCs counts the HTLCs Amount adds up (0 if unknown).
+	HTLCs int
 }
+
+// ErrInvoiceNotFound means lnd does not hold the invoice. For a hash lnd
+// once held it means cancelled: lnd deletes only cancelled invoices
+// (gc-canceled-invoices-on-the-fly, gc-canceled-invoices-on-startup).
+var ErrInvoiceNotFound = errors.New("invoice not found")
 
 // InvoiceSource is the narrow view of lnd the payment pipeline needs.
 type InvoiceSource interface {
@@ -67,8 +74,10 @@ type PipelineConfig struct {
 	Now func() time.Time
 	// Window is the sequence window (DefaultSeqWindow if 0).
 	Window uint64
-	// OnOutcome, if set, is told about every committed decision and the
-	// time from HTLC acceptance to the decision.
+	// OnOutcome, if set, is told once about every decision, when lnd
+	// took it (settle or cancel done) or reached a final state, with the
+	// time from HTLC acceptance to then. A decision replayed after a
+	// restart is not told again.
 	OnOutcome func(Outcome, time.Duration)
 	// OnReversed, if set, is told about each reversed credit.
 	OnReversed func(Outcome)
@@ -76,20 +85,44 @@ type PipelineConfig struct {
 	OnEvents func()
 	// CrashHook, if set, is called at the named crash points (tests).
 	CrashHook func(point string)
+	// SweepInterval is how often every held hash and pending keysend is
+	// made sure to have a follower, and how often a follower asks lnd
+	// about an invoice it heard nothing of (DefaultSweepInterval if 0).
+	SweepInterval time.Duration
+	// RetryInterval is the first wait before a follower whose lnd call
+	// failed tries again; it doubles up to SweepInterval
+	// (DefaultRetryInterval if 0).
+	RetryInterval time.Duration
+	// OnExcess, if set, is told when lnd settled more for a credited
+	// payment than was credited (a payer added HTLCs to the hash after
+	// the decision).
+	OnExcess func(hash lntypes.Hash, credited, settled lnwire.MilliSatoshi)
 }
+
+// Defaults of PipelineConfig.
+const (
+	DefaultSweepInterval = 30 * time.Second
+	DefaultRetryInterval = 500 * time.Millisecond
+)
 
 // Pipeline turns lnd's keysend invoices into credits and refusals, exactly
 // once per payment hash, surviving crashes at any point (docs/protocol.md,
 // "Exactly-once crediting").
+//
+// Each keysend hash lnd holds, and each hash in the held table, has one
+// follower (follower.go) that stays until lnd reports the invoice SETTLED
+// or CANCELED (or no longer has it: deleted, so cancelled). Followers run
+// side by side: the store serialises the decisions themselves (one
+// read-write transaction at a time), so no lock is held across an lnd call
+// or an fsync. The invoice stream (SubscribeInvoices) is read by Run
+// alone; it starts followers and is the only thing that moves the stored
+// settle index, so the index only advances in lnd's settle order.
 type Pipeline struct {
 	cfg PipelineConfig
 
-	// mu serialises decisions so that sequence checks see every held
-	// payment, and so that a hash is decided by one goroutine at a time.
-	mu sync.Mutex
-
-	watchMu  sync.Mutex
-	watching map[lntypes.Hash]bool
+	// followMu guards following: the hashes that have a follower.
+	followMu  sync.Mutex
+	following map[lntypes.Hash]struct{}
 
 	autoSettleWarned atomic.Bool
 }
@@ -99,16 +132,26 @@ func NewPipeline(cfg PipelineConfig) *Pipeline {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Pipeline{cfg: cfg, watching: map[lntypes.Hash]bool{}}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = DefaultSweepInterval
+	}
+	if cfg.RetryInterval <= 0 {
+		cfg.RetryInterval = DefaultRetryInterval
+	}
+	if cfg.RetryInterval > cfg.SweepInterval {
+		cfg.RetryInterval = cfg.SweepInterval
+	}
+	return &Pipeline{cfg: cfg, following: map[lntypes.Hash]struct{}{}}
 }
 
 // AutoSettleDetected reports whether lnd was seen settling a satstream
 // keysend on its own (no --keysend-hold-time).
 func (p *Pipeline) AutoSettleDetected() bool { return p.autoSettleWarned.Load() }
 
-// Run follows lnd until ctx ends or a stream fails; it returns the error
-// (nil on ctx end). It can be run again after a reconnect: all its state
-// is in the store and in lnd.
+// Run follows lnd until ctx ends or the invoice stream fails; it returns
+// the stream's error (nil on ctx end). One hash's trouble never ends Run:
+// its follower logs it and tries again. Run can be called again after a
+// reconnect: all its state is in the store and in lnd.
 func (p *Pipeline) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -138,33 +181,35 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	p.cfg.Log.Infof("following lnd invoices from add index %d, settle "+
 		"index %d", addIdx, settleIdx)
 
-	if err := p.recoverHeld(ctx); err != nil {
-		return err
-	}
-	pending, err := p.cfg.Source.ListPendingInvoices(ctx)
-	if err != nil {
-		return fmt.Errorf("list pending invoices: %w", err)
-	}
-	for _, inv := range pending {
-		if inv.IsKeysend {
-			p.watch(ctx, &wg, inv.Hash)
-		}
-	}
+	// Recovery is a sweep: every held hash and every pending keysend
+	// gets a follower, which acts on what lnd says now.
+	p.sweep(ctx, &wg)
+	ticker := time.NewTicker(p.cfg.SweepInterval)
+	defer ticker.Stop()
 
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 
-		case err := <-errs:
+		case <-ticker.C:
+			p.sweep(ctx, &wg)
+
+		case err, ok := <-errs:
 			if ctx.Err() != nil {
 				return nil
+			}
+			if !ok {
+				return errors.New("invoice stream closed")
 			}
 			return fmt.Errorf("invoice stream: %w", err)
 
 		case inv, ok := <-invs:
 			if !ok {
-				return fmt.Errorf("invoice stream closed")
+				if ctx.Err() != nil {
+					return nil
+				}
+				return errors.New("invoice stream closed")
 			}
 			if err := p.handleStream(ctx, &wg, inv); err != nil {
 				if ctx.Err() != nil {
@@ -176,7 +221,43 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 }
 
-// handleStream handles one add or settle event of the invoice stream.
+// sweep makes sure every hash in the held table and every pending keysend
+// invoice has a follower. What fails is logged and tried again at the
+// next sweep.
+func (p *Pipeline) sweep(ctx context.Context, wg *sync.WaitGroup) {
+	var held []store.Hash
+	err := p.cfg.Store.View(ctx, func(tx store.ReceiverTx) error {
+		held = held[:0]
+		return tx.ForEachHeld(func(h store.Hash) error {
+			held = append(held, h)
+			return nil
+		})
+	})
+	if err != nil && ctx.Err() == nil {
+		p.cfg.Log.Warnf("listing held payments: %v; trying again in %v",
+			err, p.cfg.SweepInterval)
+	}
+	for _, h := range held {
+		p.follow(ctx, wg, lntypes.Hash(h))
+	}
+
+	pending, err := p.cfg.Source.ListPendingInvoices(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			p.cfg.Log.Warnf("listing lnd's pending invoices: %v; "+
+				"trying again in %v", err, p.cfg.SweepInterval)
+		}
+		return
+	}
+	for _, inv := range pending {
+		if inv.IsKeysend {
+			p.follow(ctx, wg, inv.Hash)
+		}
+	}
+}
+
+// handleStream handles one add or settle event of the invoice stream, in
+// the stream's order.
 func (p *Pipeline) handleStream(ctx context.Context, wg *sync.WaitGroup,
 	inv *Invoice) error {
 
@@ -186,7 +267,7 @@ func (p *Pipeline) handleStream(ctx context.Context, wg *sync.WaitGroup,
 	if inv.IsKeysend && (inv.State == invoices.ContractOpen ||
 		inv.State == invoices.ContractAccepted) {
 
-		p.watch(ctx, wg, inv.Hash)
+		p.follow(ctx, wg, inv.Hash)
 	}
 	if inv.AddIndex == 0 {
 		return nil
@@ -200,208 +281,13 @@ func (p *Pipeline) handleStream(ctx context.Context, wg *sync.WaitGroup,
 	})
 }
 
-// recoverHeld settles, records or reverses every payment credited before
-// a crash whose HTLC was not yet known to be settled.
-func (p *Pipeline) recoverHeld(ctx context.Context) error {
-	var held []store.Hash
-	err := p.cfg.Store.View(ctx, func(tx store.ReceiverTx) error {
-		held = held[:0]
-		return tx.ForEachHeld(func(h store.Hash) error {
-			held = append(held, h)
-			return nil
-		})
-	})
-	if err != nil {
-		return fmt.Errorf("list held payments: %w", err)
-	}
-	for _, h := range held {
-		inv, err := p.cfg.Source.LookupInvoice(ctx, lntypes.Hash(h))
-		if err != nil {
-			return fmt.Errorf("look up held payment %v: %w", h, err)
-		}
-		p.cfg.Log.Infof("recovering credited payment %v: lnd says %v",
-			h, inv.State)
-		switch inv.State {
-		case invoices.ContractAccepted:
-			// Left to the watcher started from the pending list,
-			// which settles it as a duplicate.
-		case invoices.ContractSettled:
-			if err := p.handleSettled(ctx, inv); err != nil {
-				return err
-			}
-		case invoices.ContractCanceled:
-			if err := p.handleCanceled(ctx, inv.Hash); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// watch follows one keysend invoice until it reaches a final state.
-func (p *Pipeline) watch(ctx context.Context, wg *sync.WaitGroup,
-	hash lntypes.Hash) {
-
-	p.watchMu.Lock()
-	if p.watching[hash] {
-		p.watchMu.Unlock()
-		return
-	}
-	p.watching[hash] = true
-	p.watchMu.Unlock()
-
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer func() {
-			p.watchMu.Lock()
-			delete(p.watching, hash)
-			p.watchMu.Unlock()
-		}()
-		if err := p.follow(ctx, hash); err != nil && ctx.Err() == nil {
-			p.cfg.Log.Warnf("watching invoice %v: %v (picked up again "+
-				"after reconnect)", hash, err)
-		}
-	}()
-}
-
-// follow reads one invoice's updates and acts on ACCEPTED, SETTLED and
-// CANCELED.
-func (p *Pipeline) follow(ctx context.Context, hash lntypes.Hash) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	updates, errs, err := p.cfg.Source.SubscribeSingleInvoice(ctx, hash)
-	if err != nil {
-		return err
-	}
-	decided := false
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case err, ok := <-errs:
-			if !ok {
-				return nil
-			}
-			return err
-		case inv, ok := <-updates:
-			if !ok {
-				return nil
-			}
-			switch inv.State {
-			case invoices.ContractAccepted:
-				if decided {
-					continue
-				}
-				decided = true
-				if err := p.decide(ctx, inv); err != nil {
-					return err
-				}
-			case invoices.ContractSettled:
-				return p.handleSettled(ctx, inv)
-			case invoices.ContractCanceled:
-				return p.handleCanceled(ctx, hash)
-			}
-		}
-	}
-}
-
-// incoming converts an invoice to the domain's view.
-func (p *Pipeline) incoming(inv *Invoice, settled bool) Incoming {
-	return Incoming{
-		Hash:        store.Hash(inv.Hash),
-		Amount:      inv.Amount,
-		Custom:      inv.Custom,
-		Settled:     settled,
-		SettleIndex: inv.SettleIndex,
-		Now:         p.cfg.Now(),
-	}
-}
-
-// decide handles an ACCEPTED keysend: commit the decision, then settle or
-// cancel the HTLC.
-func (p *Pipeline) decide(ctx context.Context, inv *Invoice) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-
-	p.crash(CrashBeforeCredit)
-	in := p.incoming(inv, false)
-	var out Outcome
-	err := p.cfg.Store.Update(ctx, func(tx store.ReceiverTx) error {
-		var err error
-		out, err = Apply(tx, in, p.cfg.Window)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("record decision on %v: %w", inv.Hash, err)
-	}
-	p.crash(CrashAfterCredit)
-
-	switch out.Action {
-	case ActionSettle:
-		preimage, err := preimageOf(inv)
-		if err != nil {
-			p.cfg.Log.Errorf("payment %v: %v; cancelling", inv.Hash, err)
-			return p.cfg.Source.CancelInvoice(ctx, inv.Hash)
-		}
-		if err := p.cfg.Source.SettleInvoice(ctx, preimage); err != nil {
-			return fmt.Errorf("settle %v: %w", inv.Hash, err)
-		}
-		p.crash(CrashAfterSettle)
-
-	case ActionCancel:
-		if err := p.cfg.Source.CancelInvoice(ctx, inv.Hash); err != nil {
-			return fmt.Errorf("cancel %v: %w", inv.Hash, err)
-		}
-	}
-	p.report(inv, out)
-	return nil
-}
-
-// report logs and counts a committed decision.
-func (p *Pipeline) report(inv *Invoice, out Outcome) {
-	log := p.cfg.Log
-	switch {
-	case out.NotOurs:
-		log.Debugf("payment %v of %v is not satstream's; left alone",
-			inv.Hash, inv.Amount)
-	case out.Duplicate:
-		log.Infof("payment %v (sub %v seq %d) was already credited; "+
-			"not credited again", inv.Hash, out.SubID, out.Seq)
-	case out.Credited:
-		log.Infof("credited %v (%d s) to subscription %v seq %d, "+
-			"payment %v", out.Amount, out.Seconds, out.SubID,
-			out.Seq, inv.Hash)
-	case out.Unclaimed:
-		log.Warnf("UNCLAIMED: lnd settled payment %v of %v (sub %v "+
-			"seq %d) that can't be credited: %s: %s; refund it out "+
-			"of band", inv.Hash, out.Amount, out.SubID, out.Seq,
-			out.Reason, out.Detail)
-	default:
-		log.Infof("refused payment %v of %v (sub %v seq %d): %s: %s",
-			inv.Hash, out.Amount, out.SubID, out.Seq, out.Reason,
-			out.Detail)
-	}
-	if (out.Credited || out.Reason != "" || out.Cancelled) &&
-		p.cfg.OnEvents != nil {
-		p.cfg.OnEvents()
-	}
-	if p.cfg.OnOutcome != nil {
-		var lat time.Duration
-		if !inv.AcceptTime.IsZero() {
-			lat = p.cfg.Now().Sub(inv.AcceptTime)
-		}
-		p.cfg.OnOutcome(out, lat)
-	}
-}
-
-// handleSettled records a settled invoice: marks our credited payment
-// settled, or, when lnd settled a satstream payment on its own, credits it
-// (or records it unclaimed).
+// handleSettled records a settle event of the invoice stream and moves
+// the stored settle index to it: marks our credited payment settled, or,
+// when lnd settled a satstream payment on its own, credits it (or records
+// it unclaimed). Only the stream calls it, so the index advances in
+// lnd's settle order and a restart resumes before every settle not yet
+// recorded.
 func (p *Pipeline) handleSettled(ctx context.Context, inv *Invoice) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-
 	var (
 		out     Outcome
 		decided bool
@@ -444,42 +330,54 @@ func (p *Pipeline) handleSettled(ctx context.Context, inv *Invoice) error {
 	return nil
 }
 
-// handleCanceled reverses the credit of a payment lnd cancelled before it
-// settled (hold time ran out while we were away).
-func (p *Pipeline) handleCanceled(ctx context.Context, hash lntypes.Hash) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+// incoming converts an invoice to the domain's view.
+func (p *Pipeline) incoming(inv *Invoice, settled bool) Incoming {
+	return Incoming{
+		Hash:        store.Hash(inv.Hash),
+		Amount:      inv.Amount,
+		Custom:      inv.Custom,
+		Settled:     settled,
+		SettleIndex: inv.SettleIndex,
+		Now:         p.cfg.Now(),
+	}
+}
 
-	var reversed bool
-	var out Outcome
-	err := p.cfg.Store.Update(ctx, func(tx store.ReceiverTx) error {
-		var err error
-		reversed, err = Reverse(tx, store.Hash(hash), p.cfg.Now())
-		if reversed {
-			pay, err := tx.Payment(store.Hash(hash))
-			if err != nil {
-				return err
-			}
-			out = Outcome{SubID: pay.SubID, Seq: pay.Seq,
-				Amount: pay.Amount, Reason: ReasonHoldExpired}
-		}
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("reverse %v: %w", hash, err)
+// report logs and counts a committed decision; it is called once per
+// decision.
+func (p *Pipeline) report(inv *Invoice, out Outcome) {
+	log := p.cfg.Log
+	switch {
+	case out.NotOurs:
+		log.Debugf("payment %v of %v is not satstream's; left alone",
+			inv.Hash, inv.Amount)
+	case out.Duplicate:
+		log.Infof("payment %v (sub %v seq %d) was already credited; "+
+			"not credited again", inv.Hash, out.SubID, out.Seq)
+	case out.Credited:
+		log.Infof("credited %v (%d s) to subscription %v seq %d, "+
+			"payment %v", out.Amount, out.Seconds, out.SubID,
+			out.Seq, inv.Hash)
+	case out.Unclaimed:
+		log.Warnf("UNCLAIMED: lnd settled payment %v of %v (sub %v "+
+			"seq %d) that can't be credited: %s: %s; refund it out "+
+			"of band", inv.Hash, out.Amount, out.SubID, out.Seq,
+			out.Reason, out.Detail)
+	default:
+		log.Infof("refused payment %v of %v (sub %v seq %d): %s: %s",
+			inv.Hash, out.Amount, out.SubID, out.Seq, out.Reason,
+			out.Detail)
 	}
-	if reversed {
-		p.cfg.Log.Warnf("lnd cancelled credited payment %v (sub %v seq "+
-			"%d) before it settled; credit of %v reversed", hash,
-			out.SubID, out.Seq, out.Amount)
-		if p.cfg.OnReversed != nil {
-			p.cfg.OnReversed(out)
-		}
-		if p.cfg.OnEvents != nil {
-			p.cfg.OnEvents()
-		}
+	if (out.Credited || out.Reason != "" || out.Cancelled) &&
+		p.cfg.OnEvents != nil {
+		p.cfg.OnEvents()
 	}
-	return nil
+	if p.cfg.OnOutcome != nil {
+		var lat time.Duration
+		if !inv.AcceptTime.IsZero() {
+			lat = p.cfg.Now().Sub(inv.AcceptTime)
+		}
+		p.cfg.OnOutcome(out, lat)
+	}
 }
 
 // crash calls the test crash hook.

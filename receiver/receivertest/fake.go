@@ -6,7 +6,10 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
+	"sort"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/lightningnetwork/lnd/invoices"
@@ -16,11 +19,29 @@ import (
 	"github.com/satstream/satstream/receiver/core"
 	"github.com/satstream/satstream/store"
 	"github.com/satstream/satstream/tlv"
-	"testing"
 )
 
-// ErrUnknownInvoice is returned for a hash the fake does not hold.
-var ErrUnknownInvoice = errors.New("fake lnd: unknown invoice")
+// ErrUnknownInvoice is returned for a hash the fake does not hold (never
+// had, or deleted as lnd's gc-canceled-invoices options do). It wraps
+// core.ErrInvoiceNotFound, as the lnd adapter's errors do.
+var ErrUnknownInvoice = fmt.Errorf("fake lnd: %w", core.ErrInvoiceNotFound)
+
+// Errors the fake returns where lnd refuses a settle or cancel.
+var (
+	ErrAlreadyCanceled = errors.New("fake lnd: invoice already canceled")
+	ErrAlreadySettled  = errors.New("fake lnd: invoice already settled")
+	ErrStillOpen       = errors.New("fake lnd: invoice still open")
+)
+
+// single is one SubscribeSingleInvoice stream. Like lndclient, it delivers
+// updates in order on an unbuffered channel and ends after a final state
+// by closing both channels (with ErrsCloseFirst, the error channel before
+// the final update can be read).
+type single struct {
+	hash  lntypes.Hash
+	queue []*core.Invoice
+	wake  chan struct{}
+}
 
 // FakeLnd is an in-memory lnd with keysend hold mode (or, with AutoSettle,
 // without it). It implements core.InvoiceSource.
@@ -31,12 +52,34 @@ type FakeLnd struct {
 	addIdx   uint64
 	setIdx   uint64
 	subs     []chan *core.Invoice
-	singles  map[lntypes.Hash][]chan *core.Invoice
+	singles  map[lntypes.Hash]map[*single]struct{}
+	opened   map[lntypes.Hash]int
+	gates    map[lntypes.Hash]chan struct{}
 	settled  map[lntypes.Hash]int
 	canceled map[lntypes.Hash]int
 
-	// AutoSettle makes keysends settle on arrival (no hold time).
+	// holdSettles queues settle events for the invoice stream instead of
+	// delivering them (see HoldSettleEvents).
+	holdSettles bool
+	heldEvents  []*core.Invoice
+
+	settleHook   func(lntypes.Hash) error
+	readHook     func(lntypes.Hash)
+	listFailures int
+
+	// AutoSettle makes keysends settle on arrival (no hold time). Set it
+	// before use.
 	AutoSettle bool
+
+	// GCCanceled deletes invoices as soon as they are cancelled, as lnd
+	// does with --gc-canceled-invoices-on-the-fly. Set it before use.
+	GCCanceled bool
+
+	// ErrsCloseFirst makes a single-invoice stream close its error
+	// channel before its final update can be read: the worst order a
+	// consumer can see through the lnd adapter's relay. Set it before
+	// use.
+	ErrsCloseFirst bool
 }
 
 var _ core.InvoiceSource = (*FakeLnd)(nil)
@@ -45,7 +88,9 @@ var _ core.InvoiceSource = (*FakeLnd)(nil)
 func NewFakeLnd() *FakeLnd {
 	return &FakeLnd{
 		invs:     map[lntypes.Hash]*core.Invoice{},
-		singles:  map[lntypes.Hash][]chan *core.Invoice{},
+		singles:  map[lntypes.Hash]map[*single]struct{}{},
+		opened:   map[lntypes.Hash]int{},
+		gates:    map[lntypes.Hash]chan struct{}{},
 		settled:  map[lntypes.Hash]int{},
 		canceled: map[lntypes.Hash]int{},
 	}
@@ -56,17 +101,34 @@ func clone(inv *core.Invoice) *core.Invoice {
 	return &c
 }
 
-// notify sends inv to every subscriber; the caller holds mu.
+// final reports whether lnd sends no more updates after state s.
+func final(s invoices.ContractState) bool {
+	return s == invoices.ContractSettled || s == invoices.ContractCanceled
+}
+
+// notify sends inv to the invoice stream (add and settle events only, as
+// lnd's SubscribeInvoices) and to every single-invoice subscriber of its
+// hash; the caller holds mu.
 func (f *FakeLnd) notify(inv *core.Invoice, stream bool) {
 	if stream {
-		for _, ch := range f.subs {
-			select {
-			case ch <- clone(inv):
-			default:
-			}
+		if f.holdSettles && inv.State == invoices.ContractSettled {
+			f.heldEvents = append(f.heldEvents, clone(inv))
+		} else {
+			f.toStream(inv)
 		}
 	}
-	for _, ch := range f.singles[inv.Hash] {
+	for s := range f.singles[inv.Hash] {
+		s.queue = append(s.queue, clone(inv))
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// toStream delivers one invoice stream event; the caller holds mu.
+func (f *FakeLnd) toStream(inv *core.Invoice) {
+	for _, ch := range f.subs {
 		select {
 		case ch <- clone(inv):
 		default:
@@ -84,7 +146,8 @@ func (f *FakeLnd) Keysend(amt lnwire.MilliSatoshi,
 	return f.KeysendWithPreimage(pre, amt, custom)
 }
 
-// KeysendWithPreimage is Keysend with a chosen preimage (replays).
+// KeysendWithPreimage is Keysend with a chosen preimage (replays, or a
+// hash a test must know before the pipeline sees it).
 func (f *FakeLnd) KeysendWithPreimage(pre lntypes.Preimage,
 	amt lnwire.MilliSatoshi, custom map[uint64][]byte) lntypes.Hash {
 
@@ -105,7 +168,7 @@ func (f *FakeLnd) KeysendWithPreimage(pre lntypes.Preimage,
 	inv := &core.Invoice{
 		Hash: hash, State: invoices.ContractOpen, IsKeysend: true,
 		Amount: amt, Custom: recs, AddIndex: f.addIdx,
-		AcceptTime: time.Now(),
+		AcceptTime: time.Now(), HTLCs: 1,
 	}
 	f.invs[hash] = inv
 	f.order = append(f.order, hash)
@@ -122,6 +185,22 @@ func (f *FakeLnd) KeysendWithPreimage(pre lntypes.Preimage,
 	return hash
 }
 
+// AddHTLC adds another HTLC of amt to the keysend invoice hash, as lnd does
+// for a payer that pays one hash twice: while ACCEPTED the HTLC joins the
+// held set (SettleInvoice settles it too), once SETTLED lnd settles it at
+// once. Neither changes the invoice's state, so lnd sends no update.
+func (f *FakeLnd) AddHTLC(hash lntypes.Hash, amt lnwire.MilliSatoshi) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	inv := f.invs[hash]
+	if inv.State == invoices.ContractAccepted ||
+		inv.State == invoices.ContractSettled {
+
+		inv.Amount += amt
+		inv.HTLCs++
+	}
+}
+
 // Subscribers counts SubscribeInvoices calls so far.
 func (f *FakeLnd) Subscribers() int {
 	f.mu.Lock()
@@ -129,64 +208,243 @@ func (f *FakeLnd) Subscribers() int {
 	return len(f.subs)
 }
 
-// State returns the invoice's state.
+// SingleSubscribers counts the open SubscribeSingleInvoice streams of hash
+// (ended by a final state or by the subscriber's context).
+func (f *FakeLnd) SingleSubscribers(hash lntypes.Hash) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.singles[hash])
+}
+
+// SingleSubscribes counts SubscribeSingleInvoice calls for hash so far.
+func (f *FakeLnd) SingleSubscribes(hash lntypes.Hash) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.opened[hash]
+}
+
+// State returns the invoice's state (ContractCanceled once deleted).
 func (f *FakeLnd) State(hash lntypes.Hash) invoices.ContractState {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.invs[hash].State
+	inv, ok := f.invs[hash]
+	if !ok {
+		return invoices.ContractCanceled
+	}
+	return inv.State
 }
 
-// Settles counts SettleInvoice calls for hash.
+// Exists reports whether lnd still has the invoice.
+func (f *FakeLnd) Exists(hash lntypes.Hash) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.invs[hash]
+	return ok
+}
+
+// Settles counts SettleInvoice calls for hash that settled it.
 func (f *FakeLnd) Settles(hash lntypes.Hash) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.settled[hash]
 }
 
-// Expire cancels a held invoice as lnd does when the hold time runs out.
+// Expire cancels a held invoice as lnd does when the hold time runs out
+// (and deletes it with GCCanceled).
 func (f *FakeLnd) Expire(hash lntypes.Hash) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	inv := f.invs[hash]
-	inv.State = invoices.ContractCanceled
-	f.notify(inv, false)
+	f.cancel(f.invs[hash])
 }
 
-// SubscribeInvoices implements core.InvoiceSource.
+// cancel moves inv to CANCELED; the caller holds mu.
+func (f *FakeLnd) cancel(inv *core.Invoice) {
+	inv.State = invoices.ContractCanceled
+	f.notify(inv, false)
+	if f.GCCanceled {
+		delete(f.invs, inv.Hash)
+	}
+}
+
+// Delete removes a cancelled invoice, as lnd's gc-canceled-invoices
+// options do.
+func (f *FakeLnd) Delete(hash lntypes.Hash) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if inv, ok := f.invs[hash]; ok && inv.State == invoices.ContractCanceled {
+		delete(f.invs, hash)
+	}
+}
+
+// HoldSettleEvents makes the invoice stream queue settle events (add
+// events still flow) until ReleaseSettleEvents, as a busy lnd or a slow
+// stream consumer can make them arrive after single-invoice updates.
+func (f *FakeLnd) HoldSettleEvents() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.holdSettles = true
+}
+
+// ReleaseSettleEvents delivers the queued settle events in order and
+// stops queueing.
+func (f *FakeLnd) ReleaseSettleEvents() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.holdSettles = false
+	for _, inv := range f.heldEvents {
+		f.toStream(inv)
+	}
+	f.heldEvents = nil
+}
+
+// BlockSubscribe makes SubscribeSingleInvoice for hash wait until release
+// is called (or the caller's context ends).
+func (f *FakeLnd) BlockSubscribe(hash lntypes.Hash) (release func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	gate := make(chan struct{})
+	f.gates[hash] = gate
+	var once sync.Once
+	return func() { once.Do(func() { close(gate) }) }
+}
+
+// SetSettleHook makes SettleInvoice call hook first, outside the fake's
+// lock; a non-nil error is returned instead of settling. The hook may
+// block (a slow lnd) or change the fake (an expiry racing the settle).
+func (f *FakeLnd) SetSettleHook(hook func(lntypes.Hash) error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.settleHook = hook
+}
+
+// SetReadHook makes LookupInvoice and SubscribeSingleInvoice call hook
+// after they read the invoice, outside the fake's lock: a test can change
+// lnd right after the receiver looked (a hold expiring meanwhile).
+func (f *FakeLnd) SetReadHook(hook func(lntypes.Hash)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.readHook = hook
+}
+
+// FailListPending makes the next n ListPendingInvoices calls fail.
+func (f *FakeLnd) FailListPending(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.listFailures = n
+}
+
+// SubscribeInvoices implements core.InvoiceSource: the backlog of add
+// events after addIndex, then of settle events after settleIndex in settle
+// order (none for a zero index), then live events.
 func (f *FakeLnd) SubscribeInvoices(ctx context.Context, addIndex,
 	settleIndex uint64) (<-chan *core.Invoice, <-chan error, error) {
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	ch := make(chan *core.Invoice, 1000)
+	var settled []*core.Invoice
 	for _, h := range f.order {
-		inv := f.invs[h]
+		inv, ok := f.invs[h]
+		if !ok {
+			continue
+		}
 		if addIndex > 0 && inv.AddIndex > addIndex {
 			ch <- clone(inv)
 		}
 		if settleIndex > 0 && inv.State == invoices.ContractSettled &&
 			inv.SettleIndex > settleIndex {
-			ch <- clone(inv)
+			settled = append(settled, inv)
 		}
+	}
+	sort.Slice(settled, func(i, j int) bool {
+		return settled[i].SettleIndex < settled[j].SettleIndex
+	})
+	for _, inv := range settled {
+		ch <- clone(inv)
 	}
 	f.subs = append(f.subs, ch)
 	return ch, make(chan error), nil
 }
 
-// SubscribeSingleInvoice implements core.InvoiceSource.
+// SubscribeSingleInvoice implements core.InvoiceSource. As lnd, it starts
+// with the invoice's current state and, for a hash it does not hold,
+// sends nothing (lnd waits for an invoice that may yet be added).
 func (f *FakeLnd) SubscribeSingleInvoice(ctx context.Context,
 	hash lntypes.Hash) (<-chan *core.Invoice, <-chan error, error) {
 
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	inv, ok := f.invs[hash]
-	if !ok {
-		return nil, nil, ErrUnknownInvoice
+	gate := f.gates[hash]
+	f.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		}
 	}
-	ch := make(chan *core.Invoice, 100)
-	ch <- clone(inv)
-	f.singles[hash] = append(f.singles[hash], ch)
-	return ch, make(chan error), nil
+
+	f.mu.Lock()
+	f.opened[hash]++
+	s := &single{hash: hash, wake: make(chan struct{}, 1)}
+	if inv, ok := f.invs[hash]; ok {
+		s.queue = append(s.queue, clone(inv))
+	}
+	if f.singles[hash] == nil {
+		f.singles[hash] = map[*single]struct{}{}
+	}
+	f.singles[hash][s] = struct{}{}
+	updates := make(chan *core.Invoice)
+	errs := make(chan error)
+	go f.deliver(ctx, s, updates, errs)
+	hook := f.readHook
+	f.mu.Unlock()
+	if hook != nil {
+		hook(hash)
+	}
+	return updates, errs, nil
+}
+
+// deliver feeds one single-invoice stream until a final state or ctx end.
+func (f *FakeLnd) deliver(ctx context.Context, s *single,
+	updates chan<- *core.Invoice, errs chan error) {
+
+	defer func() {
+		f.mu.Lock()
+		delete(f.singles[s.hash], s)
+		f.mu.Unlock()
+	}()
+	for {
+		f.mu.Lock()
+		var next *core.Invoice
+		if len(s.queue) > 0 {
+			next, s.queue = s.queue[0], s.queue[1:]
+		}
+		f.mu.Unlock()
+		if next == nil {
+			select {
+			case <-s.wake:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		last := final(next.State)
+		if last && f.ErrsCloseFirst {
+			close(errs)
+		}
+		select {
+		case updates <- next:
+		case <-ctx.Done():
+			return
+		}
+		if last {
+			close(updates)
+			if !f.ErrsCloseFirst {
+				close(errs)
+			}
+			return
+		}
+	}
 }
 
 // LookupInvoice implements core.InvoiceSource.
@@ -194,39 +452,65 @@ func (f *FakeLnd) LookupInvoice(ctx context.Context,
 	hash lntypes.Hash) (*core.Invoice, error) {
 
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	inv, ok := f.invs[hash]
+	if ok {
+		inv = clone(inv)
+	}
+	hook := f.readHook
+	f.mu.Unlock()
+	if hook != nil {
+		hook(hash)
+	}
 	if !ok {
 		return nil, ErrUnknownInvoice
 	}
-	return clone(inv), nil
+	return inv, nil
 }
 
 // ListPendingInvoices implements core.InvoiceSource.
 func (f *FakeLnd) ListPendingInvoices(ctx context.Context) ([]*core.Invoice, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.listFailures > 0 {
+		f.listFailures--
+		return nil, errors.New("fake lnd: list invoices failed")
+	}
 	var out []*core.Invoice
 	for _, h := range f.order {
-		inv := f.invs[h]
-		if inv.State == invoices.ContractOpen ||
-			inv.State == invoices.ContractAccepted {
+		inv, ok := f.invs[h]
+		if ok && (inv.State == invoices.ContractOpen ||
+			inv.State == invoices.ContractAccepted) {
 			out = append(out, clone(inv))
 		}
 	}
 	return out, nil
 }
 
-// SettleInvoice implements core.InvoiceSource.
+// SettleInvoice implements core.InvoiceSource with lnd's answers: settling
+// a settled invoice succeeds, a cancelled or open one fails.
 func (f *FakeLnd) SettleInvoice(ctx context.Context, pre lntypes.Preimage) error {
+	f.mu.Lock()
+	hook := f.settleHook
+	f.mu.Unlock()
+	if hook != nil {
+		if err := hook(pre.Hash()); err != nil {
+			return err
+		}
+	}
+
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	inv, ok := f.invs[pre.Hash()]
 	if !ok {
 		return ErrUnknownInvoice
 	}
-	if inv.State != invoices.ContractAccepted {
-		return errors.New("fake lnd: invoice not accepted")
+	switch inv.State {
+	case invoices.ContractSettled:
+		return nil
+	case invoices.ContractCanceled:
+		return ErrAlreadyCanceled
+	case invoices.ContractOpen:
+		return ErrStillOpen
 	}
 	f.settled[inv.Hash]++
 	f.setIdx++
@@ -236,7 +520,8 @@ func (f *FakeLnd) SettleInvoice(ctx context.Context, pre lntypes.Preimage) error
 	return nil
 }
 
-// CancelInvoice implements core.InvoiceSource.
+// CancelInvoice implements core.InvoiceSource with lnd's answers:
+// cancelling a cancelled invoice succeeds, a settled one fails.
 func (f *FakeLnd) CancelInvoice(ctx context.Context, hash lntypes.Hash) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -244,9 +529,14 @@ func (f *FakeLnd) CancelInvoice(ctx context.Context, hash lntypes.Hash) error {
 	if !ok {
 		return ErrUnknownInvoice
 	}
+	switch inv.State {
+	case invoices.ContractCanceled:
+		return nil
+	case invoices.ContractSettled:
+		return ErrAlreadySettled
+	}
 	f.canceled[hash]++
-	inv.State = invoices.ContractCanceled
-	f.notify(inv, false)
+	f.cancel(inv)
 	return nil
 }
 
