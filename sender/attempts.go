@@ -11,7 +11,6 @@ import (
 	"github.com/lightningnetwork/lnd/lnrpc"
 	"github.com/lightningnetwork/lnd/lntypes"
 	"github.com/lightningnetwork/lnd/lnwire"
-	paymentsdb "github.com/lightningnetwork/lnd/payments/db"
 	"github.com/lightningnetwork/lnd/record"
 	"github.com/satstream/satstream/store"
 	"github.com/satstream/satstream/tlv"
@@ -106,12 +105,11 @@ func (e *Engine) pay(ctx context.Context, r *subRun, a *store.Attempt,
 					continue
 				}
 				switch {
-				case errors.Is(err, paymentsdb.ErrAlreadyPaid):
+				case lndHasPayment(err):
 					// In flight or settled: follow it.
 					send = false
 					break recv
-				case errors.Is(err,
-					paymentsdb.ErrPaymentNotInitiated):
+				case lndNeverSaw(err):
 					onKnown()
 					send = true
 					break recv
