@@ -45,15 +45,24 @@ func (e *Engine) request(r *subRun, a *store.Attempt) (
 	}, nil
 }
 
-// pay resolves one attempt with lnd and returns its final status. With
-// track set it first asks lnd what it knows (after a restart or a failure);
-// it sends only what lnd has never seen, or, with resend, what lnd reports
-// FAILED. onKnown is called once lnd has answered about the attempt.
+// errNotSent ends an attempt that lnd holds nothing of (it reported it
+// FAILED, or never saw it) and that the subscription no longer wants sent:
+// the payer paused or cancelled it meanwhile.
+var errNotSent = errors.New("not sent: the subscription no longer wants it")
+
+// pay resolves one attempt with lnd and returns its final status and when
+// this call handed it to lnd (zero if it only tracked). With track set it
+// first asks lnd what it knows (after a restart or a failure); it sends
+// only what lnd has never seen, or, with resend, what lnd reports FAILED,
+// and only while maySend agrees, else it returns errNotSent. onKnown is
+// called once lnd has answered about the attempt.
 func (e *Engine) pay(ctx context.Context, r *subRun, a *store.Attempt,
-	track, resend bool, onKnown func()) (lndclient.PaymentStatus, error) {
+	track, resend bool, maySend func() bool, onKnown func()) (
+	lndclient.PaymentStatus, time.Time, error) {
 
 	hash := lntypes.Hash(a.Hash)
 	send := !track
+	var sentAt time.Time
 	for round := 0; round < 4; round++ {
 		var (
 			statuses chan lndclient.PaymentStatus
@@ -61,18 +70,24 @@ func (e *Engine) pay(ctx context.Context, r *subRun, a *store.Attempt,
 			err      error
 		)
 		if send {
+			if !maySend() {
+				return lndclient.PaymentStatus{}, time.Time{},
+					errNotSent
+			}
 			req, rerr := e.request(r, a)
 			if rerr != nil {
-				return lndclient.PaymentStatus{}, rerr
+				return lndclient.PaymentStatus{}, time.Time{},
+					rerr
 			}
 			e.payLog.Debugf("Sending %s seq %d hash %v amount %v",
 				a.SubID, a.Seq, hash, a.Amount)
+			sentAt = e.clock.Now()
 			statuses, errs, err = e.router.SendPayment(ctx, req)
 		} else {
 			statuses, errs, err = e.router.TrackPayment(ctx, hash)
 		}
 		if err != nil {
-			return lndclient.PaymentStatus{}, err
+			return lndclient.PaymentStatus{}, sentAt, err
 		}
 
 	recv:
@@ -80,7 +95,7 @@ func (e *Engine) pay(ctx context.Context, r *subRun, a *store.Attempt,
 			select {
 			case st, ok := <-statuses:
 				if !ok {
-					return lndclient.PaymentStatus{},
+					return lndclient.PaymentStatus{}, sentAt,
 						errors.New("payment stream " +
 							"closed before a final " +
 							"state")
@@ -88,11 +103,11 @@ func (e *Engine) pay(ctx context.Context, r *subRun, a *store.Attempt,
 				onKnown()
 				switch st.State {
 				case lnrpc.Payment_SUCCEEDED:
-					return st, nil
+					return st, sentAt, nil
 				case lnrpc.Payment_FAILED:
 					if send || !resend ||
 						!transient(st.FailureReason) {
-						return st, nil
+						return st, sentAt, nil
 					}
 					// A transient failure we decided
 					// to retry: same hash again.
@@ -106,23 +121,64 @@ func (e *Engine) pay(ctx context.Context, r *subRun, a *store.Attempt,
 				}
 				switch {
 				case lndHasPayment(err):
-					// In flight or settled: follow it.
+					// In flight or settled from an
+					// earlier send: follow it.
 					send = false
+					sentAt = time.Time{}
 					break recv
 				case lndNeverSaw(err):
 					onKnown()
 					send = true
 					break recv
 				}
-				return lndclient.PaymentStatus{}, err
+				return lndclient.PaymentStatus{}, sentAt, err
 
 			case <-ctx.Done():
-				return lndclient.PaymentStatus{}, ctx.Err()
+				return lndclient.PaymentStatus{}, sentAt,
+					ctx.Err()
 			}
 		}
 	}
-	return lndclient.PaymentStatus{}, errors.New("lnd keeps changing " +
-		"its answer about the payment")
+	return lndclient.PaymentStatus{}, sentAt, errors.New("lnd keeps " +
+		"changing its answer about the payment")
+}
+
+// wantsSent reports whether the subscription still wants the attempt sent:
+// a payment while it is active (or stopped at a cap, which its reservation
+// already fits), a cancel message while the cancel is pending.
+func (e *Engine) wantsSent(r *subRun, a *store.Attempt) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := r.sub
+	if a.Cancel {
+		return s.State == store.SenderCancelled && s.CancelPending
+	}
+	return s.State == store.SenderActive ||
+		s.State == store.SenderCapReached
+}
+
+// heldUntilExpiry judges an INCORRECT_PAYMENT_DETAILS failure (see
+// EngineConfig.UnavailableAfter): it returns how long the HTLC was held
+// and whether that is long enough to be lnd's hold expiry rather than the
+// receiver's refusal. lnd's own times of the last HTLC count first, then
+// the engine's clock since this run sent it. A failure found after a
+// restart, with neither, is not judged a refusal.
+func (e *Engine) heldUntilExpiry(st lndclient.PaymentStatus,
+	sentAt time.Time) (time.Duration, bool) {
+
+	for i := len(st.Htlcs) - 1; i >= 0; i-- {
+		h := st.Htlcs[i]
+		if h == nil || h.AttemptTime.IsZero() || h.ResolveTime.IsZero() {
+			continue
+		}
+		held := h.ResolveTime.Sub(h.AttemptTime)
+		return held, held >= e.cfg.UnavailableAfter
+	}
+	if !sentAt.IsZero() {
+		held := e.clock.Now().Sub(sentAt)
+		return held, held >= e.cfg.UnavailableAfter
+	}
+	return 0, true
 }
 
 // runAttempt takes one attempt to a final state, or to "retry later".
@@ -131,20 +187,38 @@ func (e *Engine) runAttempt(ctx context.Context, r *subRun, ar *attemptRun,
 
 	defer e.wg.Done()
 	onKnown := func() { e.markKnown(ar) }
+	maySend := func() bool { return e.wantsSent(r, ar.a) }
 	track := retry || ar.recovering
-	st, err := e.pay(ctx, r, ar.a, track, retry, onKnown)
+	st, sentAt, err := e.pay(ctx, r, ar.a, track, retry, maySend, onKnown)
 	if ctx.Err() != nil {
 		// Shutting down: the attempt stays open and is tracked at the
 		// next start.
 		return
 	}
 
+	failed := err == nil && st.State == lnrpc.Payment_FAILED
 	switch {
 	case err == nil && st.State == lnrpc.Payment_SUCCEEDED:
 		err = e.finishSucceeded(ctx, r, ar, st)
 
-	case err == nil && !transient(st.FailureReason):
-		err = e.finishRefused(ctx, r, ar, st)
+	case errors.Is(err, errNotSent):
+		err = e.finishUnsent(ctx, r, []*attemptRun{ar},
+			"not sent: "+e.stateName(r))
+
+	case failed && !transient(st.FailureReason):
+		held, expired := e.heldUntilExpiry(st, sentAt)
+		if expired {
+			err = e.finishUnavailable(ctx, r, ar, st, held)
+		} else {
+			err = e.finishRefused(ctx, r, ar, st)
+		}
+
+	case failed && !maySend():
+		// Failed for good in lnd, and no longer wanted: nothing to
+		// retry.
+		err = e.finishUnsent(ctx, r, []*attemptRun{ar},
+			"failed ("+reasonName(st.FailureReason)+"), then "+
+				e.stateName(r))
 
 	default:
 		err = e.retryLater(ctx, r, ar, st, err)
@@ -165,6 +239,13 @@ func (e *Engine) runAttempt(ctx context.Context, r *subRun, ar *attemptRun,
 	e.scheduleLocked(r, e.clock.Now())
 	e.mu.Unlock()
 	e.wake()
+}
+
+// stateName is the subscription's stored state for failure texts.
+func (e *Engine) stateName(r *subRun) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return "subscription " + r.sub.State.String()
 }
 
 // markKnown notes that lnd answered about an attempt; when the last attempt
@@ -290,11 +371,14 @@ func (e *Engine) finishRefused(ctx context.Context, r *subRun,
 				s.State == store.SenderActive {
 
 				s.State = store.SenderRefused
+				s.ResumeAt = now.Add(e.refusedWait(s.Refusals))
 				s.Reason = fmt.Sprintf("the receiver refused "+
 					"%d payments in a row (%s): it does "+
 					"not credit this subscription "+
 					"(cancelled, unknown or terms "+
-					"violated)", s.Refusals, why)
+					"violated); probing again at %s",
+					s.Refusals, why,
+					s.ResumeAt.UTC().Format(time.RFC3339))
 				stopped = true
 			}
 		}
@@ -359,6 +443,7 @@ func (e *Engine) retryLater(ctx context.Context, r *subRun, ar *attemptRun,
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ar.needsRetry = true
+	ar.lndFailed = cause == nil && st.State == lnrpc.Payment_FAILED
 	e.setWaitingLocked(r, reason)
 	e.payLog.Warnf("Subscription %s seq %d: %s; retrying the same hash "+
 		"at %s", ar.a.SubID, ar.a.Seq, reason,
@@ -367,15 +452,20 @@ func (e *Engine) retryLater(ctx context.Context, r *subRun, ar *attemptRun,
 }
 
 // abandonWaiting closes, as failed, the attempts of a subscription that
-// wait for a retry: lnd reported them FAILED, so nothing was paid, and the
-// payer no longer wants them sent (pause, cancel).
+// wait for a retry after lnd reported them FAILED: nothing of them is in
+// flight, and the payer no longer wants them sent (pause, cancel). An
+// attempt that waits because lnd was unreachable or its status stream
+// broke may still be in flight and settle; it stays open, and its retry
+// tracks it to a final state without sending it again (see wantsSent).
 func (e *Engine) abandonWaiting(ctx context.Context, r *subRun,
 	why string) error {
 
 	e.mu.Lock()
 	var todo []*attemptRun
 	for _, ar := range r.open {
-		if ar.needsRetry && !ar.running && !ar.a.Cancel {
+		if ar.needsRetry && ar.lndFailed && !ar.running &&
+			!ar.a.Cancel {
+
 			ar.needsRetry = false
 			ar.running = true // keep the scheduler off it
 			todo = append(todo, ar)
@@ -385,6 +475,24 @@ func (e *Engine) abandonWaiting(ctx context.Context, r *subRun,
 	if len(todo) == 0 {
 		return nil
 	}
+	err := e.finishUnsent(ctx, r, todo, "abandoned: "+why)
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, ar := range todo {
+		ar.running = false
+		if err != nil {
+			ar.needsRetry = true
+		}
+	}
+	return err
+}
+
+// finishUnsent closes attempts of which lnd holds nothing (it reported
+// them FAILED, or never saw them) as failed and gives back their whole
+// reservation. The caller keeps the scheduler off them meanwhile.
+func (e *Engine) finishUnsent(ctx context.Context, r *subRun,
+	todo []*attemptRun, why string) error {
 
 	now := e.clock.Now()
 	err := e.updateSub(ctx, r.id, func(tx store.SenderTx,
@@ -396,7 +504,7 @@ func (e *Engine) abandonWaiting(ctx context.Context, r *subRun,
 				return err
 			}
 			a.State = store.AttemptFailed
-			a.FailureReason = "abandoned: " + why
+			a.FailureReason = why
 			a.UpdatedAt = now
 			if err := tx.PutAttempt(&a); err != nil {
 				return err
@@ -404,19 +512,55 @@ func (e *Engine) abandonWaiting(ctx context.Context, r *subRun,
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	for _, ar := range todo {
+		e.payLog.Infof("Subscription %s seq %d closed unpaid: %s",
+			ar.a.SubID, ar.a.Seq, why)
+	}
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, ar := range todo {
-		ar.running = false
-		if err == nil {
-			delete(r.open, ar.a.Seq)
-		} else {
-			ar.needsRetry = true
+		delete(r.open, ar.a.Seq)
+	}
+	e.clearWaitingIfDoneLocked(r)
+	return nil
+}
+
+// clearWaitingIfDoneLocked ends the waiting state once no open attempt
+// waits for a retry.
+func (e *Engine) clearWaitingIfDoneLocked(r *subRun) {
+	for _, o := range r.open {
+		if o.needsRetry {
+			return
 		}
 	}
-	if err == nil {
-		e.clearWaitingLocked(r)
+	e.clearWaitingLocked(r)
+}
+
+// finishUnavailable closes an attempt that the receiving lnd held until
+// its hold time ran out and then cancelled: the receiver daemon never
+// answered (down, restarting, upgrading). Nothing was paid and it is no
+// refusal: the whole reservation is given back, the subscription backs off
+// and pays on later under a fresh sequence and hash (lnd keeps the expired
+// hash cancelled, and the receiver never credited the sequence or freed it
+// again). A cancel message stays pending and is sent again.
+func (e *Engine) finishUnavailable(ctx context.Context, r *subRun,
+	ar *attemptRun, st lndclient.PaymentStatus, held time.Duration) error {
+
+	why := fmt.Sprintf("receiver unavailable: lnd held payment seq %d "+
+		"for %v, then failed it (%s) at the end of its hold time",
+		ar.a.Seq, held.Round(time.Second), reasonName(st.FailureReason))
+	e.metrics.failed("receiver_unavailable")
+	if err := e.finishUnsent(ctx, r, []*attemptRun{ar}, why); err != nil {
+		return err
 	}
-	return err
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.setWaitingLocked(r, why)
+	e.payLog.Warnf("Subscription %s: %s; paying again from %s", r.id, why,
+		r.notBefore.UTC().Format(time.RFC3339))
+	return nil
 }

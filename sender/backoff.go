@@ -40,6 +40,20 @@ func (e *Engine) clearWaitingLocked(r *subRun) {
 	r.bo.Reset()
 }
 
+// refusedWait is how long a subscription refused refusals times in a row
+// waits before the next probe: RefusedRetry, doubled for each refused
+// probe, at most RefusedRetryMax.
+func (e *Engine) refusedWait(refusals uint32) time.Duration {
+	d := e.cfg.RefusedRetry
+	for n := e.cfg.RefusalLimit; n < refusals && d < e.cfg.RefusedRetryMax; n++ {
+		d *= 2
+	}
+	if d > e.cfg.RefusedRetryMax {
+		d = e.cfg.RefusedRetryMax
+	}
+	return d
+}
+
 // transient reports failures worth retrying with the same hash after a
 // backoff: the receiver (or our channel) may come back.
 func transient(reason lnrpc.PaymentFailureReason) bool {

@@ -50,6 +50,19 @@ type EngineConfig struct {
 	// BackoffInitial and BackoffMax shape the waits after failures.
 	BackoffInitial time.Duration
 	BackoffMax     time.Duration
+	// UnavailableAfter tells lnd's hold expiry from a refusal: both fail
+	// with INCORRECT_PAYMENT_DETAILS, but a live receiver answers within
+	// a second or two while lnd cancels an unanswered keysend only when
+	// its hold time runs out. A failure whose HTLC was held this long or
+	// longer means "receiver unavailable" (back off and pay again), a
+	// quicker one is a refusal. Keep it well below the receiver's hold
+	// time (30 s recommended).
+	UnavailableAfter time.Duration
+	// RefusedRetry and RefusedRetryMax shape the long, doubling wait
+	// after which a refused subscription probes the receiver again with
+	// one payment.
+	RefusedRetry    time.Duration
+	RefusedRetryMax time.Duration
 }
 
 // DefaultEngineConfig are the engine's defaults.
@@ -61,6 +74,9 @@ func DefaultEngineConfig() EngineConfig {
 		RefusalLimit:      3,
 		BackoffInitial:    time.Second,
 		BackoffMax:        5 * time.Minute,
+		UnavailableAfter:  10 * time.Second,
+		RefusedRetry:      10 * time.Minute,
+		RefusedRetryMax:   4 * time.Hour,
 	}
 }
 
@@ -83,6 +99,14 @@ func (c EngineConfig) Validate() error {
 		return fmt.Errorf("--payments.backoffinitial (%v) must be "+
 			"positive and at most --payments.backoffmax (%v)",
 			c.BackoffInitial, c.BackoffMax)
+	case c.UnavailableAfter <= 0:
+		return fmt.Errorf("--payments.unavailableafter must be "+
+			"positive (and below the receiver's hold time), got %v",
+			c.UnavailableAfter)
+	case c.RefusedRetry <= 0 || c.RefusedRetryMax < c.RefusedRetry:
+		return fmt.Errorf("--payments.refusedretry (%v) must be "+
+			"positive and at most --payments.refusedretrymax (%v)",
+			c.RefusedRetry, c.RefusedRetryMax)
 	}
 	return nil
 }
@@ -95,6 +119,11 @@ type attemptRun struct {
 	// needsRetry is set after a transient failure: resend it (same hash)
 	// once the subscription's backoff allows.
 	needsRetry bool
+	// lndFailed is set when lnd's last answer about the attempt was
+	// FAILED, so nothing of it is in flight. An attempt waiting for a
+	// retry after lnd was unreachable or its stream broke may still be
+	// in flight and settle: only lndFailed ones may be dropped unsent.
+	lndFailed bool
 	// known is set once lnd told us the attempt's status at least once.
 	known bool
 	// recovering marks attempts found open at startup.

@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/satstream/satstream/store"
@@ -88,6 +89,7 @@ const (
 	actCreate
 	actCancelMsg
 	actResumeDay
+	actProbe
 )
 
 // decideLocked is the scheduling rule for one subscription. It starts
@@ -116,6 +118,7 @@ func (e *Engine) decideLocked(ctx context.Context, r *subRun,
 			return actWait
 		}
 		ar.needsRetry = false
+		ar.lndFailed = false
 		ar.running = true
 		e.slots--
 		e.inFlight++
@@ -143,6 +146,10 @@ func (e *Engine) decideLocked(ctx context.Context, r *subRun,
 		if r.openPayments() >= e.cfg.MaxInFlightPerSub {
 			return actWait
 		}
+		if s.Refusals >= e.cfg.RefusalLimit && r.openPayments() > 0 {
+			// Probing after refusals: one payment at a time.
+			return actWait
+		}
 		if e.slots <= 0 {
 			e.slotWait[r.id] = r
 			return actWait
@@ -158,6 +165,16 @@ func (e *Engine) decideLocked(ctx context.Context, r *subRun,
 			return actWait
 		}
 		return actResumeDay
+
+	case store.SenderRefused:
+		// Not terminal: after a long wait, probe with one payment.
+		// (A zero ResumeAt, from a ledger older than probing, probes
+		// at once.)
+		if now.Before(s.ResumeAt) {
+			e.scheduleLocked(r, s.ResumeAt)
+			return actWait
+		}
+		return actProbe
 
 	case store.SenderCancelled:
 		if !s.CancelPending || r.hasCancelOpen() {
@@ -207,6 +224,29 @@ func (e *Engine) step(ctx context.Context, r *subRun) {
 			if err == nil {
 				e.log.Infof("Subscription %s: new day, daily "+
 					"cap no longer blocks", r.id)
+			}
+
+		case actProbe:
+			err := e.updateSub(ctx, r.id, func(_ store.SenderTx,
+				s *store.SenderSubscription) error {
+
+				if s.State != store.SenderRefused ||
+					e.clock.Now().Before(s.ResumeAt) {
+					return errNotActive
+				}
+				s.State = store.SenderActive
+				s.ResumeAt = time.Time{}
+				s.Reason = fmt.Sprintf("probing the receiver "+
+					"after %d refusals in a row", s.Refusals)
+				return nil
+			})
+			if err != nil && !errors.Is(err, errNotActive) {
+				e.failStep(r, "probe after refusals", err)
+				return
+			}
+			if err == nil {
+				e.log.Infof("Subscription %s: probing the "+
+					"receiver again after refusals", r.id)
 			}
 
 		case actCreate, actCancelMsg:
