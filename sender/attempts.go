@@ -202,8 +202,7 @@ func (e *Engine) runAttempt(ctx context.Context, r *subRun, ar *attemptRun,
 		err = e.finishSucceeded(ctx, r, ar, st)
 
 	case errors.Is(err, errNotSent):
-		err = e.finishUnsent(ctx, r, []*attemptRun{ar},
-			"not sent: "+e.stateName(r))
+		err = e.finishUnsentDone(ctx, r, ar, "not sent: "+e.stateName(r))
 
 	case failed && !transient(st.FailureReason):
 		held, expired := e.heldUntilExpiry(st, sentAt)
@@ -216,9 +215,8 @@ func (e *Engine) runAttempt(ctx context.Context, r *subRun, ar *attemptRun,
 	case failed && !maySend():
 		// Failed for good in lnd, and no longer wanted: nothing to
 		// retry.
-		err = e.finishUnsent(ctx, r, []*attemptRun{ar},
-			"failed ("+reasonName(st.FailureReason)+"), then "+
-				e.stateName(r))
+		err = e.finishUnsentDone(ctx, r, ar, "failed ("+
+			reasonName(st.FailureReason)+"), then "+e.stateName(r))
 
 	default:
 		err = e.retryLater(ctx, r, ar, st, err)
@@ -485,6 +483,9 @@ func (e *Engine) abandonWaiting(ctx context.Context, r *subRun,
 			ar.needsRetry = true
 		}
 	}
+	if err == nil {
+		e.clearWaitingIfDoneLocked(r)
+	}
 	return err
 }
 
@@ -525,6 +526,19 @@ func (e *Engine) finishUnsent(ctx context.Context, r *subRun,
 	for _, ar := range todo {
 		delete(r.open, ar.a.Seq)
 	}
+	return nil
+}
+
+// finishUnsentDone closes one attempt the subscription no longer wants
+// (see finishUnsent) and ends its waiting state if nothing else waits.
+func (e *Engine) finishUnsentDone(ctx context.Context, r *subRun,
+	ar *attemptRun, why string) error {
+
+	if err := e.finishUnsent(ctx, r, []*attemptRun{ar}, why); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	e.clearWaitingIfDoneLocked(r)
 	return nil
 }

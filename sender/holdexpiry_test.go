@@ -2,6 +2,7 @@ package sender
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,6 +96,7 @@ func TestReceiverDownForThreeHoldTimesNeverRefuses(t *testing.T) {
 	id := h.add(testOffer(t, 1000, time.Hour, false), TermsRequest{
 		Increment: dur(time.Minute), Buffer: dur(0),
 	})
+	var since string
 	for i := 0; i < 4; i++ {
 		h.drive(func() bool {
 			return len(h.router.Held()) == 1 && h.idleHeld()
@@ -103,7 +105,16 @@ func TestReceiverDownForThreeHoldTimesNeverRefuses(t *testing.T) {
 		h.router.Resolve(h.router.Held()[0], refusal)
 		h.eventually(func() bool { return h.view(id).InFlight == 0 },
 			"expired")
-		require.NotEqual(t, StateRefused, h.view(id).State)
+		v := h.view(id)
+		require.Equal(t, StateWaiting, v.State)
+		// One outage: the waiting state (and its backoff) goes on
+		// from the first expiry, it does not start afresh each time.
+		_, s, ok := strings.Cut(v.Waiting, " since ")
+		require.True(t, ok, v.Waiting)
+		if since == "" {
+			since = s
+		}
+		require.Equal(t, since, s)
 	}
 	h.router.SetDecide(nil)
 	h.drive(func() bool { return h.view(id).Payments == 1 }, "paid")
