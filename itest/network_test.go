@@ -76,17 +76,22 @@ func line(t *testing.T, ctx context.Context, net *regtest.Network,
 }
 
 // holdLine starts the shape most satstream tests need: payer alice ->
-// router bob -> provider carol, carol holding keysends for 30 s so a
-// receiver can settle or refuse each one, with routes ready.
-func holdLine(t *testing.T, ctx context.Context) (*regtest.Network,
-	[]*regtest.Node) {
+// router bob -> provider carol, carol holding keysends for 30 s (or the
+// hold time given) so a receiver can settle or refuse each one, with
+// routes ready.
+func holdLine(t *testing.T, ctx context.Context,
+	hold ...time.Duration) (*regtest.Network, []*regtest.Node) {
 
 	t.Helper()
+	holdTime := 30 * time.Second
+	if len(hold) > 0 {
+		holdTime = hold[0]
+	}
 	net, nodes := newNetwork(t, ctx,
 		regtest.NodeConfig{Name: "alice"},
 		regtest.NodeConfig{Name: "bob"},
 		regtest.NodeConfig{Name: "carol", ExtraArgs: []string{
-			"--keysend-hold-time=30s",
+			"--keysend-hold-time=" + holdTime.String(),
 		}},
 	)
 	line(t, ctx, net, nodes...)

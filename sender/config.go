@@ -49,6 +49,9 @@ type PaymentsConfig struct {
 	RefusalLimit      uint32        `long:"refusallimit" description:"Refused payments in a row that mark a subscription refused"`
 	BackoffInitial    time.Duration `long:"backoffinitial" description:"First wait after a failed payment"`
 	BackoffMax        time.Duration `long:"backoffmax" description:"Longest wait between retries"`
+	UnavailableAfter  time.Duration `long:"unavailableafter" description:"A payment the receiving lnd failed with incorrect_payment_details after holding it this long was cancelled at the end of its hold time (receiver daemon not answering): retry, don't count a refusal. Keep it below the receiver's keysend hold time"`
+	RefusedRetry      time.Duration `long:"refusedretry" description:"First wait before a refused subscription probes the receiver again; doubles per refused probe"`
+	RefusedRetryMax   time.Duration `long:"refusedretrymax" description:"Longest wait between probes of a refused subscription"`
 }
 
 // Config is the sender daemon's configuration.
@@ -81,6 +84,9 @@ func DefaultConfig() *Config {
 			RefusalLimit:      ec.RefusalLimit,
 			BackoffInitial:    ec.BackoffInitial,
 			BackoffMax:        ec.BackoffMax,
+			UnavailableAfter:  ec.UnavailableAfter,
+			RefusedRetry:      ec.RefusedRetry,
+			RefusedRetryMax:   ec.RefusedRetryMax,
 		},
 	}
 }
@@ -94,6 +100,9 @@ func (c *Config) engineConfig() EngineConfig {
 		RefusalLimit:      c.Payments.RefusalLimit,
 		BackoffInitial:    c.Payments.BackoffInitial,
 		BackoffMax:        c.Payments.BackoffMax,
+		UnavailableAfter:  c.Payments.UnavailableAfter,
+		RefusedRetry:      c.Payments.RefusedRetry,
+		RefusedRetryMax:   c.Payments.RefusedRetryMax,
 	}
 }
 

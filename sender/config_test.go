@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -31,6 +32,13 @@ func TestConfigErrorsNameTheOption(t *testing.T) {
 			"--payments.maxinflight"},
 		{"missing lnd", []string{"--lnd.tlspath=/nonexistent"}, "",
 			"--lnd.tlspath"},
+		{"no unavailable threshold",
+			[]string{"--payments.unavailableafter=0s"}, "",
+			"--payments.unavailableafter"},
+		{"refused retry above max", []string{
+			"--payments.refusedretry=2h",
+			"--payments.refusedretrymax=1h"}, "",
+			"--payments.refusedretry"},
 		{"corrupt file", nil, "[Application Options\nnetwork", "sender.conf"},
 		{"file value", nil, "network=venus\n", `"venus"`},
 		{"flags win", []string{"--network=regtest"}, "network=venus\n", ""},
@@ -62,6 +70,9 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, "127.0.0.1:9732", cfg.Metrics.Listen)
 	require.Equal(t, "mainnet", cfg.Network)
 	require.Equal(t, "info", cfg.DebugLevel)
+	// Hold expiry (30 s recommended) must not look like a refusal.
+	require.Equal(t, 10*time.Second, cfg.Payments.UnavailableAfter)
+	require.Equal(t, 10*time.Minute, cfg.Payments.RefusedRetry)
 	require.Equal(t, filepath.Join(".satstream", "sender"),
 		filepath.Join(filepath.Base(filepath.Dir(cfg.DataDir)),
 			filepath.Base(cfg.DataDir)))

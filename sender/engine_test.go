@@ -6,10 +6,11 @@ import (
 
 	"encoding/hex"
 	"errors"
-	"github.com/satstream/satstream/common"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/satstream/satstream/common"
 
 	"github.com/btcsuite/btclog/v2"
 	"github.com/lightninglabs/lndclient"

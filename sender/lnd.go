@@ -2,6 +2,7 @@ package sender
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/lightninglabs/lndclient"
@@ -18,9 +19,42 @@ type PaymentSender interface {
 		chan lndclient.PaymentStatus, chan error, error)
 
 	// TrackPayment follows a payment lnd already knows; an unknown hash
-	// gives paymentsdb.ErrPaymentNotInitiated on the error channel.
+	// gives an error on the error channel that lndNeverSaw recognises.
 	TrackPayment(ctx context.Context, hash lntypes.Hash) (
 		chan lndclient.PaymentStatus, chan error, error)
+}
+
+// lnd's router answers "this hash is in flight or settled" to a send and
+// "I never saw this hash" to a track with gRPC codes that lndclient turns
+// into two error values of lnd's payments/db package. Importing that
+// package for them would tie the sender to lnd's SQL payment store, so the
+// sender recognises them by their text, which TestRouterAnswersMatchLnd
+// pins to lnd's values.
+const (
+	lndAlreadyPaidText  = "invoice is already paid"
+	lndNotInitiatedText = "payment isn't initiated"
+)
+
+// lndHasPayment reports lnd's answer to a send of a hash it already has in
+// flight or settled: follow that payment instead.
+func lndHasPayment(err error) bool {
+	return errTextIs(err, lndAlreadyPaidText)
+}
+
+// lndNeverSaw reports lnd's answer to tracking a hash it never saw: the
+// payment was never made.
+func lndNeverSaw(err error) bool {
+	return errTextIs(err, lndNotInitiatedText)
+}
+
+// errTextIs reports whether err or an error it wraps has exactly text.
+func errTextIs(err error, text string) bool {
+	for ; err != nil; err = errors.Unwrap(err) {
+		if err.Error() == text {
+			return true
+		}
+	}
+	return false
 }
 
 // routerAdapter hands the engine's calls to lndclient's router.

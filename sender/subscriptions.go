@@ -38,8 +38,9 @@ const (
 
 // transitions is the state table of the payer's actions: from each stored
 // state, what an action leads to. Moves made by the engine itself (active
-// -> cap_reached, active -> refused, cap_reached -> active at a new day)
-// happen in createAttempt, finishRefused and step.
+// -> cap_reached, active -> refused, cap_reached -> active at a new day,
+// refused -> active to probe the receiver after a long wait) happen in
+// createAttempt, finishRefused and step.
 var transitions = map[Op]map[store.SenderState]store.SenderState{
 	OpPause: {
 		store.SenderActive:     store.SenderPaused,
@@ -292,7 +293,9 @@ type View struct {
 	StoredState string `json:"stored_state"`
 	Reason      string `json:"reason,omitempty"`
 	Waiting     string `json:"waiting,omitempty"`
-	RetryAt     string `json:"retry_at,omitempty"`
+	// RetryAt is the next retry of a waiting subscription, or the next
+	// probe of the receiver by a refused one.
+	RetryAt string `json:"retry_at,omitempty"`
 
 	Node        string `json:"node"`
 	PlanID      string `json:"plan_id,omitempty"`
@@ -357,7 +360,6 @@ func (e *Engine) viewLocked(r *subRun) *View {
 		ReservedMsat:   uint64(s.Reserved),
 		InFlight:       len(r.open),
 		CancelPending:  s.CancelPending,
-		CapResumesAt:   fmtTime(s.ResumeAt),
 		CreatedAt:      fmtTime(s.CreatedAt),
 		UpdatedAt:      fmtTime(s.UpdatedAt),
 		RefusalsInARow: s.Refusals,
@@ -370,6 +372,13 @@ func (e *Engine) viewLocked(r *subRun) *View {
 			FeeLimitPPM:  s.FeeLimitPPM,
 			FeeLimitMsat: uint64(s.Limits.MaxFee),
 		},
+	}
+	switch s.State {
+	case store.SenderCapReached:
+		v.CapResumesAt = fmtTime(s.ResumeAt)
+	case store.SenderRefused:
+		// The next probe of the receiver.
+		v.RetryAt = fmtTime(s.ResumeAt)
 	}
 	if !r.waitingSince.IsZero() && (s.State == store.SenderActive ||
 		(s.State == store.SenderCancelled && s.CancelPending)) {

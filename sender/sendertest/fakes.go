@@ -4,6 +4,7 @@ package sendertest
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"sync"
 	"time"
@@ -12,7 +13,18 @@ import (
 	"github.com/lightningnetwork/lnd/lnrpc"
 	"github.com/lightningnetwork/lnd/lntypes"
 	"github.com/lightningnetwork/lnd/lnwire"
-	paymentsdb "github.com/lightningnetwork/lnd/payments/db"
+)
+
+// The router's two answers about a hash, as lndclient reports them (its
+// values come from lnd's payments/db package, which the sender does not
+// import; the sender matches them by their text).
+var (
+	// ErrAlreadyPaid is lnd's answer to a send of a hash that is in
+	// flight or settled.
+	ErrAlreadyPaid = errors.New("invoice is already paid")
+	// ErrPaymentNotInitiated is lnd's answer to tracking a hash it never
+	// saw.
+	ErrPaymentNotInitiated = errors.New("payment isn't initiated")
 )
 
 // Clock is a manual clock. After channels fire when Advance passes them.
@@ -109,7 +121,13 @@ type Payment struct {
 	Status lndclient.PaymentStatus
 	// Sends counts SendPayment calls that (re)started this hash.
 	Sends int
-	subs  []chan lndclient.PaymentStatus
+	subs  []watcher
+}
+
+// watcher is one open status stream of a payment in flight.
+type watcher struct {
+	final chan lndclient.PaymentStatus
+	errs  chan error
 }
 
 // Router is a fake lnd router with lnd's hash rules: a hash that is in
@@ -123,6 +141,9 @@ type Router struct {
 	decide func(req lndclient.SendPaymentRequest) Outcome
 	// down makes every call fail as if lnd were unreachable.
 	down error
+	// clock, when set, stamps each payment's HTLC with the times it was
+	// sent and resolved, as lnd reports them.
+	clock *Clock
 }
 
 // NewRouter makes a router whose payments succeed unless SetDecide says
@@ -145,6 +166,13 @@ func (r *Router) SetDown(err error) {
 	r.down = err
 }
 
+// SetClock makes the router stamp HTLC attempt and resolve times from c.
+func (r *Router) SetClock(c *Clock) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.clock = c
+}
+
 // SendPayment implements the sender's PaymentSender.
 func (r *Router) SendPayment(ctx context.Context,
 	req lndclient.SendPaymentRequest) (chan lndclient.PaymentStatus,
@@ -161,7 +189,7 @@ func (r *Router) SendPayment(ctx context.Context,
 	if ok && p.Status.State != lnrpc.Payment_FAILED {
 		r.mu.Unlock()
 		errs := make(chan error, 1)
-		errs <- paymentsdb.ErrAlreadyPaid
+		errs <- ErrAlreadyPaid
 		return make(chan lndclient.PaymentStatus), errs, nil
 	}
 	decide := r.decide
@@ -187,6 +215,12 @@ func (r *Router) SendPayment(ctx context.Context,
 		State: lnrpc.Payment_IN_FLIGHT,
 		Value: lnwire.NewMSatFromSatoshis(req.Amount),
 	}
+	if r.clock != nil {
+		p.Status.Htlcs = []*lndclient.HtlcAttempt{{
+			Status:      lnrpc.HTLCAttempt_IN_FLIGHT,
+			AttemptTime: r.clock.Now(),
+		}}
+	}
 	if !out.Hold {
 		r.finishLocked(p, out)
 	}
@@ -207,7 +241,7 @@ func (r *Router) TrackPayment(ctx context.Context,
 	p, ok := r.payments[hash]
 	if !ok {
 		errs := make(chan error, 1)
-		errs <- paymentsdb.ErrPaymentNotInitiated
+		errs <- ErrPaymentNotInitiated
 		return make(chan lndclient.PaymentStatus), errs, nil
 	}
 	ch, errs := r.streamLocked(ctx, p)
@@ -221,11 +255,11 @@ func (r *Router) streamLocked(ctx context.Context,
 
 	out := make(chan lndclient.PaymentStatus)
 	errs := make(chan error, 1)
-	first := p.Status
+	first := copyStatus(p.Status)
 	var later chan lndclient.PaymentStatus
 	if first.State == lnrpc.Payment_IN_FLIGHT {
 		later = make(chan lndclient.PaymentStatus, 1)
-		p.subs = append(p.subs, later)
+		p.subs = append(p.subs, watcher{final: later, errs: errs})
 	}
 	go func() {
 		select {
@@ -257,8 +291,40 @@ func (r *Router) finishLocked(p *Payment, out Outcome) {
 	} else {
 		p.Status.Value = 0
 	}
-	for _, s := range p.subs {
-		s <- p.Status
+	if r.clock != nil && len(p.Status.Htlcs) > 0 {
+		h := *p.Status.Htlcs[0]
+		h.ResolveTime = r.clock.Now()
+		h.Status = lnrpc.HTLCAttempt_FAILED
+		if out.State == lnrpc.Payment_SUCCEEDED {
+			h.Status = lnrpc.HTLCAttempt_SUCCEEDED
+		}
+		p.Status.Htlcs = []*lndclient.HtlcAttempt{&h}
+	}
+	for _, w := range p.subs {
+		w.final <- copyStatus(p.Status)
+	}
+	p.subs = nil
+}
+
+// copyStatus copies a status so a stream's reader never shares the HTLC
+// list the router goes on changing.
+func copyStatus(s lndclient.PaymentStatus) lndclient.PaymentStatus {
+	s.Htlcs = append([]*lndclient.HtlcAttempt(nil), s.Htlcs...)
+	return s
+}
+
+// BreakStreams ends every open status stream of hash with err, as a lost
+// connection to lnd does, and leaves the payment where it is (in flight
+// payments stay in flight and may still settle).
+func (r *Router) BreakStreams(hash lntypes.Hash, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, ok := r.payments[hash]
+	if !ok {
+		return
+	}
+	for _, w := range p.subs {
+		w.errs <- err
 	}
 	p.subs = nil
 }

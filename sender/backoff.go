@@ -1,0 +1,96 @@
+package sender
+
+import (
+	"time"
+
+	"github.com/lightninglabs/lndclient"
+	"github.com/lightningnetwork/lnd/lnrpc"
+)
+
+// failStep backs a subscription off after a local (store) error; the
+// error level is right because the store failing is not a peer's doing.
+func (e *Engine) failStep(r *subRun, what string, err error) {
+	e.log.Errorf("Subscription %s: %s: %v", r.id, what, err)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.setWaitingLocked(r, "local error: "+err.Error())
+}
+
+// setWaitingLocked records a failure and the next time to try.
+func (e *Engine) setWaitingLocked(r *subRun, reason string) {
+	now := e.clock.Now()
+	if r.waitingSince.IsZero() {
+		r.waitingSince = now
+	}
+	r.waitingReason = reason
+	r.notBefore = now.Add(r.bo.NextBackOff())
+	e.scheduleLocked(r, r.notBefore)
+}
+
+// clearWaitingLocked ends the waiting state after a success.
+func (e *Engine) clearWaitingLocked(r *subRun) {
+	if !r.waitingSince.IsZero() {
+		e.log.Infof("Subscription %s: payments flow again after "+
+			"waiting since %v", r.id,
+			r.waitingSince.UTC().Format(time.RFC3339))
+	}
+	r.waitingSince = time.Time{}
+	r.waitingReason = ""
+	r.notBefore = time.Time{}
+	r.bo.Reset()
+}
+
+// refusedWait is how long a subscription refused refusals times in a row
+// waits before the next probe: RefusedRetry, doubled for each refused
+// probe, at most RefusedRetryMax.
+func (e *Engine) refusedWait(refusals uint32) time.Duration {
+	d := e.cfg.RefusedRetry
+	for n := e.cfg.RefusalLimit; n < refusals && d < e.cfg.RefusedRetryMax; n++ {
+		d *= 2
+	}
+	if d > e.cfg.RefusedRetryMax {
+		d = e.cfg.RefusedRetryMax
+	}
+	return d
+}
+
+// transient reports failures worth retrying with the same hash after a
+// backoff: the receiver (or our channel) may come back.
+func transient(reason lnrpc.PaymentFailureReason) bool {
+	return reason != lnrpc.PaymentFailureReason_FAILURE_REASON_INCORRECT_PAYMENT_DETAILS
+}
+
+// waitingReason turns a failure into the text of the waiting state.
+func waitingReason(st lndclient.PaymentStatus, err error) string {
+	if err != nil {
+		return "own lnd unreachable: " + err.Error()
+	}
+	switch st.FailureReason {
+	case lnrpc.PaymentFailureReason_FAILURE_REASON_NO_ROUTE,
+		lnrpc.PaymentFailureReason_FAILURE_REASON_TIMEOUT:
+		return "receiver offline (" + reasonName(st.FailureReason) + ")"
+	case lnrpc.PaymentFailureReason_FAILURE_REASON_INSUFFICIENT_BALANCE:
+		return "insufficient balance"
+	}
+	return "payment failed (" + reasonName(st.FailureReason) + ")"
+}
+
+// reasonName shortens lnd's failure reason names for logs and metrics.
+func reasonName(r lnrpc.PaymentFailureReason) string {
+	const prefix = "FAILURE_REASON_"
+	n := r.String()
+	if len(n) > len(prefix) && n[:len(prefix)] == prefix {
+		n = n[len(prefix):]
+	}
+	return lowerASCII(n)
+}
+
+func lowerASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}

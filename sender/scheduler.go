@@ -1,0 +1,339 @@
+package sender
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/satstream/satstream/store"
+)
+
+// Run drives payments until ctx ends. It first tracks every attempt that
+// was open at startup and sends nothing new until lnd has told it where
+// each of them stands.
+func (e *Engine) Run(ctx context.Context, router PaymentSender) error {
+	e.mu.Lock()
+	e.router = router
+	e.running = true
+	for _, r := range e.subs {
+		for _, ar := range r.open {
+			ar.running = true
+			e.slots--
+			e.inFlight++
+			e.wg.Add(1)
+			go e.runAttempt(ctx, r, ar, false)
+		}
+		e.scheduleLocked(r, e.clock.Now())
+	}
+	e.metricsInFlightLocked()
+	e.mu.Unlock()
+
+	defer e.wg.Wait()
+	for {
+		e.mu.Lock()
+		now := e.clock.Now()
+		var due []*subRun
+		for e.queue.Len() > 0 && !e.queue[0].due.After(now) {
+			due = append(due, heap.Pop(&e.queue).(*subRun))
+		}
+		e.mu.Unlock()
+
+		for _, r := range due {
+			e.step(ctx, r)
+		}
+
+		e.mu.Lock()
+		var timer <-chan time.Time
+		if e.queue.Len() > 0 {
+			timer = e.clock.After(e.queue[0].due.Sub(e.clock.Now()))
+		}
+		e.mu.Unlock()
+
+		select {
+		case <-timer:
+		case <-e.wakeCh:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// wake makes the scheduler look at its queue again.
+func (e *Engine) wake() {
+	select {
+	case e.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+// scheduleLocked queues r for evaluation at t (an earlier due time wins).
+func (e *Engine) scheduleLocked(r *subRun, t time.Time) {
+	if r.idx >= 0 {
+		if t.Before(r.due) {
+			r.due = t
+			heap.Fix(&e.queue, r.idx)
+		}
+		return
+	}
+	r.due = t
+	heap.Push(&e.queue, r)
+}
+
+// action is what step decided to do for a subscription.
+type action int
+
+const (
+	actWait action = iota
+	actCreate
+	actCancelMsg
+	actResumeDay
+	actProbe
+)
+
+// decideLocked is the scheduling rule for one subscription. It starts
+// retries itself and returns what else to do.
+func (e *Engine) decideLocked(ctx context.Context, r *subRun,
+	now time.Time) action {
+
+	s := r.sub
+	if r.creating {
+		return actWait
+	}
+	if now.Before(r.notBefore) {
+		e.scheduleLocked(r, r.notBefore)
+		return actWait
+	}
+
+	// Retries of transiently failed attempts come first, with their
+	// own hash, and hold back anything new.
+	pending := false
+	for _, ar := range r.open {
+		if !ar.needsRetry || ar.running {
+			continue
+		}
+		if e.slots <= 0 {
+			e.slotWait[r.id] = r
+			return actWait
+		}
+		ar.needsRetry = false
+		ar.lndFailed = false
+		ar.running = true
+		e.slots--
+		e.inFlight++
+		e.metricsInFlightLocked()
+		e.wg.Add(1)
+		go e.runAttempt(ctx, r, ar, true)
+		pending = true
+	}
+	if pending || e.recovering > 0 {
+		return actWait
+	}
+	for _, ar := range r.open {
+		if !ar.known {
+			return actWait
+		}
+	}
+
+	switch s.State {
+	case store.SenderActive:
+		projected := maxTime(now, s.PaidUntil).Add(r.openTime())
+		if projected.Sub(now) > s.Buffer {
+			e.scheduleLocked(r, projected.Add(-s.Buffer))
+			return actWait
+		}
+		if r.openPayments() >= e.cfg.MaxInFlightPerSub {
+			return actWait
+		}
+		if s.Refusals >= e.cfg.RefusalLimit && r.openPayments() > 0 {
+			// Probing after refusals: one payment at a time.
+			return actWait
+		}
+		if e.slots <= 0 {
+			e.slotWait[r.id] = r
+			return actWait
+		}
+		return actCreate
+
+	case store.SenderCapReached:
+		if s.ResumeAt.IsZero() {
+			return actWait
+		}
+		if now.Before(s.ResumeAt) {
+			e.scheduleLocked(r, s.ResumeAt)
+			return actWait
+		}
+		return actResumeDay
+
+	case store.SenderRefused:
+		// Not terminal: after a long wait, probe with one payment.
+		// (A zero ResumeAt, from a ledger older than probing, probes
+		// at once.)
+		if now.Before(s.ResumeAt) {
+			e.scheduleLocked(r, s.ResumeAt)
+			return actWait
+		}
+		return actProbe
+
+	case store.SenderCancelled:
+		if !s.CancelPending || r.hasCancelOpen() {
+			return actWait
+		}
+		if e.slots <= 0 {
+			e.slotWait[r.id] = r
+			return actWait
+		}
+		return actCancelMsg
+	}
+	return actWait
+}
+
+// step evaluates one subscription until it has nothing more to do now.
+func (e *Engine) step(ctx context.Context, r *subRun) {
+	for i := 0; i < 10_000 && ctx.Err() == nil; i++ {
+		e.mu.Lock()
+		act := e.decideLocked(ctx, r, e.clock.Now())
+		if act == actCreate || act == actCancelMsg {
+			r.creating = true
+			e.slots--
+		}
+		e.mu.Unlock()
+
+		switch act {
+		case actWait:
+			return
+
+		case actResumeDay:
+			err := e.updateSub(ctx, r.id, func(_ store.SenderTx,
+				s *store.SenderSubscription) error {
+
+				if s.State != store.SenderCapReached ||
+					s.ResumeAt.IsZero() {
+					return errNotActive
+				}
+				s.State = store.SenderActive
+				s.ResumeAt = time.Time{}
+				s.Reason = ""
+				return nil
+			})
+			if err != nil && !errors.Is(err, errNotActive) {
+				e.failStep(r, "resume after daily cap", err)
+				return
+			}
+			if err == nil {
+				e.log.Infof("Subscription %s: new day, daily "+
+					"cap no longer blocks", r.id)
+			}
+
+		case actProbe:
+			err := e.updateSub(ctx, r.id, func(_ store.SenderTx,
+				s *store.SenderSubscription) error {
+
+				if s.State != store.SenderRefused ||
+					e.clock.Now().Before(s.ResumeAt) {
+					return errNotActive
+				}
+				s.State = store.SenderActive
+				s.ResumeAt = time.Time{}
+				s.Reason = fmt.Sprintf("probing the receiver "+
+					"after %d refusals in a row", s.Refusals)
+				return nil
+			})
+			if err != nil && !errors.Is(err, errNotActive) {
+				e.failStep(r, "probe after refusals", err)
+				return
+			}
+			if err == nil {
+				e.log.Infof("Subscription %s: probing the "+
+					"receiver again after refusals", r.id)
+			}
+
+		case actCreate, actCancelMsg:
+			ar, err := e.createAttempt(ctx, r, act == actCancelMsg)
+			e.mu.Lock()
+			r.creating = false
+			if err != nil {
+				e.slots++
+				e.mu.Unlock()
+				switch {
+				case errors.Is(err, errNotActive),
+					errors.Is(err, ErrCapReached):
+					continue
+				default:
+					e.failStep(r, "store payment attempt", err)
+					return
+				}
+			}
+			r.open[ar.a.Seq] = ar
+			ar.running = true
+			e.inFlight++
+			e.metricsInFlightLocked()
+			e.wg.Add(1)
+			go e.runAttempt(ctx, r, ar, false)
+			e.mu.Unlock()
+		}
+	}
+}
+
+// openTime is the service time the subscription's open payments will buy
+// if they succeed, so they are not paid for twice.
+func (r *subRun) openTime() time.Duration {
+	var d time.Duration
+	for _, ar := range r.open {
+		if !ar.a.Cancel {
+			d += timeBought(ar.a.Amount, r.sub.Offer.Terms.RatePerSecond)
+		}
+	}
+	return d
+}
+
+// openPayments counts open attempts that are not cancel messages.
+func (r *subRun) openPayments() int {
+	n := 0
+	for _, ar := range r.open {
+		if !ar.a.Cancel {
+			n++
+		}
+	}
+	return n
+}
+
+// hasCancelOpen reports whether a cancel message is under way.
+func (r *subRun) hasCancelOpen() bool {
+	for _, ar := range r.open {
+		if ar.a.Cancel {
+			return true
+		}
+	}
+	return false
+}
+
+// dueHeap orders subscriptions by their next evaluation time.
+type dueHeap []*subRun
+
+func (h dueHeap) Len() int { return len(h) }
+
+func (h dueHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+
+func (h dueHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx = i
+	h[j].idx = j
+}
+
+func (h *dueHeap) Push(x any) {
+	r := x.(*subRun)
+	r.idx = len(*h)
+	*h = append(*h, r)
+}
+
+func (h *dueHeap) Pop() any {
+	old := *h
+	n := len(old)
+	r := old[n-1]
+	old[n-1] = nil
+	r.idx = -1
+	*h = old[:n-1]
+	return r
+}
