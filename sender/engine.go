@@ -374,7 +374,7 @@ func (e *Engine) decideLocked(ctx context.Context, r *subRun,
 
 	switch s.State {
 	case store.SenderActive:
-		projected := maxTime(now, s.PaidUntil).Add(r.openTime())
+		projected := tlv.CreditStart(s.PaidUntil, now).Add(r.openTime())
 		if projected.Sub(now) > s.Buffer {
 			e.scheduleLocked(r, projected.Add(-s.Buffer))
 			return actWait
@@ -961,7 +961,7 @@ func (e *Engine) finishSucceeded(ctx context.Context, r *subRun,
 		} else {
 			secs, rem := tlv.SecondsForAmount(a.Amount,
 				s.Remainder, s.Offer.Terms.RatePerSecond)
-			s.PaidUntil = maxTime(now, s.PaidUntil).Add(
+			s.PaidUntil = tlv.CreditStart(s.PaidUntil, now).Add(
 				time.Duration(secs) * time.Second)
 			s.Remainder = rem
 			s.Refusals = 0
