@@ -186,8 +186,8 @@ func listSenderSubs(c *cli.Context) error {
 		path += "?state=" + url.QueryEscape(s)
 	}
 	return call(c, "sender", "GET", path, nil, "subscriptions", "id",
-		"label", "state", "paid_until", "payments", "sent_msat",
-		"fees_msat")
+		"label", "state", "paid_until", "service_until", "payments",
+		"sent_msat", "fees_msat")
 }
 
 func cancelSenderSub(c *cli.Context) error {
