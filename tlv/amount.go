@@ -66,3 +66,16 @@ func CreditStart(paidUntil, now time.Time) time.Time {
 
 	return now
 }
+
+// PaidUntilAfter returns the end of paid time after secs whole seconds were
+// credited at now: CreditStart(paidUntil, now) + secs. A payment that buys
+// no whole second (its msat only join the remainder) leaves an existing
+// paid-until where it is, so that it cannot move a lapsed subscription's
+// end of paid time, and with it the grace period, forward to now.
+func PaidUntilAfter(paidUntil, now time.Time, secs uint64) time.Time {
+	if secs == 0 && !paidUntil.IsZero() {
+		return paidUntil
+	}
+
+	return CreditStart(paidUntil, now).Add(time.Duration(secs) * time.Second)
+}

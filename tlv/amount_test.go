@@ -110,3 +110,28 @@ func TestCreditStart(t *testing.T) {
 		})
 	}
 }
+
+// TestPaidUntilAfter: seconds extend from CreditStart; a credit of no whole
+// second leaves an existing paid-until alone.
+func TestPaidUntilAfter(t *testing.T) {
+	t.Parallel()
+
+	now := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name            string
+		paidUntil, want time.Time
+		secs            uint64
+	}{
+		{"never paid", time.Time{}, now.Add(60 * time.Second), 60},
+		{"never paid, no second", time.Time{}, now, 0},
+		{"paid ahead", now.Add(time.Minute), now.Add(2 * time.Minute), 60},
+		{"lapsed", now.Add(-time.Minute), now.Add(time.Minute), 60},
+		{"lapsed, no second", now.Add(-time.Minute), now.Add(-time.Minute), 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, PaidUntilAfter(tc.paidUntil, now,
+				tc.secs))
+		})
+	}
+}

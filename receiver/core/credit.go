@@ -49,7 +49,7 @@ func CreditFor(sub *store.ReceiverSubscription, amt lnwire.MilliSatoshi,
 	return Credit{
 		Seconds:   secs,
 		Remainder: rem,
-		PaidUntil: base.Add(time.Duration(secs) * time.Second),
+		PaidUntil: tlv.PaidUntilAfter(sub.PaidUntil, now, secs),
 	}, true
 }
 

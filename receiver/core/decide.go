@@ -247,8 +247,9 @@ func Apply(tx store.ReceiverTx, in Incoming, window uint64) (Outcome, error) {
 	}
 	sub.UpdatedAt = in.Now
 	var evType store.EventType
-	if oldState == store.SubPastDue && !credit.PaidUntil.After(in.Now) {
-		// Still inside the grace period: paid, but not paid up.
+	if !credit.PaidUntil.After(in.Now) {
+		// Bought no time ahead of now (only remainder): the state
+		// stays; a lapsed subscription is not paid up.
 	} else {
 		sub.State, evType, err = Next(oldState, TrigPayment)
 		if err != nil {

@@ -158,8 +158,7 @@ func TestLatePaymentReceiverAndSenderDisagreeOnPaidUntil(t *testing.T) {
 			var sRem lnwire.MilliSatoshi
 			senderPays := func(now time.Time) {
 				secs, rem := tlv.SecondsForAmount(amt, sRem, rate)
-				sPaid = tlv.CreditStart(sPaid, now).Add(
-					time.Duration(secs) * time.Second)
+				sPaid = tlv.PaidUntilAfter(sPaid, now, secs)
 				sRem = rem
 			}
 
@@ -541,4 +540,35 @@ func TestCancelForfeitedPaidTime(t *testing.T) {
 		require.False(t, core.Paid(s, late))
 		require.Equal(t, late, core.EndsAt(s))
 	})
+}
+
+// TestZeroSecondPaymentMovedGrace: with paid time counted from
+// max(paid_until, now), a payment too small to buy one second must not move
+// a lapsed subscription's paid_until (and so its grace) to now, or a payer
+// could be served for ever on 1-msat payments.
+func TestZeroSecondPaymentMovedGrace(t *testing.T) {
+	t.Parallel()
+	terms := store.Terms{RatePerSecond: 1000, Grace: time.Minute,
+		MaxPrepay: time.Hour}
+	for _, aged := range []bool{true, false} {
+		t.Run(fmt.Sprintf("aged=%v", aged), func(t *testing.T) {
+			t.Parallel()
+			e := newLedgerEnv(t, terms)
+			e.pay(t, 1, 1, 10_000, t0, true) // 10 s
+			late := t0.Add(40 * time.Second) // 30 s into grace
+			if aged {
+				e.age(t, late)
+			}
+			e.pay(t, 2, 2, 999, late, true)
+			s := e.subscription(t, e.sub)
+			require.Equal(t, t0.Add(10*time.Second), s.PaidUntil)
+			require.EqualValues(t, 999, s.Remainder)
+			want := store.SubActive // left to the expiry loop
+			if aged {
+				want = store.SubPastDue
+			}
+			require.Equal(t, want, s.State)
+			require.False(t, core.Paid(s, t0.Add(70*time.Second)))
+		})
+	}
 }
