@@ -53,6 +53,7 @@ func (s *apiServer) handler() http.Handler {
 	mux.HandleFunc("GET /v1/subscriptions/{id}/payments", s.listPayments)
 	mux.HandleFunc("GET /v1/payments/{hash}", s.getPayment)
 	mux.HandleFunc("GET /v1/events", s.listEvents)
+	mux.HandleFunc("GET /v1/refusals", s.listRefusals)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		common.WriteError(w, http.StatusNotFound, "not_found", "",
 			"no such endpoint: "+r.Method+" "+r.URL.Path)
@@ -108,8 +109,10 @@ func notFound(what string) error {
 // termsInput is the JSON form of terms in requests; nil fields are left
 // unchanged (updates) or take defaults (creation).
 type termsInput struct {
-	PriceMsatPerSec     *uint64 `json:"price_msat_per_sec"`
-	MinPaymentMsat      *uint64 `json:"min_payment_msat"`
+	PriceMsatPerSec *uint64 `json:"price_msat_per_sec"`
+	MinPaymentMsat  *uint64 `json:"min_payment_msat"`
+	// IncrementMsat is no longer supported; 0 (what it now always is)
+	// is accepted so old clients keep working, anything else is a 400.
 	IncrementMsat       *uint64 `json:"increment_msat"`
 	GracePeriodSec      *uint64 `json:"grace_period_sec"`
 	MaxPrepaySec        *uint64 `json:"max_prepay_sec"`
@@ -135,8 +138,10 @@ func (in *termsInput) apply(t *store.Terms, inc *time.Duration) error {
 	if in.MinPaymentMsat != nil {
 		t.MinPayment = lnwire.MilliSatoshi(*in.MinPaymentMsat)
 	}
-	if in.IncrementMsat != nil {
-		t.Increment = lnwire.MilliSatoshi(*in.IncrementMsat)
+	if in.IncrementMsat != nil && *in.IncrementMsat != 0 {
+		return badField("increment_msat", "is no longer supported: "+
+			"every amount from min_payment_msat up is accepted; "+
+			"remove the field")
 	}
 	if err := secs("grace_period_sec", in.GracePeriodSec, &t.Grace); err != nil {
 		return err
@@ -475,6 +480,7 @@ func (s *apiServer) getPaid(w http.ResponseWriter, r *http.Request) {
 	common.WriteJSON(w, http.StatusOK, map[string]any{
 		"id": v.ID, "paid": v.Paid, "state": v.State,
 		"paid_until": v.PaidUntil, "grace_until": v.GraceUntil,
+		"ends_at": v.EndsAt,
 	})
 }
 
@@ -808,4 +814,31 @@ func (s *apiServer) listEvents(w http.ResponseWriter, r *http.Request) {
 
 func (s *apiServer) getHealth(w http.ResponseWriter, r *http.Request) {
 	common.WriteJSON(w, http.StatusOK, s.health())
+}
+
+// listRefusals returns the persisted count of refused payments by reason.
+// Refusals that name no known subscription leave no payment entry, and
+// those of a known subscription are kept in bounded number, so these
+// counters are the whole tally (they survive restarts, unlike the metric).
+func (s *apiServer) listRefusals(w http.ResponseWriter, r *http.Request) {
+	counts := map[string]uint64{}
+	for _, reason := range core.Reasons {
+		counts[string(reason)] = 0
+	}
+	var total uint64
+	err := s.db.View(r.Context(), func(tx store.ReceiverTx) error {
+		total = 0
+		return tx.ForEachRefusalCount(func(reason string, n uint64) error {
+			counts[reason] = n
+			total += n
+			return nil
+		})
+	})
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	common.WriteJSON(w, http.StatusOK, map[string]any{
+		"refusals": counts, "total": total,
+	})
 }

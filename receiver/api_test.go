@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -13,7 +14,9 @@ import (
 	"github.com/btcsuite/btclog/v2"
 	"github.com/lightningnetwork/lnd/routing/route"
 	"github.com/satstream/satstream/common"
+	"github.com/satstream/satstream/receiver/core"
 	rt "github.com/satstream/satstream/receiver/receivertest"
+	"github.com/satstream/satstream/store"
 	"github.com/satstream/satstream/tlv"
 	"github.com/stretchr/testify/require"
 )
@@ -23,6 +26,7 @@ type apiHarness struct {
 	h      http.Handler
 	tokens common.Tokens
 	now    time.Time
+	db     store.ReceiverStore
 }
 
 func newAPIHarness(t *testing.T) *apiHarness {
@@ -33,8 +37,9 @@ func newAPIHarness(t *testing.T) *apiHarness {
 	require.NoError(t, err)
 	a := &apiHarness{t: t, tokens: tokens,
 		now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	a.db = rt.OpenStore(t).Receiver()
 	s := &apiServer{
-		db:     rt.OpenStore(t).Receiver(),
+		db:     a.db,
 		log:    btclog.NewSLogger(btclog.NewDefaultHandler(os.Stderr)),
 		now:    func() time.Time { return a.now },
 		node:   func() (route.Vertex, bool) { return node, true },
@@ -109,6 +114,9 @@ func TestAPIPlanValidation(t *testing.T) {
 		{"increment above prepay", map[string]any{"price_msat_per_sec": 1,
 			"max_prepay_sec": 10, "default_increment_sec": 11},
 			"invalid_field", "default_increment_sec"},
+		{"increment no longer supported", map[string]any{
+			"price_msat_per_sec": 1, "increment_msat": 500},
+			"invalid_field", "increment_msat"},
 		{"wrong type", map[string]any{"price_msat_per_sec": "ten"}, "bad_request", "price_msat_per_sec"},
 		{"unknown field", map[string]any{"price": 1}, "bad_request", ""},
 		{"not json", "{", "bad_request", ""},
@@ -222,4 +230,64 @@ func TestAPISubscriptionFlow(t *testing.T) {
 	code, sub = a.call(adm, "GET", "/v1/subscriptions/"+ids[0], nil)
 	require.Equal(t, 200, code)
 	require.EqualValues(t, 10, sub["terms"].(map[string]any)["price_msat_per_sec"])
+}
+
+// TestAPIProviderCancelForfeitedPaidTime reproduces issue 10 item 14 at the
+// API: a cancelled subscription with paid time left answered paid: false.
+// It is served until paid_until, which the answer gives as ends_at; the
+// refusal counters show what left no ledger entry; increment_msat 0 is
+// still accepted.
+func TestAPIProviderCancelForfeitedPaidTime(t *testing.T) {
+	t.Parallel()
+	a := newAPIHarness(t)
+	adm := a.tokens.Admin
+	code, plan := a.call(adm, "POST", "/v1/plans", map[string]any{
+		"price_msat_per_sec": 10, "min_payment_msat": 1000,
+		"grace_period_sec": 60, "increment_msat": 0,
+	})
+	require.Equal(t, 201, code)
+	code, sub := a.call(adm, "POST", "/v1/subscriptions",
+		map[string]any{"plan_id": plan["id"]})
+	require.Equal(t, 201, code)
+	id := sub["id"].(string)
+	sid, err := tlv.ParseSubscriptionID(id)
+	require.NoError(t, err)
+
+	apply := func(seq uint64, sub [16]byte) core.Outcome {
+		var out core.Outcome
+		require.NoError(t, a.db.Update(context.Background(), func(tx store.ReceiverTx) error {
+			var err error
+			out, err = core.Apply(tx, core.Incoming{
+				Hash: store.Hash{byte(seq), sub[0]}, Amount: 1700,
+				Custom: rt.Records(t, sub, seq, nil, false),
+				Now:    a.now}, 0)
+			return err
+		}))
+		return out
+	}
+	require.True(t, apply(1, sid).Credited) // 170 s
+	require.Equal(t, core.ReasonUnknownSubscription,
+		apply(1, [16]byte{0xff}).Reason)
+
+	a.now = a.now.Add(10 * time.Second)
+	code, sub = a.call(adm, "POST", "/v1/subscriptions/"+id+"/cancel", nil)
+	require.Equal(t, 200, code)
+	require.Equal(t, "cancelled_by_provider", sub["state"])
+	require.Equal(t, true, sub["paid"])
+	require.Equal(t, "2026-01-01T00:02:50Z", sub["ends_at"])
+
+	code, paid := a.call(a.tokens.ReadOnly, "GET", "/v1/subscriptions/"+id+"/paid", nil)
+	require.Equal(t, 200, code)
+	require.Equal(t, true, paid["paid"])
+	require.Equal(t, "2026-01-01T00:02:50Z", paid["ends_at"])
+	a.now = a.now.Add(160 * time.Second)
+	_, paid = a.call(a.tokens.ReadOnly, "GET", "/v1/subscriptions/"+id+"/paid", nil)
+	require.Equal(t, false, paid["paid"])
+
+	code, refusals := a.call(a.tokens.ReadOnly, "GET", "/v1/refusals", nil)
+	require.Equal(t, 200, code)
+	require.EqualValues(t, 1, refusals["total"])
+	counts := refusals["refusals"].(map[string]any)
+	require.EqualValues(t, 1, counts["unknown_subscription"])
+	require.EqualValues(t, 0, counts["below_minimum"])
 }

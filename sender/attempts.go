@@ -310,8 +310,7 @@ func (e *Engine) finishSucceeded(ctx context.Context, r *subRun,
 		} else {
 			secs, rem := tlv.SecondsForAmount(a.Amount,
 				s.Remainder, s.Offer.Terms.RatePerSecond)
-			s.PaidUntil = maxTime(now, s.PaidUntil).Add(
-				time.Duration(secs) * time.Second)
+			s.PaidUntil = tlv.PaidUntilAfter(s.PaidUntil, now, secs)
 			s.Remainder = rem
 			s.Refusals = 0
 		}

@@ -309,11 +309,3 @@ func (e *Engine) refresh(s *store.SenderSubscription) {
 			s.Reason)
 	}
 }
-
-// maxTime returns the later of a and b.
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}

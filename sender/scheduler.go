@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/satstream/satstream/store"
+	"github.com/satstream/satstream/tlv"
 )
 
 // Run drives payments until ctx ends. It first tracks every attempt that
@@ -138,7 +139,7 @@ func (e *Engine) decideLocked(ctx context.Context, r *subRun,
 
 	switch s.State {
 	case store.SenderActive:
-		projected := maxTime(now, s.PaidUntil).Add(r.openTime())
+		projected := tlv.CreditStart(s.PaidUntil, now).Add(r.openTime())
 		if projected.Sub(now) > s.Buffer {
 			e.scheduleLocked(r, projected.Add(-s.Buffer))
 			return actWait

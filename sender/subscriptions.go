@@ -305,8 +305,12 @@ type View struct {
 
 	Terms TermsView `json:"terms"`
 
-	PaymentMsat    uint64 `json:"payment_msat"`
-	PaidUntil      string `json:"paid_until,omitempty"`
+	PaymentMsat uint64 `json:"payment_msat"`
+	PaidUntil   string `json:"paid_until,omitempty"`
+	// ServiceUntil is set once the receiver acknowledged the payer's
+	// cancel: the provider serves the time already paid for, so service
+	// ends at the end of paid time (no grace).
+	ServiceUntil   string `json:"service_until,omitempty"`
 	NextSeq        uint64 `json:"next_sequence"`
 	Payments       uint64 `json:"payments"`
 	SentMsat       uint64 `json:"sent_msat"`
@@ -329,6 +333,16 @@ type TermsView struct {
 	MaxPrice     uint64 `json:"max_price_msat_per_sec"`
 	FeeLimitPPM  uint32 `json:"fee_limit_ppm"`
 	FeeLimitMsat uint64 `json:"fee_limit_msat"`
+}
+
+// serviceUntil is when service ends for a subscription whose cancel the
+// receiver acknowledged ("" otherwise): the provider serves the time
+// already paid for, so the end of paid time, without grace.
+func serviceUntil(s *store.SenderSubscription) string {
+	if s.State != store.SenderCancelled || s.CancelPending {
+		return ""
+	}
+	return fmtTime(s.PaidUntil)
 }
 
 func fmtTime(t time.Time) string {
@@ -363,6 +377,7 @@ func (e *Engine) viewLocked(r *subRun) *View {
 		CreatedAt:      fmtTime(s.CreatedAt),
 		UpdatedAt:      fmtTime(s.UpdatedAt),
 		RefusalsInARow: s.Refusals,
+		ServiceUntil:   serviceUntil(s),
 		Terms: TermsView{
 			Increment:    s.Increment.String(),
 			Buffer:       s.Buffer.String(),

@@ -258,6 +258,7 @@ func (s *ReceiverSubscription) records() []tlv.Record {
 	return append(recs,
 		recTime(15, &s.CreatedAt),
 		recTime(16, &s.UpdatedAt),
+		recTime(17, &s.CancelledAt),
 	)
 }
 

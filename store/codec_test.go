@@ -25,7 +25,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		{"receiver subscription", &ReceiverSubscription{ID: subID(1), PlanID: "pro",
 			Terms: terms, State: SubPastDue, PaidUntil: at(99), Remainder: 999,
 			LastSeq: 7, TotalPaid: 123456, TotalSeconds: 80, Payments: 3,
-			CreatedAt: at(1), UpdatedAt: at(2)},
+			CreatedAt: at(1), UpdatedAt: at(2), CancelledAt: at(3)},
 			func() recorder { return &ReceiverSubscription{} }},
 		{"payment", &Payment{Hash: hashOf(1), SubID: subID(2), Seq: 9, Amount: 5000,
 			Seconds: 5, SettleIndex: 77, State: PaymentRefused, Reason: "too small",

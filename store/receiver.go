@@ -64,6 +64,26 @@ type ReceiverTx interface {
 	// ForEachPayment calls fn for a subscription's payments with sequence
 	// greater than afterSeq, in sequence order.
 	ForEachPayment(sub SubID, afterSeq uint64, fn func(*Payment) error) error
+	// DeletePayment removes a payment's entry and its indexes (ErrNotFound
+	// if there is none). Only refused entries are ever deleted: they cost
+	// the payer nothing and are kept in bounded number (PruneRefused).
+	DeletePayment(hash Hash) error
+	// PruneRefused deletes the oldest refused payment entries of sub (by
+	// time received) beyond the newest keep, and reports how many it
+	// deleted.
+	PruneRefused(sub SubID, keep int) (int, error)
+
+	// AddRefusal adds one to the persisted counter of refusals for reason
+	// and returns the new count.
+	AddRefusal(reason string) (uint64, error)
+	// ForEachRefusalCount calls fn with every refusal reason counted so
+	// far and its count, in reason order.
+	ForEachRefusalCount(fn func(reason string, n uint64) error) error
+	// LastRefusalEvent returns when a payment.refused event of reason was
+	// last queued for sub (zero: never).
+	LastRefusalEvent(sub SubID, reason string) (time.Time, error)
+	// SetLastRefusalEvent records that such an event was queued at at.
+	SetLastRefusalEvent(sub SubID, reason string, at time.Time) error
 
 	// SettleIndex is the last lnd invoice settle index processed (0: none),
 	// the point to resume lnd's invoice subscription from.
@@ -256,6 +276,7 @@ func (t *receiverTx) PutPayment(p *Payment) error {
 	err := t.get(paymentKey(p.Hash), old)
 	switch {
 	case errors.Is(err, ErrNotFound):
+		old = nil
 	case err != nil:
 		return fmt.Errorf("payment %s: %w", p.Hash, err)
 	case !old.SubID.IsZero() && (old.SubID != p.SubID || old.Seq != p.Seq):
@@ -267,6 +288,9 @@ func (t *receiverTx) PutPayment(p *Payment) error {
 		if err := t.set(paymentSeqKey(p.SubID, p.Seq, p.Hash), nil); err != nil {
 			return err
 		}
+	}
+	if err := t.updateRefusedIndex(old, p); err != nil {
+		return err
 	}
 	return t.put(paymentKey(p.Hash), p)
 }

@@ -15,7 +15,7 @@ import (
 // older binary that rewrote such a record would silently drop them. Every
 // layout change bumps it, with a step in migrations; TestStoredFieldAddedWithoutSchemaBump
 // fails until both are done (see the package comment).
-const SchemaVersion uint32 = 2
+const SchemaVersion uint32 = 3
 
 // migration upgrades a store by one schema version.
 type migration struct {
@@ -43,6 +43,15 @@ var migrations = []migration{
 			"table; sender: subscription offer, pricing, pause and " +
 			"revision fields, attempt fee limit, day, cancel and tries " +
 			"(nothing to rewrite: records without them read them as zero)",
+		apply: func(*txn) error { return nil },
+	},
+	{
+		from: 2,
+		what: "receiver: ReceiverSubscription.CancelledAt, refusal " +
+			"counters, the index of each subscription's refused " +
+			"payments and the refusal event rate limit (nothing to " +
+			"rewrite: older refused rows are simply not indexed, and " +
+			"a subscription without a cancel time ends at paid_until)",
 		apply: func(*txn) error { return nil },
 	},
 }

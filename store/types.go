@@ -273,8 +273,10 @@ type Terms struct {
 	RatePerSecond lnwire.MilliSatoshi
 	// MinPayment is the smallest payment that is credited.
 	MinPayment lnwire.MilliSatoshi
-	// Increment is the step payments above MinPayment must be a multiple
-	// of; zero accepts any amount.
+	// Increment is no longer used: it was a step payments above
+	// MinPayment had to be a multiple of, which the offer never carried,
+	// so no sender could know it. The field stays so old records decode;
+	// it is ignored when read and never set.
 	Increment lnwire.MilliSatoshi
 	// Grace is how long after paid time ends access continues (past due).
 	Grace time.Duration
@@ -322,6 +324,10 @@ type ReceiverSubscription struct {
 	Payments  uint64
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// CancelledAt is when either side cancelled (zero: not cancelled).
+	// A cancelled subscription is still served until its paid time ends,
+	// max(PaidUntil, CancelledAt), with no grace.
+	CancelledAt time.Time
 }
 
 // Payment is the receiver's ledger entry for one settled (or refused)

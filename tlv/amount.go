@@ -3,6 +3,7 @@ package tlv
 import (
 	"math"
 	"math/bits"
+	"time"
 
 	"github.com/lightningnetwork/lnd/lnwire"
 )
@@ -47,4 +48,34 @@ func SecondsForAmount(amt, remainder,
 	secs, rem := bits.Div64(hi, lo, uint64(pricePerSec))
 
 	return secs, lnwire.MilliSatoshi(rem)
+}
+
+// CreditStart returns where the paid time bought by a payment made at now
+// begins: the later of the old end of paid time and now. It is the rule both
+// sides must share (docs/protocol.md, "Crediting time"), whatever the
+// subscription's state: time that lapsed before a payment, including any
+// grace period the provider extended, is never paid for, and time already
+// paid ahead is never lost. A zero paidUntil (never paid) starts at now.
+//
+// The receiver credits with it and the sender estimates its paid-until with
+// it, so after any late payment the two agree to the second.
+func CreditStart(paidUntil, now time.Time) time.Time {
+	if paidUntil.After(now) {
+		return paidUntil
+	}
+
+	return now
+}
+
+// PaidUntilAfter returns the end of paid time after secs whole seconds were
+// credited at now: CreditStart(paidUntil, now) + secs. A payment that buys
+// no whole second (its msat only join the remainder) leaves an existing
+// paid-until where it is, so that it cannot move a lapsed subscription's
+// end of paid time, and with it the grace period, forward to now.
+func PaidUntilAfter(paidUntil, now time.Time, secs uint64) time.Time {
+	if secs == 0 && !paidUntil.IsZero() {
+		return paidUntil
+	}
+
+	return CreditStart(paidUntil, now).Add(time.Duration(secs) * time.Second)
 }

@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/big"
 	"testing"
+	"time"
 
 	"github.com/lightningnetwork/lnd/lnwire"
 	"github.com/stretchr/testify/require"
@@ -84,5 +85,53 @@ func TestSecondsForAmountConserves(t *testing.T) {
 		paid += uint64(amt)
 		require.Less(t, rem, price)
 		require.Equal(t, paid, secs*uint64(price)+uint64(rem))
+	}
+}
+
+// TestCreditStart pins the shared rule of where bought time starts: never
+// before now (lapsed time, grace included, is not paid for) and never before
+// the old end of paid time (time paid ahead is kept).
+func TestCreditStart(t *testing.T) {
+	t.Parallel()
+
+	now := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name            string
+		paidUntil, want time.Time
+	}{
+		{"never paid", time.Time{}, now},
+		{"paid ahead", now.Add(time.Minute), now.Add(time.Minute)},
+		{"ends now", now, now},
+		{"lapsed, in grace or beyond", now.Add(-time.Second), now},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, CreditStart(tc.paidUntil, now))
+		})
+	}
+}
+
+// TestPaidUntilAfter: seconds extend from CreditStart; a credit of no whole
+// second leaves an existing paid-until alone.
+func TestPaidUntilAfter(t *testing.T) {
+	t.Parallel()
+
+	now := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name            string
+		paidUntil, want time.Time
+		secs            uint64
+	}{
+		{"never paid", time.Time{}, now.Add(60 * time.Second), 60},
+		{"never paid, no second", time.Time{}, now, 0},
+		{"paid ahead", now.Add(time.Minute), now.Add(2 * time.Minute), 60},
+		{"lapsed", now.Add(-time.Minute), now.Add(time.Minute), 60},
+		{"lapsed, no second", now.Add(-time.Minute), now.Add(-time.Minute), 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, PaidUntilAfter(tc.paidUntil, now,
+				tc.secs))
+		})
 	}
 }

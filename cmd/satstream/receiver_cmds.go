@@ -214,6 +214,13 @@ var receiverCommand = cli.Command{
 			},
 			Action: listEvents,
 		},
+		{
+			Name: "refusals",
+			Usage: "count refused payments by reason (refusals of " +
+				"unknown subscriptions leave no ledger entry)",
+			Flags:  []cli.Flag{jsonFlag},
+			Action: receiverGet("/v1/refusals", ""),
+		},
 	},
 }
 
@@ -297,8 +304,8 @@ func listReceiverSubs(c *cli.Context) error {
 	}
 	q.Set("limit", fmt.Sprint(c.Int("limit")))
 	return call(c, "receiver", "GET", "/v1/subscriptions?"+q.Encode(), nil,
-		"subscriptions", "id", "state", "paid_until", "payments",
-		"total_paid_msat")
+		"subscriptions", "id", "state", "paid_until", "ends_at",
+		"payments", "total_paid_msat")
 }
 
 func createReceiverSub(c *cli.Context) error {

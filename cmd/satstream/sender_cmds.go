@@ -186,7 +186,8 @@ func listSenderSubs(c *cli.Context) error {
 		path += "?state=" + url.QueryEscape(s)
 	}
 	return call(c, "sender", "GET", path, nil, "subscriptions", "id",
-		"label", "state", "retry_at", "paid_until", "payments",
+		"label", "state", "retry_at", "paid_until", "service_until",
+		"payments",
 		"sent_msat", "fees_msat")
 }
 

@@ -89,10 +89,14 @@ func TestCreditFor(t *testing.T) {
 			paidUntil: t0.Add(time.Hour), remainder: 5, amt: 100_000,
 			ok: true, secs: 14286, rem: 3,
 			until: t0.Add(time.Hour + 14286*time.Second)},
-		{name: "past due extends from old paid-until",
+		{name: "past due starts now: grace is not paid for",
 			state: store.SubPastDue, paidUntil: t0.Add(-30 * time.Second),
 			amt: 700, ok: true, secs: 100, rem: 0,
-			until: t0.Add(70 * time.Second)},
+			until: t0.Add(100 * time.Second)},
+		{name: "active not yet aged starts now",
+			state: store.SubActive, paidUntil: t0.Add(-30 * time.Second),
+			amt: 700, ok: true, secs: 100, rem: 0,
+			until: t0.Add(100 * time.Second)},
 		{name: "expired starts now", state: store.SubExpired,
 			paidUntil: t0.Add(-time.Hour), amt: 700, ok: true,
 			secs: 100, until: t0.Add(100 * time.Second)},
@@ -148,7 +152,12 @@ func TestPaid(t *testing.T) {
 	require.True(t, core.Paid(sub, t0.Add(-time.Second)))
 	require.True(t, core.Paid(sub, t0.Add(59*time.Second)))
 	require.False(t, core.Paid(sub, t0.Add(time.Minute)))
+	// A cancelled subscription is served until paid time ends, without
+	// grace.
 	sub.State = store.SubCancelledByProvider
+	require.True(t, core.Paid(sub, t0.Add(-time.Second)))
+	require.False(t, core.Paid(sub, t0))
+	sub.State = store.SubExpired
 	require.False(t, core.Paid(sub, t0.Add(-time.Second)))
 }
 
@@ -362,7 +371,8 @@ func TestOpenEnrolmentAndReverse(t *testing.T) {
 	require.EqualValues(t, 0, s.TotalSeconds)
 	require.EqualValues(t, 0, s.TotalPaid)
 	require.EqualValues(t, 0, s.Remainder)
-	require.Equal(t, t0, s.PaidUntil)
+	require.True(t, s.PaidUntil.IsZero())
+	require.Equal(t, store.SubPending, s.State)
 	// The sequence is free again.
 	require.True(t, e.apply(t, core.Incoming{Hash: hashOf(2), Amount: 1234,
 		Custom: rt.Records(t, id, 1, nil, false), Now: t0}).Credited)
@@ -396,16 +406,18 @@ func TestAgeing(t *testing.T) {
 	require.Equal(t, store.SubPastDue, age(t0.Add(100*time.Second)))
 	require.Equal(t, store.SubPastDue, age(t0.Add(159*time.Second)))
 
-	// A payment in grace extends from the old paid-until.
+	// A payment in grace counts from the moment of payment: grace is
+	// service the provider extends, not paid for.
 	out := e.apply(t, core.Incoming{Hash: hashOf(2), Amount: 1000,
 		Custom: rt.Records(t, e.sub, 2, nil, false),
 		Now:    t0.Add(150 * time.Second)})
 	require.True(t, out.Credited)
 	s := e.subscription(t, e.sub)
 	require.Equal(t, store.SubActive, s.State)
-	require.Equal(t, t0.Add(200*time.Second), s.PaidUntil)
+	require.Equal(t, t0.Add(250*time.Second), s.PaidUntil)
 
-	require.Equal(t, store.SubExpired, age(t0.Add(300*time.Second)))
+	require.Equal(t, store.SubPastDue, age(t0.Add(309*time.Second)))
+	require.Equal(t, store.SubExpired, age(t0.Add(310*time.Second)))
 	// After expiry a payment counts from the moment of payment.
 	now := t0.Add(1000 * time.Second)
 	require.True(t, e.apply(t, core.Incoming{Hash: hashOf(3), Amount: 1000,
@@ -427,7 +439,7 @@ func TestAgeing(t *testing.T) {
 		store.EventSubscriptionActivated, store.EventPaymentReceived,
 		store.EventSubscriptionPastDue,
 		store.EventSubscriptionReactivated, store.EventPaymentReceived,
-		store.EventSubscriptionExpired,
+		store.EventSubscriptionPastDue, store.EventSubscriptionExpired,
 		store.EventSubscriptionReactivated, store.EventPaymentReceived,
 	}, types)
 }

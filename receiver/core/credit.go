@@ -20,9 +20,10 @@ type Credit struct {
 }
 
 // CreditFor computes what amt buys for sub at now, without changing sub.
-// A payment while active or past due extends from the old paid-until (so the
-// grace period used is paid for); a pending or expired subscription starts
-// from now. ok is false when the result would hold more than MaxPrepay of
+// The bought time starts at tlv.CreditStart(paid-until, now) in every state,
+// the rule the sender estimates with: paid time ahead is extended, lapsed
+// time (grace included, which the provider extends for free) is not paid
+// for. ok is false when the result would hold more than MaxPrepay of
 // paid time ahead of now (or could not be represented at all), in which
 // case the payment must be refused.
 func CreditFor(sub *store.ReceiverSubscription, amt lnwire.MilliSatoshi,
@@ -30,12 +31,7 @@ func CreditFor(sub *store.ReceiverSubscription, amt lnwire.MilliSatoshi,
 
 	secs, rem := tlv.SecondsForAmount(amt, sub.Remainder, sub.Terms.RatePerSecond)
 
-	base := now
-	if (sub.State == store.SubActive || sub.State == store.SubPastDue) &&
-		!sub.PaidUntil.IsZero() {
-
-		base = sub.PaidUntil
-	}
+	base := tlv.CreditStart(sub.PaidUntil, now)
 
 	limit := now.Add(sub.Terms.MaxPrepay)
 	if sub.Terms.MaxPrepay <= 0 {
@@ -53,17 +49,35 @@ func CreditFor(sub *store.ReceiverSubscription, amt lnwire.MilliSatoshi,
 	return Credit{
 		Seconds:   secs,
 		Remainder: rem,
-		PaidUntil: base.Add(time.Duration(secs) * time.Second),
+		PaidUntil: tlv.PaidUntilAfter(sub.PaidUntil, now, secs),
 	}, true
 }
 
-// Paid reports whether sub should be served at now: it is active or past due
-// and now is before the end of paid time plus grace. It is computed from the
-// clock rather than the stored state so that it is exact between runs of
-// the expiry loop.
+// Paid reports whether sub should be served at now. An active or past-due
+// subscription is served until paid time plus grace ends. A cancelled one,
+// by either side, is served until its paid time ends, with no grace: a
+// cancel stops future payments, it does not take back what was paid for
+// (like a cancel at period end). Paid is computed from the clock rather than
+// the stored state so that it is exact between runs of the expiry loop.
 func Paid(sub *store.ReceiverSubscription, now time.Time) bool {
-	if sub.State != store.SubActive && sub.State != store.SubPastDue {
-		return false
+	switch {
+	case Cancelled(sub.State):
+		return now.Before(sub.PaidUntil)
+	case sub.State == store.SubActive || sub.State == store.SubPastDue:
+		return now.Before(sub.PaidUntil.Add(sub.Terms.Grace))
 	}
-	return now.Before(sub.PaidUntil.Add(sub.Terms.Grace))
+	return false
+}
+
+// EndsAt returns when a cancelled subscription's service ends: at the end
+// of its paid time, or at the cancel if paid time had already ended then.
+// It is zero for a subscription that is not cancelled.
+func EndsAt(sub *store.ReceiverSubscription) time.Time {
+	if !Cancelled(sub.State) {
+		return time.Time{}
+	}
+	if sub.PaidUntil.After(sub.CancelledAt) {
+		return sub.PaidUntil
+	}
+	return sub.CancelledAt
 }

@@ -3,6 +3,7 @@ package core
 import (
 	"errors"
 	"fmt"
+	"math/big"
 	"time"
 
 	"github.com/lightningnetwork/lnd/lnwire"
@@ -22,7 +23,6 @@ const (
 	ReasonPlanNotOpen         Reason = "plan_not_open"
 	ReasonCancelled           Reason = "subscription_cancelled"
 	ReasonBelowMinimum        Reason = "below_minimum"
-	ReasonBadIncrement        Reason = "bad_increment"
 	ReasonDuplicateSequence   Reason = "duplicate_sequence"
 	ReasonStaleSequence       Reason = "stale_sequence"
 	ReasonMaxPrepay           Reason = "max_prepay_exceeded"
@@ -35,7 +35,7 @@ const (
 var Reasons = []Reason{
 	ReasonMalformed, ReasonUnknownSubscription, ReasonUnknownPlan,
 	ReasonPlanNotOpen, ReasonCancelled, ReasonBelowMinimum,
-	ReasonBadIncrement, ReasonDuplicateSequence, ReasonStaleSequence,
+	ReasonDuplicateSequence, ReasonStaleSequence,
 	ReasonMaxPrepay, ReasonPayerCancel, ReasonPreviouslyRefused,
 	ReasonHoldExpired,
 }
@@ -219,13 +219,6 @@ func Apply(tx store.ReceiverTx, in Incoming, window uint64) (Outcome, error) {
 			ReasonBelowMinimum, fmt.Sprintf("amount %v is below "+
 				"the minimum %v", in.Amount, sub.Terms.MinPayment))
 	}
-	if inc := sub.Terms.Increment; inc > 0 &&
-		(in.Amount-sub.Terms.MinPayment)%inc != 0 {
-
-		return refuse(tx, in, out, existing(sub, created), recs.Sequence,
-			ReasonBadIncrement, fmt.Sprintf("amount %v is not the "+
-				"minimum plus a multiple of %v", in.Amount, inc))
-	}
 	credit, ok := CreditFor(sub, in.Amount, in.Now)
 	if !ok {
 		return refuse(tx, in, out, existing(sub, created), recs.Sequence,
@@ -254,8 +247,9 @@ func Apply(tx store.ReceiverTx, in Incoming, window uint64) (Outcome, error) {
 	}
 	sub.UpdatedAt = in.Now
 	var evType store.EventType
-	if oldState == store.SubPastDue && !credit.PaidUntil.After(in.Now) {
-		// Still inside the grace period: paid, but not paid up.
+	if !credit.PaidUntil.After(in.Now) {
+		// Bought no time ahead of now (only remainder): the state
+		// stays; a lapsed subscription is not paid up.
 	} else {
 		sub.State, evType, err = Next(oldState, TrigPayment)
 		if err != nil {
@@ -314,13 +308,35 @@ func existing(sub *store.ReceiverSubscription, created bool) *store.ReceiverSubs
 	return sub
 }
 
-// refuse records a refusal (or, if lnd already settled, an unclaimed
-// payment) and, for a known subscription, a payment.refused event.
+// MaxRefusedPerSubscription is how many refused payment entries are kept
+// per known subscription; older ones are deleted in the step that adds a
+// new one. A refusal costs the payer nothing, so what it leaves behind must
+// be bounded (the per-reason counters keep the whole tally).
+const MaxRefusedPerSubscription = 64
+
+// RefusalEventInterval is the least time between two payment.refused events
+// of the same subscription and reason; refusals in between are counted and
+// (up to MaxRefusedPerSubscription) listed, but not announced again.
+const RefusalEventInterval = time.Minute
+
+// refuse records a refusal and reports it in out. Every refusal adds one to
+// the persisted counter of its reason. A refusal that names no known
+// subscription (sub nil) leaves nothing else behind: no payment entry, no
+// event, since anyone can send those for free. A refusal for a known
+// subscription keeps an entry (at most MaxRefusedPerSubscription per
+// subscription) and queues a payment.refused event (at most one per
+// RefusalEventInterval and reason). A payment lnd already settled is money
+// the provider holds: it is always recorded as unclaimed, so it can be
+// refunded.
 func refuse(tx store.ReceiverTx, in Incoming, out Outcome,
 	sub *store.ReceiverSubscription, seq uint64, reason Reason,
 	detail string) (Outcome, error) {
 
 	out.Reason, out.Detail = reason, detail
+	out.Action = ActionCancel
+	if _, err := tx.AddRefusal(string(reason)); err != nil {
+		return out, err
+	}
 	p := &store.Payment{
 		Hash:       in.Hash,
 		Seq:        seq,
@@ -332,7 +348,7 @@ func refuse(tx store.ReceiverTx, in Incoming, out Outcome,
 	if sub != nil {
 		p.SubID = sub.ID
 	}
-	out.Action = ActionCancel
+
 	if in.Settled {
 		p.State = store.PaymentUnclaimed
 		p.SettleIndex = in.SettleIndex
@@ -341,17 +357,39 @@ func refuse(tx store.ReceiverTx, in Incoming, out Outcome,
 		if err := bumpSettleIndex(tx, in.SettleIndex); err != nil {
 			return out, err
 		}
+		if err := tx.PutPayment(p); err != nil {
+			return out, err
+		}
+		if sub == nil {
+			return out, nil
+		}
+		return out, AppendEvent(tx, store.EventPaymentRefused, sub, p,
+			string(reason), in.Now)
+	}
+
+	if sub == nil {
+		return out, nil
 	}
 	if err := tx.PutPayment(p); err != nil {
 		return out, err
 	}
-	if sub != nil {
-		if err := AppendEvent(tx, store.EventPaymentRefused, sub, p,
-			string(reason), in.Now); err != nil {
-			return out, err
-		}
+	if _, err := tx.PruneRefused(sub.ID, MaxRefusedPerSubscription); err != nil {
+		return out, err
 	}
-	return out, nil
+	last, err := tx.LastRefusalEvent(sub.ID, string(reason))
+	if err != nil {
+		return out, err
+	}
+	if !last.IsZero() && in.Now.Sub(last) < RefusalEventInterval &&
+		!in.Now.Before(last) {
+
+		return out, nil
+	}
+	if err := tx.SetLastRefusalEvent(sub.ID, string(reason), in.Now); err != nil {
+		return out, err
+	}
+	return out, AppendEvent(tx, store.EventPaymentRefused, sub, p,
+		string(reason), in.Now)
 }
 
 // sequenceCredited reports whether a credited payment of sub has seq.
@@ -394,6 +432,9 @@ func transitionTo(tx store.ReceiverTx, sub *store.ReceiverSubscription,
 	}
 	sub.State = to
 	sub.UpdatedAt = now
+	if Cancelled(to) {
+		sub.CancelledAt = now
+	}
 	if err := tx.PutSubscription(sub); err != nil {
 		return err
 	}
@@ -439,8 +480,10 @@ func MarkSettled(tx store.ReceiverTx, hash store.Hash, settleIndex uint64) error
 
 // Reverse takes back the credit of a payment whose HTLC lnd cancelled before
 // it settled (the hold time ran out while the receiver was away), as
-// docs/protocol.md requires: the hash and sequence are freed. It reports
-// whether anything was reversed.
+// docs/protocol.md requires: the hash and sequence are freed and the
+// subscription is as if the payment had never come, as far as later
+// payments allow (see reverseCredit). It reports whether anything was
+// reversed.
 func Reverse(tx store.ReceiverTx, hash store.Hash, now time.Time) (bool, error) {
 	p, err := tx.Payment(hash)
 	if errors.Is(err, store.ErrNotFound) {
@@ -456,25 +499,36 @@ func Reverse(tx store.ReceiverTx, hash store.Hash, now time.Time) (bool, error) 
 	if err != nil {
 		return false, err
 	}
-	sub.PaidUntil = sub.PaidUntil.Add(-time.Duration(p.Seconds) * time.Second)
-	sub.TotalPaid -= p.Amount
-	sub.TotalSeconds -= p.Seconds
-	sub.Payments--
-	// The credit added amount - seconds*rate to the remainder.
-	used := lnwire.MilliSatoshi(p.Seconds) * p.Rate
-	if added := p.Amount - used; p.Amount >= used && sub.Remainder >= added {
-		sub.Remainder -= added
-	} else {
-		sub.Remainder = 0
-	}
+	reverseCredit(sub, p)
 	sub.UpdatedAt = now
-	if err := tx.PutSubscription(sub); err != nil {
-		return false, err
-	}
+
 	p.State = store.PaymentRefused
 	p.Reason = string(ReasonHoldExpired) + ": lnd cancelled the HTLC " +
 		"before it was settled; credit reversed"
 	if err := tx.PutPayment(p); err != nil {
+		return false, err
+	}
+	if p.Seq == sub.LastSeq {
+		sub.LastSeq, err = highestCredited(tx, sub.ID, p.Seq)
+		if err != nil {
+			return false, err
+		}
+	}
+	if sub.Payments == 0 && !Cancelled(sub.State) {
+		// It was the only credit, so it activated a pending
+		// subscription: pending again, never paid.
+		sub.State = store.SubPending
+		sub.PaidUntil = time.Time{}
+	}
+	if err := tx.PutSubscription(sub); err != nil {
+		return false, err
+	}
+	// Paid time got shorter: an activation or revival the payment caused
+	// is undone by ageing the subscription at now.
+	if _, err := Age(tx, sub, now); err != nil {
+		return false, err
+	}
+	if _, err := tx.AddRefusal(string(ReasonHoldExpired)); err != nil {
 		return false, err
 	}
 	if err := tx.ClearHeld(hash); err != nil {
@@ -482,6 +536,86 @@ func Reverse(tx store.ReceiverTx, hash store.Hash, now time.Time) (bool, error) 
 	}
 	return true, AppendEvent(tx, store.EventPaymentReversed, sub, p,
 		string(ReasonHoldExpired), now)
+}
+
+// reverseCredit takes p's credit out of sub's totals. The credit turned
+// amount + remainder into seconds*rate + new remainder, so the remainder
+// from before it is remainder_now + seconds*rate - amount. When later
+// credits already spent part of the carry this payment left, that is
+// negative: whole seconds are then taken back too (rounded up, at the
+// current price) until it is not, so that what is left is exactly what the
+// remaining payments bought and total_seconds*price + remainder ==
+// total_paid keeps holding.
+func reverseCredit(sub *store.ReceiverSubscription, p *store.Payment) {
+	rate := p.Rate
+	if rate == 0 {
+		rate = sub.Terms.RatePerSecond
+	}
+	rem := new(big.Int).SetUint64(uint64(p.Seconds))
+	rem.Mul(rem, new(big.Int).SetUint64(uint64(rate)))
+	rem.Add(rem, new(big.Int).SetUint64(uint64(sub.Remainder)))
+	rem.Sub(rem, new(big.Int).SetUint64(uint64(p.Amount)))
+
+	secs := p.Seconds
+	if rem.Sign() < 0 {
+		price := sub.Terms.RatePerSecond
+		if price == 0 {
+			price = rate
+		}
+		bigPrice := new(big.Int).SetUint64(uint64(price))
+		// extra = ceil(-rem / price)
+		extra := new(big.Int).Neg(rem)
+		extra.Add(extra, bigPrice)
+		extra.Sub(extra, big.NewInt(1))
+		extra.Div(extra, bigPrice)
+		rem.Add(rem, new(big.Int).Mul(extra, bigPrice))
+		secs += extra.Uint64()
+	}
+	if secs > sub.TotalSeconds {
+		secs = sub.TotalSeconds
+	}
+	sub.Remainder = 0
+	if rem.IsUint64() {
+		sub.Remainder = lnwire.MilliSatoshi(rem.Uint64())
+	}
+	sub.PaidUntil = sub.PaidUntil.Add(-time.Duration(secs) * time.Second)
+	sub.TotalSeconds -= secs
+	if sub.TotalPaid >= p.Amount {
+		sub.TotalPaid -= p.Amount
+	} else {
+		sub.TotalPaid = 0
+	}
+	if sub.Payments > 0 {
+		sub.Payments--
+	}
+}
+
+// highestCredited returns the highest sequence among sub's credited
+// payments (0: none) below below, which was the highest. The window
+// below it is searched first, since the next highest is almost always there.
+func highestCredited(tx store.ReceiverTx, sub store.SubID,
+	below uint64) (uint64, error) {
+
+	var from uint64
+	if below > DefaultSeqWindow {
+		from = below - DefaultSeqWindow
+	}
+	for {
+		var best uint64
+		err := tx.ForEachPayment(sub, from, func(p *store.Payment) error {
+			if p.Seq >= below {
+				return store.ErrStop
+			}
+			if p.State == store.PaymentCredited {
+				best = p.Seq
+			}
+			return nil
+		})
+		if err != nil || best != 0 || from == 0 {
+			return best, err
+		}
+		from = 0
+	}
 }
 
 // bumpSettleIndex moves the stored lnd settle index forward, never back.

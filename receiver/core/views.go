@@ -9,10 +9,11 @@ import (
 )
 
 // TermsView is the JSON form of store.Terms used by the API and webhooks.
+// It has no increment: the receiver accepts any amount from the minimum up
+// (a step the offer cannot carry would refuse every payment of a sender).
 type TermsView struct {
 	PriceMsatPerSec uint64 `json:"price_msat_per_sec"`
 	MinPaymentMsat  uint64 `json:"min_payment_msat"`
-	IncrementMsat   uint64 `json:"increment_msat,omitempty"`
 	GracePeriodSec  uint64 `json:"grace_period_sec"`
 	MaxPrepaySec    uint64 `json:"max_prepay_sec"`
 }
@@ -22,7 +23,6 @@ func NewTermsView(t store.Terms) TermsView {
 	return TermsView{
 		PriceMsatPerSec: uint64(t.RatePerSecond),
 		MinPaymentMsat:  uint64(t.MinPayment),
-		IncrementMsat:   uint64(t.Increment),
 		GracePeriodSec:  uint64(t.Grace / time.Second),
 		MaxPrepaySec:    uint64(t.MaxPrepay / time.Second),
 	}
@@ -30,12 +30,15 @@ func NewTermsView(t store.Terms) TermsView {
 
 // SubscriptionView is the JSON form of a subscription.
 type SubscriptionView struct {
-	ID            string     `json:"id"`
-	PlanID        string     `json:"plan_id"`
-	State         string     `json:"state"`
-	Paid          bool       `json:"paid"`
-	PaidUntil     *time.Time `json:"paid_until,omitempty"`
-	GraceUntil    *time.Time `json:"grace_until,omitempty"`
+	ID         string     `json:"id"`
+	PlanID     string     `json:"plan_id"`
+	State      string     `json:"state"`
+	Paid       bool       `json:"paid"`
+	PaidUntil  *time.Time `json:"paid_until,omitempty"`
+	GraceUntil *time.Time `json:"grace_until,omitempty"`
+	// EndsAt is set once the subscription is cancelled: service ends
+	// then (paid_until, or the cancel time if that was later).
+	EndsAt        *time.Time `json:"ends_at,omitempty"`
 	Terms         TermsView  `json:"terms"`
 	RemainderMsat uint64     `json:"remainder_msat"`
 	LastSequence  uint64     `json:"last_sequence"`
@@ -64,8 +67,15 @@ func NewSubscriptionView(sub *store.ReceiverSubscription, now time.Time) Subscri
 	}
 	if !sub.PaidUntil.IsZero() {
 		pu := sub.PaidUntil.UTC()
-		gu := pu.Add(sub.Terms.Grace)
-		v.PaidUntil, v.GraceUntil = &pu, &gu
+		v.PaidUntil = &pu
+		if !Cancelled(sub.State) {
+			gu := pu.Add(sub.Terms.Grace)
+			v.GraceUntil = &gu
+		}
+	}
+	if end := EndsAt(sub); !end.IsZero() {
+		end = end.UTC()
+		v.EndsAt = &end
 	}
 	return v
 }
@@ -107,6 +117,8 @@ type eventPayload struct {
 	Subscription *SubscriptionView `json:"subscription,omitempty"`
 	Payment      *PaymentView      `json:"payment,omitempty"`
 	Reason       string            `json:"reason,omitempty"`
+	// EndsAt, on subscription.cancelled, is when service ends.
+	EndsAt *time.Time `json:"ends_at,omitempty"`
 }
 
 // AppendEvent queues an event of type typ about sub (and p, if not nil) in
@@ -121,6 +133,9 @@ func AppendEvent(tx store.ReceiverTx, typ store.EventType,
 		v := NewSubscriptionView(sub, now)
 		pl.Subscription = &v
 		subID = sub.ID
+		if typ == store.EventSubscriptionCancelled {
+			pl.EndsAt = v.EndsAt
+		}
 	}
 	if p != nil {
 		v := NewPaymentView(p)
