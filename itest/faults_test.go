@@ -86,6 +86,9 @@ type faultRig struct {
 	bob          *regtest.Node
 	rcv, snd     *rcv
 	hook         *hookServer
+	// proxy sits between the receiver and carol's lnd and can slow
+	// settle and cancel down.
+	proxy *lndProxy
 	subs         []string
 	rng          *rand.Rand
 
@@ -109,7 +112,13 @@ func newFaultRig(t *testing.T, ctx context.Context, n int) *faultRig {
 		bob: nodes[1], carol: nodes[2], hook: newHookServer(t),
 		rng: rand.New(rand.NewSource(faultSeed(t)))}
 
+	f.proxy = newLndProxy(t, f.carol, "/SettleInvoice", "/CancelInvoice")
 	f.rcv = newRcv(t, f.carol, f.hook.srv.URL)
+	for i, a := range f.rcv.args {
+		if strings.HasPrefix(a, "--lnd.host=") {
+			f.rcv.args[i] = "--lnd.host=" + f.proxy.Addr
+		}
+	}
 	f.rcv.start(ctx)
 	var plan struct {
 		ID string `json:"id"`
@@ -455,6 +464,44 @@ func TestFaults(t *testing.T) {
 			f.waitProgress(1)
 		}
 		f.checkInvariant("after cutting bob-carol three times")
+	})
+
+	t.Run("SlowSettleAndCancelNearAndPastHoldTime", func(t *testing.T) {
+		// Decisions that reach lnd late but inside the hold time still
+		// settle.
+		f.proxy.SetDelay(faultHold * 6 / 10)
+		f.faults++
+		f.waitProgress(2)
+		f.checkInvariant("with settle/cancel slowed to 0.6 hold times")
+
+		// Past the hold time lnd cancels first: the settle fails and
+		// the credit must be reversed while the receiver runs.
+		f.proxy.SetDelay(faultHold * 3 / 2)
+		f.faults++
+		require.NoError(t, regtest.Poll(ctx, 3*time.Minute, func() error {
+			var page struct {
+				Events []struct {
+					Type string `json:"type"`
+				} `json:"events"`
+			}
+			for after := 0; ; after += 1000 {
+				if f.rcv.do("GET", fmt.Sprintf("/v1/events?limit=1000"+
+					"&after=%d", after), nil, &page) != 200 {
+					return fmt.Errorf("events API down")
+				}
+				for _, ev := range page.Events {
+					if ev.Type == "payment.reversed" {
+						return nil
+					}
+				}
+				if len(page.Events) < 1000 {
+					return fmt.Errorf("no credit reversed yet")
+				}
+			}
+		}))
+		f.proxy.SetDelay(0)
+		f.waitProgress(2)
+		f.checkInvariant("after settles slower than the hold time")
 	})
 
 	t.Run("WebhookEndpointDownThenUp", func(t *testing.T) {

@@ -122,6 +122,16 @@ func sendKeysend(ctx context.Context, from *regtest.Node, dest *regtest.Node,
 	if _, err := rand.Read(preimage[:]); err != nil {
 		return lntypes.Hash{}, lndclient.PaymentStatus{}, err
 	}
+	return sendKeysendPreimage(ctx, from, dest, amt, records, preimage)
+}
+
+// sendKeysendPreimage is sendKeysend with the caller's preimage, so a test
+// can replay a hash.
+func sendKeysendPreimage(ctx context.Context, from *regtest.Node,
+	dest *regtest.Node, amt btcutil.Amount, records map[uint64][]byte,
+	preimage lntypes.Preimage) (lntypes.Hash, lndclient.PaymentStatus,
+	error) {
+
 	hash := preimage.Hash()
 
 	custom := map[uint64][]byte{record.KeySendType: preimage[:]}
