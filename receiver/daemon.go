@@ -62,6 +62,10 @@ type Daemon struct {
 	lndConnected atomic.Bool
 	autoSettle   atomic.Bool
 
+	// ledgerReported is set once the ledger's failure has been logged,
+	// by watchStore or, when the failure raced shutdown, by Stop.
+	ledgerReported atomic.Bool
+
 	// storeOpts lets tests change the ledger's options (to inject disk
 	// failures); nil in the daemon.
 	storeOpts func(*store.Options)
@@ -251,6 +255,7 @@ func (d *Daemon) watchStore(ctx context.Context, db *store.DB) {
 	case <-ctx.Done():
 	case <-db.Failed():
 		err := fmt.Errorf("ledger failed, stopping: %w", db.Err())
+		d.ledgerReported.Store(true)
 		d.log.Errorf("%v", err)
 		d.fatal(err)
 		d.cancel()
@@ -266,10 +271,15 @@ func (d *Daemon) goRun(f func()) {
 }
 
 // Stop shuts everything down and closes the ledger after every goroutine
-// that uses it has returned. It is safe to call more than once.
+// that uses it has returned. It is safe to call more than once. It returns
+// the ledger's failure, if the ledger failed, even one that raced the
+// shutdown (watchStore then returned on the cancelled context without
+// seeing it): the steps in flight may be lost, and the daemon must exit
+// non-zero, with the cause logged once, rather than report a clean stop.
 func (d *Daemon) Stop() error {
 	var err error
 	d.stopped.Do(func() {
+		db := d.db
 		if d.cancel != nil {
 			d.cancel()
 		}
@@ -284,9 +294,25 @@ func (d *Daemon) Stop() error {
 		}
 		d.wg.Wait()
 		err = d.closeAll()
+		if lerr := ledgerErr(db); lerr != nil {
+			if !d.ledgerReported.Swap(true) {
+				d.log.Errorf("ledger failed: %v", lerr)
+			}
+			if err == nil || !errors.Is(err, store.ErrFailed) {
+				err = fmt.Errorf("ledger failed: %w", lerr)
+			}
+		}
 		d.log.Infof("satstream-receiver stopped")
 	})
 	return err
+}
+
+// ledgerErr is the failure of db (nil if db is nil or did not fail).
+func ledgerErr(db *store.DB) error {
+	if db == nil {
+		return nil
+	}
+	return db.Err()
 }
 
 // closeAll releases what Start opened.

@@ -1,11 +1,14 @@
 package receiver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -132,5 +135,66 @@ func TestLedgerFsyncFailsDaemonKeepsRunning(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("daemon kept running on a failed ledger")
 	}
-	require.NoError(t, d.Stop())
+	require.ErrorIs(t, d.Stop(), store.ErrFailed)
+}
+
+// TestLedgerFailureRacingShutdownExitsZero reproduces a ledger failure that
+// raced shutdown: watchStore returned on the cancelled context without
+// looking, Stop returned nil and Main exited 0 with nothing logged, though
+// steps in flight may be lost. Now Stop returns the failure and logs it
+// once.
+func TestLedgerFailureRacingShutdownExitsZero(t *testing.T) {
+	c := validConfig(t)
+	c.API.Listen = "127.0.0.1:0"
+	c.MetricsListen = ""
+	lndConfigThatWaits(t, c)
+	logs := &lockedBuffer{}
+	d, err := New(c, common.NewLogManager(logs))
+	require.NoError(t, err)
+	var broken atomic.Bool
+	d.storeOpts = func(o *store.Options) {
+		o.FaultHook = func(p store.FaultPoint) error {
+			if p == store.FaultSync && broken.Load() {
+				return errors.New("disk on fire")
+			}
+			return nil
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, d.Start(ctx))
+	defer d.Stop()
+
+	// Shutdown begins (the daemon's context is cancelled, as by a
+	// signal), then the last step's fsync fails.
+	d.cancel()
+	broken.Store(true)
+	err = d.db.Receiver().Update(ctx, func(tx store.ReceiverTx) error {
+		return tx.SetSettleIndex(1)
+	})
+	require.ErrorIs(t, err, store.ErrFailed)
+
+	err = d.Stop()
+	require.ErrorIs(t, err, store.ErrFailed)
+	require.ErrorContains(t, err, "disk on fire")
+	require.Equal(t, 1, strings.Count(strings.ToLower(logs.String()),
+		"ledger failed"), logs.String())
+}
+
+// lockedBuffer collects a daemon's log lines from many goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -57,6 +57,13 @@ type Daemon struct {
 	wg       sync.WaitGroup
 	errCh    chan error
 
+	// stopErr is what Stop returns: the ledger's failure, if any.
+	stopErr error
+
+	// ledgerReported is set once the ledger's failure has been logged,
+	// by watchStore or, when the failure raced shutdown, by Stop.
+	ledgerReported atomic.Bool
+
 	// storeOpts lets tests change the ledger's options (to inject disk
 	// failures); nil in the daemon.
 	storeOpts func(*store.Options)
@@ -182,6 +189,7 @@ func (d *Daemon) watchStore(ctx context.Context, db *store.DB) {
 	select {
 	case <-ctx.Done():
 	case <-db.Failed():
+		d.ledgerReported.Store(true)
 		d.fatal(fmt.Errorf("ledger failed, stopping: %w", db.Err()))
 		d.cancel()
 	}
@@ -262,15 +270,27 @@ func (d *Daemon) health() map[string]any {
 
 // Stop shuts down: servers first, then the engine (payments in flight stay
 // open in the ledger and are tracked at the next start), then the ledger.
+// It returns the ledger's failure, if the ledger failed, even one that
+// raced the shutdown (watchStore then returned on the cancelled context
+// without seeing it), logged once, so the sender exits non-zero instead of
+// reporting a clean stop.
 func (d *Daemon) Stop() error {
 	d.stopOnce.Do(func() {
 		if d.cancel != nil {
 			d.cancel()
 		}
 		d.closeAll()
+		if d.db != nil {
+			if err := d.db.Err(); err != nil {
+				if !d.ledgerReported.Swap(true) {
+					d.log.Errorf("Ledger failed: %v", err)
+				}
+				d.stopErr = fmt.Errorf("ledger failed: %w", err)
+			}
+		}
 		d.log.Infof("Stopped")
 	})
-	return nil
+	return d.stopErr
 }
 
 // closeAll stops the servers, waits for every goroutine and closes the

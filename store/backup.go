@@ -59,6 +59,12 @@ func (db *DB) Backup(ctx context.Context, w io.Writer) error {
 	if _, err := stream.Backup(fw, 0); err != nil {
 		return fmt.Errorf("store: backup: %w", err)
 	}
+	// Like a View, a backup must not hold a step that is not on disk yet
+	// (restoring it would bring back a credit the ledger lost): counted
+	// after the stream, every step it read is covered.
+	if err := db.waitSynced(ctx, db.commitStarted.Load()); err != nil {
+		return err
+	}
 	if err := fw.finish(); err != nil {
 		return fmt.Errorf("store: backup trailer: %w", err)
 	}
@@ -225,7 +231,7 @@ func Restore(ctx context.Context, dir string, r io.Reader) (err error) {
 	}()
 	opts := DefaultOptions()
 	bo := badger.DefaultOptions(tmp).
-		WithLogger(badgerLogger{}).
+		WithLogger(&badgerLogger{}).
 		WithMemTableSize(opts.MemTableSize).
 		WithValueLogFileSize(opts.ValueLogFileSize).
 		WithBlockCacheSize(opts.BlockCacheSize).

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -69,6 +70,12 @@ type Options struct {
 	// applies when other steps are running, so a lone writer never waits.
 	MaxCommitDelay time.Duration
 
+	// StallTimeout bounds a badger commit, a group-commit sync round and
+	// Close. A step that takes longer means the disk (or badger, which
+	// retries a failing memtable flush forever and then blocks writes) is
+	// stuck: the store fails with ErrStalled instead of wedging the daemon.
+	StallTimeout time.Duration
+
 	// FaultHook is for tests only; daemons leave it nil. When set, the
 	// store calls it at each FaultPoint, and an error it returns is treated
 	// as that operation failing on disk.
@@ -86,11 +93,16 @@ const (
 	// counts as written: a failure here leaves the step visible in memory
 	// but not acknowledged, as a failed badger write can.
 	FaultCommit FaultPoint = "commit"
+
+	// FaultCreateDir is just before Open fsyncs the parent of a ledger
+	// directory it created.
+	FaultCreateDir FaultPoint = "create-dir"
 )
 
-// failedCloseTimeout bounds Close after a failure: badger flushes its
-// memtables on close and retries a failing flush forever, which must not
-// keep a daemon with a broken disk from exiting.
+// failedCloseTimeout bounds Close after a failure (StallTimeout bounds it
+// before): badger flushes its memtables on close and retries a failing
+// flush forever, which must not keep a daemon with a broken disk from
+// exiting.
 const failedCloseTimeout = 10 * time.Second
 
 // fault runs the test hook at p, if there is one.
@@ -112,6 +124,7 @@ func DefaultOptions() Options {
 		ValueLogFileSize:   64 << 20,
 		BlockCacheSize:     32 << 20,
 		MaxCommitDelay:     2 * time.Millisecond,
+		StallTimeout:       30 * time.Second,
 	}
 }
 
@@ -133,6 +146,8 @@ func (o Options) validate() error {
 	case o.MaxCommitDelay < 0:
 		return fmt.Errorf("store: MaxCommitDelay %v must not be negative",
 			o.MaxCommitDelay)
+	case o.StallTimeout <= 0:
+		return fmt.Errorf("store: StallTimeout %v must be positive", o.StallTimeout)
 	case o.BlockCacheSize <= 0:
 		return fmt.Errorf("store: BlockCacheSize %d must be positive", o.BlockCacheSize)
 	}
@@ -184,6 +199,28 @@ type DB struct {
 	// committing counts steps between starting and finishing their commit,
 	// for the syncer's gathering.
 	committing atomic.Int64
+
+	// A read must not see, and act on, a step that is committed but not
+	// yet on disk: if that step's fsync fails (or the power goes) the step
+	// is gone, yet the reader has told a provider "credited". So every
+	// committed step gets a sequence number, and a read whose snapshot may
+	// hold a step newer than the last good sync round waits for a round.
+	//
+	// commitStarted is bumped under writeMu just before badger's commit
+	// (so a snapshot that can see a step reads a number that counts it),
+	// commitDone just after the commit returned (so a sync round that reads
+	// it covers every step it counts), and synced by the syncer after each
+	// good round, to the commitDone it read before its fsync. They are only
+	// kept with group commit on disk; otherwise a commit is durable (or
+	// never will be) when it returns.
+	commitStarted atomic.Uint64
+	commitDone    atomic.Uint64
+	synced        atomic.Uint64
+	trackSync     bool
+
+	// blog is badger's logger; it fails the store on the errors badger
+	// only logs (a memtable flush or manifest write that keeps failing).
+	blog *badgerLogger
 }
 
 // Open opens (creating if needed) the store in dir. It fails with ErrLocked
@@ -198,14 +235,15 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	if !opts.InMemory {
-		if err := checkDir(dir); err != nil {
+		if err := checkDir(dir, opts); err != nil {
 			return nil, err
 		}
 	}
 
+	blog := &badgerLogger{}
 	bo := badger.DefaultOptions(dir).
 		WithInMemory(opts.InMemory).
-		WithLogger(badgerLogger{}).
+		WithLogger(blog).
 		WithSyncWrites(opts.Durability == SyncEachWrite).
 		WithMemTableSize(opts.MemTableSize).
 		WithValueLogFileSize(opts.ValueLogFileSize).
@@ -232,7 +270,11 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 		logs:   newLogSyncer(dir),
 		quit:   make(chan struct{}),
 		failed: make(chan struct{}),
+		blog:   blog,
+
+		trackSync: opts.Durability == GroupCommit && !opts.InMemory,
 	}
+	blog.store.Store(db)
 	if err := db.checkSchema(); err != nil {
 		_ = bdb.Close()
 		return nil, err
@@ -244,8 +286,19 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 		}
 		return db.logs.sync()
 	}
+	// A process killed between a commit and its round left steps that
+	// badger replays from its logs but nobody synced: make them durable
+	// before the daemon reads (and acts on) them.
+	if !opts.InMemory {
+		if err := syncFn(); err != nil {
+			_ = bdb.Close()
+			return nil, fmt.Errorf("store: sync %s at open: %w: %w", dir,
+				ErrSyncFailed, err)
+		}
+	}
 	db.syncer = newSyncer(syncFn, func() bool { return db.committing.Load() > 0 },
-		opts.MaxCommitDelay, db.fail, db.Err, db.quit)
+		opts.MaxCommitDelay, opts.StallTimeout, db.commitDone.Load,
+		db.synced.Store, db.fail, db.Err, db.quit)
 	db.bg.Add(1)
 	go func() {
 		defer db.bg.Done()
@@ -292,14 +345,11 @@ func badgerFile(name string) bool {
 
 // checkDir creates a missing directory and refuses one that is unreadable
 // or holds files that are not badger's, before badger writes anything.
-func checkDir(dir string) error {
+func checkDir(dir string, opts Options) error {
 	fi, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("%w: create %s: %v", ErrUnreadable, dir, err)
-		}
-		return nil
+		return createDir(dir, opts)
 	case err != nil:
 		return fmt.Errorf("%w: %v", ErrUnreadable, err)
 	case !fi.IsDir():
@@ -326,6 +376,39 @@ func checkDir(dir string) error {
 	}
 	if hasData && !hasManifest {
 		return fmt.Errorf("%w: %s holds badger files but no MANIFEST", ErrCorrupt, dir)
+	}
+	return nil
+}
+
+// createDir creates dir and any missing parents, and fsyncs the parent of
+// each directory it created: until then a power cut can take the new
+// directory's name, and with it the whole ledger badger is about to write
+// (badger syncs the files it creates in it, not the directory's own entry).
+func createDir(dir string, opts Options) error {
+	dir = filepath.Clean(dir)
+	var created []string
+	for p := dir; ; p = filepath.Dir(p) {
+		if _, err := os.Stat(p); err == nil || !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		created = append(created, p)
+		if filepath.Dir(p) == p {
+			break
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("%w: create %s: %v", ErrUnreadable, dir, err)
+	}
+	// Deepest first: a parent's entry is only worth syncing once the
+	// directory it names is on disk with its own entries.
+	for _, p := range created {
+		err := opts.fault(FaultCreateDir)
+		if err == nil {
+			err = syncFile(filepath.Dir(p))
+		}
+		if err != nil {
+			return fmt.Errorf("store: create %s: %w: %w", dir, ErrSyncFailed, err)
+		}
 	}
 	return nil
 }
@@ -406,6 +489,12 @@ func writeFailed(err error) bool {
 
 // Close waits for every running operation to return, stops the background
 // work and closes badger. Operations started afterwards fail with ErrClosed.
+//
+// Close is always bounded: by StallTimeout on a working store (after which
+// the store fails with ErrStalled) and by failedCloseTimeout once it
+// failed, because a stuck disk can hold an operation, a sync round or
+// badger's own close (which retries a failing memtable flush forever)
+// indefinitely, and must not keep a daemon from exiting.
 func (db *DB) Close() error {
 	db.closeMu.Lock()
 	if db.closed {
@@ -415,24 +504,48 @@ func (db *DB) Close() error {
 	db.closed = true
 	db.closeMu.Unlock()
 
-	db.users.Wait()
-	close(db.quit)
-	db.bg.Wait()
-
-	done := make(chan error, 1)
-	go func() { done <- db.bdb.Close() }()
-	var timeout <-chan time.Time
+	bound := db.opts.StallTimeout
 	if db.Err() != nil {
-		timeout = time.After(failedCloseTimeout)
+		bound = min(bound, failedCloseTimeout)
 	}
-	select {
-	case err := <-done:
-		if err != nil {
+	deadline := time.NewTimer(bound)
+	defer deadline.Stop()
+	wait := func(what string, fn func() error) error {
+		done := make(chan error, 1)
+		go func() { done <- fn() }()
+		select {
+		case err := <-done:
+			return err
+		case <-deadline.C:
+			err := db.Err()
+			if err == nil {
+				err = db.fail(fmt.Errorf("%w: close: %s took longer "+
+					"than %v", ErrStalled, what, bound))
+			}
+			return fmt.Errorf("store: close %s: %s did not finish "+
+				"within %v: %w", db.dir, what, bound, err)
+		}
+	}
+
+	err := wait("running operations", func() error {
+		db.users.Wait()
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	close(db.quit)
+	if err := wait("background work", func() error {
+		db.bg.Wait()
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := wait("badger", db.bdb.Close); err != nil {
+		if db.Err() == nil {
 			return fmt.Errorf("store: close %s: %w", db.dir, err)
 		}
-	case <-timeout:
-		return fmt.Errorf("store: close %s: badger did not finish within %v "+
-			"after the store failed: %w", db.dir, failedCloseTimeout, db.Err())
+		return err
 	}
 	log.Infof("Closed store %s", db.dir)
 	return nil
@@ -447,7 +560,9 @@ func (db *DB) Stats() Stats {
 // anything, waits until it is on disk. fn may run more than once (after a
 // conflict), so it must not have effects outside the transaction. Once the
 // commit happened the wait for the fsync ignores ctx: a nil error always
-// means durable, and a cancelled ctx never hides a committed step.
+// means durable, and a cancelled ctx never hides a committed step. An
+// Update that wrote nothing still read: it returns (fn's result) only once
+// every step it could see is on disk, like view.
 func (db *DB) update(ctx context.Context, fn func(t *txn) error) error {
 	if err := db.enter(); err != nil {
 		return err
@@ -455,11 +570,11 @@ func (db *DB) update(ctx context.Context, fn func(t *txn) error) error {
 	defer db.users.Done()
 
 	db.committing.Add(1)
-	dirty, err := db.commitRetrying(ctx, fn)
+	dirty, seen, err := db.commitRetrying(ctx, fn)
 	var round *syncRound
 	if err == nil && dirty {
 		db.commits.Add(1)
-		if db.opts.Durability == GroupCommit && !db.opts.InMemory {
+		if db.trackSync {
 			// Join the next round before we stop counting as committing,
 			// so a gathering syncer never starts without us.
 			round, err = db.syncer.join()
@@ -467,52 +582,128 @@ func (db *DB) update(ctx context.Context, fn func(t *txn) error) error {
 	}
 	db.committing.Add(-1)
 	db.syncer.committed()
-	if err != nil || round == nil {
+	switch {
+	case round != nil:
+		select {
+		case <-round.done:
+			return round.err
+		case <-db.failed:
+			// A stalled round may never finish.
+			return db.Err()
+		}
+	case dirty || seen == 0:
 		return err
 	}
-	<-round.done
-	return round.err
+	// fn read a snapshot and wrote nothing (or failed): whatever it
+	// decided may rest on steps not yet on disk.
+	if werr := db.waitSynced(ctx, seen); werr != nil {
+		return werr
+	}
+	return err
 }
 
 // commitRetrying runs commitOnce, again after a conflict up to the budget.
-func (db *DB) commitRetrying(ctx context.Context, fn func(t *txn) error) (bool, error) {
+// It returns whether a commit was attempted and, for a step that wrote
+// nothing, the commit sequence its snapshot may have seen.
+func (db *DB) commitRetrying(ctx context.Context,
+	fn func(t *txn) error) (bool, uint64, error) {
+
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
-			return false, err
+			return false, 0, err
 		}
-		dirty, err := db.commitOnce(fn)
+		dirty, seen, err := db.commitOnce(fn)
 		if errors.Is(err, badger.ErrConflict) && attempt < db.opts.MaxConflictRetries {
 			log.Debugf("Transaction conflict, retry %d", attempt+1)
 			continue
 		}
-		return dirty, translateErr(err)
+		return dirty, seen, translateErr(err)
 	}
 }
 
-// commitOnce runs fn and commits under the writer lock.
-func (db *DB) commitOnce(fn func(t *txn) error) (bool, error) {
+// commitOnce runs fn and commits under the writer lock. The commit is
+// watched: one that takes longer than StallTimeout (badger blocks writes
+// while its memtable flushes keep failing) fails the store, and the step
+// returns instead of holding writeMu, and every writer behind it, forever.
+func (db *DB) commitOnce(fn func(t *txn) error) (bool, uint64, error) {
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
+	// A writer that waited behind a stalled commit must not go on.
+	if err := db.Err(); err != nil {
+		return false, 0, err
+	}
 
 	t := &txn{bt: db.bdb.NewTransaction(true), update: true}
 	defer t.bt.Discard()
+	// Under writeMu no commit is half done, so this counts every step
+	// the snapshot can see.
+	seen := db.commitStarted.Load()
 	if err := fn(t); err != nil {
-		return false, err
+		return false, seen, err
 	}
 	if !t.dirty {
-		return false, nil
+		return false, seen, nil
 	}
-	err := t.bt.Commit()
-	if err == nil {
-		err = db.opts.fault(FaultCommit)
+
+	if db.trackSync {
+		db.commitStarted.Add(1)
+	}
+	done := make(chan error, 1)
+	t.bt.CommitWith(func(err error) {
+		if err == nil {
+			err = db.opts.fault(FaultCommit)
+		}
+		done <- err
+	})
+	timer := time.NewTimer(db.opts.StallTimeout)
+	defer timer.Stop()
+	var err error
+	select {
+	case err = <-done:
+	case <-timer.C:
+		return true, 0, db.fail(fmt.Errorf("%w: commit took longer than %v",
+			ErrStalled, db.opts.StallTimeout))
+	case <-db.failed:
+		return true, 0, db.Err()
 	}
 	if writeFailed(err) {
-		return true, db.fail(fmt.Errorf("commit: %w", err))
+		return true, 0, db.fail(fmt.Errorf("commit: %w", err))
 	}
-	return true, err
+	if db.trackSync {
+		// Counted even when badger refused the step (a conflict writes
+		// nothing): commitDone must catch up with commitStarted.
+		db.commitDone.Add(1)
+	}
+	return err == nil, 0, err
 }
 
-// view runs fn in a read-only snapshot.
+// waitSynced returns once a good sync round covered commit sequence seq,
+// at once in the common case that it already has; it fails with the
+// store's error when the round fails.
+func (db *DB) waitSynced(ctx context.Context, seq uint64) error {
+	for db.synced.Load() < seq {
+		// The round joined now starts after every finished commit; a
+		// commit still under way when it started needs the next one.
+		round, err := db.syncer.join()
+		if err != nil {
+			return err
+		}
+		select {
+		case <-round.done:
+			if round.err != nil {
+				return round.err
+			}
+		case <-db.failed:
+			return db.Err()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// view runs fn in a read-only snapshot, once every step the snapshot can
+// see is on disk.
 func (db *DB) view(ctx context.Context, fn func(t *txn) error) error {
 	if err := db.enter(); err != nil {
 		return err
@@ -523,6 +714,11 @@ func (db *DB) view(ctx context.Context, fn func(t *txn) error) error {
 	}
 	bt := db.bdb.NewTransaction(false)
 	defer bt.Discard()
+	// Read after the snapshot: a step it holds was counted before badger
+	// made it visible.
+	if err := db.waitSynced(ctx, db.commitStarted.Load()); err != nil {
+		return err
+	}
 	return translateErr(fn(&txn{bt: bt}))
 }
 

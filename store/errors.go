@@ -44,6 +44,13 @@ var (
 	// fsync failed.
 	ErrSyncFailed = errors.New("store: sync to disk failed")
 
+	// ErrStalled is the cause wrapped in ErrFailed when a badger commit,
+	// a group-commit fsync or Close took longer than Options.StallTimeout:
+	// a disk that hangs (or a badger that keeps retrying a failing
+	// memtable flush and blocks writes) would otherwise wedge the daemon
+	// without ever reporting an error.
+	ErrStalled = errors.New("store: disk stalled")
+
 	// ErrConflict is returned when a transaction kept conflicting with
 	// concurrent ones beyond the retry budget.
 	ErrConflict = errors.New("store: transaction conflict")

@@ -29,6 +29,16 @@ type syncer struct {
 	gather   time.Duration
 	progress chan struct{}
 
+	// stall bounds one round's fsync; a longer one fails the store
+	// (ErrStalled), so its waiters and every later operation return.
+	stall time.Duration
+
+	// commitDone reads the commit sequence, before a round's fsync, and
+	// setSynced records it once the fsync succeeded: every step counted
+	// by then is on disk.
+	commitDone func() uint64
+	setSynced  func(uint64)
+
 	mu   sync.Mutex
 	next *syncRound
 	kick chan struct{}
@@ -42,12 +52,14 @@ type syncRound struct {
 	err  error
 }
 
-func newSyncer(fn func() error, busy func() bool, gather time.Duration,
+func newSyncer(fn func() error, busy func() bool, gather, stall time.Duration,
+	commitDone func() uint64, setSynced func(uint64),
 	fail func(error) error, failed func() error, quit <-chan struct{}) *syncer {
 
 	return &syncer{
 		sync: fn, busy: busy, gather: gather, quit: quit,
-		fail: fail, failed: failed,
+		fail: fail, failed: failed, stall: stall,
+		commitDone: commitDone, setSynced: setSynced,
 		kick:     make(chan struct{}, 1),
 		progress: make(chan struct{}, 1),
 	}
@@ -128,10 +140,19 @@ func (s *syncer) flush() {
 	// for good instead of retrying.
 	err := s.failed()
 	if err == nil {
+		// Every commit counted here finished before the fsync starts.
+		covered := s.commitDone()
+		watchdog := time.AfterFunc(s.stall, func() {
+			s.fail(fmt.Errorf("%w: sync round took longer than %v",
+				ErrStalled, s.stall))
+		})
 		err = s.sync()
+		watchdog.Stop()
 		s.syncs.Add(1)
 		if err != nil {
 			err = s.fail(fmt.Errorf("%w: %w", ErrSyncFailed, err))
+		} else {
+			s.setSynced(covered)
 		}
 	}
 	r.err = err
