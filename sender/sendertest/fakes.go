@@ -4,7 +4,6 @@ package sendertest
 
 import (
 	"context"
-	"errors"
 	"sort"
 	"sync"
 	"time"
@@ -13,18 +12,18 @@ import (
 	"github.com/lightningnetwork/lnd/lnrpc"
 	"github.com/lightningnetwork/lnd/lntypes"
 	"github.com/lightningnetwork/lnd/lnwire"
+	paymentsdb "github.com/lightningnetwork/lnd/payments/db"
 )
 
-// The router's two answers about a hash, as lndclient reports them (its
-// values come from lnd's payments/db package, which the sender does not
-// import; the sender matches them by their text).
+// The router's two answers about a hash, the values lndclient returns
+// (lnd's payments/db errors).
 var (
 	// ErrAlreadyPaid is lnd's answer to a send of a hash that is in
 	// flight or settled.
-	ErrAlreadyPaid = errors.New("invoice is already paid")
+	ErrAlreadyPaid = paymentsdb.ErrAlreadyPaid
 	// ErrPaymentNotInitiated is lnd's answer to tracking a hash it never
 	// saw.
-	ErrPaymentNotInitiated = errors.New("payment isn't initiated")
+	ErrPaymentNotInitiated = paymentsdb.ErrPaymentNotInitiated
 )
 
 // Clock is a manual clock. After channels fire when Advance passes them.
