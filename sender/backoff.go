@@ -1,6 +1,7 @@
 package sender
 
 import (
+	"errors"
 	"time"
 
 	"github.com/lightninglabs/lndclient"
@@ -62,7 +63,11 @@ func transient(reason lnrpc.PaymentFailureReason) bool {
 
 // waitingReason turns a failure into the text of the waiting state.
 func waitingReason(st lndclient.PaymentStatus, err error) string {
-	if err != nil {
+	switch {
+	case errors.Is(err, errMaybeStarting):
+		return "handed to lnd, which has no record of it yet: " +
+			"asking again"
+	case err != nil:
 		return "own lnd unreachable: " + err.Error()
 	}
 	switch st.FailureReason {

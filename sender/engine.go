@@ -128,6 +128,17 @@ type attemptRun struct {
 	known bool
 	// recovering marks attempts found open at startup.
 	recovering bool
+	// handed is set once the attempt was handed to lnd's SendPayment in
+	// this run, whatever the call returned, and for every attempt found
+	// open at startup (it may have been handed before the restart). lnd
+	// goes on with a send whose connection dropped: it stores the payment
+	// (InitPayment) a moment later and sends it, so a TrackPayment in
+	// between answers "never saw it" for a payment that will be made.
+	handed bool
+	// notFoundAt is when lnd first answered "never saw it" about a handed
+	// attempt since it was last handed; the answer is final only once it
+	// still holds a payment timeout later (see neverSawFinal).
+	notFoundAt time.Time
 }
 
 // subRun is the engine's live view of one subscription.
@@ -260,7 +271,8 @@ func (e *Engine) Load(ctx context.Context) error {
 			return fmt.Errorf("open attempt %s/%d has no "+
 				"subscription", a.SubID, a.Seq)
 		}
-		r.open[a.Seq] = &attemptRun{a: a, recovering: true}
+		r.open[a.Seq] = &attemptRun{a: a, recovering: true,
+			handed: true}
 		e.recovering++
 	}
 	e.log.Infof("Loaded %d subscriptions, %d payments to resolve with "+
