@@ -360,6 +360,13 @@ func (e *Engine) finishSucceeded(ctx context.Context, r *subRun,
 			s.PaidUntil = tlv.PaidUntilAfter(s.PaidUntil, now, secs)
 			s.Remainder = rem
 			s.Refusals = 0
+			if s.State == store.SenderRefused {
+				// The receiver credits it again (a payment
+				// in flight when the refusals came settled).
+				s.State = store.SenderActive
+				s.ResumeAt = time.Time{}
+				s.Reason = ""
+			}
 		}
 
 		a.State = store.AttemptSucceeded
@@ -376,6 +383,9 @@ func (e *Engine) finishSucceeded(ctx context.Context, r *subRun,
 	e.metrics.paid(a.Amount, st.Fee)
 
 	e.mu.Lock()
+	if !a.Cancel {
+		r.refusedProbes = 0
+	}
 	delete(r.open, a.Seq)
 	stillWaiting := false
 	for _, o := range r.open {
@@ -398,11 +408,14 @@ func (e *Engine) finishRefused(ctx context.Context, r *subRun,
 	now := e.clock.Now()
 	a := *ar.a
 	why := reasonName(st.FailureReason)
-	stopped := false
+	e.mu.Lock()
+	probes := r.refusedProbes
+	e.mu.Unlock()
+	stopped, probeRefused := false, false
 	err := e.updateSub(ctx, a.SubID, func(tx store.SenderTx,
 		s *store.SenderSubscription) error {
 
-		stopped = false
+		stopped, probeRefused = false, false
 		if err := e.releaseLocked(tx, s, &a); err != nil {
 			return err
 		}
@@ -410,12 +423,20 @@ func (e *Engine) finishRefused(ctx context.Context, r *subRun,
 			s.CancelPending = false
 			s.Reason = "cancelled by payer; receiver acknowledged"
 		} else {
+			// An active subscription past the limit is probing:
+			// this was its probe.
+			probeRefused = s.State == store.SenderActive &&
+				s.Refusals >= e.cfg.RefusalLimit
 			s.Refusals++
 			if s.Refusals >= e.cfg.RefusalLimit &&
 				s.State == store.SenderActive {
 
+				wait := e.refusedWait(probes)
+				if probeRefused {
+					wait = e.refusedWait(probes + 1)
+				}
 				s.State = store.SenderRefused
-				s.ResumeAt = now.Add(e.refusedWait(s.Refusals))
+				s.ResumeAt = now.Add(wait)
 				s.Reason = fmt.Sprintf("the receiver refused "+
 					"%d payments in a row (%s): it does "+
 					"not credit this subscription "+
@@ -445,6 +466,9 @@ func (e *Engine) finishRefused(ctx context.Context, r *subRun,
 	}
 
 	e.mu.Lock()
+	if probeRefused {
+		r.refusedProbes++
+	}
 	delete(r.open, a.Seq)
 	if !a.Cancel && !stopped {
 		e.setWaitingLocked(r, "receiver refused payment seq "+

@@ -41,12 +41,12 @@ func (e *Engine) clearWaitingLocked(r *subRun) {
 	r.bo.Reset()
 }
 
-// refusedWait is how long a subscription refused refusals times in a row
-// waits before the next probe: RefusedRetry, doubled for each refused
-// probe, at most RefusedRetryMax.
-func (e *Engine) refusedWait(refusals uint32) time.Duration {
+// refusedWait is how long a refused subscription waits before the next
+// probe: RefusedRetry, doubled for each refused probe, at most
+// RefusedRetryMax.
+func (e *Engine) refusedWait(probes uint32) time.Duration {
 	d := e.cfg.RefusedRetry
-	for n := e.cfg.RefusalLimit; n < refusals && d < e.cfg.RefusedRetryMax; n++ {
+	for n := uint32(0); n < probes && d < e.cfg.RefusedRetryMax; n++ {
 		d *= 2
 	}
 	if d > e.cfg.RefusedRetryMax {
