@@ -86,6 +86,28 @@ func TestReceiverDaemonDownThreeHoldTimes(t *testing.T) {
 				"subscription %s: %s", v.ID, v.Reason)
 		}
 	}
+	// unavailable counts a subscription's payments the sender closed as
+	// "receiver unavailable" (held by carol's lnd until the hold time ran
+	// out), from the sender's payments API.
+	unavailable := func(id store.SubID) int {
+		t.Helper()
+		n := 0
+		for after := uint64(0); ; {
+			pv, err := eng.Payments(ctx, id, after, 100)
+			require.NoError(t, err)
+			for _, p := range pv.Payments {
+				if p.State == "failed" && strings.Contains(
+					p.Failure, "receiver unavailable") {
+					n++
+				}
+			}
+			if len(pv.Payments) < 100 {
+				return n
+			}
+			after = pv.NextAfter
+		}
+	}
+	limit := int(scfg.Payments.RefusalLimit)
 	credited := func() []uint64 {
 		out := make([]uint64, subs)
 		for i, id := range ids {
@@ -104,8 +126,17 @@ func TestReceiverDaemonDownThreeHoldTimes(t *testing.T) {
 		return nil
 	}))
 
+	// Count only the expiries of the outage.
+	base := make([]int, subs)
+	for i, id := range sids {
+		base[i] = unavailable(id)
+	}
+
 	// The receiver daemon goes away (an upgrade, a crash); carol's lnd
 	// stays up and holds each keysend until the hold time runs out.
+	// Each subscription must see at least RefusalLimit such expiries
+	// (as many as would mark it refused if they counted as refusals),
+	// and none may become refused.
 	r.stop()
 	down := time.Now()
 	require.NoError(t, regtest.Poll(ctx, 2*time.Minute, func() error {
@@ -113,17 +144,27 @@ func TestReceiverDaemonDownThreeHoldTimes(t *testing.T) {
 		if time.Since(down) < 3*hold {
 			return fmt.Errorf("down for %v", time.Since(down))
 		}
-		for _, id := range sids {
+		for i, id := range sids {
 			v, _ := eng.Get(id)
 			if !strings.Contains(v.Waiting, "receiver unavailable") {
 				return fmt.Errorf("subscription %s: %s %s",
 					v.ID, v.State, v.Waiting)
 			}
+			if n := unavailable(id) - base[i]; n < limit {
+				return fmt.Errorf("subscription %s: %d hold "+
+					"expiries so far", v.ID, n)
+			}
 		}
 		return nil
 	}))
-	t.Logf("receiver down for %v; every subscription waits",
-		time.Since(down).Round(time.Second))
+	for i, id := range sids {
+		require.GreaterOrEqual(t, unavailable(id)-base[i], limit,
+			"hold expiries seen while the receiver was down")
+	}
+	neverRefused()
+	t.Logf("receiver down for %v; every subscription waits after at "+
+		"least %d hold expiries", time.Since(down).Round(time.Second),
+		limit)
 
 	r.start(ctx)
 	before := credited()

@@ -45,6 +45,12 @@ func (e *Engine) request(r *subRun, a *store.Attempt) (
 	}, nil
 }
 
+// errMaybeStarting keeps open an attempt that lnd says it never saw, but
+// that was handed to lnd too recently for that answer to be final: lnd may
+// still be storing it (see attemptRun.handed). It is asked again later.
+var errMaybeStarting = errors.New("lnd has no record of the payment yet; " +
+	"it may still be starting it")
+
 // errNotSent ends an attempt that lnd holds nothing of (it reported it
 // FAILED, or never saw it) and that the subscription no longer wants sent:
 // the payer paused or cancelled it meanwhile.
@@ -54,15 +60,20 @@ var errNotSent = errors.New("not sent: the subscription no longer wants it")
 // this call handed it to lnd (zero if it only tracked). With track set it
 // first asks lnd what it knows (after a restart or a failure); it sends
 // only what lnd has never seen, or, with resend, what lnd reports FAILED,
-// and only while maySend agrees, else it returns errNotSent. onKnown is
-// called once lnd has answered about the attempt.
-func (e *Engine) pay(ctx context.Context, r *subRun, a *store.Attempt,
+// and only while maySend agrees, else it returns errNotSent (or
+// errMaybeStarting while lnd's "never saw it" about an attempt handed to
+// it is not final yet). onKnown is called once lnd has answered about the
+// attempt.
+func (e *Engine) pay(ctx context.Context, r *subRun, ar *attemptRun,
 	track, resend bool, maySend func() bool, onKnown func()) (
 	lndclient.PaymentStatus, time.Time, error) {
 
+	a := ar.a
 	hash := lntypes.Hash(a.Hash)
 	send := !track
 	var sentAt time.Time
+	// neverSaw is set when lnd's last answer was "never saw it".
+	neverSaw := false
 	for round := 0; round < 4; round++ {
 		var (
 			statuses chan lndclient.PaymentStatus
@@ -71,6 +82,10 @@ func (e *Engine) pay(ctx context.Context, r *subRun, a *store.Attempt,
 		)
 		if send {
 			if !maySend() {
+				if neverSaw && !e.neverSawFinal(ar) {
+					return lndclient.PaymentStatus{},
+						time.Time{}, errMaybeStarting
+				}
 				return lndclient.PaymentStatus{}, time.Time{},
 					errNotSent
 			}
@@ -82,6 +97,7 @@ func (e *Engine) pay(ctx context.Context, r *subRun, a *store.Attempt,
 			e.payLog.Debugf("Sending %s seq %d hash %v amount %v",
 				a.SubID, a.Seq, hash, a.Amount)
 			sentAt = e.clock.Now()
+			e.markHanded(ar)
 			statuses, errs, err = e.router.SendPayment(ctx, req)
 		} else {
 			statuses, errs, err = e.router.TrackPayment(ctx, hash)
@@ -101,6 +117,7 @@ func (e *Engine) pay(ctx context.Context, r *subRun, a *store.Attempt,
 							"state")
 				}
 				onKnown()
+				neverSaw = false
 				switch st.State {
 				case lnrpc.Payment_SUCCEEDED:
 					return st, sentAt, nil
@@ -121,6 +138,7 @@ func (e *Engine) pay(ctx context.Context, r *subRun, a *store.Attempt,
 				}
 				switch {
 				case lndHasPayment(err):
+					neverSaw = false
 					// In flight or settled from an
 					// earlier send: follow it.
 					send = false
@@ -128,6 +146,9 @@ func (e *Engine) pay(ctx context.Context, r *subRun, a *store.Attempt,
 					break recv
 				case lndNeverSaw(err):
 					onKnown()
+					// Sending the same hash again is
+					// safe: lnd refuses a hash it has.
+					neverSaw = true
 					send = true
 					break recv
 				}
@@ -189,7 +210,7 @@ func (e *Engine) runAttempt(ctx context.Context, r *subRun, ar *attemptRun,
 	onKnown := func() { e.markKnown(ar) }
 	maySend := func() bool { return e.wantsSent(r, ar.a) }
 	track := retry || ar.recovering
-	st, sentAt, err := e.pay(ctx, r, ar.a, track, retry, maySend, onKnown)
+	st, sentAt, err := e.pay(ctx, r, ar, track, retry, maySend, onKnown)
 	if ctx.Err() != nil {
 		// Shutting down: the attempt stays open and is tracked at the
 		// next start.
@@ -237,6 +258,32 @@ func (e *Engine) runAttempt(ctx context.Context, r *subRun, ar *attemptRun,
 	e.scheduleLocked(r, e.clock.Now())
 	e.mu.Unlock()
 	e.wake()
+}
+
+// markHanded notes that the attempt is being handed to lnd: lnd may hold
+// it from now on, whatever the call returns.
+func (e *Engine) markHanded(ar *attemptRun) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ar.handed = true
+	ar.notFoundAt = time.Time{}
+}
+
+// neverSawFinal judges lnd's "never saw it" about an attempt: final for
+// one never handed to lnd, and for a handed one only when lnd said so
+// already a payment timeout ago, long after lnd would
+// have stored a send it received. The first such answer starts the wait.
+func (e *Engine) neverSawFinal(ar *attemptRun) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !ar.handed {
+		return true
+	}
+	now := e.clock.Now()
+	if ar.notFoundAt.IsZero() {
+		ar.notFoundAt = now
+	}
+	return now.Sub(ar.notFoundAt) >= e.cfg.PaymentTimeout
 }
 
 // stateName is the subscription's stored state for failure texts.
@@ -313,6 +360,13 @@ func (e *Engine) finishSucceeded(ctx context.Context, r *subRun,
 			s.PaidUntil = tlv.PaidUntilAfter(s.PaidUntil, now, secs)
 			s.Remainder = rem
 			s.Refusals = 0
+			if s.State == store.SenderRefused {
+				// The receiver credits it again (a payment
+				// in flight when the refusals came settled).
+				s.State = store.SenderActive
+				s.ResumeAt = time.Time{}
+				s.Reason = ""
+			}
 		}
 
 		a.State = store.AttemptSucceeded
@@ -329,6 +383,9 @@ func (e *Engine) finishSucceeded(ctx context.Context, r *subRun,
 	e.metrics.paid(a.Amount, st.Fee)
 
 	e.mu.Lock()
+	if !a.Cancel {
+		r.refusedProbes = 0
+	}
 	delete(r.open, a.Seq)
 	stillWaiting := false
 	for _, o := range r.open {
@@ -351,11 +408,14 @@ func (e *Engine) finishRefused(ctx context.Context, r *subRun,
 	now := e.clock.Now()
 	a := *ar.a
 	why := reasonName(st.FailureReason)
-	stopped := false
+	e.mu.Lock()
+	probes := r.refusedProbes
+	e.mu.Unlock()
+	stopped, probeRefused := false, false
 	err := e.updateSub(ctx, a.SubID, func(tx store.SenderTx,
 		s *store.SenderSubscription) error {
 
-		stopped = false
+		stopped, probeRefused = false, false
 		if err := e.releaseLocked(tx, s, &a); err != nil {
 			return err
 		}
@@ -363,12 +423,20 @@ func (e *Engine) finishRefused(ctx context.Context, r *subRun,
 			s.CancelPending = false
 			s.Reason = "cancelled by payer; receiver acknowledged"
 		} else {
+			// An active subscription past the limit is probing:
+			// this was its probe.
+			probeRefused = s.State == store.SenderActive &&
+				s.Refusals >= e.cfg.RefusalLimit
 			s.Refusals++
 			if s.Refusals >= e.cfg.RefusalLimit &&
 				s.State == store.SenderActive {
 
+				wait := e.refusedWait(probes)
+				if probeRefused {
+					wait = e.refusedWait(probes + 1)
+				}
 				s.State = store.SenderRefused
-				s.ResumeAt = now.Add(e.refusedWait(s.Refusals))
+				s.ResumeAt = now.Add(wait)
 				s.Reason = fmt.Sprintf("the receiver refused "+
 					"%d payments in a row (%s): it does "+
 					"not credit this subscription "+
@@ -398,6 +466,9 @@ func (e *Engine) finishRefused(ctx context.Context, r *subRun,
 	}
 
 	e.mu.Lock()
+	if probeRefused {
+		r.refusedProbes++
+	}
 	delete(r.open, a.Seq)
 	if !a.Cancel && !stopped {
 		e.setWaitingLocked(r, "receiver refused payment seq "+
@@ -442,6 +513,14 @@ func (e *Engine) retryLater(ctx context.Context, r *subRun, ar *attemptRun,
 	ar.needsRetry = true
 	ar.lndFailed = cause == nil && st.State == lnrpc.Payment_FAILED
 	e.setWaitingLocked(r, reason)
+	if errors.Is(cause, errMaybeStarting) {
+		// Ask again once lnd's answer can be final.
+		final := ar.notFoundAt.Add(e.cfg.PaymentTimeout)
+		if r.notBefore.Before(final) {
+			r.notBefore = final
+			e.scheduleLocked(r, final)
+		}
+	}
 	e.payLog.Warnf("Subscription %s seq %d: %s; retrying the same hash "+
 		"at %s", ar.a.SubID, ar.a.Seq, reason,
 		r.notBefore.UTC().Format(time.RFC3339))

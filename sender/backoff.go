@@ -1,6 +1,7 @@
 package sender
 
 import (
+	"errors"
 	"time"
 
 	"github.com/lightninglabs/lndclient"
@@ -40,12 +41,12 @@ func (e *Engine) clearWaitingLocked(r *subRun) {
 	r.bo.Reset()
 }
 
-// refusedWait is how long a subscription refused refusals times in a row
-// waits before the next probe: RefusedRetry, doubled for each refused
-// probe, at most RefusedRetryMax.
-func (e *Engine) refusedWait(refusals uint32) time.Duration {
+// refusedWait is how long a refused subscription waits before the next
+// probe: RefusedRetry, doubled for each refused probe, at most
+// RefusedRetryMax.
+func (e *Engine) refusedWait(probes uint32) time.Duration {
 	d := e.cfg.RefusedRetry
-	for n := e.cfg.RefusalLimit; n < refusals && d < e.cfg.RefusedRetryMax; n++ {
+	for n := uint32(0); n < probes && d < e.cfg.RefusedRetryMax; n++ {
 		d *= 2
 	}
 	if d > e.cfg.RefusedRetryMax {
@@ -62,7 +63,11 @@ func transient(reason lnrpc.PaymentFailureReason) bool {
 
 // waitingReason turns a failure into the text of the waiting state.
 func waitingReason(st lndclient.PaymentStatus, err error) string {
-	if err != nil {
+	switch {
+	case errors.Is(err, errMaybeStarting):
+		return "handed to lnd, which has no record of it yet: " +
+			"asking again"
+	case err != nil:
 		return "own lnd unreachable: " + err.Error()
 	}
 	switch st.FailureReason {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"sync"
 	"time"
 
@@ -128,6 +129,17 @@ type attemptRun struct {
 	known bool
 	// recovering marks attempts found open at startup.
 	recovering bool
+	// handed is set once the attempt was handed to lnd's SendPayment in
+	// this run, whatever the call returned, and for every attempt found
+	// open at startup (it may have been handed before the restart). lnd
+	// goes on with a send whose connection dropped: it stores the payment
+	// (InitPayment) a moment later and sends it, so a TrackPayment in
+	// between answers "never saw it" for a payment that will be made.
+	handed bool
+	// notFoundAt is when lnd first answered "never saw it" about a handed
+	// attempt since it was last handed; the answer is final only once it
+	// still holds a payment timeout later (see neverSawFinal).
+	notFoundAt time.Time
 }
 
 // subRun is the engine's live view of one subscription.
@@ -147,6 +159,14 @@ type subRun struct {
 	// waitingSince and waitingReason make the waiting state visible.
 	waitingSince  time.Time
 	waitingReason string
+
+	// refusedProbes counts the probes of a refused subscription that the
+	// receiver refused too; it doubles the wait before the next probe.
+	// It is not the in-a-row refusal count, which refusals of payments
+	// that were in flight together keep raising. It lives in memory: a
+	// restart starts the doubling over (a probe costs nothing), and a
+	// success or the payer's resume ends it.
+	refusedProbes uint32
 
 	// heap bookkeeping: due is when to evaluate next; idx < 0 if not
 	// queued.
@@ -244,6 +264,9 @@ func (e *Engine) Load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load subscriptions: %w", err)
 	}
+	if err := e.scheduleOldRefused(ctx, subs); err != nil {
+		return err
+	}
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -260,11 +283,54 @@ func (e *Engine) Load(ctx context.Context) error {
 			return fmt.Errorf("open attempt %s/%d has no "+
 				"subscription", a.SubID, a.Seq)
 		}
-		r.open[a.Seq] = &attemptRun{a: a, recovering: true}
+		r.open[a.Seq] = &attemptRun{a: a, recovering: true,
+			handed: true}
 		e.recovering++
 	}
 	e.log.Infof("Loaded %d subscriptions, %d payments to resolve with "+
 		"lnd first", len(subs), len(open))
+	return nil
+}
+
+// scheduleOldRefused gives each refused subscription without a probe time
+// (written by a version that did not probe) one at RefusedRetry from now,
+// plus a random part of another RefusedRetry, so an upgrade does not start
+// paying on every refused subscription at once.
+func (e *Engine) scheduleOldRefused(ctx context.Context,
+	subs []*store.SenderSubscription) error {
+
+	now := e.clock.Now()
+	for i, s := range subs {
+		if s.State != store.SenderRefused || !s.ResumeAt.IsZero() {
+			continue
+		}
+		at := now.Add(e.cfg.RefusedRetry + time.Duration(
+			mrand.Int64N(int64(e.cfg.RefusedRetry))))
+		var out *store.SenderSubscription
+		err := e.db.Update(ctx, func(tx store.SenderTx) error {
+			st, err := tx.Subscription(s.ID)
+			if err != nil {
+				return err
+			}
+			if st.State != store.SenderRefused ||
+				!st.ResumeAt.IsZero() {
+				out = st
+				return nil
+			}
+			st.ResumeAt = at
+			st.Revision++
+			st.UpdatedAt = now
+			out = st
+			return tx.PutSubscription(st)
+		})
+		if err != nil {
+			return fmt.Errorf("schedule probe of refused "+
+				"subscription %s: %w", s.ID, err)
+		}
+		subs[i] = out
+		e.log.Infof("Subscription %s: refused, next probe of the "+
+			"receiver at %s", s.ID, at.UTC().Format(time.RFC3339))
+	}
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/lightninglabs/lndclient"
 	"github.com/lightningnetwork/lnd/lntypes"
+	paymentsdb "github.com/lightningnetwork/lnd/payments/db"
 )
 
 // PaymentSender is the narrow part of lnd the payment engine needs: start a
@@ -24,37 +25,18 @@ type PaymentSender interface {
 		chan lndclient.PaymentStatus, chan error, error)
 }
 
-// lnd's router answers "this hash is in flight or settled" to a send and
-// "I never saw this hash" to a track with gRPC codes that lndclient turns
-// into two error values of lnd's payments/db package. Importing that
-// package for them would tie the sender to lnd's SQL payment store, so the
-// sender recognises them by their text, which TestRouterAnswersMatchLnd
-// pins to lnd's values.
-const (
-	lndAlreadyPaidText  = "invoice is already paid"
-	lndNotInitiatedText = "payment isn't initiated"
-)
-
 // lndHasPayment reports lnd's answer to a send of a hash it already has in
-// flight or settled: follow that payment instead.
+// flight or settled: follow that payment instead. lndclient turns lnd's
+// gRPC code into payments/db's error value (it imports that package
+// itself, so the sender links it either way).
 func lndHasPayment(err error) bool {
-	return errTextIs(err, lndAlreadyPaidText)
+	return errors.Is(err, paymentsdb.ErrAlreadyPaid)
 }
 
-// lndNeverSaw reports lnd's answer to tracking a hash it never saw: the
-// payment was never made.
+// lndNeverSaw reports lnd's answer to tracking a hash it never saw (or has
+// not stored yet: see attemptRun.handed).
 func lndNeverSaw(err error) bool {
-	return errTextIs(err, lndNotInitiatedText)
-}
-
-// errTextIs reports whether err or an error it wraps has exactly text.
-func errTextIs(err error, text string) bool {
-	for ; err != nil; err = errors.Unwrap(err) {
-		if err.Error() == text {
-			return true
-		}
-	}
-	return false
+	return errors.Is(err, paymentsdb.ErrPaymentNotInitiated)
 }
 
 // routerAdapter hands the engine's calls to lndclient's router.

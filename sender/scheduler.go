@@ -169,8 +169,8 @@ func (e *Engine) decideLocked(ctx context.Context, r *subRun,
 
 	case store.SenderRefused:
 		// Not terminal: after a long wait, probe with one payment.
-		// (A zero ResumeAt, from a ledger older than probing, probes
-		// at once.)
+		// (Load gives a zero ResumeAt, from a ledger older than
+		// probing, a probe time.)
 		if now.Before(s.ResumeAt) {
 			e.scheduleLocked(r, s.ResumeAt)
 			return actWait

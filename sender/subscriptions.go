@@ -45,6 +45,7 @@ var transitions = map[Op]map[store.SenderState]store.SenderState{
 	OpPause: {
 		store.SenderActive:     store.SenderPaused,
 		store.SenderCapReached: store.SenderPaused,
+		store.SenderRefused:    store.SenderPaused,
 		store.SenderPaused:     store.SenderPaused,
 	},
 	OpResume: {
@@ -201,9 +202,11 @@ func (e *Engine) Apply(ctx context.Context, id store.SubID, op Op,
 		return nil, fmt.Errorf("%w: unknown action %q", ErrBadState, op)
 	}
 
+	resumed := false
 	err = e.updateSub(ctx, id, func(_ store.SenderTx,
 		s *store.SenderSubscription) error {
 
+		resumed = false
 		to, ok := table[s.State]
 		if !ok {
 			return fmt.Errorf("%w: can't %s a %s subscription",
@@ -217,6 +220,7 @@ func (e *Engine) Apply(ctx context.Context, id store.SubID, op Op,
 		case OpResume:
 			s.Reason = ""
 			s.Refusals = 0
+			resumed = true
 		case OpCancel:
 			s.Reason = "cancelled by payer"
 			s.CancelPending = notify
@@ -238,6 +242,9 @@ func (e *Engine) Apply(ctx context.Context, id store.SubID, op Op,
 	e.mu.Lock()
 	if op == OpResume {
 		e.clearWaitingLocked(r)
+	}
+	if resumed {
+		r.refusedProbes = 0
 	}
 	e.scheduleLocked(r, e.clock.Now())
 	v := e.viewLocked(r)

@@ -430,7 +430,9 @@ type SenderSubscription struct {
 	// refused, cancelled).
 	Reason string
 	// ResumeAt is when a subscription stopped by the daily cap may pay
-	// again (the next UTC day); zero otherwise.
+	// again (the next UTC day), or when a refused subscription probes the
+	// receiver again with one payment; zero otherwise (a refused one
+	// stored by a version without probing gets a probe time on load).
 	ResumeAt time.Time
 	// Refusals counts consecutive payments the receiver refused.
 	Refusals uint32

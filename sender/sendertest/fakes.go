@@ -4,7 +4,6 @@ package sendertest
 
 import (
 	"context"
-	"errors"
 	"sort"
 	"sync"
 	"time"
@@ -13,18 +12,18 @@ import (
 	"github.com/lightningnetwork/lnd/lnrpc"
 	"github.com/lightningnetwork/lnd/lntypes"
 	"github.com/lightningnetwork/lnd/lnwire"
+	paymentsdb "github.com/lightningnetwork/lnd/payments/db"
 )
 
-// The router's two answers about a hash, as lndclient reports them (its
-// values come from lnd's payments/db package, which the sender does not
-// import; the sender matches them by their text).
+// The router's two answers about a hash, the values lndclient returns
+// (lnd's payments/db errors).
 var (
 	// ErrAlreadyPaid is lnd's answer to a send of a hash that is in
 	// flight or settled.
-	ErrAlreadyPaid = errors.New("invoice is already paid")
+	ErrAlreadyPaid = paymentsdb.ErrAlreadyPaid
 	// ErrPaymentNotInitiated is lnd's answer to tracking a hash it never
 	// saw.
-	ErrPaymentNotInitiated = errors.New("payment isn't initiated")
+	ErrPaymentNotInitiated = paymentsdb.ErrPaymentNotInitiated
 )
 
 // Clock is a manual clock. After channels fire when Advance passes them.
@@ -144,12 +143,15 @@ type Router struct {
 	// clock, when set, stamps each payment's HTLC with the times it was
 	// sent and resolved, as lnd reports them.
 	clock *Clock
+	// tracks counts TrackPayment calls per hash.
+	tracks map[lntypes.Hash]int
 }
 
 // NewRouter makes a router whose payments succeed unless SetDecide says
 // otherwise.
 func NewRouter() *Router {
-	return &Router{payments: map[lntypes.Hash]*Payment{}}
+	return &Router{payments: map[lntypes.Hash]*Payment{},
+		tracks: map[lntypes.Hash]int{}}
 }
 
 // SetDecide sets the function that decides each payment's outcome.
@@ -235,6 +237,7 @@ func (r *Router) TrackPayment(ctx context.Context,
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.tracks[hash]++
 	if r.down != nil {
 		return nil, nil, r.down
 	}
@@ -375,5 +378,37 @@ func (r *Router) Forget(hash lntypes.Hash) {
 			r.order = append(r.order[:i], r.order[i+1:]...)
 			break
 		}
+	}
+}
+
+// Tracks counts the TrackPayment calls for hash so far.
+func (r *Router) Tracks(hash lntypes.Hash) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.tracks[hash]
+}
+
+// Arrive records a send of req as lnd's SendPaymentV2 handler does when it
+// goes on with a call whose connection dropped after lnd received it (the
+// caller saw an error): lnd stores the payment late and sends it, and out
+// decides how it ends.
+func (r *Router) Arrive(req lndclient.SendPaymentRequest, out Outcome) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	hash := *req.PaymentHash
+	p, ok := r.payments[hash]
+	if !ok {
+		p = &Payment{}
+		r.payments[hash] = p
+		r.order = append(r.order, hash)
+	}
+	p.Req = req
+	p.Sends++
+	p.Status = lndclient.PaymentStatus{
+		State: lnrpc.Payment_IN_FLIGHT,
+		Value: lnwire.NewMSatFromSatoshis(req.Amount),
+	}
+	if !out.Hold {
+		r.finishLocked(p, out)
 	}
 }
