@@ -43,10 +43,27 @@ func faultSeed(t *testing.T) int64 {
 	return seed
 }
 
+// keptDir is a temporary directory that is removed when the test passes
+// and kept (its path logged) when it fails, so a daemon's whole log can be
+// read after a failed fault run.
+func keptDir(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "satstream-"+strings.ReplaceAll(t.Name(),
+		"/", "_")+"-*")
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("kept %s", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	})
+	return dir
+}
+
 // newSnd runs satstream-sender processes beside node, sharing the receiver
 // wrapper's process and API plumbing.
 func newSnd(t *testing.T, node *regtest.Node) *rcv {
-	dir := t.TempDir()
+	dir := keptDir(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := ln.Addr().String()

@@ -80,7 +80,7 @@ type rcv struct {
 }
 
 func newRcv(t *testing.T, node *regtest.Node, hookURL string) *rcv {
-	dir := t.TempDir()
+	dir := keptDir(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := ln.Addr().String()
