@@ -352,6 +352,9 @@ func (d *Daemon) lndLoop(ctx context.Context) {
 		return
 	}
 	delay := time.Second
+	// Shared by every pipeline of this process: each decision is
+	// reported once even when a reconnect interrupts it.
+	reported := core.NewReported(0)
 	for {
 		services, err := common.ConnectLnd(ctx, d.cfg.Lnd, d.cfg.Network,
 			lndLog)
@@ -409,6 +412,7 @@ func (d *Daemon) lndLoop(ctx context.Context) {
 			},
 			OnEvents:  d.notifyEvents,
 			CrashHook: crashHook(),
+			Reported:  reported,
 		})
 		start := time.Now()
 		err = pipe.Run(ctx)
