@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -385,22 +384,18 @@ func (p *Pipeline) decide(ctx context.Context, inv *Invoice) (Outcome,
 }
 
 // recorded turns the outcome Apply gives for a payment decided before
-// (duplicate, previously refused) back into that first decision, from its
-// ledger entry pay; the action stays Apply's.
+// back into that first decision where it can tell: a credited payment lnd
+// still holds ACCEPTED was credited by a Run that ended before the settle
+// (lnd settles a new HTLC to a settled hash at once), so it is reported as
+// the credit, not as a duplicate. A refused payment could equally be a
+// payer's replay of the hash (lnd deleted the cancelled invoice), so it
+// stays "previously refused". The action is Apply's.
 func recorded(out Outcome, pay *store.Payment) Outcome {
-	switch pay.State {
-	case store.PaymentCredited:
-		return Outcome{Action: out.Action, Credited: true,
-			SubID: pay.SubID, Seq: pay.Seq, Amount: pay.Amount,
-			Seconds: pay.Seconds}
-	case store.PaymentRefused:
-		reason, detail, _ := strings.Cut(pay.Reason, ": ")
-		return Outcome{Action: out.Action, Reason: Reason(reason),
-			Detail: detail, SubID: pay.SubID, Seq: pay.Seq,
-			Amount:    pay.Amount,
-			Cancelled: Reason(reason) == ReasonPayerCancel}
+	if pay.State != store.PaymentCredited || pay.SettleIndex != 0 {
+		return out
 	}
-	return out
+	return Outcome{Action: out.Action, Credited: true, SubID: pay.SubID,
+		Seq: pay.Seq, Amount: pay.Amount, Seconds: pay.Seconds}
 }
 
 // act carries out a committed decision on lnd. It is repeated while lnd

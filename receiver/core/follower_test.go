@@ -637,7 +637,7 @@ func TestNotOursKeysendReportedOncePerProcess(t *testing.T) {
 		wait, time.Millisecond)
 	h := lnd.Keysend(2000, nil)
 	waitState(t, lnd, h, invoices.ContractSettled)
-	require.Eventually(t, func() bool { return lnd.SingleSubscribers(h) == 0 },
+	require.Eventually(t, func() bool { return outcomes.Load() == 1 },
 		wait, 5*time.Millisecond)
 	stop()
 
