@@ -466,6 +466,16 @@ func (d *Daemon) checkLnd(ctx context.Context,
 	}
 	d.log.Infof("lnd at %s: accept-keysend on, keysend-hold-time %v",
 		d.cfg.Lnd.Addr(), settings.KeysendHoldTime)
+	if settings.KeysendHoldTime < 2*core.DefaultSweepInterval {
+		// After a restart a payment accepted while we were away may
+		// be found only by a sweep: one must come well within the
+		// hold time.
+		d.log.Warnf("lnd's keysend-hold-time %v is short: the "+
+			"receiver looks for held payments every %v, so some "+
+			"may expire before they are decided after a restart; "+
+			"use --keysend-hold-time=30s", settings.KeysendHoldTime,
+			core.DefaultSweepInterval)
+	}
 	return nil
 }
 
