@@ -378,6 +378,9 @@ func (d *Daemon) lndLoop(ctx context.Context) {
 		return
 	}
 	delay := time.Second
+	// Shared by every pipeline of this process: each decision is
+	// reported once even when a reconnect interrupts it.
+	reported := core.NewReported(0)
 	for {
 		services, err := common.ConnectLnd(ctx, d.cfg.Lnd, d.cfg.Network,
 			lndLog)
@@ -435,6 +438,7 @@ func (d *Daemon) lndLoop(ctx context.Context) {
 			},
 			OnEvents:  d.notifyEvents,
 			CrashHook: crashHook(),
+			Reported:  reported,
 		})
 		start := time.Now()
 		err = pipe.Run(ctx)
@@ -488,6 +492,16 @@ func (d *Daemon) checkLnd(ctx context.Context,
 	}
 	d.log.Infof("lnd at %s: accept-keysend on, keysend-hold-time %v",
 		d.cfg.Lnd.Addr(), settings.KeysendHoldTime)
+	if settings.KeysendHoldTime < 2*core.DefaultSweepInterval {
+		// After a restart a payment accepted while we were away may
+		// be found only by a sweep: one must come well within the
+		// hold time.
+		d.log.Warnf("lnd's keysend-hold-time %v is short: the "+
+			"receiver looks for held payments every %v, so some "+
+			"may expire before they are decided after a restart; "+
+			"use --keysend-hold-time=30s", settings.KeysendHoldTime,
+			core.DefaultSweepInterval)
+	}
 	return nil
 }
 

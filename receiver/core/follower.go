@@ -10,7 +10,6 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/lightningnetwork/lnd/invoices"
 	"github.com/lightningnetwork/lnd/lntypes"
-	"github.com/lightningnetwork/lnd/lnwire"
 	"github.com/satstream/satstream/store"
 )
 
@@ -36,9 +35,11 @@ type follower struct {
 	// decided is set once the decision is committed; out is it.
 	decided bool
 	out     Outcome
-	// unreported holds the invoice of a decision this follower made
-	// and has not reported yet: it is reported once, when lnd took it
-	// (settle or cancel done) or reached a final state.
+	// unreported holds the invoice of a decision this follower made or
+	// found committed (by a Run that ended before lnd took it) and has
+	// not reported yet: it is reported when lnd took it (settle or
+	// cancel done) or reached a final state, once per process (see
+	// Reported).
 	unreported *Invoice
 }
 
@@ -54,6 +55,9 @@ func (p *Pipeline) follow(ctx context.Context, wg *sync.WaitGroup,
 	p.following[hash] = struct{}{}
 	p.followMu.Unlock()
 
+	// The slot is asked for here, in the caller's order, so hashes
+	// that wait for one get it in arrival order.
+	slot := p.slots.enqueue()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -62,9 +66,125 @@ func (p *Pipeline) follow(ctx context.Context, wg *sync.WaitGroup,
 			delete(p.following, hash)
 			p.followMu.Unlock()
 		}()
+		select {
+		case <-slot:
+		case <-ctx.Done():
+			p.slots.abandon(slot)
+			return
+		}
+		defer p.slots.release()
 		f := &follower{p: p, hash: hash}
 		f.run(ctx)
 	}()
+}
+
+// fifoSem is a counting semaphore that grants slots in the order they
+// were asked for. A follower holding a slot never waits for another, so
+// it cannot deadlock.
+type fifoSem struct {
+	mu      sync.Mutex
+	free    int
+	waiting []chan struct{}
+}
+
+func newFifoSem(n int) *fifoSem { return &fifoSem{free: n} }
+
+// enqueue asks for a slot; the channel closes when it is granted.
+func (s *fifoSem) enqueue() chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := make(chan struct{})
+	if s.free > 0 && len(s.waiting) == 0 {
+		s.free--
+		close(ch)
+		return ch
+	}
+	s.waiting = append(s.waiting, ch)
+	return ch
+}
+
+// release returns a granted slot, to the longest waiter if any.
+func (s *fifoSem) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.waiting) > 0 {
+		close(s.waiting[0])
+		s.waiting = s.waiting[1:]
+		return
+	}
+	s.free++
+}
+
+// abandon gives up a slot asked for with enqueue, granted or not.
+func (s *fifoSem) abandon(ch chan struct{}) {
+	s.mu.Lock()
+	for i, w := range s.waiting {
+		if w == ch {
+			s.waiting = append(s.waiting[:i], s.waiting[i+1:]...)
+			s.mu.Unlock()
+			return
+		}
+	}
+	s.mu.Unlock()
+	s.release()
+}
+
+// DefaultReportedSize bounds a Reported set (NewReported(0)).
+const DefaultReportedSize = 100_000
+
+// Reported is a bounded set of the hashes whose decision was reported
+// (OnOutcome) and whose invoice has not reached a final state yet. It
+// lets a follower report a decision found committed by an earlier Run
+// (interrupted before lnd took it) while reporting each decision once per
+// process, also for payments without a ledger entry (not satstream's).
+type Reported struct {
+	mu    sync.Mutex
+	max   int
+	set   map[lntypes.Hash]struct{}
+	order []lntypes.Hash
+}
+
+// NewReported returns an empty set of at most max hashes (the oldest go
+// first; DefaultReportedSize if 0).
+func NewReported(max int) *Reported {
+	if max <= 0 {
+		max = DefaultReportedSize
+	}
+	return &Reported{max: max, set: map[lntypes.Hash]struct{}{}}
+}
+
+// claim adds hash and reports whether it was new.
+func (r *Reported) claim(hash lntypes.Hash) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.set[hash]; ok {
+		return false
+	}
+	r.set[hash] = struct{}{}
+	r.order = append(r.order, hash)
+	for len(r.set) > r.max && len(r.order) > 0 {
+		delete(r.set, r.order[0])
+		r.order = r.order[1:]
+	}
+	if len(r.order) > 2*r.max {
+		// Drop hashes forgotten since; keep the order.
+		kept := make([]lntypes.Hash, 0, len(r.set))
+		for _, h := range r.order {
+			if _, ok := r.set[h]; ok {
+				kept = append(kept, h)
+			}
+		}
+		r.order = kept
+	}
+	return true
+}
+
+// forget removes hash once its invoice reached a final state that was
+// recorded: no follower decides it again.
+func (r *Reported) forget(hash lntypes.Hash) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.set, hash)
 }
 
 // run subscribes to the invoice again and again, with backoff, until a
@@ -76,7 +196,7 @@ func (f *follower) run(ctx context.Context) {
 		backoff.WithMaxElapsedTime(0),
 	)
 	for {
-		done, err := f.once(ctx)
+		done, err := f.once(ctx, bo)
 		if done || ctx.Err() != nil {
 			return
 		}
@@ -95,7 +215,10 @@ func (f *follower) run(ctx context.Context) {
 
 // once follows one subscription. It reports done at a final state, and an
 // error when the subscription or a step failed and must be tried again.
-func (f *follower) once(ctx context.Context) (bool, error) {
+// Every update handled without error resets the backoff bo.
+func (f *follower) once(ctx context.Context,
+	bo backoff.BackOff) (bool, error) {
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	src := f.p.cfg.Source
@@ -148,6 +271,7 @@ func (f *follower) once(ctx context.Context) (bool, error) {
 		if done, err := f.handle(ctx, inv); done || err != nil {
 			return done, err
 		}
+		bo.Reset()
 	}
 }
 
@@ -156,14 +280,12 @@ func (f *follower) handle(ctx context.Context, inv *Invoice) (bool, error) {
 	switch inv.State {
 	case invoices.ContractAccepted:
 		if !f.decided {
-			out, fresh, err := f.p.decide(ctx, inv)
+			out, err := f.p.decide(ctx, inv)
 			if err != nil {
 				return false, err
 			}
 			f.decided, f.out = true, out
-			if fresh {
-				f.unreported = inv
-			}
+			f.unreported = inv
 		}
 		err := f.p.act(ctx, inv, f.out)
 		if errors.Is(err, ErrInvoiceNotFound) {
@@ -177,20 +299,33 @@ func (f *follower) handle(ctx context.Context, inv *Invoice) (bool, error) {
 	case invoices.ContractSettled:
 		f.report()
 		err := f.p.settledHeld(ctx, inv)
-		return err == nil, err
+		return f.final(err)
 
 	case invoices.ContractCanceled:
 		f.report()
 		err := f.p.cancelled(ctx, f.hash)
-		return err == nil, err
+		return f.final(err)
 	}
 	return false, nil
 }
 
-// report reports this follower's decision once.
+// final ends the follower once the final state is recorded (err nil):
+// nothing decides the hash again, so it leaves the Reported set.
+func (f *follower) final(err error) (bool, error) {
+	if err != nil {
+		return false, err
+	}
+	f.p.cfg.Reported.forget(f.hash)
+	return true, nil
+}
+
+// report reports this follower's decision, unless it was reported
+// already in this process.
 func (f *follower) report() {
 	if f.unreported != nil {
-		f.p.report(f.unreported, f.out)
+		if f.p.cfg.Reported.claim(f.hash) {
+			f.p.report(f.unreported, f.out)
+		}
 		f.unreported = nil
 	}
 }
@@ -202,18 +337,16 @@ func (f *follower) gone(ctx context.Context) (bool, error) {
 	f.p.cfg.Log.Infof("lnd no longer has invoice %v; it deletes only "+
 		"cancelled invoices, so the HTLC was cancelled", f.hash)
 	f.report()
-	if err := f.p.cancelled(ctx, f.hash); err != nil {
-		return false, err
-	}
-	return true, nil
+	return f.final(f.p.cancelled(ctx, f.hash))
 }
 
 // decide commits the decision about an ACCEPTED keysend, on the invoice's
 // whole accepted amount (SettleInvoice settles every HTLC of the hash). A
-// payment decided before, by this run or an earlier one, gets its recorded
-// outcome back; fresh tells a new decision (to be reported) from that.
+// payment decided before (by a Run that ended before lnd took the
+// decision) gets its recorded outcome back, as it was first decided, so it
+// is reported like a new one.
 func (p *Pipeline) decide(ctx context.Context, inv *Invoice) (Outcome,
-	bool, error) {
+	error) {
 
 	p.crash(CrashBeforeCredit)
 	in := p.incoming(inv, false)
@@ -222,16 +355,19 @@ func (p *Pipeline) decide(ctx context.Context, inv *Invoice) (Outcome,
 		fresh bool
 	)
 	err := p.cfg.Store.Update(ctx, func(tx store.ReceiverTx) error {
-		_, err := tx.Payment(in.Hash)
+		prev, err := tx.Payment(in.Hash)
 		fresh = errors.Is(err, store.ErrNotFound)
 		if err != nil && !fresh {
 			return err
 		}
 		out, err = Apply(tx, in, p.cfg.Window)
+		if err == nil && !fresh {
+			out = recorded(out, prev)
+		}
 		return err
 	})
 	if err != nil {
-		return out, false, fmt.Errorf("record decision: %w", err)
+		return out, fmt.Errorf("record decision: %w", err)
 	}
 	p.crash(CrashAfterCredit)
 	if inv.HTLCs > 1 {
@@ -244,7 +380,22 @@ func (p *Pipeline) decide(ctx context.Context, inv *Invoice) (Outcome,
 			"reason %q); carrying that out", inv.Hash, out.Duplicate,
 			out.Reason)
 	}
-	return out, fresh, nil
+	return out, nil
+}
+
+// recorded turns the outcome Apply gives for a payment decided before
+// back into that first decision where it can tell: a credited payment lnd
+// still holds ACCEPTED was credited by a Run that ended before the settle
+// (lnd settles a new HTLC to a settled hash at once), so it is reported as
+// the credit, not as a duplicate. A refused payment could equally be a
+// payer's replay of the hash (lnd deleted the cancelled invoice), so it
+// stays "previously refused". The action is Apply's.
+func recorded(out Outcome, pay *store.Payment) Outcome {
+	if pay.State != store.PaymentCredited || pay.SettleIndex != 0 {
+		return out
+	}
+	return Outcome{Action: out.Action, Credited: true, SubID: pay.SubID,
+		Seq: pay.Seq, Amount: pay.Amount, Seconds: pay.Seconds}
 }
 
 // act carries out a committed decision on lnd. It is repeated while lnd
@@ -284,14 +435,9 @@ func (p *Pipeline) act(ctx context.Context, inv *Invoice, out Outcome) error {
 // than was credited (a payer added HTLCs with the same hash after the
 // decision), the difference is reported, not kept silently.
 func (p *Pipeline) settledHeld(ctx context.Context, inv *Invoice) error {
-	var (
-		credited bool
-		amount   lnwire.MilliSatoshi
-		subID    store.SubID
-		seq      uint64
-	)
+	var excess *store.Payment
 	err := p.cfg.Store.Update(ctx, func(tx store.ReceiverTx) error {
-		credited = false
+		excess = nil
 		pay, err := tx.Payment(store.Hash(inv.Hash))
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -300,9 +446,13 @@ func (p *Pipeline) settledHeld(ctx context.Context, inv *Invoice) error {
 			return err
 		}
 		if pay.State == store.PaymentCredited {
-			credited, amount = true, pay.Amount
-			subID, seq = pay.SubID, pay.Seq
 			if pay.SettleIndex == 0 {
+				// First to record the settle: the excess,
+				// if any, is reported now and never again.
+				if inv.Amount > pay.Amount {
+					c := *pay
+					excess = &c
+				}
 				pay.SettleIndex = inv.SettleIndex
 				if pay.SettleIndex == 0 {
 					// Settled, index unknown; keep it
@@ -319,15 +469,8 @@ func (p *Pipeline) settledHeld(ctx context.Context, inv *Invoice) error {
 	if err != nil {
 		return fmt.Errorf("record settle: %w", err)
 	}
-	if credited && inv.Amount > amount {
-		p.cfg.Log.Warnf("EXCESS: lnd settled %v for payment %v (sub %v "+
-			"seq %d) of which %v was credited: the payer added HTLCs "+
-			"with the same hash after the decision; %v was kept "+
-			"without credit, refund it out of band", inv.Amount,
-			inv.Hash, subID, seq, amount, inv.Amount-amount)
-		if p.cfg.OnExcess != nil {
-			p.cfg.OnExcess(inv.Hash, amount, inv.Amount)
-		}
+	if excess != nil {
+		p.excess(inv, excess)
 	}
 	return nil
 }

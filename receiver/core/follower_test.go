@@ -3,6 +3,7 @@ package core_test
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -75,18 +76,26 @@ func creditThenCrash(t *testing.T, e *env, lnd *rt.FakeLnd,
 	t.Helper()
 	crashed := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	p := core.NewPipeline(core.PipelineConfig{
 		Store: e.db, Source: lnd, Log: testLog,
 		Now: func() time.Time { return t0 },
 		CrashHook: func(pt string) {
 			if pt == core.CrashAfterCredit {
 				close(crashed)
-				select {} // the "process" is dead
+				// The "process" is dead: it does nothing
+				// more until Run ends, and lnd refuses calls
+				// from a context that ended.
+				<-ctx.Done()
 			}
 		},
 	})
 	subs := lnd.Subscribers()
-	go func() { _ = p.Run(ctx) }()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = p.Run(ctx)
+	}()
 	require.Eventually(t, func() bool { return lnd.Subscribers() > subs },
 		wait, time.Millisecond)
 	h := lnd.Keysend(2000, rt.Records(t, e.sub, seq, nil, false))
@@ -100,6 +109,11 @@ func creditThenCrash(t *testing.T, e *env, lnd *rt.FakeLnd,
 		return storedIndex(t, e, store.ReceiverTx.AddIndex) >= 1
 	}, wait, 5*time.Millisecond)
 	cancel()
+	select {
+	case <-done:
+	case <-time.After(wait):
+		t.Fatal("crashed pipeline's Run did not end")
+	}
 	require.EqualValues(t, 1, e.subscription(t, e.sub).Payments)
 	require.Equal(t, invoices.ContractAccepted, lnd.State(h))
 	return h
@@ -366,7 +380,6 @@ func TestSecondHTLCBeforeDecisionIsCredited(t *testing.T) {
 
 	var excess atomic.Int32
 	runWith(t, e, lnd, func(c *core.PipelineConfig) {
-		c.SweepInterval = 20 * time.Millisecond
 		c.OnExcess = func(lntypes.Hash, lnwire.MilliSatoshi,
 			lnwire.MilliSatoshi) {
 			excess.Add(1)
@@ -466,20 +479,295 @@ func TestSettleIndexAdvancesOnlyInStreamOrder(t *testing.T) {
 	require.EqualValues(t, 3, e.subscription(t, e.sub).Payments)
 }
 
-// TestPendingListFailureDoesNotStopRun: listing lnd's pending invoices
-// failed once at start; Run carries on, and the periodic sweep finds the
-// held payment and decides it.
-func TestPendingListFailureDoesNotStopRun(t *testing.T) {
+// TestPendingListFailureAtStartIsRetriedSoon: after a restart, a payment
+// lnd accepted while the receiver was away is only found by the sweep's
+// ListPendingInvoices (its add event is not replayed). Listing failed
+// twice at start; Run carries on and tries again with the retry backoff,
+// not a whole sweep interval (as long as lnd's hold time) later.
+func TestPendingListFailureAtStartIsRetriedSoon(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	lnd := rt.NewFakeLnd()
-	lnd.FailListPending(1)
+	lnd.FailListPending(2)
 	h := lnd.Keysend(2000, rt.Records(t, e.sub, 1, nil, false))
-	runWith(t, e, lnd, func(c *core.PipelineConfig) {
-		c.SweepInterval = 20 * time.Millisecond
-	})
+	runWith(t, e, lnd, nil) // SweepInterval: an hour
 	waitState(t, lnd, h, invoices.ContractSettled)
 	require.Eventually(t, func() bool {
 		return e.subscription(t, e.sub).Payments == 1
 	}, wait, 5*time.Millisecond)
+}
+
+// staleHeld is a store whose held table also lists one hash that is no
+// longer held: what a sweep sees when it read the table just before a
+// follower settled the hash and cleared its mark.
+type staleHeld struct {
+	store.ReceiverStore
+	hash atomic.Pointer[store.Hash]
+}
+
+type staleHeldTx struct {
+	store.ReceiverTx
+	hash *store.Hash
+}
+
+func (s *staleHeld) View(ctx context.Context,
+	fn func(store.ReceiverTx) error) error {
+
+	return s.ReceiverStore.View(ctx, func(tx store.ReceiverTx) error {
+		return fn(staleHeldTx{tx, s.hash.Load()})
+	})
+}
+
+func (tx staleHeldTx) ForEachHeld(fn func(store.Hash) error) error {
+	if err := tx.ReceiverTx.ForEachHeld(fn); err != nil {
+		return err
+	}
+	if tx.hash != nil {
+		return fn(*tx.hash)
+	}
+	return nil
+}
+
+// TestStaleHeldReadDoesNotReportExcessTwice: a payment's settle included
+// an HTLC added after the decision, and its follower reported the excess.
+// A sweep that read the held table before the follower cleared the mark
+// follows the hash again; that follower finds it SETTLED and must not
+// report the excess again (the operator would refund it twice).
+func TestStaleHeldReadDoesNotReportExcessTwice(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	lnd := rt.NewFakeLnd()
+	pre := newPreimage(t)
+	db := &staleHeld{ReceiverStore: e.db}
+	var excess atomic.Int32
+	runWith(t, e, lnd, func(c *core.PipelineConfig) {
+		c.Store = db
+		c.SweepInterval = 5 * time.Millisecond
+		c.CrashHook = func(pt string) {
+			if pt == core.CrashAfterCredit {
+				lnd.AddHTLC(pre.Hash(), 1000)
+			}
+		}
+		c.OnExcess = func(lntypes.Hash, lnwire.MilliSatoshi,
+			lnwire.MilliSatoshi) {
+			excess.Add(1)
+		}
+	})
+	h := lnd.KeysendWithPreimage(pre, 2000, rt.Records(t, e.sub, 1, nil, false))
+	require.Eventually(t, func() bool { return excess.Load() == 1 },
+		wait, 5*time.Millisecond, "excess never reported")
+	require.Eventually(t, func() bool {
+		p := payment(t, e, h)
+		return p.SettleIndex != 0 && len(held(t, e)) == 0
+	}, wait, 5*time.Millisecond)
+
+	// Sweeps now see the stale mark; two more followers (one after the
+	// other: a hash has one follower at a time) find it SETTLED.
+	sh := store.Hash(h)
+	db.hash.Store(&sh)
+	require.Eventually(t, func() bool { return lnd.SingleSubscribes(h) >= 3 },
+		wait, 5*time.Millisecond)
+	require.EqualValues(t, 1, excess.Load())
+	require.EqualValues(t, 2000, e.subscription(t, e.sub).TotalPaid)
+}
+
+// TestDecisionInterruptedByRestartIsReported: the receiver committed a
+// credit and died before settling it; after the restart, the follower
+// that settles it must report the decision (metrics, events), once, as
+// the credit it is, not as a duplicate.
+func TestDecisionInterruptedByRestartIsReported(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	lnd := rt.NewFakeLnd()
+	h := creditThenCrash(t, e, lnd, 1)
+
+	var mu sync.Mutex
+	var outs []core.Outcome
+	var events atomic.Int32
+	runWith(t, e, lnd, func(c *core.PipelineConfig) {
+		c.OnOutcome = func(o core.Outcome, _ time.Duration) {
+			mu.Lock()
+			defer mu.Unlock()
+			outs = append(outs, o)
+		}
+		c.OnEvents = func() { events.Add(1) }
+	})
+	waitState(t, lnd, h, invoices.ContractSettled)
+	require.Eventually(t, func() bool { return len(held(t, e)) == 0 },
+		wait, 5*time.Millisecond)
+	requireStillDeciding(t, e, lnd, 2)
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(outs) == 2
+	}, wait, 5*time.Millisecond, "interrupted decision not reported")
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, outs, 2)
+	require.True(t, outs[0].Credited, "%+v", outs[0])
+	require.False(t, outs[0].Duplicate)
+	require.EqualValues(t, 2000, outs[0].Amount)
+	require.EqualValues(t, 1, outs[0].Seq)
+	require.EqualValues(t, 2, events.Load())
+}
+
+// TestNotOursKeysendReportedOncePerProcess: a keysend without satstream
+// records has no ledger entry, so every follower that sees it ACCEPTED
+// decides it anew. Its settle RPC failed although lnd settled, then the
+// connection was lost and a new pipeline (sharing the process's Reported
+// set) took over: it is counted once.
+func TestNotOursKeysendReportedOncePerProcess(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	lnd := rt.NewFakeLnd()
+	reported := core.NewReported(0)
+	var outcomes atomic.Int32
+	mod := func(c *core.PipelineConfig) {
+		c.Reported = reported
+		c.OnOutcome = func(o core.Outcome, _ time.Duration) {
+			require.True(t, o.NotOurs)
+			outcomes.Add(1)
+		}
+	}
+	lnd.SetAfterSettleHook(func(lntypes.Hash) error {
+		return errors.New("rpc timed out")
+	})
+	stop := runWith(t, e, lnd, mod)
+	require.Eventually(t, func() bool { return lnd.Subscribers() == 1 },
+		wait, time.Millisecond)
+	h := lnd.Keysend(2000, nil)
+	waitState(t, lnd, h, invoices.ContractSettled)
+	require.Eventually(t, func() bool { return outcomes.Load() == 1 },
+		wait, 5*time.Millisecond)
+	stop()
+
+	runWith(t, e, lnd, mod)
+	lnd.Keysend(1000, nil)
+	require.Eventually(t, func() bool { return outcomes.Load() == 2 },
+		wait, 5*time.Millisecond)
+	require.Nil(t, payment(t, e, h))
+	require.EqualValues(t, 2, outcomes.Load())
+}
+
+// TestSettleRPCFailsAfterLndSettled: lnd settled the HTLC but the
+// SettleInvoice call returned an error (timed out on the way back). The
+// follower tries again, finds it SETTLED: the credit stays, the payment
+// is recorded settled, nothing is reversed.
+func TestSettleRPCFailsAfterLndSettled(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	lnd := rt.NewFakeLnd()
+	var calls atomic.Int32
+	lnd.SetAfterSettleHook(func(lntypes.Hash) error {
+		calls.Add(1)
+		return errors.New("context deadline exceeded")
+	})
+	var reversals, outcomes atomic.Int32
+	runWith(t, e, lnd, func(c *core.PipelineConfig) {
+		c.OnReversed = func(core.Outcome) { reversals.Add(1) }
+		c.OnOutcome = func(core.Outcome, time.Duration) {
+			outcomes.Add(1)
+		}
+	})
+	h := lnd.Keysend(2000, rt.Records(t, e.sub, 1, nil, false))
+	waitState(t, lnd, h, invoices.ContractSettled)
+	require.Eventually(t, func() bool {
+		p := payment(t, e, h)
+		return p != nil && p.SettleIndex != 0 && len(held(t, e)) == 0
+	}, wait, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return outcomes.Load() == 1 },
+		wait, 5*time.Millisecond)
+	p := payment(t, e, h)
+	require.Equal(t, store.PaymentCredited, p.State)
+	s := e.subscription(t, e.sub)
+	require.EqualValues(t, 1, s.Payments)
+	require.EqualValues(t, 2000, s.TotalPaid)
+	require.Zero(t, reversals.Load())
+	require.Zero(t, pendingEvents(t, e, store.EventPaymentReversed))
+	require.GreaterOrEqual(t, calls.Load(), int32(1))
+	require.EqualValues(t, 1, outcomes.Load())
+}
+
+// TestLndSettlesRefusedPaymentIsUnclaimed: lnd settled a hash the ledger
+// refused (or, where the ledger keeps no row for a refusal, one it has
+// nothing about). The money is kept, so the payment must end recorded as
+// unclaimed with its settle index and counted, not stay refused.
+func TestLndSettlesRefusedPaymentIsUnclaimed(t *testing.T) {
+	t.Parallel()
+	unknown := store.SubID{7, 7, 7}
+	for _, tc := range []struct {
+		name string
+		row  bool
+	}{
+		{"refused row", true},
+		{"no row", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			lnd := rt.NewFakeLnd()
+			lnd.AutoSettle = true
+			pre := newPreimage(t)
+			if tc.row {
+				require.NoError(t, e.db.Update(context.Background(),
+					func(tx store.ReceiverTx) error {
+						return tx.PutPayment(&store.Payment{
+							Hash: store.Hash(pre.Hash()),
+							Seq:  1, Amount: 2000,
+							State:  store.PaymentRefused,
+							Reason: "unknown_subscription: no such subscription",
+						})
+					}))
+			}
+			var unclaimed atomic.Int32
+			runWith(t, e, lnd, func(c *core.PipelineConfig) {
+				c.OnOutcome = func(o core.Outcome, _ time.Duration) {
+					if o.Unclaimed {
+						unclaimed.Add(1)
+					}
+				}
+			})
+			require.Eventually(t, func() bool { return lnd.Subscribers() == 1 },
+				wait, time.Millisecond)
+			h := lnd.KeysendWithPreimage(pre, 2000,
+				rt.Records(t, unknown, 1, nil, false))
+			require.Eventually(t, func() bool {
+				p := payment(t, e, h)
+				return p != nil && p.State == store.PaymentUnclaimed &&
+					p.SettleIndex != 0
+			}, wait, 5*time.Millisecond, "settled refused payment not unclaimed")
+			require.Eventually(t, func() bool { return unclaimed.Load() == 1 },
+				wait, 5*time.Millisecond)
+			require.EqualValues(t, 2000, payment(t, e, h).Amount)
+			require.EqualValues(t, 1, storedIndex(t, e, store.ReceiverTx.SettleIndex))
+			require.EqualValues(t, 1, unclaimed.Load())
+		})
+	}
+}
+
+// TestFollowerCapBoundsOpenStreams: ten keysends are held when the
+// receiver starts. Each follower keeps a SubscribeSingleInvoice stream
+// open, so without a cap 10,000 held payments open 10,000 streams at
+// once; with a cap of 2 at most 2 are open and every payment is still
+// decided.
+func TestFollowerCapBoundsOpenStreams(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	lnd := rt.NewFakeLnd()
+	var hs []lntypes.Hash
+	for seq := uint64(1); seq <= 10; seq++ {
+		hs = append(hs, lnd.Keysend(2000,
+			rt.Records(t, e.sub, seq, nil, false)))
+	}
+	runWith(t, e, lnd, func(c *core.PipelineConfig) {
+		c.MaxFollowers = 2
+	})
+	for _, h := range hs {
+		waitState(t, lnd, h, invoices.ContractSettled)
+	}
+	require.Eventually(t, func() bool {
+		return e.subscription(t, e.sub).Payments == 10 &&
+			len(held(t, e)) == 0
+	}, wait, 5*time.Millisecond)
+	require.LessOrEqual(t, lnd.MaxSingleStreams(), 2)
 }

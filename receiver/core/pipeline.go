@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/btcsuite/btclog/v2"
+	"github.com/cenkalti/backoff/v4"
 	"github.com/lightningnetwork/lnd/invoices"
 	"github.com/lightningnetwork/lnd/lntypes"
 	"github.com/lightningnetwork/lnd/lnwire"
@@ -97,12 +99,23 @@ type PipelineConfig struct {
 	// payment than was credited (a payer added HTLCs to the hash after
 	// the decision).
 	OnExcess func(hash lntypes.Hash, credited, settled lnwire.MilliSatoshi)
+	// MaxFollowers caps the followers that run (each with an open
+	// SubscribeSingleInvoice stream) at once; further hashes wait for a
+	// slot in arrival order (DefaultMaxFollowers if 0).
+	MaxFollowers int
+	// Reported remembers which decisions were reported (OnOutcome), so
+	// one shared by the pipelines of one process reports each decision
+	// once across Run restarts (a fresh one if nil).
+	Reported *Reported
 }
 
-// Defaults of PipelineConfig.
+// Defaults of PipelineConfig. The sweep interval must stay well below
+// lnd's --keysend-hold-time (30 s recommended): after a restart, a payment
+// accepted while the receiver was away may only be found by a sweep.
 const (
-	DefaultSweepInterval = 30 * time.Second
+	DefaultSweepInterval = 10 * time.Second
 	DefaultRetryInterval = 500 * time.Millisecond
+	DefaultMaxFollowers  = 500
 )
 
 // Pipeline turns lnd's keysend invoices into credits and refusals, exactly
@@ -123,6 +136,8 @@ type Pipeline struct {
 	// followMu guards following: the hashes that have a follower.
 	followMu  sync.Mutex
 	following map[lntypes.Hash]struct{}
+	// slots caps the running followers.
+	slots *fifoSem
 
 	autoSettleWarned atomic.Bool
 }
@@ -141,7 +156,14 @@ func NewPipeline(cfg PipelineConfig) *Pipeline {
 	if cfg.RetryInterval > cfg.SweepInterval {
 		cfg.RetryInterval = cfg.SweepInterval
 	}
-	return &Pipeline{cfg: cfg, following: map[lntypes.Hash]struct{}{}}
+	if cfg.MaxFollowers <= 0 {
+		cfg.MaxFollowers = DefaultMaxFollowers
+	}
+	if cfg.Reported == nil {
+		cfg.Reported = NewReported(0)
+	}
+	return &Pipeline{cfg: cfg, following: map[lntypes.Hash]struct{}{},
+		slots: newFifoSem(cfg.MaxFollowers)}
 }
 
 // AutoSettleDetected reports whether lnd was seen settling a satstream
@@ -182,18 +204,31 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		"index %d", addIdx, settleIdx)
 
 	// Recovery is a sweep: every held hash and every pending keysend
-	// gets a follower, which acts on what lnd says now.
-	p.sweep(ctx, &wg)
-	ticker := time.NewTicker(p.cfg.SweepInterval)
-	defer ticker.Stop()
+	// gets a follower, which acts on what lnd says now. A failed sweep
+	// is tried again soon, with backoff, not a whole interval later: a
+	// payment accepted while we were away may have no other way in.
+	bo := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(p.cfg.RetryInterval),
+		backoff.WithMaxInterval(p.cfg.SweepInterval),
+		backoff.WithMaxElapsedTime(0),
+	)
+	nextSweep := func() time.Duration {
+		if p.sweep(ctx, &wg) {
+			bo.Reset()
+			return p.cfg.SweepInterval
+		}
+		return bo.NextBackOff()
+	}
+	timer := time.NewTimer(nextSweep())
+	defer timer.Stop()
 
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 
-		case <-ticker.C:
-			p.sweep(ctx, &wg)
+		case <-timer.C:
+			timer.Reset(nextSweep())
 
 		case err, ok := <-errs:
 			if ctx.Err() != nil {
@@ -222,9 +257,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 }
 
 // sweep makes sure every hash in the held table and every pending keysend
-// invoice has a follower. What fails is logged and tried again at the
-// next sweep.
-func (p *Pipeline) sweep(ctx context.Context, wg *sync.WaitGroup) {
+// invoice has a follower (or waits for a follower slot). It reports
+// whether it got through; what failed is logged and tried again soon.
+func (p *Pipeline) sweep(ctx context.Context, wg *sync.WaitGroup) bool {
 	var held []store.Hash
 	err := p.cfg.Store.View(ctx, func(tx store.ReceiverTx) error {
 		held = held[:0]
@@ -233,9 +268,10 @@ func (p *Pipeline) sweep(ctx context.Context, wg *sync.WaitGroup) {
 			return nil
 		})
 	})
+	ok := err == nil
 	if err != nil && ctx.Err() == nil {
-		p.cfg.Log.Warnf("listing held payments: %v; trying again in %v",
-			err, p.cfg.SweepInterval)
+		p.cfg.Log.Warnf("listing held payments: %v; trying again soon",
+			err)
 	}
 	for _, h := range held {
 		p.follow(ctx, wg, lntypes.Hash(h))
@@ -245,15 +281,16 @@ func (p *Pipeline) sweep(ctx context.Context, wg *sync.WaitGroup) {
 	if err != nil {
 		if ctx.Err() == nil {
 			p.cfg.Log.Warnf("listing lnd's pending invoices: %v; "+
-				"trying again in %v", err, p.cfg.SweepInterval)
+				"trying again soon", err)
 		}
-		return
+		return false
 	}
 	for _, inv := range pending {
 		if inv.IsKeysend {
 			p.follow(ctx, wg, inv.Hash)
 		}
 	}
+	return ok
 }
 
 // handleStream handles one add or settle event of the invoice stream, in
@@ -289,19 +326,34 @@ func (p *Pipeline) handleStream(ctx context.Context, wg *sync.WaitGroup,
 // recorded.
 func (p *Pipeline) handleSettled(ctx context.Context, inv *Invoice) error {
 	var (
-		out     Outcome
-		decided bool
+		out       Outcome
+		decided   bool
+		overruled bool
+		excess    *store.Payment
 	)
 	err := p.cfg.Store.Update(ctx, func(tx store.ReceiverTx) error {
-		decided = false
+		decided, overruled, excess = false, false, nil
 		if !inv.IsKeysend {
 			return BumpSettleIndex(tx, inv.SettleIndex)
 		}
 		prev, err := tx.Payment(store.Hash(inv.Hash))
 		switch {
 		case err == nil:
-			if prev.State == store.PaymentCredited {
+			switch prev.State {
+			case store.PaymentCredited:
+				if prev.SettleIndex == 0 &&
+					inv.Amount > prev.Amount {
+
+					excess = prev
+				}
 				return MarkSettled(tx, prev.Hash, inv.SettleIndex)
+
+			case store.PaymentRefused:
+				out, err = settledRefused(tx, prev, inv)
+				if err != nil {
+					return err
+				}
+				overruled = true
 			}
 			return BumpSettleIndex(tx, inv.SettleIndex)
 		case !errors.Is(err, store.ErrNotFound):
@@ -317,6 +369,15 @@ func (p *Pipeline) handleSettled(ctx context.Context, inv *Invoice) error {
 	if err != nil {
 		return fmt.Errorf("record settled invoice %v: %w", inv.Hash, err)
 	}
+	if excess != nil {
+		p.excess(inv, excess)
+	}
+	if overruled {
+		p.cfg.Log.Warnf("lnd settled payment %v that the ledger had "+
+			"refused; recorded as unclaimed", inv.Hash)
+		p.report(inv, out)
+		return nil
+	}
 	if decided && !out.NotOurs {
 		if p.autoSettleWarned.CompareAndSwap(false, true) {
 			p.cfg.Log.Errorf("lnd settled satstream payment %v on "+
@@ -328,6 +389,46 @@ func (p *Pipeline) handleSettled(ctx context.Context, inv *Invoice) error {
 		p.report(inv, out)
 	}
 	return nil
+}
+
+// settledRefused records, in tx, that lnd settled a payment the ledger
+// refused (lnd settled it on its own, or settled despite our cancel): the
+// money is kept, so it becomes unclaimed, with its settle index, and is
+// never left refused and uncounted.
+func settledRefused(tx store.ReceiverTx, pay *store.Payment,
+	inv *Invoice) (Outcome, error) {
+
+	reason, detail, _ := strings.Cut(pay.Reason, ": ")
+	pay.State = store.PaymentUnclaimed
+	pay.Amount = inv.Amount
+	pay.SettleIndex = inv.SettleIndex
+	if pay.SettleIndex == 0 {
+		// Settled, index unknown; keep it non-zero (as MarkSettled).
+		pay.SettleIndex = 1
+	}
+	if err := tx.PutPayment(pay); err != nil {
+		return Outcome{}, err
+	}
+	if err := tx.ClearHeld(pay.Hash); err != nil {
+		return Outcome{}, err
+	}
+	return Outcome{Action: ActionNone, Unclaimed: true,
+		Reason: Reason(reason), Detail: detail, SubID: pay.SubID,
+		Seq: pay.Seq, Amount: inv.Amount}, nil
+}
+
+// excess reports that lnd settled more for the credited payment pay than
+// was credited (a payer added HTLCs with the same hash after the
+// decision). It is called once, by whoever first records the settle.
+func (p *Pipeline) excess(inv *Invoice, pay *store.Payment) {
+	p.cfg.Log.Warnf("EXCESS: lnd settled %v for payment %v (sub %v seq "+
+		"%d) of which %v was credited: the payer added HTLCs with the "+
+		"same hash after the decision; %v was kept without credit, "+
+		"refund it out of band", inv.Amount, inv.Hash, pay.SubID,
+		pay.Seq, pay.Amount, inv.Amount-pay.Amount)
+	if p.cfg.OnExcess != nil {
+		p.cfg.OnExcess(inv.Hash, pay.Amount, inv.Amount)
+	}
 }
 
 // incoming converts an invoice to the domain's view.

@@ -57,6 +57,9 @@ type FakeLnd struct {
 	gates    map[lntypes.Hash]chan struct{}
 	settled  map[lntypes.Hash]int
 	canceled map[lntypes.Hash]int
+	// openSingles counts the open single-invoice streams of every
+	// hash; maxSingles is the most ever open at once.
+	openSingles, maxSingles int
 
 	// holdSettles queues settle events for the invoice stream instead of
 	// delivering them (see HoldSettleEvents).
@@ -64,6 +67,7 @@ type FakeLnd struct {
 	heldEvents  []*core.Invoice
 
 	settleHook   func(lntypes.Hash) error
+	afterSettle  func(lntypes.Hash) error
 	readHook     func(lntypes.Hash)
 	listFailures int
 
@@ -317,6 +321,23 @@ func (f *FakeLnd) SetSettleHook(hook func(lntypes.Hash) error) {
 	f.settleHook = hook
 }
 
+// SetAfterSettleHook makes SettleInvoice call hook after it settled
+// (outside the fake's lock) and return its error: lnd settled but the RPC
+// failed or timed out on the way back.
+func (f *FakeLnd) SetAfterSettleHook(hook func(lntypes.Hash) error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.afterSettle = hook
+}
+
+// MaxSingleStreams is the most SubscribeSingleInvoice streams that were
+// open at once, over every hash.
+func (f *FakeLnd) MaxSingleStreams() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.maxSingles
+}
+
 // SetReadHook makes LookupInvoice and SubscribeSingleInvoice call hook
 // after they read the invoice, outside the fake's lock: a test can change
 // lnd right after the receiver looked (a hold expiring meanwhile).
@@ -393,6 +414,8 @@ func (f *FakeLnd) SubscribeSingleInvoice(ctx context.Context,
 		f.singles[hash] = map[*single]struct{}{}
 	}
 	f.singles[hash][s] = struct{}{}
+	f.openSingles++
+	f.maxSingles = max(f.maxSingles, f.openSingles)
 	updates := make(chan *core.Invoice)
 	errs := make(chan error)
 	go f.deliver(ctx, s, updates, errs)
@@ -411,6 +434,7 @@ func (f *FakeLnd) deliver(ctx context.Context, s *single,
 	defer func() {
 		f.mu.Lock()
 		delete(f.singles[s.hash], s)
+		f.openSingles--
 		f.mu.Unlock()
 	}()
 	for {
@@ -488,6 +512,7 @@ func (f *FakeLnd) ListPendingInvoices(ctx context.Context) ([]*core.Invoice, err
 
 // SettleInvoice implements core.InvoiceSource with lnd's answers: settling
 // a settled invoice succeeds, a cancelled or open one fails.
+// A call whose context ended fails, as an RPC does.
 func (f *FakeLnd) SettleInvoice(ctx context.Context, pre lntypes.Preimage) error {
 	f.mu.Lock()
 	hook := f.settleHook
@@ -497,7 +522,23 @@ func (f *FakeLnd) SettleInvoice(ctx context.Context, pre lntypes.Preimage) error
 			return err
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := f.settle(pre); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	after := f.afterSettle
+	f.mu.Unlock()
+	if after != nil {
+		return after(pre.Hash())
+	}
+	return nil
+}
 
+// settle settles the invoice of pre if it is ACCEPTED.
+func (f *FakeLnd) settle(pre lntypes.Preimage) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	inv, ok := f.invs[pre.Hash()]
@@ -521,8 +562,12 @@ func (f *FakeLnd) SettleInvoice(ctx context.Context, pre lntypes.Preimage) error
 }
 
 // CancelInvoice implements core.InvoiceSource with lnd's answers:
-// cancelling a cancelled invoice succeeds, a settled one fails.
+// cancelling a cancelled invoice succeeds, a settled one fails. A call
+// whose context ended fails, as an RPC does.
 func (f *FakeLnd) CancelInvoice(ctx context.Context, hash lntypes.Hash) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	inv, ok := f.invs[hash]
