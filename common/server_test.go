@@ -69,9 +69,11 @@ func waitClosed(t *testing.T, conn net.Conn, guard time.Duration) {
 // was set, so such a client held its connection (and a goroutine) forever.
 func TestSlowBodyIsDroppedAfterReadTimeout(t *testing.T) {
 	t.Parallel()
+	// Long enough for a TLS handshake on a loaded machine under -race
+	// (the server bounds the handshake by the same timeouts).
 	limits := DefaultServerLimits()
-	limits.ReadHeaderTimeout = 200 * time.Millisecond
-	limits.ReadTimeout = 300 * time.Millisecond
+	limits.ReadHeaderTimeout = 2 * time.Second
+	limits.ReadTimeout = 2 * time.Second
 	srv := testServer(t, http.HandlerFunc(jsonHandler), limits)
 
 	conn, err := tls.Dial("tcp", srv.Addr(),
@@ -92,8 +94,8 @@ func TestSlowBodyIsDroppedAfterReadTimeout(t *testing.T) {
 func TestSlowHeadersAreDropped(t *testing.T) {
 	t.Parallel()
 	limits := DefaultServerLimits()
-	limits.ReadHeaderTimeout = 200 * time.Millisecond
-	limits.ReadTimeout = 300 * time.Millisecond
+	limits.ReadHeaderTimeout = 2 * time.Second
+	limits.ReadTimeout = 2 * time.Second
 	srv := testServer(t, http.HandlerFunc(jsonHandler), limits)
 
 	conn, err := tls.Dial("tcp", srv.Addr(),
