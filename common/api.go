@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"time"
 )
 
 // APIConfig is the "api." option group of both daemons: where the REST API
@@ -13,6 +14,13 @@ type APIConfig struct {
 	TLSCert    string   `long:"tlscertpath" description:"API TLS certificate (default <datadir>/tls.cert, generated if missing)"`
 	TLSKey     string   `long:"tlskeypath" description:"API TLS key (default <datadir>/tls.key)"`
 	ExtraHosts []string `long:"tlsextradomain" description:"Extra host name or IP for the generated certificate (repeatable)"`
+
+	// Timeouts and the connection cap of the API server; zero takes
+	// the default (common.Default*).
+	ReadTimeout  time.Duration `long:"readtimeout" description:"Longest time a client may take to send one request, body included (default 30s)"`
+	WriteTimeout time.Duration `long:"writetimeout" description:"Longest time to write one response (default 30s)"`
+	IdleTimeout  time.Duration `long:"idletimeout" description:"Close a keep-alive connection idle this long (default 2m)"`
+	MaxConns     int           `long:"maxconns" description:"Most connections served at once; more wait (default 256)"`
 }
 
 // Resolve fills the TLS paths from the data directory, expands ~ and checks
@@ -29,5 +37,42 @@ func (c *APIConfig) Resolve(dataDir string) error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("--api.listen=%q: %v", c.Listen, err)
 	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"readtimeout", c.ReadTimeout},
+		{"writetimeout", c.WriteTimeout},
+		{"idletimeout", c.IdleTimeout},
+	} {
+		if d.v < 0 {
+			return fmt.Errorf("--api.%s=%v: must be positive (or 0 "+
+				"for the default)", d.name, d.v)
+		}
+	}
+	if c.MaxConns < 0 {
+		return fmt.Errorf("--api.maxconns=%d: must be positive (or 0 "+
+			"for the default)", c.MaxConns)
+	}
 	return nil
+}
+
+// Limits are the API server's timeouts and connection cap: the defaults,
+// overridden by the options that are set.
+func (c *APIConfig) Limits() ServerLimits {
+	l := DefaultServerLimits()
+	if c.ReadTimeout > 0 {
+		l.ReadTimeout = c.ReadTimeout
+		l.ReadHeaderTimeout = min(l.ReadHeaderTimeout, c.ReadTimeout)
+	}
+	if c.WriteTimeout > 0 {
+		l.WriteTimeout = c.WriteTimeout
+	}
+	if c.IdleTimeout > 0 {
+		l.IdleTimeout = c.IdleTimeout
+	}
+	if c.MaxConns > 0 {
+		l.MaxConns = c.MaxConns
+	}
+	return l
 }

@@ -71,13 +71,8 @@ func loadOrCreateToken(path string) (string, error) {
 	case err != nil:
 		return "", fmt.Errorf("read %s: %w", path, err)
 	}
-	info, err := os.Stat(path)
-	if err != nil {
+	if err := CheckPrivateFile(path); err != nil {
 		return "", err
-	}
-	if info.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%s has permissions %v; run chmod 600 "+
-			"on it", path, info.Mode().Perm())
 	}
 	tok := strings.TrimSpace(string(data))
 	if len(tok) != 64 {
@@ -85,6 +80,24 @@ func loadOrCreateToken(path string) (string, error) {
 			"token; delete it to make a new one", path)
 	}
 	return tok, nil
+}
+
+// ErrSecretFile reports a file holding a secret (token, key, webhook
+// secret) that others can read, or that holds no usable secret.
+var ErrSecretFile = errors.New("unsafe secret file")
+
+// CheckPrivateFile refuses a secret file that its group or others may
+// read or write, as lnd and ssh do: the fix is chmod 600.
+func CheckPrivateFile(path string) error {
+	info, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if perm := info.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%w: %s has permissions %v; run chmod 600 "+
+			"on it", ErrSecretFile, path, perm)
+	}
+	return nil
 }
 
 // Check returns the access a request's bearer token grants.

@@ -210,9 +210,11 @@ func checkNode(ctx context.Context, lnd nodeInspector, host string,
 	case err != nil && isPermissionDenied(err):
 		s.Warnings = append(s.Warnings, fmt.Sprintf("cannot check "+
 			"lnd's accept-keysend and keysend-hold-time at %s: the "+
-			"macaroon lacks %s for GetDebugInfo; bake it with "+
-			"those to have them checked at start-up", host,
-			permString(SettingsRPCs)))
+			"macaroon doesn't allow GetDebugInfo (%s, or "+
+			"uri:%s); running anyway, and lnd settling keysend "+
+			"itself is noticed when it happens; add either to the "+
+			"macaroon to have the settings checked at start-up",
+			host, permString(SettingsRPCs), SettingsRPCs[0].Method))
 		return s, nil
 	case err != nil:
 		return nil, fmt.Errorf("lnd at %s: read settings "+

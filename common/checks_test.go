@@ -85,7 +85,7 @@ func TestCheckNode(t *testing.T) {
 		{"settings unreadable", func(f *fakeNode) {
 			f.confErr = status.Error(codes.Unknown,
 				"permission denied")
-		}, receiver, nil, "", "cannot check"},
+		}, receiver, nil, "", "uri:/lnrpc.Lightning/GetDebugInfo"},
 		{"settings error", func(f *fakeNode) {
 			f.confErr = errors.New("boom")
 		}, receiver, nil, "read settings", ""},
@@ -136,7 +136,11 @@ func TestCheckMacaroon(t *testing.T) {
 		return p
 	}
 	receiverPerms := []string{"info:read", "invoices:read",
-		"invoices:write", "offchain:read", "onchain:read", "peers:read"}
+		"invoices:write"}
+	var receiverURIs []string
+	for _, r := range ReceiverMacaroonRPCs() {
+		receiverURIs = append(receiverURIs, "uri:"+r.Method)
+	}
 
 	tests := []struct {
 		name    string
@@ -144,8 +148,17 @@ func TestCheckMacaroon(t *testing.T) {
 		rpcs    []RPCPermission
 		wantErr string
 	}{
+		// Before, the receiver also demanded offchain:read,
+		// onchain:read and peers:read for its settings check and
+		// refused this macaroon.
 		{"receiver least privilege", testMacaroon(t, receiverPerms...),
 			ReceiverMacaroonRPCs(), ""},
+		{"receiver uri-scoped", testMacaroon(t, receiverURIs...),
+			ReceiverMacaroonRPCs(), ""},
+		{"receiver uri-scoped without settle", testMacaroon(t,
+			receiverURIs[:len(receiverURIs)-2]...),
+			ReceiverMacaroonRPCs(), "lacks invoices:write (for " +
+				"SettleInvoice, CancelInvoice)"},
 		{"sender least privilege", testMacaroon(t, "info:read",
 			"offchain:read", "offchain:write"), SenderMacaroonRPCs(), ""},
 		{"admin-like", testMacaroon(t, append(receiverPerms,
@@ -154,7 +167,7 @@ func TestCheckMacaroon(t *testing.T) {
 		{"invoice.macaroon-like lacks info and write", testMacaroon(t,
 			"invoices:read", "address:read", "onchain:read"),
 			ReceiverMacaroonRPCs(), "lacks info:read (for GetInfo, " +
-				"GetVersion, GetDebugInfo), invoices:write (for " +
+				"GetVersion), invoices:write (for " +
 				"SettleInvoice, CancelInvoice)"},
 		{"sender without write", testMacaroon(t, "info:read",
 			"offchain:read"), SenderMacaroonRPCs(),
@@ -190,8 +203,17 @@ func TestCheckMacaroon(t *testing.T) {
 func TestBakeCommand(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, "lncli bakemacaroon --save_to=r.macaroon info:read "+
-		"invoices:read invoices:write offchain:read onchain:read "+
-		"peers:read", BakeCommand("r.macaroon", ReceiverMacaroonRPCs()))
+		"invoices:read invoices:write", BakeCommand("r.macaroon",
+		ReceiverMacaroonRPCs()))
+	require.Equal(t, "lncli bakemacaroon --save_to=r.macaroon "+
+		"uri:/lnrpc.Lightning/GetInfo uri:/verrpc.Versioner/GetVersion "+
+		"uri:/lnrpc.Lightning/SubscribeInvoices "+
+		"uri:/lnrpc.Lightning/LookupInvoice "+
+		"uri:/lnrpc.Lightning/ListInvoices "+
+		"uri:/invoicesrpc.Invoices/SubscribeSingleInvoice "+
+		"uri:/invoicesrpc.Invoices/SettleInvoice "+
+		"uri:/invoicesrpc.Invoices/CancelInvoice",
+		BakeURICommand("r.macaroon", ReceiverMacaroonRPCs()))
 	require.Equal(t, "lncli bakemacaroon --save_to=s.macaroon info:read "+
 		"offchain:read offchain:write",
 		BakeCommand("s.macaroon", SenderMacaroonRPCs()))

@@ -105,7 +105,7 @@ func TestDecodeJSON(t *testing.T) {
 		{"two objects", `{"name":"a"}{"name":"b"}`, "", "exactly one"},
 		{"not json", `hello`, "", "invalid JSON"},
 		{"too big", `{"name":"` + strings.Repeat("x", maxRequestBody) +
-			`"}`, "", "invalid JSON"},
+			`"}`, "", "body is larger than 65536 bytes"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -258,4 +258,28 @@ func TestAPIConfigResolve(t *testing.T) {
 
 	c = APIConfig{Listen: "7321"}
 	require.ErrorContains(t, c.Resolve("/data"), `--api.listen="7321"`)
+}
+
+// TestTLSKeyReadableByOthersRefused: a world-readable API key was loaded
+// without a word; now it is refused naming the file and the fix, and the
+// key is left as it was.
+func TestTLSKeyReadableByOthersRefused(t *testing.T) {
+	dir := t.TempDir()
+	certPath := filepath.Join(dir, "tls.cert")
+	keyPath := filepath.Join(dir, "tls.key")
+	_, err := LoadOrCreateTLS(certPath, keyPath, nil)
+	require.NoError(t, err)
+	key, err := os.ReadFile(keyPath)
+	require.NoError(t, err)
+
+	require.NoError(t, os.Chmod(keyPath, 0o644))
+	_, err = LoadOrCreateTLS(certPath, keyPath, nil)
+	require.ErrorIs(t, err, ErrSecretFile)
+	require.ErrorContains(t, err, keyPath)
+	require.ErrorContains(t, err, "-rw-r--r--")
+	require.ErrorContains(t, err, "chmod 600")
+
+	after, err := os.ReadFile(keyPath)
+	require.NoError(t, err)
+	require.Equal(t, key, after)
 }

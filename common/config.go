@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	flags "github.com/jessevdk/go-flags"
 )
@@ -54,4 +55,32 @@ func LoadConfig(cfg any, args []string, configFile *string,
 // is reported once.
 func newParser(cfg any) *flags.Parser {
 	return flags.NewParser(cfg, flags.HelpFlag|flags.PassDoubleDash)
+}
+
+// ErrSecretOnCommandLine reports a secret passed as a command-line
+// option, which every user of the machine can read from the process list.
+var ErrSecretOnCommandLine = errors.New("secret on the command line")
+
+// RefuseSecretFlags returns an error if args set one of the options named
+// (without "--"), e.g. "webhook.secret". The config file (mode 0600) or
+// the option's own file is the place for a secret.
+func RefuseSecretFlags(args []string, names ...string) error {
+	for _, a := range args {
+		if a == "--" {
+			return nil
+		}
+		opt, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") {
+			continue
+		}
+		for _, n := range names {
+			if opt == n {
+				return fmt.Errorf("%w: --%s is visible to every "+
+					"user in the process list; put it in the "+
+					"config file (mode 0600) instead",
+					ErrSecretOnCommandLine, n)
+			}
+		}
+	}
+	return nil
 }

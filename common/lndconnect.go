@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"gopkg.in/macaroon.v2"
@@ -54,6 +55,8 @@ func ParseLndConnect(uri string) (*LndConnect, error) {
 	host := u.Host
 	if u.Port() == "" {
 		host = net.JoinHostPort(u.Hostname(), defaultLndPort)
+	} else if _, err := ParsePort(u.Port()); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrLndConnect, err)
 	}
 
 	// Parse the query by hand: url.ParseQuery turns '+' (which a
@@ -103,6 +106,19 @@ func ParseLndConnect(uri string) (*LndConnect, error) {
 		}))
 	}
 	return out, nil
+}
+
+// ErrBadPort reports a TCP port outside 1..65535.
+var ErrBadPort = errors.New("port out of range")
+
+// ParsePort reads a TCP port, 1..65535, naming the bad value.
+func ParsePort(s string) (int, error) {
+	p, err := strconv.Atoi(s)
+	if err != nil || p < 1 || p > 65535 {
+		return 0, fmt.Errorf("%w: port %q is not 1..65535", ErrBadPort,
+			s)
+	}
+	return p, nil
 }
 
 // decodeBase64URL accepts base64url with or without padding, and the

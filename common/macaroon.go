@@ -78,17 +78,20 @@ var SenderRPCs = []RPCPermission{
 
 // SettingsRPCs read lnd's effective configuration, so a daemon can say at
 // start-up that accept-keysend or keysend-hold-time is missing. lnd asks
-// for four read permissions for it; without them the start-up check is
-// skipped with a warning.
+// for four read permissions for it (or uri:/lnrpc.Lightning/GetDebugInfo);
+// they are optional: without them the start-up check is skipped with a
+// warning, and the receiver still notices lnd settling keysend itself when
+// it happens.
 var SettingsRPCs = []RPCPermission{
 	{"/lnrpc.Lightning/GetDebugInfo", []Permission{infoRead, offchainRead,
 		onchainRead, peersRead}},
 }
 
-// ReceiverMacaroonRPCs is everything satstream-receiver's macaroon should
-// allow: connecting, its own RPCs and the settings check.
+// ReceiverMacaroonRPCs is everything satstream-receiver's macaroon must
+// allow: connecting and its own RPCs, which info:read invoices:read
+// invoices:write cover. The settings check (SettingsRPCs) is optional.
 func ReceiverMacaroonRPCs() []RPCPermission {
-	return joinRPCs(ConnectRPCs, ReceiverRPCs, SettingsRPCs)
+	return joinRPCs(ConnectRPCs, ReceiverRPCs)
 }
 
 // SenderMacaroonRPCs is everything satstream-sender's macaroon must allow.
@@ -127,6 +130,21 @@ func BakeCommand(file string, rpcs []RPCPermission) string {
 	parts := []string{"lncli", "bakemacaroon", "--save_to=" + file}
 	for _, p := range PermissionList(rpcs) {
 		parts = append(parts, p.String())
+	}
+	return strings.Join(parts, " ")
+}
+
+// BakeURICommand is the lncli command that bakes a macaroon allowing
+// exactly the RPCs' methods (uri:<method> permissions), nothing else of
+// their entities.
+func BakeURICommand(file string, rpcs []RPCPermission) string {
+	parts := []string{"lncli", "bakemacaroon", "--save_to=" + file}
+	seen := map[string]bool{}
+	for _, r := range rpcs {
+		if !seen[r.Method] {
+			seen[r.Method] = true
+			parts = append(parts, "uri:"+r.Method)
+		}
 	}
 	return strings.Join(parts, " ")
 }

@@ -108,12 +108,21 @@ func FindPolarNode(spec string) (*PolarNode, error) {
 		}
 		return node, nil
 	}
-	var file polarNetworksFile
-	if err := json.Unmarshal(data, &file); err != nil {
-		return nil, fmt.Errorf("%w: read %s: %v", ErrPolar,
-			filepath.Join(networks, "networks.json"), err)
+	return polarNodeFromJSON(data, filepath.Join(networks,
+		"networks.json"), node)
+}
+
+// polarNodeFromJSON completes node (whose NetworkID and Name are set)
+// from the contents of Polar's networks.json, read from file.
+func polarNodeFromJSON(data []byte, file string, node *PolarNode) (
+	*PolarNode, error) {
+
+	id, name := node.NetworkID, node.Name
+	var nets polarNetworksFile
+	if err := json.Unmarshal(data, &nets); err != nil {
+		return nil, fmt.Errorf("%w: read %s: %v", ErrPolar, file, err)
 	}
-	for _, n := range file.Networks {
+	for _, n := range nets.Networks {
 		if n.ID != id {
 			continue
 		}
@@ -135,9 +144,14 @@ func FindPolarNode(spec string) (*PolarNode, error) {
 			if ln.Paths.AdminMacaroon != "" {
 				node.AdminMacaroonPath = ln.Paths.AdminMacaroon
 			}
-			if ln.Ports.GRPC > 0 {
+			switch grpc := ln.Ports.GRPC; {
+			case grpc < 0 || grpc > 65535:
+				return nil, fmt.Errorf("%w: %s gives node %q "+
+					"gRPC port %d, not 1..65535", ErrPolar,
+					file, name, grpc)
+			case grpc > 0:
 				node.Host = net.JoinHostPort("127.0.0.1",
-					strconv.Itoa(ln.Ports.GRPC))
+					strconv.Itoa(grpc))
 			}
 			return node, nil
 		}

@@ -19,7 +19,7 @@ import (
 
 // testMacaroon bakes an lnd-style macaroon offline holding the given
 // "entity:action" permissions, as lnd's bakery would lay out its id.
-func testMacaroon(t *testing.T, perms ...string) []byte {
+func testMacaroon(t testing.TB, perms ...string) []byte {
 	t.Helper()
 	byEntity := map[string]*lnrpc.Op{}
 	var ops []*lnrpc.Op

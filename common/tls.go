@@ -46,6 +46,9 @@ func LoadOrCreateTLS(certPath, keyPath string, extraHosts []string) (
 		}
 	}
 
+	if err := CheckPrivateFile(keyPath); err != nil {
+		return nil, fmt.Errorf("API TLS key: %w", err)
+	}
 	pair, _, err := cert.LoadCert(certPath, keyPath)
 	if err != nil {
 		return nil, fmt.Errorf("load TLS cert %s / key %s: %w", certPath,

@@ -81,6 +81,8 @@ type rcv struct {
 
 func newRcv(t *testing.T, node *regtest.Node, hookURL string) *rcv {
 	dir := keptDir(t)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "webhook.secret"),
+		[]byte(hookSecret+"\n"), 0o600))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := ln.Addr().String()
@@ -98,7 +100,6 @@ func newRcv(t *testing.T, node *regtest.Node, hookURL string) *rcv {
 			"--debuglevel=debug",
 			"--expiryinterval=200ms",
 			"--webhook.url=" + hookURL,
-			"--webhook.secret=" + hookSecret,
 			"--webhook.initialbackoff=200ms",
 			"--webhook.maxbackoff=1s",
 		},
@@ -121,7 +122,9 @@ func newRcv(t *testing.T, node *regtest.Node, hookURL string) *rcv {
 	return r
 }
 
-const hookSecret = "whsec_itest"
+// hookSecret is written into the receiver's webhook.secret file (0600):
+// the daemon refuses --webhook.secret on the command line.
+const hookSecret = "whsec_itest_0123456789abcdef0123456789abcdef"
 
 // start runs the daemon (with extra environment) and waits for its API.
 func (r *rcv) start(ctx context.Context, env ...string) {

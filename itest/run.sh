@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# satstream's test command (README "Run the tests"): vet, unit tests, then the
+# satstream's test command (README "Run the tests"): vet, unit tests with the
+# race detector, a short run of every fuzz target, govulncheck, then the
 # integration tests on a real regtest network (btcd + lnd on 127.0.0.1, built
 # from the versions pinned in go.mod and itest/bins, cached outside git).
 set -euo pipefail
@@ -15,8 +16,14 @@ step "go vet"
 go vet ./...
 go vet -tags itest ./itest/...
 
-step "unit tests"
-go test -count=1 -timeout 20m ./...
+step "unit tests (race detector)"
+go test -race -count=1 -timeout 30m ./...
+
+step "fuzz targets, a few seconds each (itest/fuzz.sh)"
+bash itest/fuzz.sh 5s
+
+step "govulncheck (.ci/vulncheck.sh; offline database from the module proxy if vuln.go.dev is unreachable)"
+bash .ci/vulncheck.sh
 
 step "integration tests (real btcd and lnd on 127.0.0.1)"
 go test -tags itest -count=1 -timeout 60m -v ./itest/...

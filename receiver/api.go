@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/btcsuite/btclog/v2"
 	"github.com/lightningnetwork/lnd/lnwire"
@@ -81,9 +80,7 @@ func (s *apiServer) writeErr(w http.ResponseWriter, err error) {
 	case errors.Is(err, core.ErrTransition):
 		common.WriteError(w, http.StatusConflict, "conflict", "", err.Error())
 	default:
-		s.log.Errorf("API: %v", err)
-		common.WriteError(w, http.StatusInternalServerError, "internal",
-			"", "internal error; see the receiver's log")
+		common.WriteInternalError(w, s.log, err)
 	}
 }
 
@@ -289,8 +286,8 @@ func (s *apiServer) createPlan(w http.ResponseWriter, r *http.Request) {
 
 func (s *apiServer) fillPlan(p *store.Plan, req *planRequest) error {
 	if req.Label != nil {
-		if len(*req.Label) > tlv.MaxLabelLength || !utf8.ValidString(*req.Label) {
-			return badField("label", "must be at most 64 bytes of UTF-8")
+		if err := tlv.ValidateLabel(*req.Label); err != nil {
+			return badField("label", err.Error())
 		}
 		p.Label = *req.Label
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/satstream/satstream/common"
+	"github.com/satstream/satstream/receiver/webhook"
 )
 
 // ErrConfig is wrapped by every configuration error.
@@ -27,7 +28,7 @@ const (
 // WebhookConfig configures event delivery.
 type WebhookConfig struct {
 	URLs           []string      `long:"url" description:"Webhook URL events are POSTed to (repeatable)"`
-	Secret         string        `long:"secret" description:"HMAC secret for the Satstream-Signature header (default: generated into <datadir>/webhook.secret)"`
+	Secret         string        `long:"secret" description:"HMAC secret for the Satstream-Signature header, at least 32 bytes; config file only, refused on the command line (default: generated into <datadir>/webhook.secret, mode 0600)"`
 	InitialBackoff time.Duration `long:"initialbackoff" description:"First retry delay"`
 	MaxBackoff     time.Duration `long:"maxbackoff" description:"Longest retry delay"`
 	Timeout        time.Duration `long:"timeout" description:"Timeout of one delivery"`
@@ -124,8 +125,8 @@ func (c *Config) Validate() error {
 		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") ||
 			pu.Host == "" {
 
-			return fmt.Errorf("%w: --webhook.url %q is not an http(s) "+
-				"URL", ErrConfig, u)
+			return fmt.Errorf("%w: --webhook.url %s is not an http(s) "+
+				"URL", ErrConfig, webhook.RedactURL(u))
 		}
 	}
 	if c.Webhook.InitialBackoff <= 0 || c.Webhook.MaxBackoff <

@@ -2,8 +2,6 @@ package receiver
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -11,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -53,10 +50,8 @@ type Daemon struct {
 	wg      sync.WaitGroup
 	errs    chan error
 
-	apiLn      net.Listener
-	apiSrv     *http.Server
-	metricsLn  net.Listener
-	metricsSrv *http.Server
+	apiSrv     *common.Server
+	metricsSrv *common.Server
 
 	node         atomic.Pointer[route.Vertex]
 	lndConnected atomic.Bool
@@ -99,18 +94,18 @@ func New(cfg *Config, logs *common.LogManager) (*Daemon, error) {
 
 // APIAddr is the address the API actually listens on.
 func (d *Daemon) APIAddr() string {
-	if d.apiLn == nil {
+	if d.apiSrv == nil {
 		return ""
 	}
-	return d.apiLn.Addr().String()
+	return d.apiSrv.Addr()
 }
 
 // MetricsAddr is the address /metrics listens on ("" if disabled).
 func (d *Daemon) MetricsAddr() string {
-	if d.metricsLn == nil {
+	if d.metricsSrv == nil {
 		return ""
 	}
-	return d.metricsLn.Addr().String()
+	return d.metricsSrv.Addr()
 }
 
 // Err delivers the first fatal error of a running daemon.
@@ -178,26 +173,21 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		health: d.health,
 		notify: d.notifyEvents,
 	}
-	d.apiLn, err = net.Listen("tcp", d.cfg.API.Listen)
+	d.apiSrv, err = common.Listen("API", d.cfg.API.Listen, api.handler(),
+		tlsConf, d.cfg.API.Limits())
 	if err != nil {
 		return fmt.Errorf("--api.listen %s: %w", d.cfg.API.Listen, err)
 	}
-	d.apiSrv = &http.Server{
-		Handler:           api.handler(),
-		TLSConfig:         tlsConf,
-		ReadHeaderTimeout: 10 * time.Second,
-	}
 	if d.cfg.MetricsListen != "" {
-		d.metricsLn, err = net.Listen("tcp", d.cfg.MetricsListen)
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(d.metrics.reg,
+			promhttp.HandlerOpts{}))
+		d.metricsSrv, err = common.Listen("metrics", d.cfg.MetricsListen,
+			mux, nil, common.DefaultServerLimits())
 		if err != nil {
 			return fmt.Errorf("--metrics.listen %s: %w",
 				d.cfg.MetricsListen, err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(d.metrics.reg,
-			promhttp.HandlerOpts{}))
-		d.metricsSrv = &http.Server{Handler: mux,
-			ReadHeaderTimeout: 10 * time.Second}
 	}
 
 	if len(d.cfg.Webhook.URLs) > 0 {
@@ -221,17 +211,13 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
-	d.goRun(func() {
-		err := d.apiSrv.ServeTLS(d.apiLn, "", "")
-		if !errors.Is(err, http.ErrServerClosed) {
-			d.fatal(fmt.Errorf("API server: %w", err))
+	for _, srv := range []*common.Server{d.apiSrv, d.metricsSrv} {
+		if srv == nil {
+			continue
 		}
-	})
-	if d.metricsSrv != nil {
 		d.goRun(func() {
-			err := d.metricsSrv.Serve(d.metricsLn)
-			if !errors.Is(err, http.ErrServerClosed) {
-				d.fatal(fmt.Errorf("metrics server: %w", err))
+			if err := srv.Serve(); err != nil {
+				d.fatal(err)
 			}
 		})
 	}
@@ -317,11 +303,12 @@ func ledgerErr(db *store.DB) error {
 
 // closeAll releases what Start opened.
 func (d *Daemon) closeAll() error {
-	if d.apiSrv == nil && d.apiLn != nil {
-		d.apiLn.Close()
-	}
-	if d.metricsSrv == nil && d.metricsLn != nil {
-		d.metricsLn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	for _, srv := range []*common.Server{d.apiSrv, d.metricsSrv} {
+		if srv != nil {
+			_ = srv.Shutdown(ctx)
+		}
 	}
 	if d.db != nil {
 		err := d.db.Close()
@@ -335,25 +322,16 @@ func (d *Daemon) closeAll() error {
 // data directory on first start.
 func (d *Daemon) webhookSecret() ([]byte, error) {
 	if d.cfg.Webhook.Secret != "" {
-		return []byte(d.cfg.Webhook.Secret), nil
-	}
-	path := filepath.Join(d.cfg.DataDir, "webhook.secret")
-	data, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		var b [32]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return nil, err
+		secret := []byte(d.cfg.Webhook.Secret)
+		err := webhook.CheckSecret(secret, "webhook.secret in the "+
+			"config file")
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
-		s := "whsec_" + hex.EncodeToString(b[:])
-		if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
-			return nil, fmt.Errorf("write %s: %w", path, err)
-		}
-		return []byte(s), nil
-	case err != nil:
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		return secret, nil
 	}
-	return []byte(strings.TrimSpace(string(data))), nil
+	return webhook.LoadOrCreateSecret(filepath.Join(d.cfg.DataDir,
+		webhook.SecretFile))
 }
 
 // notifyEvents wakes the webhook dispatcher.
@@ -601,6 +579,12 @@ func Main(args []string) error {
 		pre.ConfigFile == defaultFile && pre.DataDir != cfg.DataDir {
 		defaultFile = filepath.Join(common.ExpandHome(pre.DataDir), defaultConfigName)
 		cfg.ConfigFile = defaultFile
+	}
+	// The webhook secret belongs in its 0600 file or the config file,
+	// not in the process list.
+	if err := common.RefuseSecretFlags(args, "webhook.secret"); err != nil {
+		return fmt.Errorf("%w: %w (or leave it out to use <datadir>/%s)",
+			ErrConfig, err, webhook.SecretFile)
 	}
 	if err := common.LoadConfig(cfg, args, &cfg.ConfigFile, defaultFile); err != nil {
 		if errors.Is(err, common.ErrHelp) {

@@ -127,9 +127,7 @@ func (a *apiServer) fail(w http.ResponseWriter, err error) {
 		common.WriteError(w, http.StatusConflict, "bad_state", "",
 			err.Error())
 	default:
-		a.log.Errorf("API: %v", err)
-		common.WriteError(w, http.StatusInternalServerError, "internal",
-			"", err.Error())
+		common.WriteInternalError(w, a.log, err)
 	}
 }
 

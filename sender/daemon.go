@@ -2,10 +2,8 @@ package sender
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -44,10 +42,8 @@ type Daemon struct {
 	engine  *Engine
 	metrics *Metrics
 
-	apiLn     net.Listener
-	apiSrv    *http.Server
-	metricsLn net.Listener
-	metricsSv *http.Server
+	apiSrv    *common.Server
+	metricsSv *common.Server
 
 	lndState atomic.Value // string
 
@@ -139,34 +135,28 @@ func (d *Daemon) Start(ctx context.Context) error {
 	if err != nil {
 		return fail(fmt.Errorf("api tokens: %w", err))
 	}
-	ln, err := net.Listen("tcp", cfg.API.Listen)
+	api := &apiServer{engine: d.engine, log: d.logs.Logger(TagAPI),
+		health: d.health}
+	d.apiSrv, err = common.Listen("API", cfg.API.Listen,
+		tokens.Middleware(api.routes()), tlsCfg, cfg.API.Limits())
 	if err != nil {
 		return fail(fmt.Errorf("--api.listen=%s: %w", cfg.API.Listen, err))
 	}
-	d.apiLn = tls.NewListener(ln, tlsCfg)
-	api := &apiServer{engine: d.engine, log: d.logs.Logger(TagAPI),
-		health: d.health}
-	d.apiSrv = &http.Server{
-		Handler:           tokens.Middleware(api.routes()),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
-	d.serve(d.apiSrv, d.apiLn, "API")
-	d.log.Infof("API listening on https://%s", d.apiLn.Addr())
+	d.serve(d.apiSrv)
+	d.log.Infof("API listening on https://%s", d.apiSrv.Addr())
 
 	if cfg.Metrics.Listen != "" {
-		mln, err := net.Listen("tcp", cfg.Metrics.Listen)
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(
+			d.metrics.Registry(), promhttp.HandlerOpts{}))
+		d.metricsSv, err = common.Listen("metrics", cfg.Metrics.Listen,
+			mux, nil, common.DefaultServerLimits())
 		if err != nil {
 			return fail(fmt.Errorf("--metrics.listen=%s: %w",
 				cfg.Metrics.Listen, err))
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(
-			d.metrics.Registry(), promhttp.HandlerOpts{}))
-		d.metricsLn = mln
-		d.metricsSv = &http.Server{Handler: mux,
-			ReadHeaderTimeout: 10 * time.Second}
-		d.serve(d.metricsSv, mln, "metrics")
-		d.log.Infof("Metrics on http://%s/metrics", mln.Addr())
+		d.serve(d.metricsSv)
+		d.log.Infof("Metrics on http://%s/metrics", d.metricsSv.Addr())
 	}
 
 	d.wg.Add(1)
@@ -196,13 +186,12 @@ func (d *Daemon) watchStore(ctx context.Context, db *store.DB) {
 }
 
 // serve runs an HTTP server until it is shut down.
-func (d *Daemon) serve(srv *http.Server, ln net.Listener, what string) {
+func (d *Daemon) serve(srv *common.Server) {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		err := srv.Serve(ln)
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
-			d.fatal(fmt.Errorf("%s server: %w", what, err))
+		if err := srv.Serve(); err != nil {
+			d.fatal(err)
 		}
 	}()
 }
@@ -242,18 +231,18 @@ func (d *Daemon) Err() <-chan error { return d.errCh }
 
 // APIAddr is the address the API is bound to.
 func (d *Daemon) APIAddr() string {
-	if d.apiLn == nil {
+	if d.apiSrv == nil {
 		return ""
 	}
-	return d.apiLn.Addr().String()
+	return d.apiSrv.Addr()
 }
 
 // MetricsAddr is the address of the metrics endpoint, empty if disabled.
 func (d *Daemon) MetricsAddr() string {
-	if d.metricsLn == nil {
+	if d.metricsSv == nil {
 		return ""
 	}
-	return d.metricsLn.Addr().String()
+	return d.metricsSv.Addr()
 }
 
 // Engine gives in-process users (tests, the future CLI) the engine.
@@ -298,15 +287,10 @@ func (d *Daemon) Stop() error {
 func (d *Daemon) closeAll() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if d.apiSrv != nil {
-		_ = d.apiSrv.Shutdown(ctx)
-	} else if d.apiLn != nil {
-		_ = d.apiLn.Close()
-	}
-	if d.metricsSv != nil {
-		_ = d.metricsSv.Shutdown(ctx)
-	} else if d.metricsLn != nil {
-		_ = d.metricsLn.Close()
+	for _, srv := range []*common.Server{d.apiSrv, d.metricsSv} {
+		if srv != nil {
+			_ = srv.Shutdown(ctx)
+		}
 	}
 	d.wg.Wait()
 	if d.db != nil {

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -132,9 +133,18 @@ func New(cfg Config) *Dispatcher {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.Client == nil {
-		cfg.Client = &http.Client{Timeout: 10 * time.Second}
+	client := &http.Client{Timeout: 10 * time.Second}
+	if cfg.Client != nil {
+		c := *cfg.Client
+		client = &c
 	}
+	// A redirect is never followed: Go's client turns a POST into a
+	// GET on 301/302/303, whose 200 would mark an event delivered that
+	// the endpoint never received. Any 3xx is a failed delivery.
+	client.CheckRedirect = func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}
+	cfg.Client = client
 	return &Dispatcher{
 		cfg:  cfg,
 		wake: make(chan struct{}, 1),
@@ -278,7 +288,7 @@ func (d *Dispatcher) deliver(ctx context.Context, ev *store.Event) (bool, error)
 			d.cfg.OnResult(err == nil)
 		}
 		if err != nil {
-			lastErr = fmt.Errorf("%s: %w", u, err)
+			lastErr = fmt.Errorf("%s: %w", RedactURL(u), err)
 			continue
 		}
 		reached[u] = true
@@ -312,24 +322,68 @@ func (d *Dispatcher) deliver(ctx context.Context, ev *store.Event) (bool, error)
 	})
 }
 
-// post sends one signed request; any 2xx is success.
-func (d *Dispatcher) post(ctx context.Context, url string, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url,
+// ErrRedirect reports an endpoint that answered with a redirect, which is
+// never followed: the event counts as not delivered.
+var ErrRedirect = errors.New("redirect not followed")
+
+// post sends one signed request; any 2xx is success, anything else
+// (redirects included) a failure. Errors never contain the URL's
+// credentials or query.
+func (d *Dispatcher) post(ctx context.Context, rawURL string,
+	body []byte) error {
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rawURL,
 		bytes.NewReader(body))
 	if err != nil {
-		return err
+		return errors.New("bad URL")
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "satstream-receiver")
 	req.Header.Set(SignatureHeader, Sign(d.cfg.Secret, d.cfg.Now(), body))
 	resp, err := d.cfg.Client.Do(req)
 	if err != nil {
+		// *url.Error repeats the URL, query included.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			return ue.Err
+		}
 		return err
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+	switch {
+	case resp.StatusCode >= 300 && resp.StatusCode <= 399:
+		return fmt.Errorf("%w: status %d to %s; configure the final "+
+			"URL in --webhook.url", ErrRedirect, resp.StatusCode,
+			RedactURL(resp.Header.Get("Location")))
+	case resp.StatusCode < 200 || resp.StatusCode > 299:
 		return fmt.Errorf("status %d", resp.StatusCode)
 	}
 	return nil
+}
+
+// RedactURL is rawURL fit for logs and last_error: user information and
+// query (where endpoints keep tokens) are replaced by "REDACTED", the
+// fragment dropped.
+func RedactURL(rawURL string) string {
+	if rawURL == "" {
+		return `""`
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	out := *u
+	out.User = nil
+	out.RawQuery = ""
+	out.ForceQuery = false
+	out.Fragment, out.RawFragment = "", ""
+	s := out.String()
+	if u.User != nil {
+		s = strings.Replace(s, "//", "//REDACTED@", 1)
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		s += "?REDACTED"
+	}
+	return s
 }
