@@ -274,6 +274,9 @@ func (p *Payment) records() []tlv.Record {
 		recString(8, &p.Reason),
 		recTime(9, &p.ReceivedAt),
 		recMsat(10, &p.Rate),
+		recTime(11, &p.BeforePaidUntil),
+		recMsat(12, &p.BeforeRemainder),
+		recU8(13, (*uint8)(&p.BeforeState)),
 	}
 }
 

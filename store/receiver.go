@@ -195,7 +195,7 @@ func (t *receiverTx) PutSubscription(s *ReceiverSubscription) error {
 			return err
 		}
 	}
-	if old != nil && old.State.watchesTime() &&
+	if old != nil && old.State.mayBeIndexed() &&
 		(!s.State.watchesTime() || !old.PaidUntil.Equal(s.PaidUntil)) {
 
 		if err := t.del(rsubPaidKey(old.PaidUntil, s.ID)); err != nil {
@@ -235,6 +235,10 @@ func (t *receiverTx) SubscriptionsDueBefore(before time.Time,
 		s, err := t.Subscription(id)
 		if err != nil {
 			return fmt.Errorf("paid-until index: %w", err)
+		}
+		if !s.State.watchesTime() {
+			// A pending subscription indexed by an older store.
+			return nil
 		}
 		return fn(s)
 	})

@@ -96,9 +96,18 @@ func (s SubState) String() string {
 func (s SubState) valid() bool { return s >= SubPending && s <= SubCancelledByPayer }
 
 // watchesTime reports the states whose paid-until matters to the expiry scan;
-// only these are kept in the paid-until index.
+// only these are kept in the paid-until index. A pending subscription has
+// no paid time to age, so it is left out: otherwise every expiry tick would
+// scan each one forever.
 func (s SubState) watchesTime() bool {
-	return s == SubPending || s == SubActive || s == SubPastDue
+	return s == SubActive || s == SubPastDue
+}
+
+// mayBeIndexed reports the states a stored subscription may have an entry
+// in the paid-until index for: those of watchesTime, and pending, which
+// stores before schema version 4 indexed.
+func (s SubState) mayBeIndexed() bool {
+	return s == SubPending || s.watchesTime()
 }
 
 // PaymentState is the stored outcome of a payment the receiver saw. The
@@ -349,6 +358,15 @@ type Payment struct {
 	// Rate is the price per second the payment was credited at, so a
 	// credit can be reversed exactly even if the terms changed since.
 	Rate lnwire.MilliSatoshi
+	// BeforePaidUntil, BeforeRemainder and BeforeState are the
+	// subscription's paid-until, remainder and state just before this
+	// payment was credited, so a reversal can restore the subscription
+	// as it was and re-apply the later credits on top. BeforeState is
+	// zero in payments credited before schema version 4 (and in refused
+	// ones): then they are unknown.
+	BeforePaidUntil time.Time
+	BeforeRemainder lnwire.MilliSatoshi
+	BeforeState     SubState
 }
 
 // Event is one notification queued for delivery (webhook), written in the
