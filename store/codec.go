@@ -259,6 +259,7 @@ func (s *ReceiverSubscription) records() []tlv.Record {
 		recTime(15, &s.CreatedAt),
 		recTime(16, &s.UpdatedAt),
 		recTime(17, &s.CancelledAt),
+		recU64(18, &s.CreditCount),
 	)
 }
 
@@ -277,6 +278,7 @@ func (p *Payment) records() []tlv.Record {
 		recTime(11, &p.BeforePaidUntil),
 		recMsat(12, &p.BeforeRemainder),
 		recU8(13, (*uint8)(&p.BeforeState)),
+		recU64(14, &p.CreditNo),
 	}
 }
 

@@ -84,6 +84,10 @@ type ReceiverTx interface {
 	LastRefusalEvent(sub SubID, reason string) (time.Time, error)
 	// SetLastRefusalEvent records that such an event was queued at at.
 	SetLastRefusalEvent(sub SubID, reason string, at time.Time) error
+	// ClearRefusalEvents forgets every reason's mark of sub, so each
+	// reason is announced again (a new episode: the subscription was
+	// credited or changed state).
+	ClearRefusalEvents(sub SubID) error
 
 	// SettleIndex is the last lnd invoice settle index processed (0: none),
 	// the point to resume lnd's invoice subscription from.

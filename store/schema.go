@@ -56,11 +56,14 @@ var migrations = []migration{
 	},
 	{
 		from: 3,
-		what: "receiver: Payment.BeforePaidUntil, BeforeRemainder and " +
-			"BeforeState, the subscription as it was before each " +
-			"credit, so a reversal restores it (nothing to rewrite: " +
-			"older payments read them as zero and are reversed by " +
-			"arithmetic)",
+		what: "receiver: Payment.BeforePaidUntil, BeforeRemainder, " +
+			"BeforeState and CreditNo, ReceiverSubscription." +
+			"CreditCount: the subscription as it was before each " +
+			"credit, so a reversal restores it and re-applies the " +
+			"later credits (nothing to rewrite: older payments read " +
+			"them as zero and are reversed by arithmetic); pending " +
+			"subscriptions leave the paid-until index when next " +
+			"written",
 		apply: func(*txn) error { return nil },
 	},
 }

@@ -337,6 +337,9 @@ type ReceiverSubscription struct {
 	// A cancelled subscription is still served until its paid time ends,
 	// max(PaidUntil, CancelledAt), with no grace.
 	CancelledAt time.Time
+	// CreditCount counts the credits ever made (reversals do not take it
+	// back), numbering each payment's CreditNo.
+	CreditCount uint64
 }
 
 // Payment is the receiver's ledger entry for one settled (or refused)
@@ -367,6 +370,9 @@ type Payment struct {
 	BeforePaidUntil time.Time
 	BeforeRemainder lnwire.MilliSatoshi
 	BeforeState     SubState
+	// CreditNo orders a subscription's credits: the subscription's
+	// CreditCount after this credit (zero before schema version 4).
+	CreditNo uint64
 }
 
 // Event is one notification queued for delivery (webhook), written in the
