@@ -330,6 +330,7 @@ func (s *SenderSubscription) records() []tlv.Record {
 		recU32(50, &s.Refusals),
 		recBool(51, &s.CancelPending),
 		recU64(52, &s.Revision),
+		recTime(53, &s.CancelledAt),
 	)
 }
 

@@ -58,7 +58,7 @@ var migrations = []migration{
 		from: 3,
 		what: "receiver: Payment.BeforePaidUntil, BeforeRemainder, " +
 			"BeforeState and CreditNo, ReceiverSubscription." +
-			"CreditCount: the subscription as it was before each " +
+			"CreditCount, SenderSubscription.CancelledAt: the subscription as it was before each " +
 			"credit, so a reversal restores it and re-applies the " +
 			"later credits (nothing to rewrite: older payments read " +
 			"them as zero and are reversed by arithmetic); pending " +

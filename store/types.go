@@ -464,6 +464,10 @@ type SenderSubscription struct {
 	// Revision grows by one with every write of the subscription, so a
 	// cache can tell a newer copy from an older one.
 	Revision uint64
+	// CancelledAt is when the payer cancelled (zero: not cancelled, or
+	// cancelled before schema version 4). Like the receiver, the sender
+	// shows service ending at max(PaidUntil, CancelledAt).
+	CancelledAt time.Time
 }
 
 // Attempt is one keysend payment try, written before it is sent so a crash
