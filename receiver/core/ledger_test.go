@@ -808,3 +808,30 @@ func TestOpenEnrolmentBelowOneSecondStayedPendingForEver(t *testing.T) {
 		Custom: rt.Records(t, id, 1, &e.open, false)})
 	require.True(t, out.Credited)
 }
+
+// TestGraceGamingBoughtTenMinutesForElevenSeconds reproduces the review's
+// finding 1 through the ledger: paying 1 s (10 msat at 10 msat/s) each time
+// 59 s after paid_until (grace 60 s), with the credit starting at
+// max(paid_until, now), moved paid_until to t0+601 s after 11 payments:
+// 10 minutes of service for 11 s paid. Inside grace the credit now
+// continues from paid_until: t0+11 s, and service ends at t0+71 s.
+func TestGraceGamingBoughtTenMinutesForElevenSeconds(t *testing.T) {
+	t.Parallel()
+	terms := testTerms
+	terms.MinPayment = 10
+	e := newLedgerEnv(t, terms)
+	now := t0
+	for i := 0; i < 11; i++ {
+		if i > 0 {
+			now = e.subscription(t, e.sub).PaidUntil.Add(59 * time.Second)
+			e.age(t, now)
+		}
+		e.pay(t, byte(i+1), uint64(i+1), 10, now, true)
+	}
+	s := e.subscription(t, e.sub)
+	require.Equal(t, t0.Add(11*time.Second), s.PaidUntil)
+	require.EqualValues(t, 11, s.TotalSeconds)
+	require.True(t, core.Paid(s, t0.Add(70*time.Second)))
+	require.False(t, core.Paid(s, t0.Add(71*time.Second)))
+	requireBalancedPerPayment(t, e)
+}
