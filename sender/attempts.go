@@ -357,7 +357,8 @@ func (e *Engine) finishSucceeded(ctx context.Context, r *subRun,
 		} else {
 			secs, rem := tlv.SecondsForAmount(a.Amount,
 				s.Remainder, s.Offer.Terms.RatePerSecond)
-			s.PaidUntil = tlv.PaidUntilAfter(s.PaidUntil, now, secs)
+			s.PaidUntil = tlv.PaidUntilAfter(s.PaidUntil, now,
+				s.Offer.Terms.Grace, secs)
 			s.Remainder = rem
 			s.Refusals = 0
 			if s.State == store.SenderRefused {

@@ -22,7 +22,9 @@ import (
 // with an outage inside and one beyond the grace period. The receiver used
 // to extend a past-due subscription from its old paid_until while the sender
 // estimated from max(paid_until, now), so after a late payment the two
-// disagreed for ever. Both now use tlv.CreditStart.
+// disagreed for ever. Both now use tlv.CreditStart with the offer's grace:
+// a payment inside grace continues from the old paid_until (the grace used
+// is paid for), one beyond it starts at the payment.
 func TestLatePaymentSenderEstimateDisagreedWithReceiver(t *testing.T) {
 	const grace = time.Minute
 	tests := []struct {
@@ -102,7 +104,7 @@ func TestLatePaymentSenderEstimateDisagreedWithReceiver(t *testing.T) {
 			h.add(offer, TermsRequest{Increment: dur(time.Minute),
 				Buffer: dur(0)})
 
-			agree := func(payments uint64) {
+			agree := func(payments uint64) time.Time {
 				t.Helper()
 				h.eventually(func() bool {
 					return h.view(sid).Payments == payments && h.idle()
@@ -124,8 +126,9 @@ func TestLatePaymentSenderEstimateDisagreedWithReceiver(t *testing.T) {
 				}))
 				require.True(t, sent.Equal(recv), "payment %d: sender "+
 					"estimates %v, receiver says %v", payments, sent, recv)
+				return recv
 			}
-			agree(1)
+			first := agree(1)
 
 			if tc.outage > 0 {
 				down.Store(true)
@@ -138,7 +141,15 @@ func TestLatePaymentSenderEstimateDisagreedWithReceiver(t *testing.T) {
 			} else {
 				h.clock.Advance(time.Minute)
 			}
-			agree(2)
+			second := agree(2)
+			if tc.outage < grace {
+				// Continuous: the grace used is paid for.
+				require.Equal(t, first.Add(time.Minute), second)
+			} else {
+				// Lapsed: the grace was free, time starts anew.
+				require.True(t, second.After(first.Add(
+					grace+time.Minute)), "second %v", second)
+			}
 
 			h.clock.Advance(time.Minute)
 			agree(3)

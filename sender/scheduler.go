@@ -139,7 +139,8 @@ func (e *Engine) decideLocked(ctx context.Context, r *subRun,
 
 	switch s.State {
 	case store.SenderActive:
-		projected := tlv.CreditStart(s.PaidUntil, now).Add(r.openTime())
+		projected := tlv.CreditStart(s.PaidUntil, now,
+			s.Offer.Terms.Grace).Add(r.openTime())
 		if projected.Sub(now) > s.Buffer {
 			e.scheduleLocked(r, projected.Add(-s.Buffer))
 			return actWait

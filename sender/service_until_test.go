@@ -27,8 +27,21 @@ func TestCancelledViewDidNotSayUntilWhen(t *testing.T) {
 		{"cancel acknowledged", store.SenderSubscription{
 			State: store.SenderCancelled, PaidUntil: paid},
 			"2030-01-01T12:02:50Z"},
-		{"cancelled, never paid", store.SenderSubscription{
+		{"cancelled, never paid, before schema 4", store.SenderSubscription{
 			State: store.SenderCancelled}, ""},
+		{"cancelled with paid time left", store.SenderSubscription{
+			State: store.SenderCancelled, PaidUntil: paid,
+			CancelledAt: paid.Add(-time.Minute)},
+			"2030-01-01T12:02:50Z"},
+		// The receiver's ends_at is max(paid_until, cancel time): the
+		// sender showed the lapsed paid_until instead.
+		{"cancelled after paid time lapsed", store.SenderSubscription{
+			State: store.SenderCancelled, PaidUntil: paid,
+			CancelledAt: paid.Add(30 * time.Second)},
+			"2030-01-01T12:03:20Z"},
+		{"cancelled, never paid", store.SenderSubscription{
+			State: store.SenderCancelled, CancelledAt: paid},
+			"2030-01-01T12:02:50Z"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -224,6 +224,7 @@ func (e *Engine) Apply(ctx context.Context, id store.SubID, op Op,
 		case OpCancel:
 			s.Reason = "cancelled by payer"
 			s.CancelPending = notify
+			s.CancelledAt = e.clock.Now()
 			if notify {
 				s.Reason += "; telling the receiver"
 			}
@@ -316,7 +317,8 @@ type View struct {
 	PaidUntil   string `json:"paid_until,omitempty"`
 	// ServiceUntil is set once the receiver acknowledged the payer's
 	// cancel: the provider serves the time already paid for, so service
-	// ends at the end of paid time (no grace).
+	// ends at the end of paid time (no grace), or at the cancel if paid
+	// time had already ended then: the receiver's ends_at.
 	ServiceUntil   string `json:"service_until,omitempty"`
 	NextSeq        uint64 `json:"next_sequence"`
 	Payments       uint64 `json:"payments"`
@@ -343,11 +345,16 @@ type TermsView struct {
 }
 
 // serviceUntil is when service ends for a subscription whose cancel the
-// receiver acknowledged ("" otherwise): the provider serves the time
-// already paid for, so the end of paid time, without grace.
+// receiver acknowledged ("" otherwise), by the receiver's rule for ends_at:
+// max(paid_until, cancel time), without grace. The receiver's cancel time
+// is when the cancel message arrived, a delivery later than the payer's
+// cancel the sender records.
 func serviceUntil(s *store.SenderSubscription) string {
 	if s.State != store.SenderCancelled || s.CancelPending {
 		return ""
+	}
+	if s.CancelledAt.After(s.PaidUntil) {
+		return fmtTime(s.CancelledAt)
 	}
 	return fmtTime(s.PaidUntil)
 }

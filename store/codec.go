@@ -259,6 +259,7 @@ func (s *ReceiverSubscription) records() []tlv.Record {
 		recTime(15, &s.CreatedAt),
 		recTime(16, &s.UpdatedAt),
 		recTime(17, &s.CancelledAt),
+		recU64(18, &s.CreditCount),
 	)
 }
 
@@ -274,6 +275,10 @@ func (p *Payment) records() []tlv.Record {
 		recString(8, &p.Reason),
 		recTime(9, &p.ReceivedAt),
 		recMsat(10, &p.Rate),
+		recTime(11, &p.BeforePaidUntil),
+		recMsat(12, &p.BeforeRemainder),
+		recU8(13, (*uint8)(&p.BeforeState)),
+		recU64(14, &p.CreditNo),
 	}
 }
 
@@ -325,6 +330,7 @@ func (s *SenderSubscription) records() []tlv.Record {
 		recU32(50, &s.Refusals),
 		recBool(51, &s.CancelPending),
 		recU64(52, &s.Revision),
+		recTime(53, &s.CancelledAt),
 	)
 }
 

@@ -73,7 +73,7 @@ func TestDecodeValueErrors(t *testing.T) {
 		{"empty", nil, ErrCorrupt},
 		{"version zero", append([]byte{0}, good[1:]...), ErrCorrupt},
 		{"newer version", append([]byte{valueVersion + 1}, good[1:]...), ErrSchemaTooNew},
-		{"truncated", good[:len(good)-3], ErrCorrupt},
+		{"truncated", good[:len(good)-2], ErrCorrupt},
 		{"huge length", []byte{valueVersion, 8, 0xfe, 0xff, 0xff, 0xff, 0xff}, ErrCorrupt},
 	}
 	for _, tc := range tests {

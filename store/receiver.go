@@ -84,6 +84,10 @@ type ReceiverTx interface {
 	LastRefusalEvent(sub SubID, reason string) (time.Time, error)
 	// SetLastRefusalEvent records that such an event was queued at at.
 	SetLastRefusalEvent(sub SubID, reason string, at time.Time) error
+	// ClearRefusalEvents forgets every reason's mark of sub, so each
+	// reason is announced again (a new episode: the subscription was
+	// credited or changed state).
+	ClearRefusalEvents(sub SubID) error
 
 	// SettleIndex is the last lnd invoice settle index processed (0: none),
 	// the point to resume lnd's invoice subscription from.
@@ -195,7 +199,7 @@ func (t *receiverTx) PutSubscription(s *ReceiverSubscription) error {
 			return err
 		}
 	}
-	if old != nil && old.State.watchesTime() &&
+	if old != nil && old.State.mayBeIndexed() &&
 		(!s.State.watchesTime() || !old.PaidUntil.Equal(s.PaidUntil)) {
 
 		if err := t.del(rsubPaidKey(old.PaidUntil, s.ID)); err != nil {
@@ -235,6 +239,10 @@ func (t *receiverTx) SubscriptionsDueBefore(before time.Time,
 		s, err := t.Subscription(id)
 		if err != nil {
 			return fmt.Errorf("paid-until index: %w", err)
+		}
+		if !s.State.watchesTime() {
+			// A pending subscription indexed by an older store.
+			return nil
 		}
 		return fn(s)
 	})

@@ -171,6 +171,25 @@ func (t *receiverTx) SetLastRefusalEvent(sub SubID, reason string, at time.Time)
 	return t.set(refusalEventKey(sub, reason), timeKey(at))
 }
 
+// ClearRefusalEvents implements ReceiverTx.
+func (t *receiverTx) ClearRefusalEvents(sub SubID) error {
+	prefix := key(pRefusalEvent, sub[:])
+	var keys [][]byte
+	err := t.scan(prefix, nil, false, func(k []byte, _ *badger.Item) error {
+		keys = append(keys, append([]byte(nil), k...))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := t.del(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // KeyCount returns how many keys the store holds under prefix (nil: all).
 // Tests use it to prove that an operation added no rows.
 func (db *DB) KeyCount(prefix []byte) (int, error) {

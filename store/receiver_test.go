@@ -158,10 +158,12 @@ func TestReceiverSubscriptionIndexes(t *testing.T) {
 		want   []SubID
 	}{
 		{"nothing before zero", time.Time{}, nil},
-		{"pending first", at(1), []SubID{subID(3)}},
-		{"by paid-until", at(71), []SubID{subID(3), subID(4), subID(5)}},
-		{"strictly before", at(120), []SubID{subID(3), subID(4), subID(5)}},
-		{"all watched", at(1000), []SubID{subID(3), subID(4), subID(5), subID(1)}},
+		// A pending subscription has no paid time to age: it is
+		// never in the index the expiry loop scans.
+		{"pending is not indexed", at(1), nil},
+		{"by paid-until", at(71), []SubID{subID(4), subID(5)}},
+		{"strictly before", at(120), []SubID{subID(4), subID(5)}},
+		{"all watched", at(1000), []SubID{subID(4), subID(5), subID(1)}},
 	}
 	for _, tc := range dueTests {
 		t.Run("due "+tc.name, func(t *testing.T) {
@@ -190,7 +192,8 @@ func TestReceiverSubscriptionIndexes(t *testing.T) {
 			})
 		}))
 		require.Empty(t, dueBefore(t, rs, at(1000)))
-		require.Len(t, listSubs(t, rs, SubExpired, Page{}), 4)
+		require.Len(t, listSubs(t, rs, SubExpired, Page{}), 3)
+		require.Equal(t, []SubID{subID(3)}, listSubs(t, rs, SubPending, Page{}))
 	})
 }
 
@@ -505,4 +508,30 @@ func TestUpdateSemantics(t *testing.T) {
 		require.Zero(t, idx, "no failed step may leave a write behind")
 		return nil
 	}))
+}
+
+// TestPendingIndexedByOldStoreLeavesIndex reproduces a pending subscription
+// that a store before schema version 4 put in the paid-until index: it must
+// not reach the expiry scan, and its entry must go when it is next written.
+func TestPendingIndexedByOldStoreLeavesIndex(t *testing.T) {
+	t.Parallel()
+	db, _ := openTestDB(t)
+	rs, ctx := db.Receiver(), testCtx(t)
+
+	sub := &ReceiverSubscription{ID: subID(1), PlanID: "basic", State: SubPending}
+	require.NoError(t, rs.Update(ctx, func(tx ReceiverTx) error {
+		if err := tx.PutSubscription(sub); err != nil {
+			return err
+		}
+		// The entry an older store wrote.
+		return tx.(*receiverTx).set(rsubPaidKey(time.Time{}, sub.ID), nil)
+	}))
+	require.Empty(t, dueBefore(t, rs, at(1000)))
+
+	sub.State, sub.PaidUntil = SubActive, at(100)
+	require.NoError(t, rs.Update(ctx, func(tx ReceiverTx) error {
+		return tx.PutSubscription(sub)
+	}))
+	require.Equal(t, []SubID{subID(1)}, dueBefore(t, rs, at(1000)))
+	require.Empty(t, dueBefore(t, rs, at(50)), "stale zero entry left behind")
 }

@@ -15,7 +15,7 @@ import (
 // older binary that rewrote such a record would silently drop them. Every
 // layout change bumps it, with a step in migrations; TestStoredFieldAddedWithoutSchemaBump
 // fails until both are done (see the package comment).
-const SchemaVersion uint32 = 3
+const SchemaVersion uint32 = 4
 
 // migration upgrades a store by one schema version.
 type migration struct {
@@ -52,6 +52,18 @@ var migrations = []migration{
 			"payments and the refusal event rate limit (nothing to " +
 			"rewrite: older refused rows are simply not indexed, and " +
 			"a subscription without a cancel time ends at paid_until)",
+		apply: func(*txn) error { return nil },
+	},
+	{
+		from: 3,
+		what: "receiver: Payment.BeforePaidUntil, BeforeRemainder, " +
+			"BeforeState and CreditNo, ReceiverSubscription." +
+			"CreditCount, SenderSubscription.CancelledAt: the subscription as it was before each " +
+			"credit, so a reversal restores it and re-applies the " +
+			"later credits (nothing to rewrite: older payments read " +
+			"them as zero and are reversed by arithmetic); pending " +
+			"subscriptions leave the paid-until index when next " +
+			"written",
 		apply: func(*txn) error { return nil },
 	},
 }

@@ -96,9 +96,18 @@ func (s SubState) String() string {
 func (s SubState) valid() bool { return s >= SubPending && s <= SubCancelledByPayer }
 
 // watchesTime reports the states whose paid-until matters to the expiry scan;
-// only these are kept in the paid-until index.
+// only these are kept in the paid-until index. A pending subscription has
+// no paid time to age, so it is left out: otherwise every expiry tick would
+// scan each one forever.
 func (s SubState) watchesTime() bool {
-	return s == SubPending || s == SubActive || s == SubPastDue
+	return s == SubActive || s == SubPastDue
+}
+
+// mayBeIndexed reports the states a stored subscription may have an entry
+// in the paid-until index for: those of watchesTime, and pending, which
+// stores before schema version 4 indexed.
+func (s SubState) mayBeIndexed() bool {
+	return s == SubPending || s.watchesTime()
 }
 
 // PaymentState is the stored outcome of a payment the receiver saw. The
@@ -328,6 +337,9 @@ type ReceiverSubscription struct {
 	// A cancelled subscription is still served until its paid time ends,
 	// max(PaidUntil, CancelledAt), with no grace.
 	CancelledAt time.Time
+	// CreditCount counts the credits ever made (reversals do not take it
+	// back), numbering each payment's CreditNo.
+	CreditCount uint64
 }
 
 // Payment is the receiver's ledger entry for one settled (or refused)
@@ -349,6 +361,18 @@ type Payment struct {
 	// Rate is the price per second the payment was credited at, so a
 	// credit can be reversed exactly even if the terms changed since.
 	Rate lnwire.MilliSatoshi
+	// BeforePaidUntil, BeforeRemainder and BeforeState are the
+	// subscription's paid-until, remainder and state just before this
+	// payment was credited, so a reversal can restore the subscription
+	// as it was and re-apply the later credits on top. BeforeState is
+	// zero in payments credited before schema version 4 (and in refused
+	// ones): then they are unknown.
+	BeforePaidUntil time.Time
+	BeforeRemainder lnwire.MilliSatoshi
+	BeforeState     SubState
+	// CreditNo orders a subscription's credits: the subscription's
+	// CreditCount after this credit (zero before schema version 4).
+	CreditNo uint64
 }
 
 // Event is one notification queued for delivery (webhook), written in the
@@ -442,6 +466,10 @@ type SenderSubscription struct {
 	// Revision grows by one with every write of the subscription, so a
 	// cache can tell a newer copy from an older one.
 	Revision uint64
+	// CancelledAt is when the payer cancelled (zero: not cancelled, or
+	// cancelled before schema version 4). Like the receiver, the sender
+	// shows service ending at max(PaidUntil, CancelledAt).
+	CancelledAt time.Time
 }
 
 // Attempt is one keysend payment try, written before it is sent so a crash

@@ -51,31 +51,40 @@ func SecondsForAmount(amt, remainder,
 }
 
 // CreditStart returns where the paid time bought by a payment made at now
-// begins: the later of the old end of paid time and now. It is the rule both
-// sides must share (docs/protocol.md, "Crediting time"), whatever the
-// subscription's state: time that lapsed before a payment, including any
-// grace period the provider extended, is never paid for, and time already
-// paid ahead is never lost. A zero paidUntil (never paid) starts at now.
+// begins, for a subscription whose paid time ends (or ended) at paidUntil
+// and whose provider serves grace past it. It is the rule both sides must
+// share (docs/protocol.md, "Crediting time"):
+//   - while now is before paidUntil+grace (paid ahead, or inside grace), the
+//     credit starts at paidUntil: time paid ahead is kept, and grace the
+//     payer used is paid for when they come back within it, so that paying
+//     one second just before each grace period ends cannot buy a whole
+//     grace period of service per second paid;
+//   - once grace is over, or if nothing was ever paid (paidUntil zero), it
+//     starts at now: a lapsed subscription's grace was free.
 //
-// The receiver credits with it and the sender estimates its paid-until with
-// it, so after any late payment the two agree to the second.
-func CreditStart(paidUntil, now time.Time) time.Time {
-	if paidUntil.After(now) {
-		return paidUntil
+// The receiver credits with it and the sender estimates its paid-until and
+// schedules with it, so after any late payment the two agree to the second.
+func CreditStart(paidUntil, now time.Time, grace time.Duration) time.Time {
+	if paidUntil.IsZero() || !now.Before(paidUntil.Add(grace)) {
+		return now
 	}
 
-	return now
+	return paidUntil
 }
 
 // PaidUntilAfter returns the end of paid time after secs whole seconds were
-// credited at now: CreditStart(paidUntil, now) + secs. A payment that buys
-// no whole second (its msat only join the remainder) leaves an existing
-// paid-until where it is, so that it cannot move a lapsed subscription's
-// end of paid time, and with it the grace period, forward to now.
-func PaidUntilAfter(paidUntil, now time.Time, secs uint64) time.Time {
+// credited at now: CreditStart(paidUntil, now, grace) + secs. A payment that
+// buys no whole second (its msat only join the remainder) leaves an
+// existing paid-until where it is, so that it cannot move a lapsed
+// subscription's end of paid time, and with it the grace period, forward to
+// now.
+func PaidUntilAfter(paidUntil, now time.Time, grace time.Duration,
+	secs uint64) time.Time {
+
 	if secs == 0 && !paidUntil.IsZero() {
 		return paidUntil
 	}
 
-	return CreditStart(paidUntil, now).Add(time.Duration(secs) * time.Second)
+	return CreditStart(paidUntil, now, grace).Add(
+		time.Duration(secs) * time.Second)
 }

@@ -88,12 +88,13 @@ func TestSecondsForAmountConserves(t *testing.T) {
 	}
 }
 
-// TestCreditStart pins the shared rule of where bought time starts: never
-// before now (lapsed time, grace included, is not paid for) and never before
-// the old end of paid time (time paid ahead is kept).
+// TestCreditStart pins the shared rule of where bought time starts: at the
+// old end of paid time while now is before it or inside grace (grace used is
+// paid for), at now once grace is over or if nothing was paid.
 func TestCreditStart(t *testing.T) {
 	t.Parallel()
 
+	const grace = time.Minute
 	now := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name            string
@@ -102,13 +103,32 @@ func TestCreditStart(t *testing.T) {
 		{"never paid", time.Time{}, now},
 		{"paid ahead", now.Add(time.Minute), now.Add(time.Minute)},
 		{"ends now", now, now},
-		{"lapsed, in grace or beyond", now.Add(-time.Second), now},
+		{"inside grace", now.Add(-59 * time.Second), now.Add(-59 * time.Second)},
+		{"grace ends now", now.Add(-grace), now},
+		{"beyond grace", now.Add(-2 * grace), now},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			require.Equal(t, tc.want, CreditStart(tc.paidUntil, now))
+			require.Equal(t, tc.want, CreditStart(tc.paidUntil, now, grace))
 		})
 	}
+}
+
+// TestGraceGamingBuysFreeService reproduces the review's money loss: with
+// credit start max(paid_until, now), paying 1 s each time at paid_until+59 s
+// (grace 60 s) bought 60 s of service per second paid: ten payments moved
+// paid_until 541 s past the start. Grace used is paid for now: 10 s.
+func TestGraceGamingBuysFreeService(t *testing.T) {
+	t.Parallel()
+
+	const grace = 60 * time.Second
+	start := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	paid := PaidUntilAfter(time.Time{}, start, grace, 1)
+	for i := 1; i < 10; i++ {
+		now := paid.Add(59 * time.Second)
+		paid = PaidUntilAfter(paid, now, grace, 1)
+	}
+	require.Equal(t, 10*time.Second, paid.Sub(start))
 }
 
 // TestPaidUntilAfter: seconds extend from CreditStart; a credit of no whole
@@ -116,6 +136,7 @@ func TestCreditStart(t *testing.T) {
 func TestPaidUntilAfter(t *testing.T) {
 	t.Parallel()
 
+	const grace = 30 * time.Second
 	now := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name            string
@@ -125,13 +146,14 @@ func TestPaidUntilAfter(t *testing.T) {
 		{"never paid", time.Time{}, now.Add(60 * time.Second), 60},
 		{"never paid, no second", time.Time{}, now, 0},
 		{"paid ahead", now.Add(time.Minute), now.Add(2 * time.Minute), 60},
-		{"lapsed", now.Add(-time.Minute), now.Add(time.Minute), 60},
-		{"lapsed, no second", now.Add(-time.Minute), now.Add(-time.Minute), 0},
+		{"inside grace", now.Add(-10 * time.Second), now.Add(50 * time.Second), 60},
+		{"beyond grace", now.Add(-time.Minute), now.Add(time.Minute), 60},
+		{"beyond grace, no second", now.Add(-time.Minute), now.Add(-time.Minute), 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			require.Equal(t, tc.want, PaidUntilAfter(tc.paidUntil, now,
-				tc.secs))
+				grace, tc.secs))
 		})
 	}
 }

@@ -89,12 +89,16 @@ func TestCreditFor(t *testing.T) {
 			paidUntil: t0.Add(time.Hour), remainder: 5, amt: 100_000,
 			ok: true, secs: 14286, rem: 3,
 			until: t0.Add(time.Hour + 14286*time.Second)},
-		{name: "past due starts now: grace is not paid for",
+		{name: "past due inside grace: grace used is paid for",
 			state: store.SubPastDue, paidUntil: t0.Add(-30 * time.Second),
 			amt: 700, ok: true, secs: 100, rem: 0,
-			until: t0.Add(100 * time.Second)},
-		{name: "active not yet aged starts now",
+			until: t0.Add(70 * time.Second)},
+		{name: "active not yet aged, inside grace",
 			state: store.SubActive, paidUntil: t0.Add(-30 * time.Second),
+			amt: 700, ok: true, secs: 100, rem: 0,
+			until: t0.Add(70 * time.Second)},
+		{name: "active not yet aged, beyond grace starts now",
+			state: store.SubActive, paidUntil: t0.Add(-time.Minute),
 			amt: 700, ok: true, secs: 100, rem: 0,
 			until: t0.Add(100 * time.Second)},
 		{name: "expired starts now", state: store.SubExpired,
@@ -406,18 +410,18 @@ func TestAgeing(t *testing.T) {
 	require.Equal(t, store.SubPastDue, age(t0.Add(100*time.Second)))
 	require.Equal(t, store.SubPastDue, age(t0.Add(159*time.Second)))
 
-	// A payment in grace counts from the moment of payment: grace is
-	// service the provider extends, not paid for.
+	// A payment in grace counts from the old end of paid time: grace
+	// the payer used and came back within is paid for.
 	out := e.apply(t, core.Incoming{Hash: hashOf(2), Amount: 1000,
 		Custom: rt.Records(t, e.sub, 2, nil, false),
 		Now:    t0.Add(150 * time.Second)})
 	require.True(t, out.Credited)
 	s := e.subscription(t, e.sub)
 	require.Equal(t, store.SubActive, s.State)
-	require.Equal(t, t0.Add(250*time.Second), s.PaidUntil)
+	require.Equal(t, t0.Add(200*time.Second), s.PaidUntil)
 
-	require.Equal(t, store.SubPastDue, age(t0.Add(309*time.Second)))
-	require.Equal(t, store.SubExpired, age(t0.Add(310*time.Second)))
+	require.Equal(t, store.SubPastDue, age(t0.Add(259*time.Second)))
+	require.Equal(t, store.SubExpired, age(t0.Add(260*time.Second)))
 	// After expiry a payment counts from the moment of payment.
 	now := t0.Add(1000 * time.Second)
 	require.True(t, e.apply(t, core.Incoming{Hash: hashOf(3), Amount: 1000,

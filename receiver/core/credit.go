@@ -20,18 +20,16 @@ type Credit struct {
 }
 
 // CreditFor computes what amt buys for sub at now, without changing sub.
-// The bought time starts at tlv.CreditStart(paid-until, now) in every state,
-// the rule the sender estimates with: paid time ahead is extended, lapsed
-// time (grace included, which the provider extends for free) is not paid
-// for. ok is false when the result would hold more than MaxPrepay of
+// The bought time starts at tlv.CreditStart(paid-until, now, grace), the
+// rule the sender estimates with: paid time ahead is extended, grace used by
+// a payer who comes back within it is paid for, and the grace of a
+// subscription that lapsed beyond it is free. ok is false when the result would hold more than MaxPrepay of
 // paid time ahead of now (or could not be represented at all), in which
 // case the payment must be refused.
 func CreditFor(sub *store.ReceiverSubscription, amt lnwire.MilliSatoshi,
 	now time.Time) (Credit, bool) {
 
-	secs, rem := tlv.SecondsForAmount(amt, sub.Remainder, sub.Terms.RatePerSecond)
-
-	base := tlv.CreditStart(sub.PaidUntil, now)
+	base := tlv.CreditStart(sub.PaidUntil, now, sub.Terms.Grace)
 
 	limit := now.Add(sub.Terms.MaxPrepay)
 	if sub.Terms.MaxPrepay <= 0 {
@@ -41,16 +39,63 @@ func CreditFor(sub *store.ReceiverSubscription, amt lnwire.MilliSatoshi,
 	if base.After(limit) {
 		return Credit{}, false
 	}
+	c := creditAt(sub.PaidUntil, sub.Remainder, sub.Terms.Grace,
+		sub.Terms.RatePerSecond, amt, now)
 	room := uint64(limit.Sub(base) / time.Second)
-	if secs > room || secs > math.MaxInt64/uint64(time.Second) {
+	if c.Seconds > room || c.Seconds > math.MaxInt64/uint64(time.Second) {
 		return Credit{}, false
+	}
+
+	return c, true
+}
+
+// creditAt is the credit arithmetic alone: what amt buys at rate, received
+// at now, on top of paidUntil and remainder. Apply credits with it and
+// Reverse re-applies later payments with it, each at its own rate and time.
+func creditAt(paidUntil time.Time, remainder lnwire.MilliSatoshi,
+	grace time.Duration, rate, amt lnwire.MilliSatoshi,
+	now time.Time) Credit {
+
+	secs, rem := tlv.SecondsForAmount(amt, remainder, rate)
+	if secs > math.MaxInt64/uint64(time.Second) {
+		// Only a reversal replaying a payment CreditFor accepted
+		// gets here, and CreditFor never accepts this much.
+		secs = math.MaxInt64 / uint64(time.Second)
 	}
 
 	return Credit{
 		Seconds:   secs,
 		Remainder: rem,
-		PaidUntil: tlv.PaidUntilAfter(sub.PaidUntil, now, secs),
-	}, true
+		PaidUntil: tlv.PaidUntilAfter(paidUntil, now, grace, secs),
+	}
+}
+
+// stateAfterCredit is the state a subscription in state moves to when a
+// credit at now ends its paid time at paidUntil: a credit that buys no
+// time ahead of now (only remainder) leaves it where it is.
+func stateAfterCredit(state store.SubState, paidUntil,
+	now time.Time) (store.SubState, store.EventType, error) {
+
+	if !paidUntil.After(now) {
+		return state, 0, nil
+	}
+	return Next(state, TrigPayment)
+}
+
+// agedState is the state Age would give a subscription in state, with paid
+// time ending at paidUntil, at now.
+func agedState(state store.SubState, paidUntil time.Time,
+	grace time.Duration, now time.Time) store.SubState {
+
+	switch {
+	case state != store.SubActive && state != store.SubPastDue:
+		return state
+	case !now.Before(paidUntil.Add(grace)):
+		return store.SubExpired
+	case !now.Before(paidUntil):
+		return store.SubPastDue
+	}
+	return state
 }
 
 // Paid reports whether sub should be served at now. An active or past-due

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"sort"
 	"time"
 
 	"github.com/lightningnetwork/lnd/lnwire"
@@ -225,6 +226,15 @@ func Apply(tx store.ReceiverTx, in Incoming, window uint64) (Outcome, error) {
 			ReasonMaxPrepay, fmt.Sprintf("amount %v would hold more "+
 				"than %v of paid time", in.Amount, sub.Terms.MaxPrepay))
 	}
+	if created && credit.Seconds == 0 {
+		// An open enrolment must buy time: one that only leaves a
+		// remainder would make a subscription that stays pending
+		// for ever, for less than the price of a second.
+		return refuse(tx, in, out, nil, recs.Sequence,
+			ReasonBelowMinimum, fmt.Sprintf("amount %v buys no "+
+				"whole second at %v per second", in.Amount,
+				sub.Terms.RatePerSecond))
+	}
 
 	// Credit.
 	if created {
@@ -237,26 +247,30 @@ func Apply(tx store.ReceiverTx, in Incoming, window uint64) (Outcome, error) {
 		}
 	}
 	oldState := sub.State
+	before := store.Payment{BeforePaidUntil: sub.PaidUntil,
+		BeforeRemainder: sub.Remainder, BeforeState: oldState}
 	sub.PaidUntil = credit.PaidUntil
 	sub.Remainder = credit.Remainder
 	sub.TotalPaid += in.Amount
 	sub.TotalSeconds += credit.Seconds
 	sub.Payments++
+	sub.CreditCount++
 	if recs.Sequence > sub.LastSeq {
 		sub.LastSeq = recs.Sequence
 	}
 	sub.UpdatedAt = in.Now
 	var evType store.EventType
-	if !credit.PaidUntil.After(in.Now) {
-		// Bought no time ahead of now (only remainder): the state
-		// stays; a lapsed subscription is not paid up.
-	} else {
-		sub.State, evType, err = Next(oldState, TrigPayment)
-		if err != nil {
-			return out, err
-		}
+	sub.State, evType, err = stateAfterCredit(oldState, credit.PaidUntil,
+		in.Now)
+	if err != nil {
+		return out, err
 	}
 	if err := tx.PutSubscription(sub); err != nil {
+		return out, err
+	}
+	// A credit starts a new episode: each refusal reason is announced
+	// again.
+	if err := tx.ClearRefusalEvents(sub.ID); err != nil {
 		return out, err
 	}
 
@@ -269,6 +283,11 @@ func Apply(tx store.ReceiverTx, in Incoming, window uint64) (Outcome, error) {
 		State:      store.PaymentCredited,
 		ReceivedAt: in.Now,
 		Rate:       sub.Terms.RatePerSecond,
+
+		BeforePaidUntil: before.BeforePaidUntil,
+		BeforeRemainder: before.BeforeRemainder,
+		BeforeState:     before.BeforeState,
+		CreditNo:        sub.CreditCount,
 	}
 	if in.Settled {
 		p.SettleIndex = in.SettleIndex
@@ -314,18 +333,15 @@ func existing(sub *store.ReceiverSubscription, created bool) *store.ReceiverSubs
 // be bounded (the per-reason counters keep the whole tally).
 const MaxRefusedPerSubscription = 64
 
-// RefusalEventInterval is the least time between two payment.refused events
-// of the same subscription and reason; refusals in between are counted and
-// (up to MaxRefusedPerSubscription) listed, but not announced again.
-const RefusalEventInterval = time.Minute
-
 // refuse records a refusal and reports it in out. Every refusal adds one to
 // the persisted counter of its reason. A refusal that names no known
 // subscription (sub nil) leaves nothing else behind: no payment entry, no
 // event, since anyone can send those for free. A refusal for a known
 // subscription keeps an entry (at most MaxRefusedPerSubscription per
-// subscription) and queues a payment.refused event (at most one per
-// RefusalEventInterval and reason). A payment lnd already settled is money
+// subscription) and queues a payment.refused event once per episode and
+// reason: after an event for a reason, that reason is not announced again
+// for the subscription until it is credited or changes state (which clear
+// the marks), however long the refusals go on. A payment lnd already settled is money
 // the provider holds: it is always recorded as unclaimed, so it can be
 // refunded.
 func refuse(tx store.ReceiverTx, in Incoming, out Outcome,
@@ -380,9 +396,8 @@ func refuse(tx store.ReceiverTx, in Incoming, out Outcome,
 	if err != nil {
 		return out, err
 	}
-	if !last.IsZero() && in.Now.Sub(last) < RefusalEventInterval &&
-		!in.Now.Before(last) {
-
+	if !last.IsZero() {
+		// Announced already in this episode.
 		return out, nil
 	}
 	if err := tx.SetLastRefusalEvent(sub.ID, string(reason), in.Now); err != nil {
@@ -430,6 +445,7 @@ func transitionTo(tx store.ReceiverTx, sub *store.ReceiverSubscription,
 	if err != nil {
 		return err
 	}
+	changed := sub.State != to
 	sub.State = to
 	sub.UpdatedAt = now
 	if Cancelled(to) {
@@ -437,6 +453,12 @@ func transitionTo(tx store.ReceiverTx, sub *store.ReceiverSubscription,
 	}
 	if err := tx.PutSubscription(sub); err != nil {
 		return err
+	}
+	if changed {
+		// A new state starts a new episode of refusals.
+		if err := tx.ClearRefusalEvents(sub.ID); err != nil {
+			return err
+		}
 	}
 	if ev == 0 {
 		return nil
@@ -478,11 +500,18 @@ func MarkSettled(tx store.ReceiverTx, hash store.Hash, settleIndex uint64) error
 	return bumpSettleIndex(tx, settleIndex)
 }
 
+// ErrCannotReverse is returned when a credit stored before schema version 4
+// (without the subscription as it was before it) cannot be taken out of the
+// subscription exactly; nothing is changed.
+var ErrCannotReverse = errors.New("credit cannot be reversed exactly")
+
 // Reverse takes back the credit of a payment whose HTLC lnd cancelled before
 // it settled (the hold time ran out while the receiver was away), as
 // docs/protocol.md requires: the hash and sequence are freed and the
-// subscription is as if the payment had never come, as far as later
-// payments allow (see reverseCredit). It reports whether anything was
+// subscription is as if the payment had never come. The subscription's
+// paid-until, remainder and state are restored from before the payment,
+// then every credit made after it is applied again, in order, at its own
+// time and rate (see replayCredits). It reports whether anything was
 // reversed.
 func Reverse(tx store.ReceiverTx, hash store.Hash, now time.Time) (bool, error) {
 	p, err := tx.Payment(hash)
@@ -499,7 +528,15 @@ func Reverse(tx store.ReceiverTx, hash store.Hash, now time.Time) (bool, error) 
 	if err != nil {
 		return false, err
 	}
-	reverseCredit(sub, p)
+	oldState := sub.State
+	if p.BeforeState != 0 {
+		err = replayCredits(tx, sub, p)
+	} else {
+		err = reverseCredit(tx, sub, p)
+	}
+	if err != nil {
+		return false, err
+	}
 	sub.UpdatedAt = now
 
 	p.State = store.PaymentRefused
@@ -514,17 +551,27 @@ func Reverse(tx store.ReceiverTx, hash store.Hash, now time.Time) (bool, error) 
 			return false, err
 		}
 	}
-	if sub.Payments == 0 && !Cancelled(sub.State) {
-		// It was the only credit, so it activated a pending
-		// subscription: pending again, never paid.
-		sub.State = store.SubPending
-		sub.PaidUntil = time.Time{}
-	}
 	if err := tx.PutSubscription(sub); err != nil {
 		return false, err
 	}
-	// Paid time got shorter: an activation or revival the payment caused
-	// is undone by ageing the subscription at now.
+	if err := tx.ClearRefusalEvents(sub.ID); err != nil {
+		return false, err
+	}
+	// A state the restore moved to is reported like the time-driven
+	// move would have been; the rest is done by ageing at now.
+	var ev store.EventType
+	switch {
+	case sub.State == oldState:
+	case sub.State == store.SubPastDue:
+		ev = store.EventSubscriptionPastDue
+	case sub.State == store.SubExpired:
+		ev = store.EventSubscriptionExpired
+	}
+	if ev != 0 {
+		if err := AppendEvent(tx, ev, sub, nil, "", now); err != nil {
+			return false, err
+		}
+	}
 	if _, err := Age(tx, sub, now); err != nil {
 		return false, err
 	}
@@ -538,15 +585,117 @@ func Reverse(tx store.ReceiverTx, hash store.Hash, now time.Time) (bool, error) 
 		string(ReasonHoldExpired), now)
 }
 
-// reverseCredit takes p's credit out of sub's totals. The credit turned
-// amount + remainder into seconds*rate + new remainder, so the remainder
-// from before it is remainder_now + seconds*rate - amount. When later
-// credits already spent part of the carry this payment left, that is
-// negative: whole seconds are then taken back too (rounded up, at the
-// current price) until it is not, so that what is left is exactly what the
-// remaining payments bought and total_seconds*price + remainder ==
-// total_paid keeps holding.
-func reverseCredit(sub *store.ReceiverSubscription, p *store.Payment) {
+// replayCredits takes p's credit out of sub: it restores the paid-until,
+// remainder and state p's credit started from, then credits every payment
+// credited after p again, in credit order, with creditAt at its own
+// ReceivedAt and Rate, ageing the state to each one's time in between. A
+// later payment whose seconds or starting point change is stored again, so
+// that it can itself be reversed exactly. The totals, payment count and
+// last sequence are then recomputed from the credited payments left, so
+// that sum(seconds*rate) + remainder == total_paid keeps holding. With no
+// credited payment left the subscription is pending again; a cancelled one
+// stays cancelled.
+func replayCredits(tx store.ReceiverTx, sub *store.ReceiverSubscription,
+	p *store.Payment) error {
+
+	var (
+		later              []*store.Payment
+		paid, secs         uint64
+		totalPaid, lastSeq uint64
+	)
+	err := tx.ForEachPayment(sub.ID, 0, func(q *store.Payment) error {
+		if q.State != store.PaymentCredited || q.Hash == p.Hash {
+			return nil
+		}
+		if q.CreditNo > p.CreditNo {
+			later = append(later, q)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sort.Slice(later, func(i, j int) bool {
+		return later[i].CreditNo < later[j].CreditNo
+	})
+
+	grace := sub.Terms.Grace
+	state, paidUntil, rem := p.BeforeState, p.BeforePaidUntil, p.BeforeRemainder
+	for _, q := range later {
+		state = agedState(state, paidUntil, grace, q.ReceivedAt)
+		rate := q.Rate
+		if rate == 0 {
+			rate = sub.Terms.RatePerSecond
+		}
+		c := creditAt(paidUntil, rem, grace, rate, q.Amount, q.ReceivedAt)
+		if q.Seconds != c.Seconds || q.BeforeState != state ||
+			q.BeforeRemainder != rem ||
+			!q.BeforePaidUntil.Equal(paidUntil) {
+
+			q.Seconds = c.Seconds
+			q.BeforePaidUntil, q.BeforeRemainder = paidUntil, rem
+			q.BeforeState = state
+			if err := tx.PutPayment(q); err != nil {
+				return err
+			}
+		}
+		if !Cancelled(state) {
+			state, _, err = stateAfterCredit(state, c.PaidUntil,
+				q.ReceivedAt)
+			if err != nil {
+				return fmt.Errorf("replay payment %s: %w", q.Hash, err)
+			}
+		}
+		paidUntil, rem = c.PaidUntil, c.Remainder
+	}
+
+	// The totals, from every credited payment left.
+	err = tx.ForEachPayment(sub.ID, 0, func(q *store.Payment) error {
+		if q.State != store.PaymentCredited || q.Hash == p.Hash {
+			return nil
+		}
+		totalPaid += uint64(q.Amount)
+		secs += q.Seconds
+		paid++
+		if q.Seq > lastSeq {
+			lastSeq = q.Seq
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sub.PaidUntil, sub.Remainder = paidUntil, rem
+	sub.TotalPaid = lnwire.MilliSatoshi(totalPaid)
+	sub.TotalSeconds = secs
+	sub.Payments = paid
+	sub.LastSeq = lastSeq
+	switch {
+	case Cancelled(sub.State):
+		// Final: a cancel is not undone.
+	case paid == 0:
+		sub.State = store.SubPending
+	default:
+		sub.State = state
+	}
+	return nil
+}
+
+// reverseCredit takes p's credit out of sub's totals for a payment credited
+// before schema version 4, which did not store the subscription as it was
+// before it. The credit turned amount + remainder into seconds*rate + new
+// remainder, so the remainder from before it is remainder_now +
+// seconds*rate - amount. When later credits already spent part of the carry
+// this payment left, that is negative: whole seconds are then taken back
+// too (rounded up, at the current price) until it is not. If that would
+// take back more seconds or msat than the subscription holds, the credit
+// cannot be reversed exactly: ErrCannotReverse names the payment and
+// nothing is changed. The later payments' stored starting points included
+// this credit, so they are forgotten: those payments are reversed the same
+// way.
+func reverseCredit(tx store.ReceiverTx, sub *store.ReceiverSubscription,
+	p *store.Payment) error {
+
 	rate := p.Rate
 	if rate == 0 {
 		rate = sub.Terms.RatePerSecond
@@ -556,7 +705,7 @@ func reverseCredit(sub *store.ReceiverSubscription, p *store.Payment) {
 	rem.Add(rem, new(big.Int).SetUint64(uint64(sub.Remainder)))
 	rem.Sub(rem, new(big.Int).SetUint64(uint64(p.Amount)))
 
-	secs := p.Seconds
+	secs := new(big.Int).SetUint64(p.Seconds)
 	if rem.Sign() < 0 {
 		price := sub.Terms.RatePerSecond
 		if price == 0 {
@@ -569,25 +718,50 @@ func reverseCredit(sub *store.ReceiverSubscription, p *store.Payment) {
 		extra.Sub(extra, big.NewInt(1))
 		extra.Div(extra, bigPrice)
 		rem.Add(rem, new(big.Int).Mul(extra, bigPrice))
-		secs += extra.Uint64()
+		secs.Add(secs, extra)
 	}
-	if secs > sub.TotalSeconds {
-		secs = sub.TotalSeconds
+	if !secs.IsUint64() || secs.Uint64() > sub.TotalSeconds ||
+		!rem.IsUint64() || sub.TotalPaid < p.Amount {
+
+		return fmt.Errorf("%w: payment %s of subscription %s (%v, %d s, "+
+			"credited before schema version 4) would take back %v s "+
+			"of the %d s and %v of the %v the subscription holds",
+			ErrCannotReverse, p.Hash, sub.ID, p.Amount, p.Seconds,
+			secs, sub.TotalSeconds, p.Amount, sub.TotalPaid)
 	}
-	sub.Remainder = 0
-	if rem.IsUint64() {
-		sub.Remainder = lnwire.MilliSatoshi(rem.Uint64())
-	}
-	sub.PaidUntil = sub.PaidUntil.Add(-time.Duration(secs) * time.Second)
-	sub.TotalSeconds -= secs
-	if sub.TotalPaid >= p.Amount {
-		sub.TotalPaid -= p.Amount
-	} else {
-		sub.TotalPaid = 0
-	}
+	n := secs.Uint64()
+	sub.Remainder = lnwire.MilliSatoshi(rem.Uint64())
+	sub.PaidUntil = sub.PaidUntil.Add(-time.Duration(n) * time.Second)
+	sub.TotalSeconds -= n
+	sub.TotalPaid -= p.Amount
 	if sub.Payments > 0 {
 		sub.Payments--
 	}
+	if sub.Payments == 0 && !Cancelled(sub.State) {
+		// It was the only credit, so it activated a pending
+		// subscription: pending again, never paid.
+		sub.State = store.SubPending
+		sub.PaidUntil = time.Time{}
+	}
+
+	var later []*store.Payment
+	err := tx.ForEachPayment(sub.ID, 0, func(q *store.Payment) error {
+		if q.State == store.PaymentCredited && q.BeforeState != 0 {
+			later = append(later, q)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, q := range later {
+		q.BeforePaidUntil, q.BeforeRemainder, q.BeforeState =
+			time.Time{}, 0, 0
+		if err := tx.PutPayment(q); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // highestCredited returns the highest sequence among sub's credited

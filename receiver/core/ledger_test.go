@@ -158,7 +158,7 @@ func TestLatePaymentReceiverAndSenderDisagreeOnPaidUntil(t *testing.T) {
 			var sRem lnwire.MilliSatoshi
 			senderPays := func(now time.Time) {
 				secs, rem := tlv.SecondsForAmount(amt, sRem, rate)
-				sPaid = tlv.PaidUntilAfter(sPaid, now, secs)
+				sPaid = tlv.PaidUntilAfter(sPaid, now, testTerms.Grace, secs)
 				sRem = rem
 			}
 
@@ -256,10 +256,10 @@ func TestReverseAfterLaterCreditUnbalancedTheLedger(t *testing.T) {
 		// Reversing 1500: 0 + 2000 - 1500 = 500 carried back.
 		{"carry left", []lnwire.MilliSatoshi{2600, 1500, 1900}, 2,
 			500, 4, 3, store.SubActive},
-		// 1500 -> 1 s r500; 500 -> 1 s r0. Reversing 1500: 0 + 1000
-		// - 1500 = -500, so one more second goes: r500, 0 s.
+		// 1500 -> 1 s r500; 500 -> 1 s r0. Reversing 1500 leaves
+		// 500 alone: 0 s r500, which never activated anything.
 		{"carry used by a later credit", []lnwire.MilliSatoshi{1500, 500},
-			1, 500, 0, 2, store.SubPastDue},
+			1, 500, 0, 2, store.SubPending},
 		// Reversing the last payment restores the sequence below it.
 		// 0 + 2000 - 1900 = 100.
 		{"last sequence", []lnwire.MilliSatoshi{2600, 1500, 1900}, 3,
@@ -317,11 +317,16 @@ func TestReverseLeftAnUnpaidSubscriptionActive(t *testing.T) {
 		e.pay(t, 2, 2, 1000, late, false)
 		require.Equal(t, store.SubActive, e.subscription(t, e.sub).State)
 
+		// Reversed, the revival never happened: expired, as before
+		// it. Subtracting its 100 s from the new paid-until put
+		// paid_until at the revival time and the subscription past
+		// due, with a grace period nobody paid for.
 		e.reverse(t, 2, late.Add(time.Second))
 		s := e.subscription(t, e.sub)
-		require.NotEqual(t, store.SubActive, s.State)
+		require.Equal(t, store.SubExpired, s.State)
 		require.EqualValues(t, 1, s.LastSeq)
-		require.Equal(t, late, s.PaidUntil)
+		require.Equal(t, t0.Add(100*time.Second), s.PaidUntil)
+		require.False(t, core.Paid(s, late.Add(time.Second)))
 		requireBalanced(t, s)
 	})
 }
@@ -407,7 +412,7 @@ func TestRefusalsOfUnknownSubscriptionsGrewTheLedger(t *testing.T) {
 
 // TestRefusalsOfAKnownSubscriptionGrewTheLedger reproduces issue 10 item 12
 // for a known subscription: refused rows are bounded per subscription and
-// payment.refused events are sent at most once per reason and interval.
+// payment.refused events are sent at most once per reason and episode.
 func TestRefusalsOfAKnownSubscriptionGrewTheLedger(t *testing.T) {
 	t.Parallel()
 	e := newLedgerEnv(t, testTerms)
@@ -437,12 +442,12 @@ func TestRefusalsOfAKnownSubscriptionGrewTheLedger(t *testing.T) {
 	require.Equal(t, core.MaxRefusedPerSubscription, rows)
 	require.Len(t, e.events(t), 1)
 
-	// Another reason is announced at once; the same reason again after
-	// the interval.
+	// Another reason is announced at once; the same reason is not
+	// announced again in the episode.
 	refuse(n, 10*(3600+1), t0.Add(time.Second))
-	refuse(n+1, 999, t0.Add(core.RefusalEventInterval))
+	refuse(n+1, 999, t0.Add(time.Hour))
 	evs := e.events(t)
-	require.Len(t, evs, 3)
+	require.Len(t, evs, 2)
 	for _, ev := range evs {
 		require.Equal(t, store.EventPaymentRefused, ev.Type)
 	}
@@ -571,4 +576,262 @@ func TestZeroSecondPaymentMovedGrace(t *testing.T) {
 			require.False(t, core.Paid(s, t0.Add(70*time.Second)))
 		})
 	}
+}
+
+// TestRefusalEventsGrewForEver reproduces the review's finding 5: refusal
+// events were rate limited per minute only, so 1,000 refusals of one reason
+// spread over 1,000 minutes queued 1,000 payment.refused events (6 reasons
+// per cheap open-enrolment subscription, for ever). Each reason is now
+// announced once per episode: one event, until a credit re-arms it.
+func TestRefusalEventsGrewForEver(t *testing.T) {
+	t.Parallel()
+	e := newLedgerEnv(t, testTerms)
+	e.pay(t, 1, 1, 1000, t0, true) // 100 s
+	base := len(e.events(t))
+
+	refused := func() int {
+		n := 0
+		for _, ev := range e.events(t) {
+			if ev.Type == store.EventPaymentRefused {
+				n++
+			}
+		}
+		return n
+	}
+	const n = 1000
+	for i := 0; i < n; i++ {
+		var h store.Hash
+		h[0], h[1], h[2] = 0xdd, byte(i>>8), byte(i)
+		out := e.apply(t, core.Incoming{Hash: h, Amount: 999,
+			Custom: rt.Records(t, e.sub, uint64(i+10), nil, false),
+			Now:    t0.Add(time.Duration(i) * time.Minute)})
+		require.Equal(t, core.ReasonBelowMinimum, out.Reason)
+	}
+	require.Equal(t, 1, refused(), "one event per reason and episode")
+	require.EqualValues(t, n, e.refusalCounts(t)[string(core.ReasonBelowMinimum)])
+
+	// A credit starts a new episode: the reason is announced again.
+	now := t0.Add(n * time.Minute)
+	e.pay(t, 2, 2000, 1000, now, true)
+	e.apply(t, core.Incoming{Hash: hashOf(3), Amount: 999,
+		Custom: rt.Records(t, e.sub, 2001, nil, false), Now: now})
+	require.Equal(t, 2, refused())
+	require.Greater(t, len(e.events(t)), base+2)
+}
+
+// requireBalancedPerPayment checks the ledger identity with each payment at
+// the rate it was credited at: sum(seconds*rate) + remainder == total_paid,
+// and the totals are the sums of the credited payments.
+func requireBalancedPerPayment(t *testing.T, e *ledgerEnv) {
+	t.Helper()
+	s := e.subscription(t, e.sub)
+	var paid, secs, bought, n uint64
+	require.NoError(t, e.db.View(context.Background(), func(tx store.ReceiverTx) error {
+		return tx.ForEachPayment(e.sub, 0, func(p *store.Payment) error {
+			if p.State != store.PaymentCredited {
+				return nil
+			}
+			n++
+			paid += uint64(p.Amount)
+			secs += p.Seconds
+			bought += p.Seconds * uint64(p.Rate)
+			return nil
+		})
+	}))
+	require.Equal(t, paid, uint64(s.TotalPaid))
+	require.Equal(t, secs, s.TotalSeconds)
+	require.Equal(t, n, s.Payments)
+	require.Equal(t, paid, bought+uint64(s.Remainder),
+		"sum(seconds*rate) + remainder must equal total_paid")
+}
+
+// setRate changes the subscription's price, as a provider's terms change.
+func (e *ledgerEnv) setRate(t *testing.T, rate lnwire.MilliSatoshi) {
+	t.Helper()
+	require.NoError(t, e.db.Update(context.Background(), func(tx store.ReceiverTx) error {
+		s, err := tx.Subscription(e.sub)
+		if err != nil {
+			return err
+		}
+		s.Terms.RatePerSecond = rate
+		return tx.PutSubscription(s)
+	}))
+}
+
+// TestReverseTookTimeFromALaterPaymentAfterALapse reproduces the review's
+// finding 2: A (held, 100 s) lapsed beyond grace, then B (100 s) was
+// credited from now; reversing A subtracted 100 s from the current
+// paid_until, so B lost its time (paid_until t0+300 s instead of t0+400 s,
+// past due at once). Restoring from before A and re-applying B keeps B's
+// 100 s.
+func TestReverseTookTimeFromALaterPaymentAfterALapse(t *testing.T) {
+	t.Parallel()
+	e := newLedgerEnv(t, testTerms)
+	e.pay(t, 1, 1, 1000, t0, false) // A: 100 s, held
+	atB := t0.Add(300 * time.Second)
+	e.age(t, atB)
+	require.Equal(t, store.SubExpired, e.subscription(t, e.sub).State)
+	e.pay(t, 2, 2, 1000, atB, true) // B: 100 s from now
+	require.Equal(t, t0.Add(400*time.Second), e.subscription(t, e.sub).PaidUntil)
+
+	now := atB.Add(10 * time.Second)
+	e.reverse(t, 1, now)
+	s := e.subscription(t, e.sub)
+	require.Equal(t, t0.Add(400*time.Second), s.PaidUntil)
+	require.Equal(t, store.SubActive, s.State)
+	require.EqualValues(t, 100, s.TotalSeconds)
+	require.EqualValues(t, 2, s.LastSeq)
+	require.True(t, core.Paid(s, now))
+	requireBalancedPerPayment(t, e)
+}
+
+// TestReverseAfterPriceDropTookBackHundredsOfSeconds reproduces the review's
+// finding 3: at 1000 msat/s, C 1000 (1 s), A 1700 held (1 s, 700 carried),
+// B 499,600 (500 s, 300 carried); the price then drops to 1 msat/s.
+// Reversing A borrowed the 400 msat of A's carry that B used at the new
+// price, 400 s, took back 401 of 502 s (101 s and remainder 0 left, the
+// ledger off by 400,600 msat). Re-applying B at its own rate leaves C's 1 s
+// and B's 499 s: 500 s and remainder 600.
+func TestReverseAfterPriceDropTookBackHundredsOfSeconds(t *testing.T) {
+	t.Parallel()
+	terms := store.Terms{RatePerSecond: 1000, Grace: time.Minute,
+		MaxPrepay: time.Hour}
+	e := newLedgerEnv(t, terms)
+	e.pay(t, 1, 1, 1000, t0, true)    // C
+	e.pay(t, 2, 2, 1700, t0, false)   // A, held
+	e.pay(t, 3, 3, 499_600, t0, true) // B
+	e.setRate(t, 1)
+	requireBalancedPerPayment(t, e)
+
+	e.reverse(t, 2, t0.Add(time.Second))
+	s := e.subscription(t, e.sub)
+	require.EqualValues(t, 500, s.TotalSeconds)
+	require.EqualValues(t, 600, s.Remainder)
+	require.EqualValues(t, 500_600, s.TotalPaid)
+	require.Equal(t, t0.Add(500*time.Second), s.PaidUntil)
+	require.EqualValues(t, 3, s.LastSeq)
+	var b *store.Payment
+	require.NoError(t, e.db.View(context.Background(), func(tx store.ReceiverTx) error {
+		var err error
+		b, err = tx.Payment(hashOf(3))
+		return err
+	}))
+	require.EqualValues(t, 499, b.Seconds)
+	require.Equal(t, t0.Add(time.Second), b.BeforePaidUntil)
+	require.EqualValues(t, 0, b.BeforeRemainder)
+	requireBalancedPerPayment(t, e)
+
+	// B can itself be reversed exactly afterwards.
+	require.NoError(t, e.db.Update(context.Background(), func(tx store.ReceiverTx) error {
+		b.SettleIndex = 0
+		return tx.PutPayment(b)
+	}))
+	e.reverse(t, 3, t0.Add(2*time.Second))
+	s = e.subscription(t, e.sub)
+	require.EqualValues(t, 1, s.TotalSeconds)
+	require.EqualValues(t, 0, s.Remainder)
+	requireBalancedPerPayment(t, e)
+}
+
+// TestReverseOldCreditClampedSilently: a credit stored before schema
+// version 4 has no starting point to restore, so it is reversed by
+// arithmetic; when that would take back more than the subscription holds
+// it used to clamp silently: C 1000 (1 s), A 1900 held (1 s, 900 carried),
+// B 499,100 (500 s) at 1000 msat/s, then 1 msat/s: reversing A borrowed
+// B's use of A's 900 msat carry as 900 s, 901 s of the 502 held, clamped
+// to 502 (total_seconds 0 for 500,100 msat paid). Now it fails naming the
+// payment and changes nothing.
+func TestReverseOldCreditClampedSilently(t *testing.T) {
+	t.Parallel()
+	terms := store.Terms{RatePerSecond: 1000, Grace: time.Minute,
+		MaxPrepay: time.Hour}
+	e := newLedgerEnv(t, terms)
+	e.pay(t, 1, 1, 1000, t0, true)
+	e.pay(t, 2, 2, 1900, t0, false)
+	e.pay(t, 3, 3, 499_100, t0, true)
+	e.setRate(t, 1)
+	// As a store before schema version 4 holds them.
+	require.NoError(t, e.db.Update(context.Background(), func(tx store.ReceiverTx) error {
+		for h := byte(1); h <= 3; h++ {
+			p, err := tx.Payment(hashOf(h))
+			if err != nil {
+				return err
+			}
+			p.BeforePaidUntil, p.BeforeRemainder = time.Time{}, 0
+			p.BeforeState, p.CreditNo = 0, 0
+			if err := tx.PutPayment(p); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	before := e.subscription(t, e.sub)
+	err := e.db.Update(context.Background(), func(tx store.ReceiverTx) error {
+		_, err := core.Reverse(tx, hashOf(2), t0.Add(time.Second))
+		return err
+	})
+	require.ErrorIs(t, err, core.ErrCannotReverse)
+	require.ErrorContains(t, err, hashOf(2).String())
+	require.Equal(t, before, e.subscription(t, e.sub))
+}
+
+// TestOpenEnrolmentBelowOneSecondStayedPendingForEver reproduces the
+// review's finding 6: an open-enrolment payment of 9 msat at 10 msat/s
+// bought no whole second yet created a subscription (row, index entries,
+// events) that stayed pending for ever. It is refused as below_minimum and
+// leaves only the counter.
+func TestOpenEnrolmentBelowOneSecondStayedPendingForEver(t *testing.T) {
+	t.Parallel()
+	terms := testTerms
+	terms.MinPayment = 0
+	e := newLedgerEnv(t, terms)
+	keys, err := e.raw.KeyCount(nil)
+	require.NoError(t, err)
+
+	id := store.SubID{0x42}
+	out := e.apply(t, core.Incoming{Hash: hashOf(1), Amount: 9, Now: t0,
+		Custom: rt.Records(t, id, 1, &e.open, false)})
+	require.Equal(t, core.ReasonBelowMinimum, out.Reason)
+	require.Equal(t, core.ActionCancel, out.Action)
+	require.NoError(t, e.db.View(context.Background(), func(tx store.ReceiverTx) error {
+		_, err := tx.Subscription(id)
+		require.ErrorIs(t, err, store.ErrNotFound)
+		return nil
+	}))
+	after, err := e.raw.KeyCount(nil)
+	require.NoError(t, err)
+	require.Equal(t, keys+1, after, "only the below_minimum counter")
+	require.Empty(t, e.events(t))
+
+	// One whole second is enough.
+	out = e.apply(t, core.Incoming{Hash: hashOf(2), Amount: 10, Now: t0,
+		Custom: rt.Records(t, id, 1, &e.open, false)})
+	require.True(t, out.Credited)
+}
+
+// TestGraceGamingBoughtTenMinutesForElevenSeconds reproduces the review's
+// finding 1 through the ledger: paying 1 s (10 msat at 10 msat/s) each time
+// 59 s after paid_until (grace 60 s), with the credit starting at
+// max(paid_until, now), moved paid_until to t0+601 s after 11 payments:
+// 10 minutes of service for 11 s paid. Inside grace the credit now
+// continues from paid_until: t0+11 s, and service ends at t0+71 s.
+func TestGraceGamingBoughtTenMinutesForElevenSeconds(t *testing.T) {
+	t.Parallel()
+	terms := testTerms
+	terms.MinPayment = 10
+	e := newLedgerEnv(t, terms)
+	now := t0
+	for i := 0; i < 11; i++ {
+		if i > 0 {
+			now = e.subscription(t, e.sub).PaidUntil.Add(59 * time.Second)
+			e.age(t, now)
+		}
+		e.pay(t, byte(i+1), uint64(i+1), 10, now, true)
+	}
+	s := e.subscription(t, e.sub)
+	require.Equal(t, t0.Add(11*time.Second), s.PaidUntil)
+	require.EqualValues(t, 11, s.TotalSeconds)
+	require.True(t, core.Paid(s, t0.Add(70*time.Second)))
+	require.False(t, core.Paid(s, t0.Add(71*time.Second)))
+	requireBalancedPerPayment(t, e)
 }
