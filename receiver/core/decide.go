@@ -514,6 +514,22 @@ var ErrCannotReverse = errors.New("credit cannot be reversed exactly")
 // time and rate (see replayCredits). It reports whether anything was
 // reversed.
 func Reverse(tx store.ReceiverTx, hash store.Hash, now time.Time) (bool, error) {
+	return reverse(tx, hash, now, false)
+}
+
+// ReverseApprox is Reverse for a credit that ErrCannotReverse says can't be
+// taken out exactly (stored before schema version 4): the amount is taken
+// out of the totals exactly and as much of its time as the subscription
+// still holds, so the payment never stays credited and its hash stops being
+// followed. The caller logs it as an error for the operator to check.
+func ReverseApprox(tx store.ReceiverTx, hash store.Hash, now time.Time) (bool, error) {
+	return reverse(tx, hash, now, true)
+}
+
+// reverse implements Reverse and ReverseApprox.
+func reverse(tx store.ReceiverTx, hash store.Hash, now time.Time,
+	approx bool) (bool, error) {
+
 	p, err := tx.Payment(hash)
 	if errors.Is(err, store.ErrNotFound) {
 		return false, tx.ClearHeld(hash)
@@ -532,7 +548,7 @@ func Reverse(tx store.ReceiverTx, hash store.Hash, now time.Time) (bool, error) 
 	if p.BeforeState != 0 {
 		err = replayCredits(tx, sub, p)
 	} else {
-		err = reverseCredit(tx, sub, p)
+		err = reverseCredit(tx, sub, p, approx)
 	}
 	if err != nil {
 		return false, err
@@ -694,7 +710,7 @@ func replayCredits(tx store.ReceiverTx, sub *store.ReceiverSubscription,
 // this credit, so they are forgotten: those payments are reversed the same
 // way.
 func reverseCredit(tx store.ReceiverTx, sub *store.ReceiverSubscription,
-	p *store.Payment) error {
+	p *store.Payment, approx bool) error {
 
 	rate := p.Rate
 	if rate == 0 {
@@ -720,9 +736,21 @@ func reverseCredit(tx store.ReceiverTx, sub *store.ReceiverSubscription,
 		rem.Add(rem, new(big.Int).Mul(extra, bigPrice))
 		secs.Add(secs, extra)
 	}
-	if !secs.IsUint64() || secs.Uint64() > sub.TotalSeconds ||
-		!rem.IsUint64() || sub.TotalPaid < p.Amount {
-
+	amt := p.Amount
+	exact := secs.IsUint64() && secs.Uint64() <= sub.TotalSeconds &&
+		rem.IsUint64() && sub.TotalPaid >= p.Amount
+	if !exact && approx {
+		// Take out what the subscription still holds.
+		if !secs.IsUint64() || secs.Uint64() > sub.TotalSeconds {
+			secs.SetUint64(sub.TotalSeconds)
+		}
+		if !rem.IsUint64() {
+			rem.SetUint64(0)
+		}
+		if sub.TotalPaid < amt {
+			amt = sub.TotalPaid
+		}
+	} else if !exact {
 		return fmt.Errorf("%w: payment %s of subscription %s (%v, %d s, "+
 			"credited before schema version 4) would take back %v s "+
 			"of the %d s and %v of the %v the subscription holds",
@@ -733,7 +761,7 @@ func reverseCredit(tx store.ReceiverTx, sub *store.ReceiverSubscription,
 	sub.Remainder = lnwire.MilliSatoshi(rem.Uint64())
 	sub.PaidUntil = sub.PaidUntil.Add(-time.Duration(n) * time.Second)
 	sub.TotalSeconds -= n
-	sub.TotalPaid -= p.Amount
+	sub.TotalPaid -= amt
 	if sub.Payments > 0 {
 		sub.Payments--
 	}

@@ -483,20 +483,32 @@ func (p *Pipeline) cancelled(ctx context.Context, hash lntypes.Hash) error {
 		reversed bool
 		out      Outcome
 	)
-	err := p.cfg.Store.Update(ctx, func(tx store.ReceiverTx) error {
-		var err error
-		reversed, err = Reverse(tx, store.Hash(hash), p.cfg.Now())
-		if err != nil || !reversed {
-			return err
-		}
-		pay, err := tx.Payment(store.Hash(hash))
-		if err != nil {
-			return err
-		}
-		out = Outcome{SubID: pay.SubID, Seq: pay.Seq,
-			Amount: pay.Amount, Reason: ReasonHoldExpired}
-		return nil
-	})
+	run := func(rev func(store.ReceiverTx, store.Hash, time.Time) (bool,
+		error)) error {
+
+		return p.cfg.Store.Update(ctx, func(tx store.ReceiverTx) error {
+			var err error
+			reversed, err = rev(tx, store.Hash(hash), p.cfg.Now())
+			if err != nil || !reversed {
+				return err
+			}
+			pay, err := tx.Payment(store.Hash(hash))
+			if err != nil {
+				return err
+			}
+			out = Outcome{SubID: pay.SubID, Seq: pay.Seq,
+				Amount: pay.Amount, Reason: ReasonHoldExpired}
+			return nil
+		})
+	}
+	err := run(Reverse)
+	if errors.Is(err, ErrCannotReverse) {
+		// A credit from before schema 4: take it out as well as it
+		// can be, rather than following the hash for ever.
+		p.cfg.Log.Errorf("reversing %v: %v; taking out what the "+
+			"subscription holds instead: check it", hash, err)
+		err = run(ReverseApprox)
+	}
 	if err != nil {
 		return fmt.Errorf("reverse: %w", err)
 	}

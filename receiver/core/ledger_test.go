@@ -773,6 +773,24 @@ func TestReverseOldCreditClampedSilently(t *testing.T) {
 	require.ErrorIs(t, err, core.ErrCannotReverse)
 	require.ErrorContains(t, err, hashOf(2).String())
 	require.Equal(t, before, e.subscription(t, e.sub))
+
+	// The pipeline then takes out what it can, so the hash is not
+	// followed for ever: the amount exactly, the time the subscription
+	// still holds, and the payment is no longer credited.
+	require.NoError(t, e.db.Update(context.Background(), func(tx store.ReceiverTx) error {
+		reversed, err := core.ReverseApprox(tx, hashOf(2), t0.Add(time.Second))
+		require.True(t, reversed)
+		return err
+	}))
+	after := e.subscription(t, e.sub)
+	require.Equal(t, before.TotalPaid-1900, after.TotalPaid)
+	require.LessOrEqual(t, after.TotalSeconds, before.TotalSeconds)
+	require.NoError(t, e.db.View(context.Background(), func(tx store.ReceiverTx) error {
+		p, err := tx.Payment(hashOf(2))
+		require.NoError(t, err)
+		require.NotEqual(t, store.PaymentCredited, p.State)
+		return nil
+	}))
 }
 
 // TestOpenEnrolmentBelowOneSecondStayedPendingForEver reproduces the
