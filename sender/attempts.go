@@ -202,6 +202,20 @@ func (e *Engine) heldUntilExpiry(st lndclient.PaymentStatus,
 	return 0, true
 }
 
+// sentAt is when the settled HTLC left lnd (lnd's own time of its last
+// HTLC), else fallback. The receiver credits the payment a little after
+// that, so an estimate from this time never runs ahead of the receiver's
+// paid_until (tlv.CreditStart only moves later as time goes on): at worst
+// the payer pays a little early.
+func sentAt(st lndclient.PaymentStatus, fallback time.Time) time.Time {
+	for i := len(st.Htlcs) - 1; i >= 0; i-- {
+		if h := st.Htlcs[i]; h != nil && !h.AttemptTime.IsZero() {
+			return h.AttemptTime
+		}
+	}
+	return fallback
+}
+
 // runAttempt takes one attempt to a final state, or to "retry later".
 func (e *Engine) runAttempt(ctx context.Context, r *subRun, ar *attemptRun,
 	retry bool) {
@@ -357,8 +371,8 @@ func (e *Engine) finishSucceeded(ctx context.Context, r *subRun,
 		} else {
 			secs, rem := tlv.SecondsForAmount(a.Amount,
 				s.Remainder, s.Offer.Terms.RatePerSecond)
-			s.PaidUntil = tlv.PaidUntilAfter(s.PaidUntil, now,
-				s.Offer.Terms.Grace, secs)
+			s.PaidUntil = tlv.PaidUntilAfter(s.PaidUntil,
+				sentAt(st, now), s.Offer.Terms.Grace, secs)
 			s.Remainder = rem
 			s.Refusals = 0
 			if s.State == store.SenderRefused {

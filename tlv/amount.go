@@ -81,7 +81,9 @@ func CreditStart(paidUntil, now time.Time, grace time.Duration) time.Time {
 func PaidUntilAfter(paidUntil, now time.Time, grace time.Duration,
 	secs uint64) time.Time {
 
-	if secs == 0 && !paidUntil.IsZero() {
+	if secs == 0 {
+		// No whole second bought: paid time doesn't move (and a
+		// subscription never paid keeps no paid time at all).
 		return paidUntil
 	}
 

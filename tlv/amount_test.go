@@ -144,7 +144,7 @@ func TestPaidUntilAfter(t *testing.T) {
 		secs            uint64
 	}{
 		{"never paid", time.Time{}, now.Add(60 * time.Second), 60},
-		{"never paid, no second", time.Time{}, now, 0},
+		{"never paid, no second", time.Time{}, time.Time{}, 0},
 		{"paid ahead", now.Add(time.Minute), now.Add(2 * time.Minute), 60},
 		{"inside grace", now.Add(-10 * time.Second), now.Add(50 * time.Second), 60},
 		{"beyond grace", now.Add(-time.Minute), now.Add(time.Minute), 60},

@@ -104,8 +104,10 @@ func TestCreditFor(t *testing.T) {
 		{name: "expired starts now", state: store.SubExpired,
 			paidUntil: t0.Add(-time.Hour), amt: 700, ok: true,
 			secs: 100, until: t0.Add(100 * time.Second)},
+		// No whole second bought: a pending subscription keeps no paid
+		// time (it would otherwise start a grace period it never paid).
 		{name: "tiny rate below one second", state: store.SubPending,
-			amt: 6, ok: true, secs: 0, rem: 6, until: t0},
+			amt: 6, ok: true, secs: 0, rem: 6, until: time.Time{}},
 		{name: "rate 1 msat, no prepay limit", state: store.SubPending,
 			rate: 1, maxPrepay: -1, amt: 86_400_000, ok: true,
 			secs: 86_400_000, until: t0.Add(86_400_000 * time.Second)},

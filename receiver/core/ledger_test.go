@@ -281,9 +281,13 @@ func TestReverseAfterLaterCreditUnbalancedTheLedger(t *testing.T) {
 			require.Equal(t, tc.lastSeq, s.LastSeq)
 			require.Equal(t, tc.state, s.State)
 			require.Equal(t, before.Payments-1, s.Payments)
-			require.Equal(t, before.PaidUntil.Add(-time.Duration(
-				before.TotalSeconds-s.TotalSeconds)*time.Second),
-				s.PaidUntil)
+			wantPaidUntil := before.PaidUntil.Add(-time.Duration(
+				before.TotalSeconds-s.TotalSeconds) * time.Second)
+			if tc.seconds == 0 {
+				// No whole second left: never paid, no paid time.
+				wantPaidUntil = time.Time{}
+			}
+			require.Equal(t, wantPaidUntil, s.PaidUntil)
 			requireBalanced(t, s)
 		})
 	}
