@@ -204,7 +204,9 @@ func TestHostilePayers(t *testing.T) {
 	for _, tc := range cases {
 		want[tc.reason]++
 	}
-	want["unknown_subscription"] += 2 + flood/2
+	// The replayed hash's second HTLC never reaches the receiver: lnd
+	// fails it itself, the hash's invoice being cancelled already.
+	want["unknown_subscription"] += 1 + flood/2
 	want["below_minimum"] += flood / 2
 	for reason, n := range want {
 		require.GreaterOrEqual(t, after[reason]-before[reason], n,
