@@ -191,8 +191,10 @@ func (f *faultRig) waitProgress(n uint64) {
 				var sv map[string]any
 				f.snd.do("GET", "/v1/subscriptions/"+id, nil, &sv)
 				return fmt.Errorf("subscription %s: %d credited "+
-					"(want %d); sender says %v %v", id, now[id],
-					start[id]+n, sv["state"], sv["reason"])
+					"(want %d); sender says %v %v %v, retry at "+
+					"%v, %v in flight", id, now[id], start[id]+n,
+					sv["state"], sv["reason"], sv["waiting"],
+					sv["retry_at"], sv["in_flight"])
 			}
 		}
 		return nil
