@@ -180,7 +180,12 @@ func TestCLI(t *testing.T) {
 
 	// Errors say what to do.
 	c.fails("--price", "receiver", "plans", "create", "--label", "x")
-	c.fails("checksum", "sender", "subscribe", sub.Offer[:len(sub.Offer)-1]+"q")
+	// Change the last character (to one it isn't) so the checksum fails.
+	typo := "q"
+	if strings.HasSuffix(sub.Offer, typo) {
+		typo = "p"
+	}
+	c.fails("checksum", "sender", "subscribe", sub.Offer[:len(sub.Offer)-1]+typo)
 	c.fails("exactly one argument", "receiver", "subs", "get")
 	c.fails("not_found", "receiver", "subs", "get",
 		strings.Repeat("ab", 16))
