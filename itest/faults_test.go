@@ -324,7 +324,7 @@ func (f *faultRig) carolSettled() map[string]map[string]uint64 {
 		if err != nil {
 			continue
 		}
-		id := recs.SubscriptionID.String()
+		id := recs.SubscriptionID.PublicID().String()
 		if out[id] == nil {
 			out[id] = map[string]uint64{}
 		}
@@ -595,14 +595,14 @@ func (f *faultRig) checkWebhooks() {
 	for after := uint64(0); ; {
 		var page struct {
 			Events []struct {
-				ID uint64 `json:"id"`
+				Sequence uint64 `json:"sequence"`
 			} `json:"events"`
 		}
 		require.Equal(t, 200, f.rcv.do("GET", fmt.Sprintf(
 			"/v1/events?limit=1000&after=%d", after), nil, &page))
 		for _, ev := range page.Events {
-			ids = append(ids, ev.ID)
-			after = ev.ID
+			ids = append(ids, ev.Sequence)
+			after = ev.Sequence
 		}
 		if len(page.Events) < 1000 {
 			break
