@@ -107,7 +107,10 @@ type faultRig struct {
 	// settle and cancel down.
 	proxy *lndProxy
 	subs  []string
-	rng   *rand.Rand
+	// secrets are the subscriptions' secret ids (what payments
+	// carry), in the order of subs, which holds their public ids.
+	secrets []string
+	rng     *rand.Rand
 
 	faults, checks int
 }
@@ -150,8 +153,9 @@ func newFaultRig(t *testing.T, ctx context.Context, n int) *faultRig {
 	f.snd.start(ctx)
 	for i := 0; i < n; i++ {
 		var sub struct {
-			ID    string `json:"id"`
-			Offer string `json:"offer"`
+			ID     string `json:"id"`
+			Secret string `json:"secret"`
+			Offer  string `json:"offer"`
 		}
 		require.Equal(t, 201, f.rcv.do("POST", "/v1/subscriptions",
 			map[string]any{"plan_id": plan.ID}, &sub))
@@ -162,6 +166,7 @@ func newFaultRig(t *testing.T, ctx context.Context, n int) *faultRig {
 		}, nil)
 		require.Equal(t, 201, code, "subscribe %s", sub.ID)
 		f.subs = append(f.subs, sub.ID)
+		f.secrets = append(f.secrets, sub.Secret)
 	}
 	f.waitProgress(3)
 	return f
