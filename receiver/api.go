@@ -14,6 +14,7 @@ import (
 	"github.com/lightningnetwork/lnd/lnwire"
 	"github.com/lightningnetwork/lnd/routing/route"
 	"github.com/satstream/satstream/common"
+	"github.com/satstream/satstream/common/idem"
 	"github.com/satstream/satstream/receiver/core"
 	"github.com/satstream/satstream/receiver/webhook"
 	"github.com/satstream/satstream/store"
@@ -34,6 +35,9 @@ type apiServer struct {
 	notify func()
 	// network is lnd's Bitcoin network, shown in every event.
 	network string
+	// idem handles the Idempotency-Key of every POST (nil: ignored,
+	// for tests of single handlers).
+	idem *idem.Keeper
 }
 
 // apiRoute is one endpoint of the API.
@@ -76,7 +80,11 @@ func (s *apiServer) routes() []apiRoute {
 func (s *apiServer) handler() http.Handler {
 	mux := http.NewServeMux()
 	for _, r := range s.routes() {
-		mux.HandleFunc(r.pattern, r.handler(s))
+		h := r.handler(s)
+		if strings.HasPrefix(r.pattern, "POST ") && s.idem != nil {
+			h = s.idem.Wrap(h)
+		}
+		mux.HandleFunc(r.pattern, h)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		common.WriteError(w, http.StatusNotFound, "not_found", "",
@@ -278,6 +286,9 @@ func (s *apiServer) createPlan(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	pid, err := tlv.NewPlanID()
+	if seeded, ok := idem.SeededID(r.Context(), "plan"); ok {
+		pid = tlv.PlanID(seeded)
+	}
 	if err != nil {
 		s.writeErr(w, err)
 		return
@@ -300,6 +311,16 @@ func (s *apiServer) createPlan(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err = s.db.Update(r.Context(), func(tx store.ReceiverTx) error {
+		// Executed again under its Idempotency-Key after a crash: the
+		// seeded id finds the plan the first execution made.
+		old, err := tx.Plan(p.ID)
+		switch {
+		case err == nil:
+			p = old
+			return nil
+		case !errors.Is(err, store.ErrNotFound):
+			return err
+		}
 		return tx.PutPlan(p)
 	})
 	if err != nil {
@@ -458,6 +479,9 @@ func (s *apiServer) createSubscription(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, err := tlv.NewSubscriptionID()
+	if seeded, ok := idem.SeededID(r.Context(), "subscription"); ok {
+		id = tlv.SubscriptionID(seeded)
+	}
 	if err != nil {
 		s.writeErr(w, err)
 		return
@@ -474,6 +498,16 @@ func (s *apiServer) createSubscription(w http.ResponseWriter, r *http.Request) {
 			return badField("plan_id", "no plan "+req.PlanID)
 		}
 		if err != nil {
+			return err
+		}
+		// Executed again under its Idempotency-Key after a crash: the
+		// seeded id finds the subscription the first execution made.
+		old, err := tx.Subscription(store.SubID(id))
+		switch {
+		case err == nil:
+			sub = old
+			return nil
+		case !errors.Is(err, store.ErrNotFound):
 			return err
 		}
 		sub = core.NewSubscription(store.SubID(id), plan, now)

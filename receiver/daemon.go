@@ -22,6 +22,7 @@ import (
 	"github.com/lightningnetwork/lnd/routing/route"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/satstream/satstream/common"
+	"github.com/satstream/satstream/common/idem"
 	"github.com/satstream/satstream/receiver/core"
 	"github.com/satstream/satstream/receiver/webhook"
 	"github.com/satstream/satstream/store"
@@ -173,6 +174,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		health:  d.health,
 		notify:  d.notifyEvents,
 		network: d.cfg.Network,
+		idem:    idem.New(d.db, d.logs.Logger(tagAPI)),
 	}
 	d.apiSrv, err = common.Listen("API", d.cfg.API.Listen, api.handler(),
 		tlsConf, d.cfg.API.Limits())

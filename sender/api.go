@@ -10,6 +10,7 @@ import (
 	"github.com/btcsuite/btclog/v2"
 	"github.com/lightningnetwork/lnd/lnwire"
 	"github.com/satstream/satstream/common"
+	"github.com/satstream/satstream/common/idem"
 	"github.com/satstream/satstream/store"
 	"github.com/satstream/satstream/tlv"
 )
@@ -22,6 +23,8 @@ type apiServer struct {
 	// tokens tell the admin, who sees each subscription's secret and
 	// offer, from the read-only token, which sees neither.
 	tokens common.Tokens
+	// idem handles the Idempotency-Key of every POST (nil: ignored).
+	idem *idem.Keeper
 }
 
 // termsBody is the JSON form of TermsRequest. Durations are Go duration
@@ -92,18 +95,29 @@ func (a *apiServer) routes() http.Handler {
 		common.WriteJSON(w, http.StatusOK, a.health())
 	})
 	mux.HandleFunc("GET /v1/subscriptions", a.list)
-	mux.HandleFunc("POST /v1/subscriptions", a.add)
+	mux.HandleFunc("POST /v1/subscriptions", a.post(a.add))
 	mux.HandleFunc("GET /v1/subscriptions/{id}", a.get)
 	mux.HandleFunc("PATCH /v1/subscriptions/{id}", a.change)
-	mux.HandleFunc("POST /v1/subscriptions/{id}/pause", a.action(OpPause))
-	mux.HandleFunc("POST /v1/subscriptions/{id}/resume", a.action(OpResume))
-	mux.HandleFunc("POST /v1/subscriptions/{id}/cancel", a.action(OpCancel))
+	mux.HandleFunc("POST /v1/subscriptions/{id}/pause",
+		a.post(a.action(OpPause)))
+	mux.HandleFunc("POST /v1/subscriptions/{id}/resume",
+		a.post(a.action(OpResume)))
+	mux.HandleFunc("POST /v1/subscriptions/{id}/cancel",
+		a.post(a.action(OpCancel)))
 	mux.HandleFunc("GET /v1/subscriptions/{id}/payments", a.payments)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		common.WriteError(w, http.StatusNotFound, "not_found", "",
 			r.Method+" "+r.URL.Path+" is not an endpoint")
 	})
 	return mux
+}
+
+// post adds Idempotency-Key handling to a POST handler.
+func (a *apiServer) post(h http.HandlerFunc) http.HandlerFunc {
+	if a.idem == nil {
+		return h
+	}
+	return a.idem.Wrap(h)
 }
 
 // fail writes an error as the API's JSON error, mapping our sentinels to

@@ -16,6 +16,7 @@ import (
 	"github.com/btcsuite/btclog/v2"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/satstream/satstream/common"
+	"github.com/satstream/satstream/common/idem"
 	"github.com/satstream/satstream/store"
 )
 
@@ -136,7 +137,8 @@ func (d *Daemon) Start(ctx context.Context) error {
 		return fail(fmt.Errorf("api tokens: %w", err))
 	}
 	api := &apiServer{engine: d.engine, log: d.logs.Logger(TagAPI),
-		health: d.health, tokens: tokens}
+		health: d.health, tokens: tokens,
+		idem: idem.New(d.db, d.logs.Logger(TagAPI))}
 	d.apiSrv, err = common.Listen("API", cfg.API.Listen,
 		tokens.Middleware(api.routes()), tlsCfg, cfg.API.Limits())
 	if err != nil {

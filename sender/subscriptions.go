@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lightningnetwork/lnd/lnwire"
+	"github.com/satstream/satstream/common/idem"
 	"github.com/satstream/satstream/store"
 	"github.com/satstream/satstream/tlv"
 )
@@ -87,6 +88,15 @@ func (e *Engine) Add(ctx context.Context, offer string, req TermsRequest,
 			return nil, err
 		}
 		id = store.SubID(sid)
+		// Under an Idempotency-Key the id comes from the key's seed,
+		// so the same request executed again after a crash finds the
+		// subscription it made instead of paying for a second one.
+		if seeded, ok := idem.SeededID(ctx, "subscription"); ok {
+			id = store.SubID(seeded)
+			if v, err := e.Get(id); err == nil {
+				return v, nil
+			}
+		}
 		planHex = store.PlanID(o.PlanID.String())
 	}
 
