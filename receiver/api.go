@@ -38,6 +38,9 @@ type apiServer struct {
 	// idem handles the Idempotency-Key of every POST (nil: ignored,
 	// for tests of single handlers).
 	idem *idem.Keeper
+	// webhookURLs are the configured webhook endpoints, whose
+	// per-endpoint delivery state events show.
+	webhookURLs []string
 }
 
 // apiRoute is one endpoint of the API.
@@ -73,6 +76,7 @@ func (s *apiServer) routes() []apiRoute {
 		{"GET /v1/payments/{hash}", h((*apiServer).getPayment)},
 		{"GET /v1/events", h((*apiServer).listEvents)},
 		{"GET /v1/refusals", h((*apiServer).listRefusals)},
+		{"POST /v1/webhooks/events/{id}/retry", h((*apiServer).retryEvent)},
 	}
 }
 
@@ -825,27 +829,69 @@ func (s *apiServer) getPayment(w http.ResponseWriter, r *http.Request) {
 	common.WriteJSON(w, http.StatusOK, core.NewPaymentView(p))
 }
 
-// eventView is an event as webhooks get it, with its delivery state.
+// eventView is an event as webhooks get it, with its delivery state: a
+// summary, and the state at each endpoint.
 type eventView struct {
 	webhook.Envelope
-	Delivered   bool       `json:"delivered"`
-	Attempts    uint32     `json:"attempts"`
-	LastError   string     `json:"last_error,omitempty"`
-	NextAttempt *time.Time `json:"next_attempt,omitempty"`
+	Delivered   bool                   `json:"delivered"`
+	Attempts    uint32                 `json:"attempts"`
+	LastError   string                 `json:"last_error,omitempty"`
+	NextAttempt *time.Time             `json:"next_attempt,omitempty"`
+	Deliveries  []webhook.DeliveryView `json:"deliveries"`
 }
 
-func (s *apiServer) newEventView(ev *store.Event) eventView {
+func (s *apiServer) newEventView(tx store.ReceiverTx, ev *store.Event) (
+	eventView, error) {
+
 	v := eventView{
 		Envelope:  webhook.NewEnvelope(ev, s.network),
 		Delivered: ev.Delivered,
 		Attempts:  ev.Attempts,
 		LastError: ev.LastError,
 	}
-	if !ev.Delivered && ev.Attempts > 0 {
+	if !ev.Delivered && ev.Attempts > 0 && !ev.NextAttempt.IsZero() {
 		t := ev.NextAttempt.UTC()
 		v.NextAttempt = &t
 	}
-	return v
+	var err error
+	v.Deliveries, err = webhook.Deliveries(tx, s.webhookURLs, ev)
+	return v, err
+}
+
+// retryEvent makes an event due now at the endpoints that gave it up (the
+// dead letters) or still wait for it, or resends it everywhere if all
+// have it. {id} is the event's random id (evt_...).
+func (s *apiServer) retryEvent(w http.ResponseWriter, r *http.Request) {
+	raw := r.PathValue("id")
+	b, err := hex.DecodeString(strings.TrimPrefix(raw, "evt_"))
+	if err != nil || len(b) != 16 || !strings.HasPrefix(raw, "evt_") {
+		s.writeErr(w, badField("id", "an event id is evt_ and 32 hex "+
+			"characters"))
+		return
+	}
+	var view eventView
+	err = s.db.Update(r.Context(), func(tx store.ReceiverTx) error {
+		ev, err := webhook.Retry(tx, s.webhookURLs, store.EventUID(b),
+			s.now())
+		if err != nil {
+			return err
+		}
+		view, err = s.newEventView(tx, ev)
+		return err
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		err = notFound("event")
+	case errors.Is(err, webhook.ErrNoEndpoints):
+		err = &common.APIError{Code: "conflict", Message: err.Error() +
+			" (--webhook.url)"}
+	}
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	s.notify()
+	common.WriteJSON(w, http.StatusOK, view)
 }
 
 // listEvents lists events after a sequence number (after=); pending=true
@@ -879,7 +925,11 @@ func (s *apiServer) listEvents(w http.ResponseWriter, r *http.Request) {
 		if pendingOnly {
 			return tx.ForEachPendingEvent(store.EventID(after),
 				func(ev *store.Event) error {
-					evs = append(evs, s.newEventView(ev))
+					v, err := s.newEventView(tx, ev)
+					if err != nil {
+						return err
+					}
+					evs = append(evs, v)
 					if len(evs) >= limit {
 						return store.ErrStop
 					}
@@ -894,7 +944,11 @@ func (s *apiServer) listEvents(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				return err
 			}
-			evs = append(evs, s.newEventView(ev))
+			v, err := s.newEventView(tx, ev)
+			if err != nil {
+				return err
+			}
+			evs = append(evs, v)
 		}
 		return nil
 	})

@@ -175,6 +175,8 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		notify:  d.notifyEvents,
 		network: d.cfg.Network,
 		idem:    idem.New(d.db, d.logs.Logger(tagAPI)),
+
+		webhookURLs: d.cfg.Webhook.URLs,
 	}
 	d.apiSrv, err = common.Listen("API", d.cfg.API.Listen, api.handler(),
 		tlsConf, d.cfg.API.Limits())
@@ -203,6 +205,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 			Log:            d.logs.Logger(tagWebhook),
 			InitialBackoff: d.cfg.Webhook.InitialBackoff,
 			MaxBackoff:     d.cfg.Webhook.MaxBackoff,
+			GiveUpAfter:    d.cfg.Webhook.GiveUpAfter,
 			OnResult: func(ok bool) {
 				if ok {
 					d.metrics.webhookOK.Inc()
