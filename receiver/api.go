@@ -347,12 +347,26 @@ func (s *apiServer) fillPlan(p *store.Plan, req *planRequest) error {
 	return req.termsInput.apply(&p.Terms, &p.DefaultIncrement)
 }
 
+// listPlans pages the plans in id order (after= a plan id, limit=).
 func (s *apiServer) listPlans(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, err := parseLimit(q.Get("limit"))
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	after := q.Get("after")
 	plans := []planView{}
-	err := s.db.View(r.Context(), func(tx store.ReceiverTx) error {
+	err = s.db.View(r.Context(), func(tx store.ReceiverTx) error {
 		plans = plans[:0]
 		return tx.ForEachPlan(func(p *store.Plan) error {
+			if string(p.ID) <= after {
+				return nil
+			}
 			plans = append(plans, s.planView(p))
+			if len(plans) == limit {
+				return store.ErrStop
+			}
 			return nil
 		})
 	})
@@ -360,7 +374,11 @@ func (s *apiServer) listPlans(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
-	common.WriteJSON(w, http.StatusOK, map[string]any{"plans": plans})
+	resp := map[string]any{"plans": plans}
+	if len(plans) == limit {
+		resp["next_after"] = plans[len(plans)-1].ID
+	}
+	common.WriteJSON(w, http.StatusOK, resp)
 }
 
 func (s *apiServer) getPlan(w http.ResponseWriter, r *http.Request) {
@@ -777,12 +795,20 @@ func (s *apiServer) listPayments(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
+	// after is the cursor every list takes; after_sequence, its old
+	// name here, is still read.
 	var after uint64
-	if a := q.Get("after_sequence"); a != "" {
+	for _, name := range []string{"after", "after_sequence"} {
+		a := q.Get(name)
+		if a == "" {
+			continue
+		}
 		if after, err = strconv.ParseUint(a, 10, 64); err != nil {
-			s.writeErr(w, badField("after_sequence", "must be a number"))
+			s.writeErr(w, badField(name, "must be a payment's "+
+				"sequence number"))
 			return
 		}
+		break
 	}
 	if _, err := s.loadSub(r.Context(), id); err != nil {
 		s.writeErr(w, err)
@@ -803,7 +829,11 @@ func (s *apiServer) listPayments(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
-	common.WriteJSON(w, http.StatusOK, map[string]any{"payments": pays})
+	resp := map[string]any{"payments": pays}
+	if len(pays) == limit {
+		resp["next_after"] = strconv.FormatUint(pays[len(pays)-1].Sequence, 10)
+	}
+	common.WriteJSON(w, http.StatusOK, resp)
 }
 
 func (s *apiServer) getPayment(w http.ResponseWriter, r *http.Request) {
@@ -956,7 +986,11 @@ func (s *apiServer) listEvents(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
-	common.WriteJSON(w, http.StatusOK, map[string]any{"events": evs})
+	resp := map[string]any{"events": evs}
+	if len(evs) == limit {
+		resp["next_after"] = strconv.FormatUint(evs[len(evs)-1].Sequence, 10)
+	}
+	common.WriteJSON(w, http.StatusOK, resp)
 }
 
 func (s *apiServer) getHealth(w http.ResponseWriter, r *http.Request) {

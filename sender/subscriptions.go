@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/lightningnetwork/lnd/lnwire"
@@ -352,8 +353,8 @@ type View struct {
 
 // TermsView is the payer's terms as the API shows them.
 type TermsView struct {
-	Increment    string `json:"increment"`
-	Buffer       string `json:"buffer"`
+	Increment    uint64 `json:"increment_sec"`
+	Buffer       uint64 `json:"buffer_sec"`
 	MaxPerDay    uint64 `json:"max_per_day_msat"`
 	MaxTotal     uint64 `json:"max_total_msat"`
 	MaxPrice     uint64 `json:"max_price_msat_per_sec"`
@@ -411,8 +412,8 @@ func (e *Engine) viewLocked(r *subRun) *View {
 		RefusalsInARow: s.Refusals,
 		ServiceUntil:   serviceUntil(s),
 		Terms: TermsView{
-			Increment:    s.Increment.String(),
-			Buffer:       s.Buffer.String(),
+			Increment:    uint64(s.Increment / time.Second),
+			Buffer:       uint64(s.Buffer / time.Second),
 			MaxPerDay:    uint64(s.Limits.MaxPerDay),
 			MaxTotal:     uint64(s.Limits.MaxTotal),
 			MaxPrice:     uint64(s.MaxPrice),
@@ -519,13 +520,15 @@ type DaySpend struct {
 
 // PaymentsView is a page of a subscription's payments with its totals.
 type PaymentsView struct {
-	Payments    []PaymentView `json:"payments"`
-	NextAfter   uint64        `json:"next_after,omitempty"`
-	Succeeded   uint64        `json:"succeeded"`
-	SentMsat    uint64        `json:"sent_msat"`
-	FeesMsat    uint64        `json:"fees_msat"`
-	TotalMsat   uint64        `json:"total_msat"`
-	SpendPerDay []DaySpend    `json:"spend_per_day"`
+	Payments []PaymentView `json:"payments"`
+	// NextAfter is the cursor of the next page (the last sequence
+	// listed, as a string like every list's cursor); "" on the last.
+	NextAfter   string     `json:"next_after,omitempty"`
+	Succeeded   uint64     `json:"succeeded"`
+	SentMsat    uint64     `json:"sent_msat"`
+	FeesMsat    uint64     `json:"fees_msat"`
+	TotalMsat   uint64     `json:"total_msat"`
+	SpendPerDay []DaySpend `json:"spend_per_day"`
 }
 
 // Payments lists a subscription's attempts after a sequence, with totals
@@ -546,7 +549,7 @@ func (e *Engine) Payments(ctx context.Context, id store.SubID, after uint64,
 			if a.Seq > after && len(out.Payments) < limit {
 				out.Payments = append(out.Payments,
 					paymentView(a))
-				out.NextAfter = a.Seq
+				out.NextAfter = strconv.FormatUint(a.Seq, 10)
 			}
 			d := days[a.Day]
 			if d == nil {
@@ -581,7 +584,7 @@ func (e *Engine) Payments(ctx context.Context, id store.SubID, after uint64,
 		return nil, err
 	}
 	if len(out.Payments) < limit {
-		out.NextAfter = 0
+		out.NextAfter = ""
 	}
 	out.TotalMsat = out.SentMsat + out.FeesMsat
 	out.SpendPerDay = []DaySpend{}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/url"
+	"time"
 
 	"github.com/urfave/cli"
 )
@@ -30,7 +31,7 @@ func payerTerms(c *cli.Context) map[string]any {
 	t := map[string]any{}
 	for _, d := range []string{"increment", "buffer"} {
 		if c.IsSet(d) {
-			t[d] = c.Duration(d).String()
+			t[d+"_sec"] = uint64(c.Duration(d) / time.Second)
 		}
 	}
 	for flag, key := range map[string]string{
