@@ -15,6 +15,7 @@ import (
 	"github.com/lightningnetwork/lnd/routing/route"
 	"github.com/satstream/satstream/common"
 	"github.com/satstream/satstream/common/idem"
+	"github.com/satstream/satstream/docs"
 	"github.com/satstream/satstream/receiver/core"
 	"github.com/satstream/satstream/receiver/webhook"
 	"github.com/satstream/satstream/store"
@@ -77,6 +78,7 @@ func (s *apiServer) routes() []apiRoute {
 		{"GET /v1/events", h((*apiServer).listEvents)},
 		{"GET /v1/refusals", h((*apiServer).listRefusals)},
 		{"POST /v1/webhooks/events/{id}/retry", h((*apiServer).retryEvent)},
+		{"GET /v1/openapi.json", h((*apiServer).getOpenAPI)},
 	}
 }
 
@@ -991,6 +993,12 @@ func (s *apiServer) listEvents(w http.ResponseWriter, r *http.Request) {
 		resp["next_after"] = strconv.FormatUint(evs[len(evs)-1].Sequence, 10)
 	}
 	common.WriteJSON(w, http.StatusOK, resp)
+}
+
+// getOpenAPI serves docs/openapi-receiver.json, embedded.
+func (s *apiServer) getOpenAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(docs.OpenAPIReceiver)
 }
 
 func (s *apiServer) getHealth(w http.ResponseWriter, r *http.Request) {

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/btcsuite/btclog/v2"
 	"github.com/lightningnetwork/lnd/lnwire"
 	"github.com/satstream/satstream/common"
 	"github.com/satstream/satstream/common/idem"
+	"github.com/satstream/satstream/docs"
 	"github.com/satstream/satstream/store"
 	"github.com/satstream/satstream/tlv"
 )
@@ -110,23 +112,46 @@ func invalidField(field, msg string) error {
 		Message: msg}
 }
 
-// routes maps the endpoints.
+// apiRoute is one endpoint of the API.
+type apiRoute struct {
+	pattern string
+	handler http.HandlerFunc
+}
+
+// routeList lists the endpoints in one place (the OpenAPI test checks
+// docs/openapi-sender.json against it).
+func (a *apiServer) routeList() []apiRoute {
+	return []apiRoute{
+		{"GET /v1/health", func(w http.ResponseWriter, _ *http.Request) {
+			common.WriteJSON(w, http.StatusOK, a.health())
+		}},
+		{"GET /v1/openapi.json", func(w http.ResponseWriter,
+			_ *http.Request) {
+
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(docs.OpenAPISender)
+		}},
+		{"GET /v1/subscriptions", a.list},
+		{"POST /v1/subscriptions", a.add},
+		{"GET /v1/subscriptions/{id}", a.get},
+		{"PATCH /v1/subscriptions/{id}", a.change},
+		{"POST /v1/subscriptions/{id}/pause", a.action(OpPause)},
+		{"POST /v1/subscriptions/{id}/resume", a.action(OpResume)},
+		{"POST /v1/subscriptions/{id}/cancel", a.action(OpCancel)},
+		{"GET /v1/subscriptions/{id}/payments", a.payments},
+	}
+}
+
+// routes maps the endpoints; every POST gets Idempotency-Key handling.
 func (a *apiServer) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, _ *http.Request) {
-		common.WriteJSON(w, http.StatusOK, a.health())
-	})
-	mux.HandleFunc("GET /v1/subscriptions", a.list)
-	mux.HandleFunc("POST /v1/subscriptions", a.post(a.add))
-	mux.HandleFunc("GET /v1/subscriptions/{id}", a.get)
-	mux.HandleFunc("PATCH /v1/subscriptions/{id}", a.change)
-	mux.HandleFunc("POST /v1/subscriptions/{id}/pause",
-		a.post(a.action(OpPause)))
-	mux.HandleFunc("POST /v1/subscriptions/{id}/resume",
-		a.post(a.action(OpResume)))
-	mux.HandleFunc("POST /v1/subscriptions/{id}/cancel",
-		a.post(a.action(OpCancel)))
-	mux.HandleFunc("GET /v1/subscriptions/{id}/payments", a.payments)
+	for _, rt := range a.routeList() {
+		h := rt.handler
+		if strings.HasPrefix(rt.pattern, "POST ") {
+			h = a.post(h)
+		}
+		mux.HandleFunc(rt.pattern, h)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		common.WriteError(w, http.StatusNotFound, "not_found", "",
 			r.Method+" "+r.URL.Path+" is not an endpoint")
