@@ -14,11 +14,14 @@ func newApp() *cli.App {
 	app.Usage = "control satstream's receiver and sender daemons"
 	app.Flags = append(append([]cli.Flag{jsonFlag},
 		daemonFlags("receiver")...), daemonFlags("sender")...)
+	app.EnableBashCompletion = true
 	app.Commands = []cli.Command{
 		receiverCommand,
 		senderCommand,
 		offerCommand,
 		demoCommand,
+		completionCommand,
+		manCommand,
 	}
 	return app
 }
