@@ -213,7 +213,8 @@ func (d *Daemon) runPayments(ctx context.Context) {
 	}
 	defer services.Close()
 	d.lndState.Store("connected to " + services.NodeAlias)
-	err = d.engine.Run(ctx, &routerAdapter{router: services.Router})
+	err = d.engine.Run(ctx, &routerAdapter{router: services.Router,
+		lightning: services.Client})
 	if err != nil && ctx.Err() == nil {
 		d.fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/lightningnetwork/lnd/routing/route"
 	"sort"
 	"strconv"
 	"time"
@@ -75,6 +76,9 @@ func (e *Engine) Add(ctx context.Context, offer string, req TermsRequest,
 	}
 	t, err := ResolveTerms(o, req, nil)
 	if err != nil {
+		return nil, err
+	}
+	if err := e.checkRoutable(ctx, o, t); err != nil {
 		return nil, err
 	}
 
@@ -621,4 +625,39 @@ func paymentView(a *store.Attempt) PaymentView {
 func msat(v uint64) *lnwire.MilliSatoshi {
 	m := lnwire.MilliSatoshi(v)
 	return &m
+}
+
+// checkRoutable refuses terms whose fee limit is below the fee of the
+// cheapest route to the receiver (lnd would answer NO_ROUTE to every
+// payment). A receiver lnd can't reach at all is accepted: it may be
+// offline for a while, and the waiting state will say so.
+func (e *Engine) checkRoutable(ctx context.Context, o *tlv.Offer,
+	t *Terms) error {
+
+	e.mu.Lock()
+	router := e.router
+	e.mu.Unlock()
+	p, ok := router.(RouteProber)
+	if !ok {
+		return nil
+	}
+	amt := PaymentAmount(o.PriceMsatPerSec, t.Increment)
+	maxFee := MaxFee(amt, t.FeeLimitPPM, t.FeeLimit)
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	fee, err := p.CheapestRouteFee(ctx, route.Vertex(o.Node), amt)
+	switch {
+	case errors.Is(err, ErrUnreachable):
+		e.log.Warnf("Subscribing to %x: %v; accepted, payments wait "+
+			"for a route", o.Node[:], err)
+		return nil
+	case err != nil:
+		e.log.Warnf("Subscribing to %x: asking lnd for a route: %v",
+			o.Node[:], err)
+		return nil
+	case fee > maxFee:
+		return fmt.Errorf("%w: %w: %s", ErrBadTerms,
+			ErrFeeLimitBelowRoute, feeLimitMessage(maxFee, fee))
+	}
+	return nil
 }
