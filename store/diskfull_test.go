@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -111,4 +112,52 @@ func TestDiskFullKillsProcessWithSIGBUS(t *testing.T) {
 	err = db.Close()
 	require.ErrorIs(t, err, ErrDiskFull)
 	require.NoError(t, os.Remove(filler))
+}
+
+// TestDiskBelowReserveFailedStoreForGood checks the reserve without a
+// real filesystem (any user): a step refused for want of space is not a
+// store failure (Failed stays open, the daemon keeps running) and the
+// next step after space returns goes through; Open refuses below the
+// reserve.
+func TestDiskBelowReserveFailedStoreForGood(t *testing.T) {
+	t.Parallel()
+	var free atomic.Uint64
+	free.Store(1 << 30)
+	statfs := func(string) (uint64, error) { return free.Load(), nil }
+	db, dir := openTestDB(t, func(o *Options) {
+		o.MinFreeBytes = 1 << 20
+		o.statfs = statfs
+	})
+	rs, ctx := db.Receiver(), testCtx(t)
+	require.NoError(t, putActiveSub(ctx, rs, subID(1)))
+
+	free.Store(1<<20 - 1)
+	err := credit(ctx, rs, subID(1), 1, 1500)
+	require.ErrorIs(t, err, ErrDiskFull)
+	require.ErrorIs(t, err, syscall.ENOSPC)
+	require.NotErrorIs(t, err, ErrFailed)
+	require.NoError(t, db.Err())
+	select {
+	case <-db.Failed():
+		t.Fatal("a refused step failed the store")
+	default:
+	}
+	// Reads go on.
+	s, err := summarize(ctx, rs, subID(1))
+	require.NoError(t, err)
+	require.Empty(t, s.payments)
+
+	opts := DefaultOptions()
+	opts.MinFreeBytes = 1 << 20
+	opts.statfs = statfs
+	_, err = Open(ctx, filepath.Join(filepath.Dir(dir), "second"), opts)
+	require.ErrorIs(t, err, ErrDiskFull)
+
+	free.Store(1 << 20)
+	require.NoError(t, db.SpaceErr())
+	require.NoError(t, credit(ctx, rs, subID(1), 1, 1500))
+	s, err = summarize(ctx, rs, subID(1))
+	require.NoError(t, err)
+	require.Len(t, s.payments, 1)
+	checkConsistent(t, s)
 }
