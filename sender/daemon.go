@@ -136,7 +136,7 @@ func (d *Daemon) Start(ctx context.Context) error {
 		return fail(fmt.Errorf("api tokens: %w", err))
 	}
 	api := &apiServer{engine: d.engine, log: d.logs.Logger(TagAPI),
-		health: d.health}
+		health: d.health, tokens: tokens}
 	d.apiSrv, err = common.Listen("API", cfg.API.Listen,
 		tokens.Middleware(api.routes()), tlsCfg, cfg.API.Limits())
 	if err != nil {
