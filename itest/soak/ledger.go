@@ -101,7 +101,7 @@ func (s *soak) carolSettled(ctx context.Context) (
 			if err != nil {
 				continue
 			}
-			id := recs.SubscriptionID.String()
+			id := recs.SubscriptionID.PublicID().String()
 			if out[id] == nil {
 				out[id] = map[string]uint64{}
 			}
