@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http/httptest"
 	"os"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -47,4 +48,66 @@ func TestOpenAPIDocumentMatchesRoutes(t *testing.T) {
 	tokens.Middleware(api.routes()).ServeHTTP(rec, req)
 	require.Equal(t, 200, rec.Code)
 	require.Equal(t, string(file), rec.Body.String())
+}
+
+// jsonNames lists the JSON keys a struct type marshals to (embedded
+// structs flattened).
+func jsonNames(t reflect.Type) []string {
+	var out []string
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		name, _, _ := strings.Cut(tag, ",")
+		if f.Anonymous && name == "" {
+			out = append(out, jsonNames(f.Type)...)
+			continue
+		}
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// schemaProps lists the properties of a component schema.
+func schemaProps(t *testing.T, doc []byte, name string) []string {
+	var d struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]json.RawMessage `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	require.NoError(t, json.Unmarshal(doc, &d))
+	s, ok := d.Components.Schemas[name]
+	require.True(t, ok, "schema %s", name)
+	var out []string
+	for p := range s.Properties {
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestOpenAPIResponseFieldsMatchViews: every field the document promises
+// in a response exists in the view the handler marshals, and the other
+// way round.
+func TestOpenAPIResponseFieldsMatchViews(t *testing.T) {
+	file, err := os.ReadFile("../docs/openapi-sender.json")
+	require.NoError(t, err)
+	for name, v := range map[string]any{
+		"Subscription": View{},
+		"Terms":        TermsView{},
+		"Payment":      PaymentView{},
+		"DaySpend":     DaySpend{},
+		"Payments":     PaymentsView{},
+	} {
+		require.Equal(t, jsonNames(reflect.TypeOf(v)),
+			schemaProps(t, file, name), name)
+	}
 }
