@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/satstream/satstream/common"
 	"github.com/satstream/satstream/receiver/core"
 	"github.com/satstream/satstream/store"
 )
@@ -22,15 +23,15 @@ type metrics struct {
 	credited     prometheus.Counter
 	notOurs      prometheus.Counter
 	decision     prometheus.Histogram
-	webhookOK    prometheus.Counter
-	webhookFail  prometheus.Counter
+	webhooks     *prometheus.CounterVec
+	lndConnected prometheus.Gauge
 	subsByState  *prometheus.GaugeVec
 	eventsQueued prometheus.Gauge
 }
 
 func newMetrics() *metrics {
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
+		reg: common.NewRegistry("receiver"),
 		settled: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "satstream_receiver_payments_settled_total",
 			Help: "Satstream payments credited and settled.",
@@ -64,14 +65,11 @@ func newMetrics() *metrics {
 			Help:    "Time from HTLC accepted by lnd to settle or refuse.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		}),
-		webhookOK: prometheus.NewCounter(prometheus.CounterOpts{
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "satstream_receiver_webhook_deliveries_total",
-			Help: "Successful webhook deliveries.",
-		}),
-		webhookFail: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "satstream_receiver_webhook_failures_total",
-			Help: "Failed webhook delivery attempts.",
-		}),
+			Help: "Webhook delivery attempts, by result (ok, failed).",
+		}, []string{"result"}),
+		lndConnected: common.NewLndConnectedGauge("receiver"),
 		subsByState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "satstream_receiver_subscriptions",
 			Help: "Subscriptions by state.",
@@ -85,9 +83,27 @@ func newMetrics() *metrics {
 		m.refused.WithLabelValues(string(r))
 	}
 	m.reg.MustRegister(m.settled, m.refused, m.unclaimed, m.reversed,
-		m.excess, m.credited, m.notOurs, m.decision, m.webhookOK, m.webhookFail,
+		m.excess, m.credited, m.notOurs, m.decision, m.webhooks, m.lndConnected,
 		m.subsByState, m.eventsQueued)
+	for _, r := range []string{webhookOK, webhookFailed} {
+		m.webhooks.WithLabelValues(r)
+	}
 	return m
+}
+
+// Results of a webhook delivery attempt, the result label's values.
+const (
+	webhookOK     = "ok"
+	webhookFailed = "failed"
+)
+
+// webhookResult counts one delivery attempt.
+func (m *metrics) webhookResult(ok bool) {
+	if ok {
+		m.webhooks.WithLabelValues(webhookOK).Inc()
+	} else {
+		m.webhooks.WithLabelValues(webhookFailed).Inc()
+	}
 }
 
 // outcome counts one committed decision.
