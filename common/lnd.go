@@ -49,8 +49,8 @@ var ErrLndConfig = errors.New("invalid lnd connection settings")
 // --lnd.polar with a Polar network id and node name.
 type LndConfig struct {
 	Host         string `long:"host" description:"lnd's gRPC host:port (default localhost:10009; with --lnd.polar it overrides the port found in Polar)"`
-	TLSPath      string `long:"tlspath" description:"Path to lnd's tls.cert"`
-	MacaroonPath string `long:"macaroonpath" description:"Path to a macaroon with the permissions listed in docs/operators.md (with --lnd.polar it replaces Polar's admin.macaroon)"`
+	TLSPath      string `long:"tlspath" description:"Path to lnd's tls.cert (default ~/.lnd/tls.cert)"`
+	MacaroonPath string `long:"macaroonpath" description:"Path to a macaroon with the permissions listed in docs/operators.md (default ~/.lnd/data/chain/bitcoin/<network>/admin.macaroon; with --lnd.polar it replaces Polar's admin.macaroon)"`
 	Connect      string `long:"connect" description:"lndconnect://host:port?cert=...&macaroon=... URI, instead of --lnd.host, --lnd.tlspath and --lnd.macaroonpath"`
 	Polar        string `long:"polar" description:"<network id>/<node name> of a local Polar network, e.g. 1/alice, instead of --lnd.tlspath and --lnd.macaroonpath"`
 

@@ -38,13 +38,13 @@ func ReadBuildInfo() BuildInfo {
 	return bi
 }
 
-// String is the --version line, e.g.
-// "satstream-receiver version v0.1.0 commit 1c10a28... go1.24.0".
+// String is the --version line after "<binary> version ", e.g.
+// "v0.1.0 commit 1c10a28... go1.24.0".
 func (b BuildInfo) String() string {
 	rev := b.Revision
 	if b.Modified {
 		rev += "-dirty"
 	}
-	return fmt.Sprintf("version %s commit %s %s", b.Version, rev,
+	return fmt.Sprintf("%s commit %s %s", b.Version, rev,
 		b.GoVersion)
 }

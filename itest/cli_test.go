@@ -81,7 +81,7 @@ func TestCLI(t *testing.T) {
 
 	c := &cliRunner{t: t, bin: bin, global: []string{
 		"--receiver.rpcserver=" + st.Receiver.APIAddr(),
-		"--receiver.datadir=" + st.ReceiverCfg.DataDir,
+		"--network=regtest", "--receiver.datadir=" + st.ReceiverCfg.DataDir,
 		"--sender.rpcserver=" + st.Sender.APIAddr(),
 		"--sender.datadir=" + st.SenderCfg.DataDir,
 	}}
@@ -191,7 +191,7 @@ func TestCLI(t *testing.T) {
 		strings.Repeat("ab", 16))
 	bad := &cliRunner{t: t, bin: bin, global: []string{
 		"--receiver.rpcserver=127.0.0.1:1",
-		"--receiver.datadir=" + st.ReceiverCfg.DataDir,
+		"--network=regtest", "--receiver.datadir=" + st.ReceiverCfg.DataDir,
 	}}
 	bad.fails("is satstream-receiver running", "receiver", "status")
 	noToken := filepath.Join(t.TempDir(), "wrong.token")
@@ -199,12 +199,12 @@ func TestCLI(t *testing.T) {
 		[]byte(strings.Repeat("0", 64)), 0o600))
 	bad = &cliRunner{t: t, bin: bin, global: []string{
 		"--receiver.rpcserver=" + st.Receiver.APIAddr(),
-		"--receiver.datadir=" + st.ReceiverCfg.DataDir,
+		"--network=regtest", "--receiver.datadir=" + st.ReceiverCfg.DataDir,
 		"--receiver.tokenpath=" + noToken,
 	}}
 	bad.fails("--receiver.tokenpath", "receiver", "plans", "list")
 	bad = &cliRunner{t: t, bin: bin, global: []string{
-		"--receiver.datadir=" + t.TempDir(),
+		"--network=regtest", "--receiver.datadir=" + t.TempDir(),
 	}}
 	bad.fails("--receiver.datadir", "receiver", "plans", "list")
 }

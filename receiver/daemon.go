@@ -229,7 +229,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if d.hooks != nil {
 		d.goRun(func() { _ = d.hooks.Run(runCtx) })
 	}
-	d.log.Infof("satstream-receiver %s started: API https://%s, data in "+
+	d.log.Infof("satstream-receiver version %s started: API https://%s, data in "+
 		"%s", common.ReadBuildInfo(), d.APIAddr(), netDir)
 	return nil
 }
@@ -645,7 +645,7 @@ func Main(args []string) error {
 	}
 
 	if cfg.Version {
-		fmt.Println("satstream-receiver", common.ReadBuildInfo())
+		fmt.Println("satstream-receiver version", common.ReadBuildInfo())
 		return nil
 	}
 	if cfg.DebugLevel == common.ShowSubsystems {

@@ -3,6 +3,7 @@ package sender
 import (
 	"github.com/lightningnetwork/lnd/lnwire"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/satstream/satstream/common"
 )
 
 // Metrics are the sender's Prometheus metrics. A nil *Metrics records
@@ -15,13 +16,16 @@ type Metrics struct {
 	amount   prometheus.Counter
 	fees     prometheus.Counter
 	inFlight prometheus.Gauge
+
+	lndConnected prometheus.Gauge
 }
 
 // NewMetrics registers the sender's metrics in a registry of their own;
 // states reports the number of subscriptions per state at scrape time.
 func NewMetrics(states func() map[string]int) *Metrics {
 	m := &Metrics{
-		registry: prometheus.NewRegistry(),
+		registry:     common.NewRegistry("sender"),
+		lndConnected: common.NewLndConnectedGauge("sender"),
 		sent: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "satstream_sender", Name: "payments_sent_total",
 			Help: "Payments that settled.",
@@ -44,7 +48,7 @@ func NewMetrics(states func() map[string]int) *Metrics {
 		}),
 	}
 	m.registry.MustRegister(m.sent, m.failedBy, m.amount, m.fees,
-		m.inFlight, &stateCollector{states: states,
+		m.inFlight, m.lndConnected, &stateCollector{states: states,
 			desc: prometheus.NewDesc("satstream_sender_subscriptions",
 				"Subscriptions by state.", []string{"state"}, nil)})
 	return m

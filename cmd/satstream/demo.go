@@ -247,7 +247,8 @@ func (d *demo) startDaemons(ctx context.Context) error {
 		return err
 	}
 	rcv, snd := d.stack.Receiver, d.stack.Sender
-	rcvDir, sndDir := d.stack.ReceiverCfg.DataDir, d.stack.SenderCfg.DataDir
+	rcvDir, sndDir := d.stack.ReceiverCfg.NetworkDir(),
+		d.stack.SenderCfg.NetworkDir()
 
 	d.rcvAPI, err = dialClient("receiver", rcv.APIAddr(),
 		filepath.Join(rcvDir, "tls.cert"),
@@ -262,10 +263,11 @@ func (d *demo) startDaemons(ctx context.Context) error {
 		return err
 	}
 
-	d.cliHint = fmt.Sprintf("go run ./cmd/satstream "+
+	d.cliHint = fmt.Sprintf("go run ./cmd/satstream --network=regtest "+
 		"--receiver.rpcserver=%s --receiver.datadir=%s "+
 		"--sender.rpcserver=%s --sender.datadir=%s",
-		rcv.APIAddr(), rcvDir, snd.APIAddr(), sndDir)
+		rcv.APIAddr(), d.stack.ReceiverCfg.DataDir, snd.APIAddr(),
+		d.stack.SenderCfg.DataDir)
 	d.say("receiver API https://%s, metrics http://%s/metrics",
 		rcv.APIAddr(), rcv.MetricsAddr())
 	d.say("sender   API https://%s, metrics http://%s/metrics",
