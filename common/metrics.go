@@ -13,6 +13,12 @@ import (
 // one, so several daemons can live in one process (tests).
 func NewRegistry(daemon string) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(RuntimeCollectors(daemon)...)
+	return reg
+}
+
+// RuntimeCollectors are the collectors NewRegistry registers.
+func RuntimeCollectors(daemon string) []prometheus.Collector {
 	bi := ReadBuildInfo()
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "satstream_build_info",
@@ -20,12 +26,11 @@ func NewRegistry(daemon string) *prometheus.Registry {
 	}, []string{"daemon", "version", "revision", "goversion"})
 	info.WithLabelValues(daemon, bi.Version, bi.Revision,
 		bi.GoVersion).Set(1)
-	reg.MustRegister(
+	return []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		info,
-	)
-	return reg
+	}
 }
 
 // NewLndConnectedGauge is satstream_lnd_connected: 1 while the daemon has

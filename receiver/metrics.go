@@ -15,6 +15,9 @@ import (
 type metrics struct {
 	reg *prometheus.Registry
 
+	// collectors are ours, registered in reg beside the runtime ones.
+	collectors []prometheus.Collector
+
 	settled      prometheus.Counter
 	refused      *prometheus.CounterVec
 	unclaimed    prometheus.Counter
@@ -82,13 +85,23 @@ func newMetrics() *metrics {
 	for _, r := range core.Reasons {
 		m.refused.WithLabelValues(string(r))
 	}
-	m.reg.MustRegister(m.settled, m.refused, m.unclaimed, m.reversed,
-		m.excess, m.credited, m.notOurs, m.decision, m.webhooks, m.lndConnected,
-		m.subsByState, m.eventsQueued)
+	m.collectors = []prometheus.Collector{m.settled, m.refused,
+		m.unclaimed, m.reversed, m.excess, m.credited, m.notOurs,
+		m.decision, m.webhooks, m.lndConnected, m.subsByState,
+		m.eventsQueued}
+	m.reg.MustRegister(m.collectors...)
 	for _, r := range []string{webhookOK, webhookFailed} {
 		m.webhooks.WithLabelValues(r)
 	}
 	return m
+}
+
+// MetricCollectors returns every collector the receiver's /metrics
+// serves, so tests elsewhere (contrib's dashboard check) can list the
+// metric names without starting a daemon.
+func MetricCollectors() []prometheus.Collector {
+	return append(common.RuntimeCollectors("receiver"),
+		newMetrics().collectors...)
 }
 
 // Results of a webhook delivery attempt, the result label's values.

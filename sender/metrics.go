@@ -18,6 +18,9 @@ type Metrics struct {
 	inFlight prometheus.Gauge
 
 	lndConnected prometheus.Gauge
+
+	// collectors are ours, registered beside the runtime ones.
+	collectors []prometheus.Collector
 }
 
 // NewMetrics registers the sender's metrics in a registry of their own;
@@ -47,11 +50,21 @@ func NewMetrics(states func() map[string]int) *Metrics {
 			Help: "Payments handed to lnd and not yet final.",
 		}),
 	}
-	m.registry.MustRegister(m.sent, m.failedBy, m.amount, m.fees,
-		m.inFlight, m.lndConnected, &stateCollector{states: states,
+	m.collectors = []prometheus.Collector{m.sent, m.failedBy, m.amount,
+		m.fees, m.inFlight, m.lndConnected, &stateCollector{
+			states: states,
 			desc: prometheus.NewDesc("satstream_sender_subscriptions",
-				"Subscriptions by state.", []string{"state"}, nil)})
+				"Subscriptions by state.", []string{"state"}, nil)}}
+	m.registry.MustRegister(m.collectors...)
 	return m
+}
+
+// MetricCollectors returns every collector the sender's /metrics serves,
+// so tests elsewhere (contrib's dashboard check) can list the metric
+// names without starting a daemon.
+func MetricCollectors() []prometheus.Collector {
+	m := NewMetrics(func() map[string]int { return nil })
+	return append(common.RuntimeCollectors("sender"), m.collectors...)
 }
 
 // Registry is what the metrics endpoint serves.

@@ -56,7 +56,7 @@ func daemonFlags(name string) []cli.Flag {
 				"tls.cert and tokens are in <datadir>/<network>)",
 		},
 		cli.StringFlag{
-			Name:  name + ".tlscertpath",
+			Name: name + ".tlscertpath",
 			Usage: "API TLS certificate (default " +
 				"<datadir>/<network>/tls.cert)",
 		},
