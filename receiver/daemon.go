@@ -180,7 +180,8 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		notify: d.notifyEvents,
 	}
 	d.apiSrv, err = common.Listen("API", d.cfg.API.Listen,
-		common.WithHealthz(api.handler(), d.healthy), tlsConf,
+		common.WithBackup(common.WithHealthz(api.handler(), d.healthy),
+			tokens, func() *store.DB { return d.db }), tlsConf,
 		d.cfg.API.Limits())
 	if err != nil {
 		return fmt.Errorf("--api.listen %s: %w", d.cfg.API.Listen, err)

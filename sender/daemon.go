@@ -152,7 +152,9 @@ func (d *Daemon) Start(ctx context.Context) error {
 	api := &apiServer{engine: d.engine, log: d.logs.Logger(TagAPI),
 		health: d.health}
 	d.apiSrv, err = common.Listen("API", cfg.API.Listen,
-		common.WithHealthz(tokens.Middleware(api.routes()), d.healthy),
+		common.WithBackup(common.WithHealthz(
+			tokens.Middleware(api.routes()), d.healthy), tokens,
+			func() *store.DB { return d.db }),
 		tlsCfg, cfg.API.Limits())
 	if err != nil {
 		return fail(fmt.Errorf("--api.listen=%s: %w", cfg.API.Listen, err))
