@@ -134,4 +134,3 @@ func backupTo(ctx context.Context, a *apiClient, file string) error {
 	fmt.Printf("wrote %s\n", file)
 	return nil
 }
-
