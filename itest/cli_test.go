@@ -15,6 +15,7 @@ import (
 
 	"github.com/satstream/satstream/itest/regtest"
 	"github.com/satstream/satstream/itest/stack"
+	"github.com/satstream/satstream/store"
 	"github.com/stretchr/testify/require"
 )
 
@@ -207,4 +208,24 @@ func TestCLI(t *testing.T) {
 		"--network=regtest", "--receiver.datadir=" + t.TempDir(),
 	}}
 	bad.fails("--receiver.datadir", "receiver", "plans", "list")
+
+	// Online backups of both running daemons, checked, then restored
+	// into a fresh data directory; restoring over the running
+	// receiver's ledger is refused.
+	for _, d := range []string{"receiver", "sender"} {
+		file := filepath.Join(t.TempDir(), d+".backup")
+		require.Contains(t, c.ok(d, "backup", file), "wrote "+file)
+		f, err := os.Open(file)
+		require.NoError(t, err)
+		require.NoError(t, store.VerifyBackup(ctx, f))
+		f.Close()
+		fresh := t.TempDir()
+		out := (&cliRunner{t: t, bin: bin, global: []string{
+			"--network=regtest", "--" + d + ".datadir=" + fresh,
+		}}).ok(d, "restore", file)
+		require.Contains(t, out, "on regtest")
+		if d == "receiver" {
+			c.fails("daemon is running", d, "restore", file)
+		}
+	}
 }
