@@ -13,8 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/satstream/satstream/common"
 	"github.com/satstream/satstream/itest/regtest"
 	"github.com/satstream/satstream/itest/stack"
+	"github.com/satstream/satstream/receiver"
+	"github.com/satstream/satstream/sender"
 	"github.com/satstream/satstream/store"
 	"github.com/stretchr/testify/require"
 )
@@ -228,4 +231,36 @@ func TestCLI(t *testing.T) {
 			c.fails("daemon is running", d, "restore", file)
 		}
 	}
+
+	// Each ledger is now bound to its node: pointed at the other node,
+	// each daemon refuses to start, in one line.
+	require.NoError(t, st.Receiver.Stop())
+	rcfg := *st.ReceiverCfg
+	rcfg.Lnd = stack.LndConfig(alice)
+	rd, err := receiver.New(&rcfg, common.NewLogManager(logs))
+	require.NoError(t, err)
+	require.NoError(t, rd.Start(ctx))
+	select {
+	case err := <-rd.Err():
+		require.ErrorIs(t, err, store.ErrWrongNode)
+		require.ErrorContains(t, err, "refusing to start")
+		require.NotContains(t, err.Error(), "\n")
+	case <-ctx.Done():
+		t.Fatal("the receiver followed another node's invoices")
+	}
+	require.NoError(t, rd.Stop())
+
+	require.NoError(t, st.Sender.Stop())
+	scfg := *st.SenderCfg
+	scfg.Lnd = stack.LndConfig(carol)
+	sd, err := sender.New(&scfg, common.NewLogManager(logs))
+	require.NoError(t, err)
+	require.NoError(t, sd.Start(ctx))
+	select {
+	case err := <-sd.Err():
+		require.ErrorIs(t, err, store.ErrWrongNode)
+	case <-ctx.Done():
+		t.Fatal("the sender paid from another node's ledger")
+	}
+	require.NoError(t, sd.Stop())
 }

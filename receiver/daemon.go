@@ -372,6 +372,24 @@ func (d *Daemon) lndLoop(ctx context.Context) {
 			d.fatal(err)
 			return
 		}
+		// Bound before anything else, and before the pipeline reads a
+		// stored index: the indices of another node's invoices would
+		// skip this node's payments.
+		bound, err := common.BindLedger(ctx, d.db, services.NodePubkey,
+			d.cfg.Network, d.cfg.NetworkDir())
+		if err != nil {
+			services.Close()
+			if ctx.Err() != nil {
+				return
+			}
+			d.log.Errorf("%v", err)
+			d.fatal(err)
+			return
+		}
+		if bound {
+			d.log.Infof("ledger bound to lnd node %s on %s",
+				services.NodePubkey, d.cfg.Network)
+		}
 		if err := d.checkLnd(ctx, services, reqs); err != nil {
 			services.Close()
 			if ctx.Err() != nil {
@@ -399,23 +417,6 @@ func (d *Daemon) lndLoop(ctx context.Context) {
 			continue
 		}
 		node := services.NodePubkey
-		// Bound before the pipeline reads a stored index: the indices
-		// of another node's invoices would skip this node's payments.
-		bound, err := common.BindLedger(ctx, d.db, node,
-			d.cfg.Network, d.cfg.NetworkDir())
-		if err != nil {
-			services.Close()
-			if ctx.Err() != nil {
-				return
-			}
-			d.log.Errorf("%v", err)
-			d.fatal(err)
-			return
-		}
-		if bound {
-			d.log.Infof("ledger bound to lnd node %s on %s", node,
-				d.cfg.Network)
-		}
 		d.node.Store(&node)
 		d.lndConnected.Store(true)
 		d.metrics.lndConnected.Set(1)
