@@ -74,7 +74,8 @@ var demoCommand = cli.Command{
 		},
 		cli.BoolFlag{
 			Name:  "plain",
-			Usage: "print status lines instead of a live screen",
+			Usage: "print status lines instead of a live screen " +
+				"(the default when stdout is not a terminal)",
 		},
 		cli.StringFlag{
 			Name:  "dir",
@@ -111,8 +112,9 @@ func runDemo(c *cli.Context) error {
 		syscall.SIGTERM)
 	defer stop()
 
-	d := &demo{out: c.App.Writer, plain: c.Bool("plain"),
-		subs: map[string]string{}}
+	d := &demo{out: c.App.Writer,
+		plain: c.Bool("plain") || !isTerminal(c.App.Writer),
+		subs:  map[string]string{}}
 
 	d.dir = c.String("dir")
 	if d.dir == "" {
@@ -487,4 +489,16 @@ func (d *demo) close() error {
 		errs = append(errs, d.logFile.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// isTerminal tells a live screen (a character device, TERM not "dumb")
+// from a pipe, file or CI log, where clearing the screen would only write
+// escape codes into the log.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok || os.Getenv("TERM") == "dumb" {
+		return false
+	}
+	info, err := f.Stat()
+	return err == nil && info.Mode()&os.ModeCharDevice != 0
 }
