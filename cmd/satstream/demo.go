@@ -73,7 +73,7 @@ var demoCommand = cli.Command{
 				"the CLI until Ctrl-C",
 		},
 		cli.BoolFlag{
-			Name:  "plain",
+			Name: "plain",
 			Usage: "print status lines instead of a live screen " +
 				"(the default when stdout is not a terminal)",
 		},
