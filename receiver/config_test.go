@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/satstream/satstream/common"
 	"github.com/stretchr/testify/require"
 )
 
@@ -80,4 +81,22 @@ func TestMainConfigFile(t *testing.T) {
 	err = Main([]string{"--datadir=" + c.DataDir, "--debuglevel=loud"})
 	require.Error(t, err)
 	require.True(t, strings.Contains(err.Error(), "debuglevel"), err.Error())
+}
+
+// TestMetricsSectionInConfigFile: the sender's config file takes a
+// [metrics] section, the receiver's refused one ("unknown option"). Both
+// now do; the old metrics.listen in [Application Options] still works.
+func TestMetricsSectionInConfigFile(t *testing.T) {
+	t.Parallel()
+	for _, body := range []string{
+		"[metrics]\nmetrics.listen=127.0.0.1:9998\n",
+		"[Application Options]\nmetrics.listen=127.0.0.1:9998\n",
+	} {
+		path := filepath.Join(t.TempDir(), "receiver.conf")
+		require.NoError(t, os.WriteFile(path, []byte(body), 0o600))
+		c := DefaultConfig()
+		require.NoError(t, common.LoadConfig(c,
+			[]string{"--configfile=" + path}, &c.ConfigFile, "x"), body)
+		require.Equal(t, "127.0.0.1:9998", c.Metrics.Listen, body)
+	}
 }
