@@ -369,3 +369,33 @@ func TestTLSKeyReadableByOthersRefused(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, key, after)
 }
+
+// TestLogFileRotates: the daemons logged to stdout only, so a restarted
+// service lost its history. Lines now also go to lnd's rotating log file
+// in the log directory; --maxlogfiles=-1 turns the file off.
+func TestLogFileRotates(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	c := DefaultLogConfig()
+	require.NoError(t, c.Resolve(dir))
+	require.Equal(t, filepath.Join(dir, "logs"), c.LogDir)
+	var stdout bytes.Buffer
+	w, closeLog, err := c.Open(&stdout, "satstream-test.log")
+	require.NoError(t, err)
+	m := NewLogManager(w)
+	m.Logger("TEST").Infof("hello from the log file")
+	require.NoError(t, closeLog())
+	require.Contains(t, stdout.String(), "hello from the log file")
+	b, err := os.ReadFile(filepath.Join(dir, "logs", "satstream-test.log"))
+	require.NoError(t, err)
+	require.Contains(t, string(b), "TEST: hello from the log file")
+
+	off := DefaultLogConfig()
+	off.MaxLogFiles = -1
+	require.NoError(t, off.Resolve(filepath.Join(dir, "off")))
+	w, _, err = off.Open(&stdout, "x.log")
+	require.NoError(t, err)
+	require.Equal(t, &stdout, w)
+	require.ErrorContains(t, (&LogConfig{MaxLogFileSize: 0}).Resolve(dir),
+		"--maxlogfilesize")
+}

@@ -32,6 +32,7 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"defaults are valid", func(*Config) {}, ""},
 		{"bad network", func(c *Config) { c.Network = "litecoin" }, "--network"},
+		{"testnet4 like the sender", func(c *Config) { c.Network = "testnet4" }, ""},
 		{"no tls cert", func(c *Config) { c.Lnd.TLSPath = "" }, "--lnd.tlspath"},
 		{"missing macaroon", func(c *Config) { c.Lnd.MacaroonPath = "/nope" }, "--lnd.macaroonpath"},
 		{"bad api listen", func(c *Config) { c.API.Listen = "7321" }, "--api.listen"},
