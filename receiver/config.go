@@ -27,7 +27,7 @@ const (
 // WebhookConfig configures event delivery.
 type WebhookConfig struct {
 	URLs           []string      `long:"url" description:"Webhook URL events are POSTed to (repeatable)"`
-	Secret         string        `long:"secret" description:"HMAC secret for the Satstream-Signature header, at least 32 bytes; config file only, refused on the command line (default: generated into <datadir>/webhook.secret, mode 0600)"`
+	Secret         string        `long:"secret" description:"HMAC secret for the Satstream-Signature header, at least 32 bytes; config file only, refused on the command line (default: generated into <datadir>/<network>/webhook.secret, mode 0600)"`
 	InitialBackoff time.Duration `long:"initialbackoff" description:"First retry delay"`
 	MaxBackoff     time.Duration `long:"maxbackoff" description:"Longest retry delay"`
 	Timeout        time.Duration `long:"timeout" description:"Timeout of one delivery"`

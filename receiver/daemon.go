@@ -636,7 +636,7 @@ func Main(args []string) error {
 	// The webhook secret belongs in its 0600 file or the config file,
 	// not in the process list.
 	if err := common.RefuseSecretFlags(args, "webhook.secret"); err != nil {
-		return fmt.Errorf("%w: %w (or leave it out to use <datadir>/%s)",
+		return fmt.Errorf("%w: %w (or leave it out to use <datadir>/<network>/%s)",
 			ErrConfig, err, webhook.SecretFile)
 	}
 	if err := common.LoadConfig(cfg, args, &cfg.ConfigFile, defaultFile); err != nil {
