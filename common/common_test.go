@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/pem"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -395,7 +396,7 @@ func TestLogFileRotates(t *testing.T) {
 	require.NoError(t, off.Resolve(filepath.Join(dir, "off")))
 	w, _, err = off.Open(&stdout, "x.log")
 	require.NoError(t, err)
-	require.Equal(t, &stdout, w)
+	require.Equal(t, io.Writer(&stdout), w)
 	require.ErrorContains(t, (&LogConfig{MaxLogFileSize: 0}).Resolve(dir),
 		"--maxlogfilesize")
 }

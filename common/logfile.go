@@ -1,11 +1,14 @@
 package common
 
 import (
+	"compress/gzip"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 
+	"github.com/jrick/logrotate/rotator"
 	"github.com/lightningnetwork/lnd/build"
 )
 
@@ -43,9 +46,13 @@ func (c *LogConfig) Resolve(networkDir string) error {
 	return nil
 }
 
-// Open starts lnd's rotating log writer on <logdir>/<name> and returns a
-// writer that sends every line to stdout and to the file, and the closer
-// of the file. With --maxlogfiles=-1 it is stdout alone.
+// Open starts a rotating log file on <logdir>/<name> and returns a writer
+// that sends every line to stdout and to the file, and the closer of the
+// file. The rotator is the one lnd's build package wraps
+// (jrick/logrotate, gzip-compressed rolls), used as a plain writer: lnd's
+// RotatingLogWriter also starts the rotator's reader goroutine, which
+// races with Write (go test -race reports it). With --maxlogfiles=-1 it is
+// stdout alone.
 func (c *LogConfig) Open(stdout io.Writer, name string) (io.Writer,
 	func() error, error) {
 
@@ -55,14 +62,30 @@ func (c *LogConfig) Open(stdout io.Writer, name string) (io.Writer,
 	if err := os.MkdirAll(c.LogDir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("--logdir: %w", err)
 	}
-	rot := build.NewRotatingLogWriter()
-	fc := build.DefaultLogConfig().File
-	fc.MaxLogFiles = c.MaxLogFiles
-	fc.MaxLogFileSize = c.MaxLogFileSize
-	if err := rot.InitLogRotator(fc, filepath.Join(c.LogDir, name)); err != nil {
+	rot, err := rotator.New(filepath.Join(c.LogDir, name),
+		int64(c.MaxLogFileSize)*1024, false, c.MaxLogFiles)
+	if err != nil {
 		return nil, nil, fmt.Errorf("--logdir: %w", err)
 	}
-	return io.MultiWriter(stdout, rot), rot.Close, nil
+	rot.SetCompressor(gzip.NewWriter(nil), ".gz")
+	w := &lockedWriter{w: io.MultiWriter(stdout, rot)}
+	return w, func() error {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return rot.Close()
+	}, nil
+}
+
+// lockedWriter serialises writes from every subsystem's logger.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // MetricsConfig is the "metrics." option group of both daemons.
