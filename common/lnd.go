@@ -407,7 +407,8 @@ func explainLndError(t lndTarget, network string, err error) error {
 				"this node with at least info:read", t.host,
 			t.macaroonSource(), oneLine(msg))}
 	}
-	return fmt.Errorf("connect to lnd at %s: %s", t.host, oneLine(msg))
+	return fmt.Errorf("connect to lnd at %s: %s%s", t.host, oneLine(msg),
+		RESTPortHint(t.host))
 }
 
 // RESTPortHint returns a hint when host uses port 8080, lnd's REST port
