@@ -176,8 +176,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 			}
 			return *v, true
 		},
-		health: d.health,
-		notify: d.notifyEvents,
+		health:  d.health,
+		notify:  d.notifyEvents,
+		network: d.cfg.Network,
 	}
 	d.apiSrv, err = common.Listen("API", d.cfg.API.Listen,
 		common.WithBackup(common.WithHealthz(api.handler(), d.healthy),
@@ -203,6 +204,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 			Store:          rs,
 			URLs:           d.cfg.Webhook.URLs,
 			Secret:         secret,
+			Network:        d.cfg.Network,
 			Client:         &http.Client{Timeout: d.cfg.Webhook.Timeout},
 			Log:            d.logs.Logger(tagWebhook),
 			InitialBackoff: d.cfg.Webhook.InitialBackoff,

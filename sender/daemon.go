@@ -150,7 +150,7 @@ func (d *Daemon) Start(ctx context.Context) error {
 		return fail(fmt.Errorf("api tokens: %w", err))
 	}
 	api := &apiServer{engine: d.engine, log: d.logs.Logger(TagAPI),
-		health: d.health}
+		health: d.health, tokens: tokens}
 	d.apiSrv, err = common.Listen("API", cfg.API.Listen,
 		common.WithBackup(common.WithHealthz(
 			tokens.Middleware(api.routes()), d.healthy), tokens,

@@ -55,6 +55,7 @@ var offerCommand = cli.Command{
 			}
 			if o.SubscriptionID != nil {
 				v["subscription_id"] = o.SubscriptionID.String()
+				v["public_id"] = o.SubscriptionID.PublicID().String()
 			}
 			if o.PlanID != nil {
 				v["plan_id"] = o.PlanID.String()
