@@ -2,13 +2,18 @@ package common
 
 import (
 	"bytes"
+	"crypto/x509"
+	"encoding/pem"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/lightningnetwork/lnd/cert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -230,7 +235,7 @@ func TestTLSGeneratedOnceAndReloaded(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o600), info.Mode().Perm())
 
-	_, err = LoadOrCreateTLS(certPath, keyPath, nil)
+	_, err = LoadOrCreateTLS(certPath, keyPath, []string{"example.com"})
 	require.NoError(t, err)
 	after, err := os.ReadFile(certPath)
 	require.NoError(t, err)
@@ -241,6 +246,88 @@ func TestTLSGeneratedOnceAndReloaded(t *testing.T) {
 	require.NoError(t, os.WriteFile(certPath, []byte("junk"), 0o600))
 	_, err = LoadOrCreateTLS(certPath, keyPath, nil)
 	require.ErrorContains(t, err, certPath)
+}
+
+// TestExpiredAPICertIsRenewed: the API certificate was never checked for
+// expiry, so after its validity every client failed. A generated
+// certificate that expired, or no longer names --api.tlsextradomain, is
+// renewed at start; one the operator made is not replaced.
+func TestExpiredAPICertIsRenewed(t *testing.T) {
+	t.Parallel()
+	load := func(t *testing.T, certPath string) *x509.Certificate {
+		t.Helper()
+		b, err := os.ReadFile(certPath)
+		require.NoError(t, err)
+		blk, _ := pem.Decode(b)
+		require.NotNil(t, blk)
+		x, err := x509.ParseCertificate(blk.Bytes)
+		require.NoError(t, err)
+		return x
+	}
+	tests := []struct {
+		name      string
+		org       string
+		validity  time.Duration
+		hosts     []string
+		now       time.Duration
+		renewed   bool
+		errIs     error
+		wantHosts []string
+	}{
+		{name: "valid and unchanged", org: certOrg, validity: time.Hour,
+			hosts: []string{"a.example"}},
+		{name: "expired", org: certOrg, validity: time.Hour,
+			hosts: []string{"a.example"}, now: 2 * time.Hour,
+			renewed: true},
+		{name: "extra domain changed", org: certOrg,
+			validity: time.Hour, hosts: []string{"b.example"},
+			renewed: true, wantHosts: []string{"b.example"}},
+		{name: "operator's cert with other names is kept",
+			org: "my CA", validity: time.Hour,
+			hosts: []string{"b.example"}},
+		{name: "operator's expired cert is refused", org: "my CA",
+			validity: time.Hour, hosts: []string{"a.example"},
+			now: 2 * time.Hour, errIs: ErrCertExpired},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			certPath := filepath.Join(dir, "tls.cert")
+			keyPath := filepath.Join(dir, "tls.key")
+			cb, kb, err := cert.GenCertPair(tc.org, nil,
+				[]string{"a.example"}, false, tc.validity)
+			require.NoError(t, err)
+			require.NoError(t, cert.WriteCertPair(certPath,
+				keyPath, cb, kb))
+			require.NoError(t, os.Chmod(keyPath, 0o600))
+			before := load(t, certPath)
+
+			_, err = loadOrCreateTLS(certPath, keyPath, tc.hosts,
+				time.Now().Add(tc.now))
+			if tc.errIs != nil {
+				require.ErrorIs(t, err, tc.errIs)
+				require.ErrorContains(t, err, certPath)
+				return
+			}
+			require.NoError(t, err)
+			after := load(t, certPath)
+			if !tc.renewed {
+				require.Equal(t, before.Raw, after.Raw)
+				return
+			}
+			require.NotEqual(t, before.SerialNumber,
+				after.SerialNumber)
+			require.True(t, after.NotAfter.After(
+				time.Now().Add(300*24*time.Hour)))
+			for _, h := range tc.wantHosts {
+				require.Contains(t, after.DNSNames, h)
+			}
+			info, err := os.Stat(keyPath)
+			require.NoError(t, err)
+			require.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+		})
+	}
 }
 
 func TestAPIConfigResolve(t *testing.T) {
@@ -282,4 +369,34 @@ func TestTLSKeyReadableByOthersRefused(t *testing.T) {
 	after, err := os.ReadFile(keyPath)
 	require.NoError(t, err)
 	require.Equal(t, key, after)
+}
+
+// TestLogFileRotates: the daemons logged to stdout only, so a restarted
+// service lost its history. Lines now also go to lnd's rotating log file
+// in the log directory; --maxlogfiles=-1 turns the file off.
+func TestLogFileRotates(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	c := DefaultLogConfig()
+	require.NoError(t, c.Resolve(dir))
+	require.Equal(t, filepath.Join(dir, "logs"), c.LogDir)
+	var stdout bytes.Buffer
+	w, closeLog, err := c.Open(&stdout, "satstream-test.log")
+	require.NoError(t, err)
+	m := NewLogManager(w)
+	m.Logger("TEST").Infof("hello from the log file")
+	require.NoError(t, closeLog())
+	require.Contains(t, stdout.String(), "hello from the log file")
+	b, err := os.ReadFile(filepath.Join(dir, "logs", "satstream-test.log"))
+	require.NoError(t, err)
+	require.Contains(t, string(b), "TEST: hello from the log file")
+
+	off := DefaultLogConfig()
+	off.MaxLogFiles = -1
+	require.NoError(t, off.Resolve(filepath.Join(dir, "off")))
+	w, _, err = off.Open(&stdout, "x.log")
+	require.NoError(t, err)
+	require.Equal(t, io.Writer(&stdout), w)
+	require.ErrorContains(t, (&LogConfig{MaxLogFileSize: 0}).Resolve(dir),
+		"--maxlogfilesize")
 }

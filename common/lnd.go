@@ -49,8 +49,8 @@ var ErrLndConfig = errors.New("invalid lnd connection settings")
 // --lnd.polar with a Polar network id and node name.
 type LndConfig struct {
 	Host         string `long:"host" description:"lnd's gRPC host:port (default localhost:10009; with --lnd.polar it overrides the port found in Polar)"`
-	TLSPath      string `long:"tlspath" description:"Path to lnd's tls.cert"`
-	MacaroonPath string `long:"macaroonpath" description:"Path to a macaroon with the permissions listed in docs/operators.md (with --lnd.polar it replaces Polar's admin.macaroon)"`
+	TLSPath      string `long:"tlspath" description:"Path to lnd's tls.cert (default ~/.lnd/tls.cert)"`
+	MacaroonPath string `long:"macaroonpath" description:"Path to a macaroon with the permissions listed in docs/operators.md (default ~/.lnd/data/chain/bitcoin/<network>/admin.macaroon; with --lnd.polar it replaces Polar's admin.macaroon)"`
 	Connect      string `long:"connect" description:"lndconnect://host:port?cert=...&macaroon=... URI, instead of --lnd.host, --lnd.tlspath and --lnd.macaroonpath"`
 	Polar        string `long:"polar" description:"<network id>/<node name> of a local Polar network, e.g. 1/alice, instead of --lnd.tlspath and --lnd.macaroonpath"`
 
@@ -101,6 +101,33 @@ func DefaultLndConfig() LndConfig {
 	return LndConfig{
 		RPCTimeout: 30 * time.Second,
 	}
+}
+
+// SetDefaults fills --lnd.tlspath and --lnd.macaroonpath with the paths
+// of a local lnd, as lndclient and loop do (~/.lnd/tls.cert and the
+// network's admin.macaroon), unless the node is named another way, so a
+// local node needs only --network.
+func (c *LndConfig) SetDefaults(network string) {
+	c.TLSPath = ExpandHome(c.TLSPath)
+	c.MacaroonPath = ExpandHome(c.MacaroonPath)
+	if strings.TrimSpace(c.Connect) != "" || strings.TrimSpace(c.Polar) != "" {
+		return
+	}
+	if c.TLSPath == "" {
+		c.TLSPath = ExpandHome(DefaultLndTLSPath)
+	}
+	if c.MacaroonPath == "" {
+		c.MacaroonPath = ExpandHome(DefaultLndMacaroonPath(network))
+	}
+}
+
+// DefaultLndTLSPath is where a local lnd keeps its TLS certificate.
+const DefaultLndTLSPath = "~/.lnd/tls.cert"
+
+// DefaultLndMacaroonPath is where a local lnd keeps the admin macaroon of
+// network (lnd's data/chain/bitcoin/<network> directory).
+func DefaultLndMacaroonPath(network string) string {
+	return "~/.lnd/data/chain/bitcoin/" + network + "/admin.macaroon"
 }
 
 // Addr is the gRPC address the daemon connects to (valid after Validate).
@@ -203,8 +230,10 @@ func (c *LndConfig) Validate() error {
 					ErrLndConfig, o.opt)
 			}
 			if _, err := os.Stat(o.path); err != nil {
-				return fmt.Errorf("%w: %s: %v", ErrLndConfig,
-					o.opt, err)
+				return fmt.Errorf("%w: %s: %v (set %s to lnd's "+
+					"file, or use --lnd.connect or "+
+					"--lnd.polar)", ErrLndConfig, o.opt, err,
+					o.opt)
 			}
 		}
 	}
@@ -294,7 +323,8 @@ func ConnectLnd(ctx context.Context, cfg LndConfig, network string,
 				return backoff.Permanent(
 					explainLndError(t, network, err))
 			}
-			log.Warnf("lnd at %s not reachable yet: %v", t.host, err)
+			log.Warnf("lnd at %s not reachable yet: %v%s", t.host,
+				err, RESTPortHint(t.host))
 			return err
 		}
 		services = s
@@ -306,7 +336,8 @@ func ConnectLnd(ctx context.Context, cfg LndConfig, network string,
 		if errors.As(err, &ne) {
 			return nil, ne
 		}
-		return nil, fmt.Errorf("connect to lnd at %s: %w", t.host, err)
+		return nil, fmt.Errorf("connect to lnd at %s: %w%s", t.host, err,
+			RESTPortHint(t.host))
 	}
 	if err := checkVersion(t.host, services.Version); err != nil {
 		services.Close()
@@ -376,7 +407,20 @@ func explainLndError(t lndTarget, network string, err error) error {
 				"this node with at least info:read", t.host,
 			t.macaroonSource(), oneLine(msg))}
 	}
-	return fmt.Errorf("connect to lnd at %s: %s", t.host, oneLine(msg))
+	return fmt.Errorf("connect to lnd at %s: %s%s", t.host, oneLine(msg),
+		RESTPortHint(t.host))
+}
+
+// RESTPortHint returns a hint when host uses port 8080, lnd's REST port
+// (the one Zeus and Umbrel put in lndconnect URIs): satstream speaks
+// gRPC, usually on port 10009.
+func RESTPortHint(host string) string {
+	if _, port, err := splitHostPort(host); err == nil && port == "8080" {
+		return " (port 8080 is usually lnd's REST port; satstream " +
+			"needs gRPC, usually port 10009: change the port in " +
+			"--lnd.connect or --lnd.host)"
+	}
+	return ""
 }
 
 // checkVersion compares lnd's version with MinLndVersion and names both.

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/btcsuite/btclog/v2"
 )
@@ -89,4 +90,33 @@ func (m *LogManager) SetLevels(spec string) error {
 		l.SetLevel(level)
 	}
 	return nil
+}
+
+// pkgLog is the logger of this package's own messages (certificate
+// renewal); daemons set it with UseLogger.
+var pkgLog atomic.Pointer[btclog.Logger]
+
+// UseLogger sets the logger of package common's own messages.
+func UseLogger(l btclog.Logger) { pkgLog.Store(&l) }
+
+// logger returns the package logger, or a disabled one.
+func logger() btclog.Logger {
+	if l := pkgLog.Load(); l != nil {
+		return *l
+	}
+	return btclog.Disabled
+}
+
+// ShowSubsystems is the --debuglevel value that lists the subsystems and
+// exits, as in lnd.
+const ShowSubsystems = "show"
+
+// PrintSubsystems writes the --debuglevel=show answer.
+func PrintSubsystems(w io.Writer, tags []string) {
+	sorted := append([]string(nil), tags...)
+	sort.Strings(sorted)
+	fmt.Fprintf(w, "Supported subsystems: %s\nSet one with "+
+		"--debuglevel=<level>,<SUBSYSTEM>=<level>, e.g. "+
+		"--debuglevel=info,%s=debug\n", strings.Join(sorted, " "),
+		sorted[0])
 }

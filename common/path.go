@@ -1,6 +1,7 @@
 package common
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,3 +17,7 @@ func ExpandHome(p string) string {
 	}
 	return p
 }
+
+// splitHostPort is net.SplitHostPort, kept here so option checks share
+// one spelling of it.
+var splitHostPort = net.SplitHostPort

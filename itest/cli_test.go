@@ -13,8 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/satstream/satstream/common"
 	"github.com/satstream/satstream/itest/regtest"
 	"github.com/satstream/satstream/itest/stack"
+	"github.com/satstream/satstream/receiver"
+	"github.com/satstream/satstream/sender"
+	"github.com/satstream/satstream/store"
 	"github.com/stretchr/testify/require"
 )
 
@@ -81,7 +85,7 @@ func TestCLI(t *testing.T) {
 
 	c := &cliRunner{t: t, bin: bin, global: []string{
 		"--receiver.rpcserver=" + st.Receiver.APIAddr(),
-		"--receiver.datadir=" + st.ReceiverCfg.DataDir,
+		"--network=regtest", "--receiver.datadir=" + st.ReceiverCfg.DataDir,
 		"--sender.rpcserver=" + st.Sender.APIAddr(),
 		"--sender.datadir=" + st.SenderCfg.DataDir,
 	}}
@@ -191,7 +195,7 @@ func TestCLI(t *testing.T) {
 		strings.Repeat("ab", 16))
 	bad := &cliRunner{t: t, bin: bin, global: []string{
 		"--receiver.rpcserver=127.0.0.1:1",
-		"--receiver.datadir=" + st.ReceiverCfg.DataDir,
+		"--network=regtest", "--receiver.datadir=" + st.ReceiverCfg.DataDir,
 	}}
 	bad.fails("is satstream-receiver running", "receiver", "status")
 	noToken := filepath.Join(t.TempDir(), "wrong.token")
@@ -199,12 +203,64 @@ func TestCLI(t *testing.T) {
 		[]byte(strings.Repeat("0", 64)), 0o600))
 	bad = &cliRunner{t: t, bin: bin, global: []string{
 		"--receiver.rpcserver=" + st.Receiver.APIAddr(),
-		"--receiver.datadir=" + st.ReceiverCfg.DataDir,
+		"--network=regtest", "--receiver.datadir=" + st.ReceiverCfg.DataDir,
 		"--receiver.tokenpath=" + noToken,
 	}}
 	bad.fails("--receiver.tokenpath", "receiver", "plans", "list")
 	bad = &cliRunner{t: t, bin: bin, global: []string{
-		"--receiver.datadir=" + t.TempDir(),
+		"--network=regtest", "--receiver.datadir=" + t.TempDir(),
 	}}
 	bad.fails("--receiver.datadir", "receiver", "plans", "list")
+
+	// Online backups of both running daemons, checked, then restored
+	// into a fresh data directory; restoring over the running
+	// receiver's ledger is refused.
+	for _, d := range []string{"receiver", "sender"} {
+		file := filepath.Join(t.TempDir(), d+".backup")
+		require.Contains(t, c.ok(d, "backup", file), "wrote "+file)
+		f, err := os.Open(file)
+		require.NoError(t, err)
+		require.NoError(t, store.VerifyBackup(ctx, f))
+		f.Close()
+		fresh := t.TempDir()
+		out := (&cliRunner{t: t, bin: bin, global: []string{
+			"--network=regtest", "--" + d + ".datadir=" + fresh,
+		}}).ok(d, "restore", file)
+		require.Contains(t, out, "on regtest")
+		if d == "receiver" {
+			c.fails("daemon is running", d, "restore", file)
+		}
+	}
+
+	// Each ledger is now bound to its node: pointed at the other node,
+	// each daemon refuses to start, in one line.
+	require.NoError(t, st.Receiver.Stop())
+	rcfg := *st.ReceiverCfg
+	rcfg.Lnd = stack.LndConfig(alice)
+	rd, err := receiver.New(&rcfg, common.NewLogManager(logs))
+	require.NoError(t, err)
+	require.NoError(t, rd.Start(ctx))
+	select {
+	case err := <-rd.Err():
+		require.ErrorIs(t, err, store.ErrWrongNode)
+		require.ErrorContains(t, err, "refusing to start")
+		require.NotContains(t, err.Error(), "\n")
+	case <-ctx.Done():
+		t.Fatal("the receiver followed another node's invoices")
+	}
+	require.NoError(t, rd.Stop())
+
+	require.NoError(t, st.Sender.Stop())
+	scfg := *st.SenderCfg
+	scfg.Lnd = stack.LndConfig(carol)
+	sd, err := sender.New(&scfg, common.NewLogManager(logs))
+	require.NoError(t, err)
+	require.NoError(t, sd.Start(ctx))
+	select {
+	case err := <-sd.Err():
+		require.ErrorIs(t, err, store.ErrWrongNode)
+	case <-ctx.Done():
+		t.Fatal("the sender paid from another node's ledger")
+	}
+	require.NoError(t, sd.Stop())
 }

@@ -84,7 +84,9 @@ type rcv struct {
 
 func newRcv(t *testing.T, node *regtest.Node, hookURL string) *rcv {
 	dir := keptDir(t)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "webhook.secret"),
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "regtest"), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "regtest",
+		"webhook.secret"),
 		[]byte(hookSecret+"\n"), 0o600))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -163,7 +165,7 @@ func (r *rcv) start(ctx context.Context, env ...string) {
 			return fmt.Errorf("receiver exited: %s", tail(logPath, 20))
 		default:
 		}
-		tok, err := os.ReadFile(filepath.Join(r.data(), "admin.token"))
+		tok, err := os.ReadFile(filepath.Join(r.data(), "regtest", "admin.token"))
 		if err != nil {
 			return err
 		}

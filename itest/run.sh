@@ -26,7 +26,11 @@ step "govulncheck (.ci/vulncheck.sh; offline database from the module proxy if v
 bash .ci/vulncheck.sh
 
 step "integration tests (real btcd and lnd on 127.0.0.1)"
-go test -tags itest -count=1 -timeout 60m -v ./itest/...
+# The helper packages first, then the itest package alone: go test streams
+# -v output as tests run only when it tests a single package (over several
+# it buffers each package's output until the package ends, minutes here).
+go test -tags itest -count=1 -timeout 10m $(go list -tags itest ./itest/... | grep -v '/itest$')
+go test -tags itest -count=1 -timeout 60m -v ./itest/
 
 # The harness kills every process it starts, by PID; prove it here too.
 cache=$(go run ./itest/cmd/satstream-bins 2>/dev/null | sed -n 's/^lnd=//p' | xargs dirname | xargs dirname)

@@ -40,7 +40,7 @@ func TestSenderToReceiver(t *testing.T) {
 	rcfg.DataDir = t.TempDir()
 	rcfg.ConfigFile = ""
 	rcfg.Network = "regtest"
-	rcfg.MetricsListen = ""
+	rcfg.Metrics.Listen = ""
 	rcfg.Lnd.Host = carol.RPCAddr
 	rcfg.Lnd.TLSPath = carol.TLSCertPath
 	rcfg.Lnd.MacaroonPath = carol.AdminMacPath
@@ -51,7 +51,7 @@ func TestSenderToReceiver(t *testing.T) {
 	require.NoError(t, rd.Start(ctx))
 	defer rd.Stop()
 
-	tokens, err := common.LoadOrCreateTokens(rcfg.DataDir)
+	tokens, err := common.LoadOrCreateTokens(rcfg.NetworkDir())
 	require.NoError(t, err)
 	client := &http.Client{Timeout: 10 * time.Second,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{
@@ -168,7 +168,7 @@ func TestSenderToReceiver(t *testing.T) {
 		}
 	}
 
-	attempts := ledgerAttempts(t, ctx, scfg.DataDir, subID)
+	attempts := ledgerAttempts(t, ctx, scfg.NetworkDir(), subID)
 	pays := alicePayments(t, ctx, alice)
 	inv, err := carol.RPC().ListInvoices(ctx, &lnrpc.ListInvoiceRequest{
 		NumMaxInvoices: 100000})

@@ -483,7 +483,7 @@ func TestSender(t *testing.T) {
 
 	require.NoError(t, d.Stop())
 	stopped = true
-	n := checkAgreement(t, ctx, alice, carol, prov, cfg.DataDir, streamID)
+	n := checkAgreement(t, ctx, alice, carol, prov, cfg.NetworkDir(), streamID)
 	t.Logf("stream: %d payments agree in ledger, provider, lnd", n)
 
 	t.Run("SIGKILL mid-stream never pays a sequence twice", func(t *testing.T) {
@@ -558,7 +558,7 @@ func TestSender(t *testing.T) {
 		})
 		require.NoError(t, d.Stop())
 
-		n := checkAgreement(t, ctx, alice, carol, prov, kcfg.DataDir, id)
+		n := checkAgreement(t, ctx, alice, carol, prov, kcfg.NetworkDir(), id)
 		t.Logf("after 4 SIGKILLs: %d payments, none twice", n)
 		prov.mu.Lock()
 		require.Zero(t, prov.dups, "a sequence reached the receiver twice")
@@ -570,7 +570,7 @@ func TestSender(t *testing.T) {
 // checkAPI calls the subscription list over TLS with the read-only token.
 func checkAPI(t *testing.T, cfg *sender.Config, addr string) {
 	t.Helper()
-	tokens, err := common.LoadOrCreateTokens(cfg.DataDir)
+	tokens, err := common.LoadOrCreateTokens(cfg.NetworkDir())
 	require.NoError(t, err)
 	client := &http.Client{Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}

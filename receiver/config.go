@@ -6,7 +6,6 @@ package receiver
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -28,7 +27,7 @@ const (
 // WebhookConfig configures event delivery.
 type WebhookConfig struct {
 	URLs           []string      `long:"url" description:"Webhook URL events are POSTed to (repeatable)"`
-	Secret         string        `long:"secret" description:"HMAC secret for the Satstream-Signature header, at least 32 bytes; config file only, refused on the command line (default: generated into <datadir>/webhook.secret, mode 0600)"`
+	Secret         string        `long:"secret" description:"HMAC secret for the Satstream-Signature header, at least 32 bytes; config file only, refused on the command line (default: generated into <datadir>/<network>/webhook.secret, mode 0600)"`
 	InitialBackoff time.Duration `long:"initialbackoff" description:"First retry delay"`
 	MaxBackoff     time.Duration `long:"maxbackoff" description:"Longest retry delay"`
 	Timeout        time.Duration `long:"timeout" description:"Timeout of one delivery"`
@@ -38,11 +37,12 @@ type WebhookConfig struct {
 // Config is the whole daemon configuration.
 type Config struct {
 	ConfigFile string `long:"configfile" description:"Path to the config file"`
-	DataDir    string `long:"datadir" description:"Directory for the ledger, TLS cert and tokens"`
-	Network    string `long:"network" description:"Bitcoin network of lnd" choice:"mainnet" choice:"testnet" choice:"signet" choice:"regtest" choice:"simnet"`
-	DebugLevel string `long:"debuglevel" description:"Log level for all subsystems, or a list like info,RCVR=debug"`
+	DataDir    string `long:"datadir" description:"Base directory: the config file, and one directory per network (<datadir>/<network>) with its ledger, TLS pair, tokens and logs"`
+	Network    string `long:"network" description:"Bitcoin network of lnd: mainnet, testnet, testnet4, signet, regtest or simnet"`
+	DebugLevel string `long:"debuglevel" description:"Log level for all subsystems, or a list like info,RCVR=debug; show lists the subsystems"`
+	Version    bool   `long:"version" description:"Print the version and exit"`
 
-	MetricsListen  string        `long:"metrics.listen" description:"host:port for Prometheus /metrics (plain HTTP); empty disables"`
+	Log            common.LogConfig
 	ExpiryInterval time.Duration `long:"expiryinterval" description:"How often subscriptions are checked for the end of paid time"`
 	SeqWindow      uint64        `long:"seqwindow" description:"How far below the highest credited sequence a late payment is still accepted"`
 
@@ -52,9 +52,16 @@ type Config struct {
 	// (to refund out of band) instead of refused.
 	AllowNoHoldTime bool `long:"allownoholdtime" description:"Run even if lnd has no --keysend-hold-time (lnd then settles every keysend itself, so payments that can't be credited are kept and recorded as unclaimed instead of refused)"`
 
-	Lnd     common.LndConfig `group:"lnd" namespace:"lnd"`
-	API     common.APIConfig `group:"api" namespace:"api"`
-	Webhook WebhookConfig    `group:"webhook" namespace:"webhook"`
+	Lnd     common.LndConfig     `group:"lnd" namespace:"lnd"`
+	API     common.APIConfig     `group:"api" namespace:"api"`
+	Metrics common.MetricsConfig `group:"metrics" namespace:"metrics"`
+	Webhook WebhookConfig        `group:"webhook" namespace:"webhook"`
+}
+
+// NetworkDir is the directory of this network's ledger, TLS pair, tokens
+// and webhook secret: <datadir>/<network>.
+func (c *Config) NetworkDir() string {
+	return common.NetworkDir(c.DataDir, c.Network)
 }
 
 // DefaultConfig returns every default.
@@ -65,7 +72,8 @@ func DefaultConfig() *Config {
 		DataDir:        dir,
 		Network:        "mainnet",
 		DebugLevel:     "info",
-		MetricsListen:  defaultMetrics,
+		Metrics:        common.MetricsConfig{Listen: defaultMetrics},
+		Log:            common.DefaultLogConfig(),
 		ExpiryInterval: time.Second,
 		SeqWindow:      1024,
 		Lnd:            common.DefaultLndConfig(),
@@ -95,25 +103,21 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return fmt.Errorf("%w: --datadir is empty", ErrConfig)
 	}
-	switch c.Network {
-	case "mainnet", "testnet", "signet", "regtest", "simnet":
-	default:
-		return fmt.Errorf("%w: --network %q is not one of mainnet, "+
-			"testnet, signet, regtest, simnet", ErrConfig, c.Network)
+	if err := common.CheckNetwork(c.Network); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	c.Lnd.TLSPath = common.ExpandHome(c.Lnd.TLSPath)
-	c.Lnd.MacaroonPath = common.ExpandHome(c.Lnd.MacaroonPath)
+	c.Lnd.SetDefaults(c.Network)
 	if err := c.Lnd.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if err := c.API.Resolve(c.DataDir); err != nil {
+	if err := c.API.Resolve(c.NetworkDir()); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if c.MetricsListen != "" {
-		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
-			return fmt.Errorf("%w: --metrics.listen %q: %v",
-				ErrConfig, c.MetricsListen, err)
-		}
+	if err := c.Metrics.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if err := c.Log.Resolve(c.NetworkDir()); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if c.ExpiryInterval <= 0 {
 		return fmt.Errorf("%w: --expiryinterval must be positive, got %v",

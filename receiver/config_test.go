@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/satstream/satstream/common"
 	"github.com/stretchr/testify/require"
 )
 
@@ -31,11 +32,12 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"defaults are valid", func(*Config) {}, ""},
 		{"bad network", func(c *Config) { c.Network = "litecoin" }, "--network"},
+		{"testnet4 like the sender", func(c *Config) { c.Network = "testnet4" }, ""},
 		{"no tls cert", func(c *Config) { c.Lnd.TLSPath = "" }, "--lnd.tlspath"},
 		{"missing macaroon", func(c *Config) { c.Lnd.MacaroonPath = "/nope" }, "--lnd.macaroonpath"},
 		{"bad api listen", func(c *Config) { c.API.Listen = "7321" }, "--api.listen"},
-		{"bad metrics listen", func(c *Config) { c.MetricsListen = "x" }, "--metrics.listen"},
-		{"metrics disabled", func(c *Config) { c.MetricsListen = "" }, ""},
+		{"bad metrics listen", func(c *Config) { c.Metrics.Listen = "x" }, "--metrics.listen"},
+		{"metrics disabled", func(c *Config) { c.Metrics.Listen = "" }, ""},
 		{"bad webhook url", func(c *Config) { c.Webhook.URLs = []string{"ftp://x"} }, "--webhook.url"},
 		{"bad backoff", func(c *Config) { c.Webhook.InitialBackoff = 0 }, "--webhook.initialbackoff"},
 		{"bad expiry", func(c *Config) { c.ExpiryInterval = -time.Second }, "--expiryinterval"},
@@ -80,4 +82,22 @@ func TestMainConfigFile(t *testing.T) {
 	err = Main([]string{"--datadir=" + c.DataDir, "--debuglevel=loud"})
 	require.Error(t, err)
 	require.True(t, strings.Contains(err.Error(), "debuglevel"), err.Error())
+}
+
+// TestMetricsSectionInConfigFile: the sender's config file takes a
+// [metrics] section, the receiver's refused one ("unknown option"). Both
+// now do; the old metrics.listen in [Application Options] still works.
+func TestMetricsSectionInConfigFile(t *testing.T) {
+	t.Parallel()
+	for _, body := range []string{
+		"[metrics]\nmetrics.listen=127.0.0.1:9998\n",
+		"[Application Options]\nmetrics.listen=127.0.0.1:9998\n",
+	} {
+		path := filepath.Join(t.TempDir(), "receiver.conf")
+		require.NoError(t, os.WriteFile(path, []byte(body), 0o600))
+		c := DefaultConfig()
+		require.NoError(t, common.LoadConfig(c,
+			[]string{"--configfile=" + path}, &c.ConfigFile, "x"), body)
+		require.Equal(t, "127.0.0.1:9998", c.Metrics.Listen, body)
+	}
 }

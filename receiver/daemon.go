@@ -75,8 +75,7 @@ func New(cfg *Config, logs *common.LogManager) (*Daemon, error) {
 	if logs == nil {
 		logs = common.NewLogManager(os.Stdout)
 	}
-	for _, t := range []string{tagDaemon, tagInvoices, tagWebhook, tagAPI,
-		tagStore, tagLnd} {
+	for _, t := range subsystems {
 		logs.Logger(t)
 	}
 	if err := logs.SetLevels(cfg.DebugLevel); err != nil {
@@ -132,18 +131,25 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 			d.closeAll()
 		}
 	}()
-	if err := os.MkdirAll(d.cfg.DataDir, 0o700); err != nil {
+	if err := common.CheckOldLayout(d.cfg.DataDir, d.cfg.Network,
+		"tls.cert", "tls.key", common.AdminTokenFile,
+		common.ReadOnlyTokenFile, webhook.SecretFile); err != nil {
+
+		return err
+	}
+	netDir := d.cfg.NetworkDir()
+	if err := os.MkdirAll(netDir, 0o700); err != nil {
 		return fmt.Errorf("create --datadir: %w", err)
 	}
 	opts := store.DefaultOptions()
 	if d.storeOpts != nil {
 		d.storeOpts(&opts)
 	}
-	d.db, err = store.Open(ctx, filepath.Join(d.cfg.DataDir, "ledger"), opts)
+	d.db, err = store.Open(ctx, filepath.Join(netDir, "ledger"), opts)
 	if err != nil {
 		return fmt.Errorf("open ledger: %w", err)
 	}
-	tokens, err := common.LoadOrCreateTokens(d.cfg.DataDir)
+	tokens, err := common.LoadOrCreateTokens(netDir)
 	if err != nil {
 		return fmt.Errorf("API tokens: %w", err)
 	}
@@ -178,20 +184,22 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 
 		webhookURLs: d.cfg.Webhook.URLs,
 	}
-	d.apiSrv, err = common.Listen("API", d.cfg.API.Listen, api.handler(),
-		tlsConf, d.cfg.API.Limits())
+	d.apiSrv, err = common.Listen("API", d.cfg.API.Listen,
+		common.WithBackup(common.WithHealthz(api.handler(), d.healthy),
+			tokens, func() *store.DB { return d.db }), tlsConf,
+		d.cfg.API.Limits())
 	if err != nil {
 		return fmt.Errorf("--api.listen %s: %w", d.cfg.API.Listen, err)
 	}
-	if d.cfg.MetricsListen != "" {
+	if d.cfg.Metrics.Listen != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(d.metrics.reg,
 			promhttp.HandlerOpts{}))
-		d.metricsSrv, err = common.Listen("metrics", d.cfg.MetricsListen,
+		d.metricsSrv, err = common.Listen("metrics", d.cfg.Metrics.Listen,
 			mux, nil, common.DefaultServerLimits())
 		if err != nil {
 			return fmt.Errorf("--metrics.listen %s: %w",
-				d.cfg.MetricsListen, err)
+				d.cfg.Metrics.Listen, err)
 		}
 	}
 
@@ -206,13 +214,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 			InitialBackoff: d.cfg.Webhook.InitialBackoff,
 			MaxBackoff:     d.cfg.Webhook.MaxBackoff,
 			GiveUpAfter:    d.cfg.Webhook.GiveUpAfter,
-			OnResult: func(ok bool) {
-				if ok {
-					d.metrics.webhookOK.Inc()
-				} else {
-					d.metrics.webhookFail.Inc()
-				}
-			},
+			OnResult:       d.metrics.webhookResult,
 		})
 	}
 
@@ -235,8 +237,8 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if d.hooks != nil {
 		d.goRun(func() { _ = d.hooks.Run(runCtx) })
 	}
-	d.log.Infof("satstream-receiver started: API https://%s, data in %s",
-		d.APIAddr(), d.cfg.DataDir)
+	d.log.Infof("satstream-receiver version %s started: API https://%s, data in "+
+		"%s", common.ReadBuildInfo(), d.APIAddr(), netDir)
 	return nil
 }
 
@@ -337,7 +339,7 @@ func (d *Daemon) webhookSecret() ([]byte, error) {
 		}
 		return secret, nil
 	}
-	return webhook.LoadOrCreateSecret(filepath.Join(d.cfg.DataDir,
+	return webhook.LoadOrCreateSecret(filepath.Join(d.cfg.NetworkDir(),
 		webhook.SecretFile))
 }
 
@@ -377,6 +379,24 @@ func (d *Daemon) lndLoop(ctx context.Context) {
 			d.fatal(err)
 			return
 		}
+		// Bound before anything else, and before the pipeline reads a
+		// stored index: the indices of another node's invoices would
+		// skip this node's payments.
+		bound, err := common.BindLedger(ctx, d.db, services.NodePubkey,
+			d.cfg.Network, d.cfg.NetworkDir())
+		if err != nil {
+			services.Close()
+			if ctx.Err() != nil {
+				return
+			}
+			d.log.Errorf("%v", err)
+			d.fatal(err)
+			return
+		}
+		if bound {
+			d.log.Infof("ledger bound to lnd node %s on %s",
+				services.NodePubkey, d.cfg.Network)
+		}
 		if err := d.checkLnd(ctx, services, reqs); err != nil {
 			services.Close()
 			if ctx.Err() != nil {
@@ -406,6 +426,7 @@ func (d *Daemon) lndLoop(ctx context.Context) {
 		node := services.NodePubkey
 		d.node.Store(&node)
 		d.lndConnected.Store(true)
+		d.metrics.lndConnected.Set(1)
 
 		pipe := core.NewPipeline(core.PipelineConfig{
 			Store:     d.db.Receiver(),
@@ -431,6 +452,7 @@ func (d *Daemon) lndLoop(ctx context.Context) {
 			d.autoSettle.Store(true)
 		}
 		d.lndConnected.Store(false)
+		d.metrics.lndConnected.Set(0)
 		services.Close()
 		if ctx.Err() != nil {
 			return
@@ -557,17 +579,54 @@ func (d *Daemon) metricsLoop(ctx context.Context) {
 	}
 }
 
-// health is the body of GET /v1/health.
+// healthy is the answer of the open /healthz: nil while the receiver can
+// decide payments (lnd connected, ledger writable).
+func (d *Daemon) healthy() error {
+	if err := d.ledgerErr(); err != nil {
+		return err
+	}
+	if db := d.db; db != nil {
+		// A full disk: nothing can be recorded until space returns.
+		if err := db.SpaceErr(); err != nil {
+			return err
+		}
+	}
+	if !d.lndConnected.Load() {
+		return errLndDisconnected
+	}
+	return nil
+}
+
+// errLndDisconnected is why /healthz answers 503 while lnd is away.
+var errLndDisconnected = errors.New("lnd not connected")
+
+// ledgerErr is the ledger's failure, if it failed or is not open.
+func (d *Daemon) ledgerErr() error {
+	db := d.db
+	if db == nil {
+		return store.ErrClosed
+	}
+	return db.Err()
+}
+
+// health is the body of GET /v1/health: "ok" only when /healthz would
+// answer 200; "degraded" while lnd is away, "failing" when the ledger
+// can no longer be written (the daemon is stopping).
 func (d *Daemon) health() map[string]any {
 	h := map[string]any{
 		"status":                     "ok",
 		"lnd_connected":              d.lndConnected.Load(),
 		"lnd_settles_keysend_itself": d.autoSettle.Load(),
+		"ledger_writable":            d.ledgerErr() == nil,
+		"network":                    d.cfg.Network,
 	}
 	if v := d.node.Load(); v != nil {
 		h["node_pubkey"] = v.String()
 	}
-	if !d.lndConnected.Load() {
+	switch {
+	case d.ledgerErr() != nil:
+		h["status"] = "failing"
+	case !d.lndConnected.Load():
 		h["status"] = "degraded"
 	}
 	if db := d.db; db != nil {
@@ -598,7 +657,7 @@ func Main(args []string) error {
 	// The webhook secret belongs in its 0600 file or the config file,
 	// not in the process list.
 	if err := common.RefuseSecretFlags(args, "webhook.secret"); err != nil {
-		return fmt.Errorf("%w: %w (or leave it out to use <datadir>/%s)",
+		return fmt.Errorf("%w: %w (or leave it out to use <datadir>/<network>/%s)",
 			ErrConfig, err, webhook.SecretFile)
 	}
 	if err := common.LoadConfig(cfg, args, &cfg.ConfigFile, defaultFile); err != nil {
@@ -608,7 +667,25 @@ func Main(args []string) error {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 
-	d, err := New(cfg, common.NewLogManager(os.Stdout))
+	if cfg.Version {
+		fmt.Println("satstream-receiver version", common.ReadBuildInfo())
+		return nil
+	}
+	if cfg.DebugLevel == common.ShowSubsystems {
+		common.PrintSubsystems(os.Stdout, subsystems)
+		return nil
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	out, closeLog, err := cfg.Log.Open(os.Stdout, "satstream-receiver.log")
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	defer closeLog()
+	logs := common.NewLogManager(out)
+	common.UseLogger(logs.Logger(tagDaemon))
+	d, err := New(cfg, logs)
 	if err != nil {
 		return err
 	}

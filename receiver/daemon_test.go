@@ -27,7 +27,7 @@ import (
 func TestDaemonStartStop(t *testing.T) {
 	c := validConfig(t)
 	c.API.Listen = "127.0.0.1:0"
-	c.MetricsListen = "127.0.0.1:0"
+	c.Metrics.Listen = "127.0.0.1:0"
 	c.Lnd.Host = "127.0.0.1:1"
 	d, err := New(c, common.NewLogManager(io.Discard))
 	require.NoError(t, err)
@@ -95,7 +95,7 @@ func lndConfigThatWaits(t *testing.T, c *Config) {
 func TestLedgerFsyncFailsDaemonKeepsRunning(t *testing.T) {
 	c := validConfig(t)
 	c.API.Listen = "127.0.0.1:0"
-	c.MetricsListen = ""
+	c.Metrics.Listen = ""
 	lndConfigThatWaits(t, c)
 	d, err := New(c, common.NewLogManager(io.Discard))
 	require.NoError(t, err)
@@ -146,7 +146,7 @@ func TestLedgerFsyncFailsDaemonKeepsRunning(t *testing.T) {
 func TestLedgerFailureRacingShutdownExitsZero(t *testing.T) {
 	c := validConfig(t)
 	c.API.Listen = "127.0.0.1:0"
-	c.MetricsListen = ""
+	c.Metrics.Listen = ""
 	lndConfigThatWaits(t, c)
 	logs := &lockedBuffer{}
 	d, err := New(c, common.NewLogManager(logs))

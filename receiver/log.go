@@ -9,3 +9,8 @@ const (
 	tagStore    = "STOR"
 	tagLnd      = "LNDC"
 )
+
+// subsystems are the tags --debuglevel accepts, in the order --debuglevel
+// =show lists them.
+var subsystems = []string{tagDaemon, tagInvoices, tagWebhook, tagAPI,
+	tagStore, tagLnd}

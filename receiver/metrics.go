@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/satstream/satstream/common"
 	"github.com/satstream/satstream/receiver/core"
 	"github.com/satstream/satstream/store"
 )
@@ -15,6 +15,9 @@ import (
 type metrics struct {
 	reg *prometheus.Registry
 
+	// collectors are ours, registered in reg beside the runtime ones.
+	collectors []prometheus.Collector
+
 	settled      prometheus.Counter
 	refused      *prometheus.CounterVec
 	unclaimed    prometheus.Counter
@@ -23,15 +26,15 @@ type metrics struct {
 	credited     prometheus.Counter
 	notOurs      prometheus.Counter
 	decision     prometheus.Histogram
-	webhookOK    prometheus.Counter
-	webhookFail  prometheus.Counter
+	webhooks     *prometheus.CounterVec
+	lndConnected prometheus.Gauge
 	subsByState  *prometheus.GaugeVec
 	eventsQueued prometheus.Gauge
 }
 
 func newMetrics() *metrics {
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
+		reg: common.NewRegistry("receiver"),
 		settled: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "satstream_receiver_payments_settled_total",
 			Help: "Satstream payments credited and settled.",
@@ -65,14 +68,11 @@ func newMetrics() *metrics {
 			Help:    "Time from HTLC accepted by lnd to settle or refuse.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		}),
-		webhookOK: prometheus.NewCounter(prometheus.CounterOpts{
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "satstream_receiver_webhook_deliveries_total",
-			Help: "Successful webhook deliveries.",
-		}),
-		webhookFail: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "satstream_receiver_webhook_failures_total",
-			Help: "Failed webhook delivery attempts.",
-		}),
+			Help: "Webhook delivery attempts, by result (ok, failed).",
+		}, []string{"result"}),
+		lndConnected: common.NewLndConnectedGauge("receiver"),
 		subsByState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "satstream_receiver_subscriptions",
 			Help: "Subscriptions by state.",
@@ -85,14 +85,38 @@ func newMetrics() *metrics {
 	for _, r := range core.Reasons {
 		m.refused.WithLabelValues(string(r))
 	}
-	m.reg.MustRegister(m.settled, m.refused, m.unclaimed, m.reversed,
-		m.excess, m.credited, m.notOurs, m.decision, m.webhookOK, m.webhookFail,
-		m.subsByState, m.eventsQueued)
-	// The Go runtime's and the process's own figures (go_goroutines,
-	// process_resident_memory_bytes): the soak watches them stay flat.
-	m.reg.MustRegister(collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.collectors = []prometheus.Collector{m.settled, m.refused,
+		m.unclaimed, m.reversed, m.excess, m.credited, m.notOurs,
+		m.decision, m.webhooks, m.lndConnected, m.subsByState,
+		m.eventsQueued}
+	m.reg.MustRegister(m.collectors...)
+	for _, r := range []string{webhookOK, webhookFailed} {
+		m.webhooks.WithLabelValues(r)
+	}
 	return m
+}
+
+// MetricCollectors returns every collector the receiver's /metrics
+// serves, so tests elsewhere (contrib's dashboard check) can list the
+// metric names without starting a daemon.
+func MetricCollectors() []prometheus.Collector {
+	return append(common.RuntimeCollectors("receiver"),
+		newMetrics().collectors...)
+}
+
+// Results of a webhook delivery attempt, the result label's values.
+const (
+	webhookOK     = "ok"
+	webhookFailed = "failed"
+)
+
+// webhookResult counts one delivery attempt.
+func (m *metrics) webhookResult(ok bool) {
+	if ok {
+		m.webhooks.WithLabelValues(webhookOK).Inc()
+	} else {
+		m.webhooks.WithLabelValues(webhookFailed).Inc()
+	}
 }
 
 // outcome counts one committed decision.

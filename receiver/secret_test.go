@@ -53,8 +53,8 @@ func TestWebhookSecretInConfigTooShort(t *testing.T) {
 func TestWebhookSecretFileReadableRefused(t *testing.T) {
 	t.Parallel()
 	c := validConfig(t)
-	require.NoError(t, os.MkdirAll(c.DataDir, 0o700))
-	path := filepath.Join(c.DataDir, webhook.SecretFile)
+	require.NoError(t, os.MkdirAll(c.NetworkDir(), 0o700))
+	path := filepath.Join(c.NetworkDir(), webhook.SecretFile)
 	require.NoError(t, os.WriteFile(path,
 		[]byte(strings.Repeat("s", 40)), 0o644))
 	require.NoError(t, os.Chmod(path, 0o644))

@@ -3,7 +3,6 @@ package sender
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,11 +35,6 @@ func DefaultDataDir() string {
 	return filepath.Join(home, ".satstream", "sender")
 }
 
-// MetricsConfig is the "metrics." option group.
-type MetricsConfig struct {
-	Listen string `long:"listen" description:"host:port of the plain-HTTP Prometheus endpoint; empty disables it"`
-}
-
 // PaymentsConfig is the "payments." option group.
 type PaymentsConfig struct {
 	MaxInFlight       int           `long:"maxinflight" description:"Most payments in flight over all subscriptions"`
@@ -56,15 +50,24 @@ type PaymentsConfig struct {
 
 // Config is the sender daemon's configuration.
 type Config struct {
-	DataDir    string `long:"datadir" description:"Directory of the ledger, TLS pair and API tokens"`
+	DataDir    string `long:"datadir" description:"Base directory: the config file, and one directory per network (<datadir>/<network>) with its ledger, TLS pair, tokens and logs"`
 	ConfigFile string `long:"configfile" description:"Config file (default <datadir>/sender.conf)"`
-	Network    string `long:"network" description:"mainnet, testnet, signet, simnet or regtest"`
-	DebugLevel string `long:"debuglevel" description:"Log level for all subsystems, or TAG=level pairs (SNDR, SCHD, PAY, API, STOR, LNDC)"`
+	Network    string `long:"network" description:"Bitcoin network of lnd: mainnet, testnet, testnet4, signet, regtest or simnet"`
+	DebugLevel string `long:"debuglevel" description:"Log level for all subsystems, or TAG=level pairs (SNDR, SCHD, PAY, API, STOR, LNDC); show lists the subsystems"`
+	Version    bool   `long:"version" description:"Print the version and exit"`
 
-	Lnd      common.LndConfig `group:"lnd" namespace:"lnd"`
-	API      common.APIConfig `group:"api" namespace:"api"`
-	Metrics  MetricsConfig    `group:"metrics" namespace:"metrics"`
-	Payments PaymentsConfig   `group:"payments" namespace:"payments"`
+	common.LogConfig
+
+	Lnd      common.LndConfig     `group:"lnd" namespace:"lnd"`
+	API      common.APIConfig     `group:"api" namespace:"api"`
+	Metrics  common.MetricsConfig `group:"metrics" namespace:"metrics"`
+	Payments PaymentsConfig       `group:"payments" namespace:"payments"`
+}
+
+// NetworkDir is the directory of this network's ledger, TLS pair, tokens
+// and logs: <datadir>/<network>.
+func (c *Config) NetworkDir() string {
+	return common.NetworkDir(c.DataDir, c.Network)
 }
 
 // DefaultConfig holds every default.
@@ -76,7 +79,8 @@ func DefaultConfig() *Config {
 		DebugLevel: DefaultDebugLevel,
 		Lnd:        common.DefaultLndConfig(),
 		API:        common.APIConfig{Listen: DefaultAPIListen},
-		Metrics:    MetricsConfig{Listen: DefaultMetricsListen},
+		Metrics:    common.MetricsConfig{Listen: DefaultMetricsListen},
+		LogConfig:  common.DefaultLogConfig(),
 		Payments: PaymentsConfig{
 			MaxInFlight:       ec.MaxInFlight,
 			MaxInFlightPerSub: ec.MaxInFlightPerSub,
@@ -113,29 +117,25 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: --datadir is empty", ErrConfig)
 	}
 	c.DataDir = common.ExpandHome(c.DataDir)
-	c.Lnd.TLSPath = common.ExpandHome(c.Lnd.TLSPath)
-	c.Lnd.MacaroonPath = common.ExpandHome(c.Lnd.MacaroonPath)
-
-	switch c.Network {
-	case "mainnet", "testnet", "testnet4", "signet", "simnet", "regtest":
-	default:
-		return fmt.Errorf("%w: --network=%q is not one of mainnet, "+
-			"testnet, testnet4, signet, simnet, regtest", ErrConfig,
-			c.Network)
-	}
-	if err := c.API.Resolve(c.DataDir); err != nil {
+	if err := common.CheckNetwork(c.Network); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if c.Metrics.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
-			return fmt.Errorf("%w: --metrics.listen=%q: %v",
-				ErrConfig, c.Metrics.Listen, err)
-		}
+	c.Lnd.SetDefaults(c.Network)
+	if err := c.API.Resolve(c.NetworkDir()); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if err := c.Metrics.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if err := c.LogConfig.Resolve(c.NetworkDir()); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if err := c.engineConfig().Validate(); err != nil {
 		return fmt.Errorf("%w: %v", ErrConfig, err)
 	}
-	if err := common.NewLogManager(os.Stderr).SetLevels(
+	if c.DebugLevel == common.ShowSubsystems {
+		// Main lists the subsystems and exits.
+	} else if err := common.NewLogManager(os.Stderr).SetLevels(
 		levelOnly(c.DebugLevel)); err != nil {
 
 		return fmt.Errorf("%w: --%v", ErrConfig, err)
@@ -178,6 +178,9 @@ func LoadConfig(args []string) (*Config, error) {
 		defaultFile); err != nil {
 
 		return nil, err
+	}
+	if cfg.Version || cfg.DebugLevel == common.ShowSubsystems {
+		return cfg, nil
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err

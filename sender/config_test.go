@@ -42,6 +42,7 @@ func TestConfigErrorsNameTheOption(t *testing.T) {
 		{"corrupt file", nil, "[Application Options\nnetwork", "sender.conf"},
 		{"file value", nil, "network=venus\n", `"venus"`},
 		{"flags win", []string{"--network=regtest"}, "network=venus\n", ""},
+		{"testnet4", []string{"--network=testnet4"}, "", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -55,8 +56,8 @@ func TestConfigErrorsNameTheOption(t *testing.T) {
 				tc.args...))
 			if tc.want == "" {
 				require.NoError(t, err)
-				require.Equal(t, filepath.Join(dir, "tls.cert"),
-					cfg.API.TLSCert)
+				require.Equal(t, filepath.Join(dir,
+					cfg.Network, "tls.cert"), cfg.API.TLSCert)
 				return
 			}
 			require.ErrorContains(t, err, tc.want)

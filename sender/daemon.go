@@ -29,6 +29,13 @@ const (
 	TagLnd       = "LNDC"
 )
 
+// subsystems are the tags --debuglevel accepts.
+var subsystems = []string{TagDaemon, TagScheduler, TagPayments, TagAPI,
+	TagLnd, store.Subsystem}
+
+// errLndDisconnected is why /healthz answers 503 while lnd is away.
+var errLndDisconnected = errors.New("lnd not connected")
+
 // ErrAlreadyStarted is returned by a second Start.
 var ErrAlreadyStarted = errors.New("sender already started")
 
@@ -46,7 +53,8 @@ type Daemon struct {
 	apiSrv    *common.Server
 	metricsSv *common.Server
 
-	lndState atomic.Value // string
+	lndState     atomic.Value // string
+	lndConnected atomic.Bool
 
 	started  atomic.Bool
 	stopOnce sync.Once
@@ -74,8 +82,7 @@ func New(cfg *Config, logs *common.LogManager) (*Daemon, error) {
 	if logs == nil {
 		logs = common.NewLogManager(os.Stderr)
 	}
-	for _, tag := range []string{TagDaemon, TagScheduler, TagPayments,
-		TagAPI, TagLnd, store.Subsystem} {
+	for _, tag := range subsystems {
 		logs.Logger(tag)
 	}
 	if err := logs.SetLevels(cfg.DebugLevel); err != nil {
@@ -96,14 +103,21 @@ func (d *Daemon) Start(ctx context.Context) error {
 	}
 	cfg := d.cfg
 	store.UseLogger(d.logs.Logger(store.Subsystem))
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("data directory %s: %w", cfg.DataDir, err)
+	if err := common.CheckOldLayout(cfg.DataDir, cfg.Network, "tls.cert",
+		"tls.key", common.AdminTokenFile,
+		common.ReadOnlyTokenFile); err != nil {
+
+		return err
+	}
+	netDir := cfg.NetworkDir()
+	if err := os.MkdirAll(netDir, 0o700); err != nil {
+		return fmt.Errorf("data directory %s: %w", netDir, err)
 	}
 	opts := store.DefaultOptions()
 	if d.storeOpts != nil {
 		d.storeOpts(&opts)
 	}
-	db, err := store.Open(ctx, filepath.Join(cfg.DataDir, "ledger"), opts)
+	db, err := store.Open(ctx, filepath.Join(netDir, "ledger"), opts)
 	if err != nil {
 		return fmt.Errorf("open ledger: %w", err)
 	}
@@ -132,7 +146,7 @@ func (d *Daemon) Start(ctx context.Context) error {
 	if err != nil {
 		return fail(fmt.Errorf("api tls: %w", err))
 	}
-	tokens, err := common.LoadOrCreateTokens(cfg.DataDir)
+	tokens, err := common.LoadOrCreateTokens(netDir)
 	if err != nil {
 		return fail(fmt.Errorf("api tokens: %w", err))
 	}
@@ -140,7 +154,10 @@ func (d *Daemon) Start(ctx context.Context) error {
 		health: d.health, tokens: tokens,
 		idem: idem.New(d.db, d.logs.Logger(TagAPI))}
 	d.apiSrv, err = common.Listen("API", cfg.API.Listen,
-		tokens.Middleware(api.routes()), tlsCfg, cfg.API.Limits())
+		common.WithBackup(common.WithHealthz(
+			tokens.Middleware(api.routes()), d.healthy), tokens,
+			func() *store.DB { return d.db }),
+		tlsCfg, cfg.API.Limits())
 	if err != nil {
 		return fail(fmt.Errorf("--api.listen=%s: %w", cfg.API.Listen, err))
 	}
@@ -212,7 +229,28 @@ func (d *Daemon) runPayments(ctx context.Context) {
 		return
 	}
 	defer services.Close()
+	// Bound before any payment: the ledger's open payments belong to
+	// the node that made them.
+	bound, err := common.BindLedger(ctx, d.db, services.NodePubkey,
+		d.cfg.Network, d.cfg.NetworkDir())
+	if err != nil {
+		if ctx.Err() == nil {
+			d.lndState.Store("failed: " + err.Error())
+			d.fatal(err)
+		}
+		return
+	}
+	if bound {
+		d.log.Infof("Ledger bound to lnd node %s on %s",
+			services.NodePubkey, d.cfg.Network)
+	}
 	d.lndState.Store("connected to " + services.NodeAlias)
+	d.lndConnected.Store(true)
+	d.metrics.lndConnected.Set(1)
+	defer func() {
+		d.lndConnected.Store(false)
+		d.metrics.lndConnected.Set(0)
+	}()
 	err = d.engine.Run(ctx, &routerAdapter{router: services.Router,
 		lightning: services.Client})
 	if err != nil && ctx.Err() == nil {
@@ -251,12 +289,50 @@ func (d *Daemon) MetricsAddr() string {
 // Engine gives in-process users (tests, the future CLI) the engine.
 func (d *Daemon) Engine() *Engine { return d.engine }
 
-// health is the /v1/health body.
+// ledgerErr is the ledger's failure, if it failed or is not open.
+func (d *Daemon) ledgerErr() error {
+	if d.db == nil {
+		return store.ErrClosed
+	}
+	return d.db.Err()
+}
+
+// healthy is the answer of the open /healthz: nil while the sender can
+// pay (lnd connected, ledger writable).
+func (d *Daemon) healthy() error {
+	if err := d.ledgerErr(); err != nil {
+		return err
+	}
+	if db := d.db; db != nil {
+		// A full disk: nothing can be recorded until space returns.
+		if err := db.SpaceErr(); err != nil {
+			return err
+		}
+	}
+	if !d.lndConnected.Load() {
+		return errLndDisconnected
+	}
+	return nil
+}
+
+// health is the /v1/health body: "ok" only when /healthz would answer
+// 200; "degraded" while lnd is away, "failing" when the ledger can no
+// longer be written (the daemon is stopping).
 func (d *Daemon) health() map[string]any {
+	status := "ok"
+	switch {
+	case d.ledgerErr() != nil:
+		status = "failing"
+	case !d.lndConnected.Load():
+		status = "degraded"
+	}
 	h := map[string]any{
-		"status":        "ok",
-		"lnd":           d.lndState.Load(),
-		"subscriptions": d.engine.StateCounts(),
+		"status":          status,
+		"lnd":             d.lndState.Load(),
+		"lnd_connected":   d.lndConnected.Load(),
+		"ledger_writable": d.ledgerErr() == nil,
+		"network":         d.cfg.Network,
+		"subscriptions":   d.engine.StateCounts(),
 	}
 	if db := d.db; db != nil {
 		if err := db.SpaceErr(); err != nil {
@@ -321,7 +397,23 @@ func Main(args []string) error {
 		}
 		return err
 	}
-	d, err := New(cfg, common.NewLogManager(os.Stdout))
+	if cfg.Version {
+		fmt.Println("satstream-sender version", common.ReadBuildInfo())
+		return nil
+	}
+	if cfg.DebugLevel == common.ShowSubsystems {
+		common.PrintSubsystems(os.Stdout, subsystems)
+		return nil
+	}
+	out, closeLog, err := cfg.LogConfig.Open(os.Stdout,
+		"satstream-sender.log")
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	defer closeLog()
+	logs := common.NewLogManager(out)
+	common.UseLogger(logs.Logger(TagDaemon))
+	d, err := New(cfg, logs)
 	if err != nil {
 		return err
 	}

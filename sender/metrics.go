@@ -3,7 +3,7 @@ package sender
 import (
 	"github.com/lightningnetwork/lnd/lnwire"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/satstream/satstream/common"
 )
 
 // Metrics are the sender's Prometheus metrics. A nil *Metrics records
@@ -16,13 +16,19 @@ type Metrics struct {
 	amount   prometheus.Counter
 	fees     prometheus.Counter
 	inFlight prometheus.Gauge
+
+	lndConnected prometheus.Gauge
+
+	// collectors are ours, registered beside the runtime ones.
+	collectors []prometheus.Collector
 }
 
 // NewMetrics registers the sender's metrics in a registry of their own;
 // states reports the number of subscriptions per state at scrape time.
 func NewMetrics(states func() map[string]int) *Metrics {
 	m := &Metrics{
-		registry: prometheus.NewRegistry(),
+		registry:     common.NewRegistry("sender"),
+		lndConnected: common.NewLndConnectedGauge("sender"),
 		sent: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "satstream_sender", Name: "payments_sent_total",
 			Help: "Payments that settled.",
@@ -44,15 +50,21 @@ func NewMetrics(states func() map[string]int) *Metrics {
 			Help: "Payments handed to lnd and not yet final.",
 		}),
 	}
-	m.registry.MustRegister(m.sent, m.failedBy, m.amount, m.fees,
-		m.inFlight, &stateCollector{states: states,
+	m.collectors = []prometheus.Collector{m.sent, m.failedBy, m.amount,
+		m.fees, m.inFlight, m.lndConnected, &stateCollector{
+			states: states,
 			desc: prometheus.NewDesc("satstream_sender_subscriptions",
-				"Subscriptions by state.", []string{"state"}, nil)})
-	// The Go runtime's and the process's own figures (go_goroutines,
-	// process_resident_memory_bytes): the soak watches them stay flat.
-	m.registry.MustRegister(collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+				"Subscriptions by state.", []string{"state"}, nil)}}
+	m.registry.MustRegister(m.collectors...)
 	return m
+}
+
+// MetricCollectors returns every collector the sender's /metrics serves,
+// so tests elsewhere (contrib's dashboard check) can list the metric
+// names without starting a daemon.
+func MetricCollectors() []prometheus.Collector {
+	m := NewMetrics(func() map[string]int { return nil })
+	return append(common.RuntimeCollectors("sender"), m.collectors...)
 }
 
 // Registry is what the metrics endpoint serves.

@@ -35,6 +35,9 @@ func TestOpenAPIDocumentMatchesRoutes(t *testing.T) {
 	}
 	tokens := common.Tokens{Admin: "adm", ReadOnly: "ro"}
 	api := &apiServer{log: btclog.Disabled, tokens: tokens}
+	// The daemon wraps the API with /healthz and the backup endpoint.
+	served = append(served, "GET "+common.HealthzPath,
+		"POST "+common.BackupPath)
 	for _, r := range api.routeList() {
 		served = append(served, r.pattern)
 	}

@@ -148,6 +148,9 @@ var schemaHistory = map[uint32]schemaLayout{
 			"keySchemaVersion": 0x01, "keySettleIndex": 0x10,
 			"keyAddIndex": 0x11, "keyLastEventID": 0x12, "keyIdemCount": 0x40,
 			"keyRefusalCountPrefix": 0x20,
+			// Optional (absent means unbound): a ledger without it
+			// binds at its next start, so it needs no rewrite.
+			"keyNodeBinding": 0x30,
 		},
 		records: map[string][]uint64{
 			"Plan":                 {1, 2, 3, 4, 5, 6, 10, 11, 12, 13, 14},

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 
+	"github.com/satstream/satstream/common"
 	"github.com/satstream/satstream/tlv"
 	"github.com/urfave/cli"
 )
@@ -12,7 +13,8 @@ func newApp() *cli.App {
 	app := cli.NewApp()
 	app.Name = "satstream"
 	app.Usage = "control satstream's receiver and sender daemons"
-	app.Flags = append(append([]cli.Flag{jsonFlag},
+	app.Version = common.ReadBuildInfo().String()
+	app.Flags = append(append([]cli.Flag{jsonFlag, networkFlag},
 		daemonFlags("receiver")...), daemonFlags("sender")...)
 	app.EnableBashCompletion = true
 	app.Commands = []cli.Command{

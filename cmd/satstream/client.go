@@ -31,6 +31,14 @@ var daemonDefaults = map[string]struct {
 	"sender":   {"127.0.0.1:7322", "~/.satstream/sender"},
 }
 
+// networkFlag picks the network directory the daemons' files are read
+// from, as loop's CLI does.
+var networkFlag = cli.StringFlag{
+	Name:  "network",
+	Value: "mainnet",
+	Usage: "the daemons' --network: " + strings.Join(common.Networks, ", "),
+}
+
 // daemonFlags are the connection flags of one daemon, prefixed with its
 // name so one command line can address both.
 func daemonFlags(name string) []cli.Flag {
@@ -44,17 +52,18 @@ func daemonFlags(name string) []cli.Flag {
 		cli.StringFlag{
 			Name:  name + ".datadir",
 			Value: d.datadir,
-			Usage: "satstream-" + name + "'s data directory " +
-				"(holds tls.cert and the tokens)",
+			Usage: "satstream-" + name + "'s --datadir (its " +
+				"tls.cert and tokens are in <datadir>/<network>)",
 		},
 		cli.StringFlag{
-			Name:  name + ".tlscertpath",
-			Usage: "API TLS certificate (default <datadir>/tls.cert)",
+			Name: name + ".tlscertpath",
+			Usage: "API TLS certificate (default " +
+				"<datadir>/<network>/tls.cert)",
 		},
 		cli.StringFlag{
 			Name: name + ".tokenpath",
-			Usage: "API token (default <datadir>/admin.token, else " +
-				"<datadir>/readonly.token)",
+			Usage: "API token (default <datadir>/<network>/" +
+				"admin.token, else readonly.token)",
 		},
 	}
 }
@@ -69,7 +78,12 @@ type apiClient struct {
 
 // newClient builds the client for daemon name from the global flags.
 func newClient(c *cli.Context, name string) (*apiClient, error) {
-	datadir := common.ExpandHome(c.GlobalString(name + ".datadir"))
+	network := c.GlobalString("network")
+	if err := common.CheckNetwork(network); err != nil {
+		return nil, err
+	}
+	datadir := common.NetworkDir(common.ExpandHome(
+		c.GlobalString(name+".datadir")), network)
 	certPath := c.GlobalString(name + ".tlscertpath")
 	if certPath == "" {
 		certPath = filepath.Join(datadir, "tls.cert")

@@ -73,8 +73,9 @@ var demoCommand = cli.Command{
 				"the CLI until Ctrl-C",
 		},
 		cli.BoolFlag{
-			Name:  "plain",
-			Usage: "print status lines instead of a live screen",
+			Name: "plain",
+			Usage: "print status lines instead of a live screen " +
+				"(the default when stdout is not a terminal)",
 		},
 		cli.StringFlag{
 			Name:  "dir",
@@ -111,8 +112,9 @@ func runDemo(c *cli.Context) error {
 		syscall.SIGTERM)
 	defer stop()
 
-	d := &demo{out: c.App.Writer, plain: c.Bool("plain"),
-		subs: map[string]string{}}
+	d := &demo{out: c.App.Writer,
+		plain: c.Bool("plain") || !isTerminal(c.App.Writer),
+		subs:  map[string]string{}}
 
 	d.dir = c.String("dir")
 	if d.dir == "" {
@@ -247,7 +249,8 @@ func (d *demo) startDaemons(ctx context.Context) error {
 		return err
 	}
 	rcv, snd := d.stack.Receiver, d.stack.Sender
-	rcvDir, sndDir := d.stack.ReceiverCfg.DataDir, d.stack.SenderCfg.DataDir
+	rcvDir, sndDir := d.stack.ReceiverCfg.NetworkDir(),
+		d.stack.SenderCfg.NetworkDir()
 
 	d.rcvAPI, err = dialClient("receiver", rcv.APIAddr(),
 		filepath.Join(rcvDir, "tls.cert"),
@@ -262,10 +265,11 @@ func (d *demo) startDaemons(ctx context.Context) error {
 		return err
 	}
 
-	d.cliHint = fmt.Sprintf("go run ./cmd/satstream "+
+	d.cliHint = fmt.Sprintf("go run ./cmd/satstream --network=regtest "+
 		"--receiver.rpcserver=%s --receiver.datadir=%s "+
 		"--sender.rpcserver=%s --sender.datadir=%s",
-		rcv.APIAddr(), rcvDir, snd.APIAddr(), sndDir)
+		rcv.APIAddr(), d.stack.ReceiverCfg.DataDir, snd.APIAddr(),
+		d.stack.SenderCfg.DataDir)
 	d.say("receiver API https://%s, metrics http://%s/metrics",
 		rcv.APIAddr(), rcv.MetricsAddr())
 	d.say("sender   API https://%s, metrics http://%s/metrics",
@@ -485,4 +489,16 @@ func (d *demo) close() error {
 		errs = append(errs, d.logFile.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// isTerminal tells a live screen (a character device, TERM not "dumb")
+// from a pipe, file or CI log, where clearing the screen would only write
+// escape codes into the log.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok || os.Getenv("TERM") == "dumb" {
+		return false
+	}
+	info, err := f.Stat()
+	return err == nil && info.Mode()&os.ModeCharDevice != 0
 }

@@ -117,7 +117,10 @@ func Ensure(ctx context.Context, w io.Writer) (*Paths, error) {
 
 	err = ensureDir(ctx, w, lndDir, "lnd "+lndVersion, func(tmp string) error {
 		for _, cmd := range []string{"lnd", "lncli"} {
-			err := goBuild(ctx, w, root, cmd, []string{
+			pkg := LndModule + "/cmd/" + cmd
+			total := countDeps(ctx, root, pkg, strings.Join(
+				LndBuildTags, " "))
+			err := goBuild(ctx, w, root, cmd, total, []string{
 				"build", "-v",
 				"-tags", strings.Join(LndBuildTags, " "),
 				"-o", filepath.Join(tmp, cmd),
@@ -136,7 +139,7 @@ func Ensure(ctx context.Context, w io.Writer) (*Paths, error) {
 	err = ensureDir(ctx, w, btcdDir, "btcd "+BtcdVersion, func(tmp string) error {
 		// go install pkg@version ignores the current module; run it
 		// from the cache so no go.work or go.mod interferes.
-		return goBuild(ctx, w, cache, "btcd", []string{
+		return goBuild(ctx, w, cache, "btcd", 0, []string{
 			"install", "-v",
 			"github.com/btcsuite/btcd@" + BtcdVersion,
 			"github.com/btcsuite/btcd/cmd/btcctl@" + BtcdVersion,
@@ -202,9 +205,41 @@ func ensureDir(ctx context.Context, w io.Writer, dir, what string,
 	return nil
 }
 
+// countDeps counts the packages outside the standard library that
+// building pkg compiles at most, for "N of M" progress; 0 if go list
+// fails (the progress line then shows N alone).
+func countDeps(ctx context.Context, dir, pkg, tags string) int {
+	cmd := exec.CommandContext(ctx, "go", "list", "-deps", "-tags", tags,
+		"-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", pkg)
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.TrimSpace(l) != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// progress is the "N of M packages" part of a progress line; N is what
+// go build -v printed (only packages not already in Go's build cache are
+// compiled and printed, so N can end below M).
+func progress(n int64, total int) string {
+	if total <= 0 {
+		return fmt.Sprintf("%d packages compiled", n)
+	}
+	return fmt.Sprintf("%d of at most %d packages compiled", min(n,
+		int64(total)), total)
+}
+
 // goBuild runs the go command, counting the packages it compiles (from -v)
-// and printing a progress line every 15 seconds.
-func goBuild(ctx context.Context, w io.Writer, dir, what string,
+// and printing a progress line every 15 seconds; total is how many it may
+// compile (0 if unknown).
+func goBuild(ctx context.Context, w io.Writer, dir, what string, total int,
 	args []string, env ...string) error {
 
 	cmd := exec.CommandContext(ctx, "go", args...)
@@ -251,8 +286,8 @@ func goBuild(ctx context.Context, w io.Writer, dir, what string,
 			}
 			return nil
 		case <-tick.C:
-			fmt.Fprintf(w, "bins:   %s: %d packages compiled, %s "+
-				"elapsed\n", what, pkgs.Load(),
+			fmt.Fprintf(w, "bins:   %s: %s, %s elapsed\n", what,
+				progress(pkgs.Load(), total),
 				time.Since(start).Round(time.Second))
 		}
 	}

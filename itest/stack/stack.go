@@ -49,7 +49,7 @@ func Start(ctx context.Context, dir string, provider, payer *regtest.Node,
 		cfg.ConfigFile = filepath.Join(cfg.DataDir, "receiver.conf")
 		cfg.Network = "regtest"
 		cfg.API.Listen = "127.0.0.1:0"
-		cfg.MetricsListen = "127.0.0.1:0"
+		cfg.Metrics.Listen = "127.0.0.1:0"
 		cfg.Lnd = LndConfig(provider)
 		if err := cfg.Validate(); err != nil {
 			return nil, err
