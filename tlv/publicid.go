@@ -91,13 +91,31 @@ func IsPublicID(s string) bool {
 }
 
 // RedactSecrets replaces every standalone run of exactly 32 hex characters
-// in text (one not touching another hex character, nor a public id's
-// "sub_" prefix) by the public id of the 16 bytes it spells. Older
-// versions wrote the secret subscription id into free text (refusal
-// reasons of unknown subscriptions, whose row carries no id); this turns
-// any such text into one safe to show or log. A 64-hex payment hash and
-// a public id are left alone.
+// in text (one not touching another hex character) by the public id of
+// the 16 bytes it spells, except a public id's own hex (after "sub_") and
+// a plan id (after "plan ", public: it is in every offer). Older versions
+// wrote the secret subscription id into free text (refusal reasons of
+// unknown subscriptions, whose row carries no id); this turns any such
+// text into one safe to show or log. A 64-hex payment hash is left alone.
 func RedactSecrets(text string) string {
+	return redactHex(text, func(before string) bool {
+		return !strings.HasSuffix(before, PublicIDPrefix) &&
+			!strings.HasSuffix(before, "plan ")
+	})
+}
+
+// RedactSecretsAfter is RedactSecrets for the runs that directly follow
+// lead only, for text (such as JSON) in which other 32-hex values are
+// plan ids to keep.
+func RedactSecretsAfter(text, lead string) string {
+	return redactHex(text, func(before string) bool {
+		return strings.HasSuffix(before, lead)
+	})
+}
+
+// redactHex replaces each standalone 32-hex run of text for which
+// replace, given the text before it, says so, by its public id.
+func redactHex(text string, replace func(before string) bool) string {
 	isHex := func(c byte) bool {
 		return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' ||
 			c >= 'A' && c <= 'F'
@@ -114,9 +132,10 @@ func RedactSecrets(text string) string {
 		for j < len(text) && isHex(text[j]) {
 			j++
 		}
-		if j-i == n && !strings.HasSuffix(text[:i], PublicIDPrefix) {
+		if j-i == n && replace(text[:i]) {
 			var id SubscriptionID
-			if _, err := hex.Decode(id[:], []byte(text[i:j])); err == nil {
+			_, err := hex.Decode(id[:], []byte(text[i:j]))
+			if err == nil {
 				b.WriteString(text[last:i])
 				b.WriteString(id.PublicID().String())
 				last = j

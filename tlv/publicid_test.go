@@ -87,10 +87,15 @@ func TestRedactSecretsLeavesSecretInLegacyText(t *testing.T) {
 		{hexID + "0", hexID + "0"},
 		{hexID[1:], hexID[1:]},
 		{"", ""},
+		{"plan " + hexID + " is not known", "plan " + hexID + " is not known"},
 	}
 	for _, tc := range tests {
 		require.Equal(t, tc.want, RedactSecrets(tc.in), tc.in)
 	}
+	json := `{"plan_id":"` + hexID + `","reason":"subscription ` + hexID +
+		` is not known"}`
+	require.Equal(t, `{"plan_id":"`+hexID+`","reason":"subscription `+
+		pub+` is not known"}`, RedactSecretsAfter(json, "subscription "))
 }
 
 // TestParsePublicIDEchoesInput reproduces an error that quoted whatever
