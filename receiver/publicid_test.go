@@ -257,3 +257,19 @@ func TestLegacyUnknownSubscriptionReasonLeaksSecret(t *testing.T) {
 	require.Equal(t, "unknown_subscription: subscription "+
 		secret.PublicID().String()+" is not known", body["reason"])
 }
+
+// TestReadOnlySecretInAfterBlamesID reproduces the read-only token's
+// refusal of a secret given as the subscription list's after parameter:
+// the error named the field "id", which the request did not have.
+func TestReadOnlySecretInAfterBlamesID(t *testing.T) {
+	a := newAPIHarness(t)
+	secret := store.SubID{0xee, 1}
+	code, body := a.call(a.tokens.ReadOnly, "GET",
+		"/v1/subscriptions?after="+secret.Hex(), nil)
+	require.Equal(t, http.StatusForbidden, code, body)
+	require.Equal(t, "after", body["error"].(map[string]any)["field"], body)
+	code, body = a.call(a.tokens.ReadOnly, "GET",
+		"/v1/subscriptions/"+secret.Hex(), nil)
+	require.Equal(t, http.StatusForbidden, code, body)
+	require.Equal(t, "id", body["error"].(map[string]any)["field"], body)
+}
