@@ -468,7 +468,7 @@ func (s *apiServer) lookupSubID(ctx context.Context, r *http.Request,
 			"be its public id (sub_ and 32 hex characters)")
 	}
 	if s.tokens.Check(r) != common.AccessAdmin {
-		return store.SubID{}, errSecretReadOnly
+		return store.SubID{}, &common.APIError{Code: errSecretReadOnly.Code, Field: field, Message: errSecretReadOnly.Message}
 	}
 	return store.SubID(id), nil
 }

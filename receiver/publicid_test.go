@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/hex"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -90,7 +91,7 @@ func newLeakFixture(t *testing.T) *leakFixture {
 	require.NoError(t, a.db.Update(context.Background(),
 		func(tx store.ReceiverTx) error {
 			return tx.PutPayment(&store.Payment{Hash: h,
-				SubID: store.SubID(f.secrets[2]), Seq: 9,
+				SubID: store.SubID{}, Seq: 9, // as older versions wrote it
 				State: store.PaymentRefused, ReceivedAt: a.now,
 				Reason: "unknown_subscription: subscription " +
 					hex.EncodeToString(f.secrets[2][:]) +
@@ -233,4 +234,43 @@ func TestReadOnlyTokenCancelledByPublicID(t *testing.T) {
 	require.Equal(t, 404, code)
 	code, _ = a.call(adm, "GET", "/v1/subscriptions/sub_zz", nil)
 	require.Equal(t, 400, code)
+}
+
+// TestLegacyUnknownSubscriptionReasonLeaksSecret reproduces a row older
+// versions kept for a payment to an unknown subscription: no subscription
+// id, and the secret in the reason. The read-only token must see the
+// public id instead.
+func TestLegacyUnknownSubscriptionReasonLeaksSecret(t *testing.T) {
+	a := newAPIHarness(t)
+	secret := store.SubID{0xee, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
+		14, 15}
+	h := store.Hash{0x77, 6}
+	require.NoError(t, a.db.Update(context.Background(),
+		func(tx store.ReceiverTx) error {
+			return tx.PutPayment(&store.Payment{Hash: h, Seq: 9,
+				State: store.PaymentRefused, ReceivedAt: a.now,
+				Reason: "unknown_subscription: subscription " +
+					secret.Hex() + " is not known"})
+		}))
+	code, body := a.call(a.tokens.ReadOnly, "GET", "/v1/payments/"+
+		h.String(), nil)
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "unknown_subscription: subscription "+
+		secret.PublicID().String()+" is not known", body["reason"])
+}
+
+// TestReadOnlySecretInAfterBlamesID reproduces the read-only token's
+// refusal of a secret given as the subscription list's after parameter:
+// the error named the field "id", which the request did not have.
+func TestReadOnlySecretInAfterBlamesID(t *testing.T) {
+	a := newAPIHarness(t)
+	secret := store.SubID{0xee, 1}
+	code, body := a.call(a.tokens.ReadOnly, "GET",
+		"/v1/subscriptions?after="+secret.Hex(), nil)
+	require.Equal(t, http.StatusForbidden, code, body)
+	require.Equal(t, "after", body["error"].(map[string]any)["field"], body)
+	code, body = a.call(a.tokens.ReadOnly, "GET",
+		"/v1/subscriptions/"+secret.Hex(), nil)
+	require.Equal(t, http.StatusForbidden, code, body)
+	require.Equal(t, "id", body["error"].(map[string]any)["field"], body)
 }

@@ -191,6 +191,7 @@ type Engine struct {
 
 	mu         sync.Mutex
 	subs       map[store.SubID]*subRun
+	byPublic   map[tlv.PublicID]store.SubID // see addSubLocked
 	queue      dueHeap
 	slots      int
 	slotWait   map[store.SubID]*subRun
@@ -275,7 +276,7 @@ func (e *Engine) Load(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		e.subs[s.ID] = r
+		e.addSubLocked(s.ID, r)
 	}
 	for _, a := range open {
 		r, ok := e.subs[a.SubID]

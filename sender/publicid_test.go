@@ -94,3 +94,21 @@ func TestSenderShowedOnlyTheSecret(t *testing.T) {
 	code, _ = call("GET", "/v1/subscriptions/sub_000102030405060708090a0b0c0d0e0f", "adm", "")
 	require.Equal(t, 404, code)
 }
+
+// TestByPublicIDAfterRestart: the public id index ByPublicID reads (which
+// replaced hashing every subscription under the engine's lock) holds the
+// subscriptions loaded at startup as well as those added since.
+func TestByPublicIDAfterRestart(t *testing.T) {
+	h := newHarness(t, nil)
+	req := TermsRequest{Increment: dur(time.Minute)}
+	a := h.add(testOffer(t, 1000, time.Hour, false), req)
+	h.load()
+	b := h.add(testOffer(t, 1000, time.Hour, false), req)
+	for _, id := range []store.SubID{a, b} {
+		got, err := h.eng.ByPublicID(id.PublicID())
+		require.NoError(t, err)
+		require.Equal(t, id, got)
+	}
+	_, err := h.eng.ByPublicID(tlv.PublicID{1})
+	require.ErrorIs(t, err, ErrNotFound)
+}

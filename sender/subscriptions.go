@@ -154,7 +154,7 @@ func (e *Engine) Add(ctx context.Context, offer string, req TermsRequest,
 		return nil, err
 	}
 	e.mu.Lock()
-	e.subs[id] = r
+	e.addSubLocked(id, r)
 	e.scheduleLocked(r, now)
 	v := e.viewLocked(r)
 	e.mu.Unlock()
@@ -445,14 +445,24 @@ func (e *Engine) viewLocked(r *subRun) *View {
 	return v
 }
 
+// addSubLocked adds the subscription id, run by r, to the engine, and to
+// the public id index ByPublicID reads (so that a lookup does not hash
+// every subscription while holding e.mu, which the payment loop needs).
+// Subscriptions are never removed. The caller holds e.mu.
+func (e *Engine) addSubLocked(id store.SubID, r *subRun) {
+	if e.byPublic == nil {
+		e.byPublic = map[tlv.PublicID]store.SubID{}
+	}
+	e.subs[id] = r
+	e.byPublic[id.PublicID()] = id
+}
+
 // ByPublicID finds the subscription whose public id is p.
 func (e *Engine) ByPublicID(p tlv.PublicID) (store.SubID, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for id := range e.subs {
-		if id.PublicID() == p {
-			return id, nil
-		}
+	if id, ok := e.byPublic[p]; ok {
+		return id, nil
 	}
 	return store.SubID{}, fmt.Errorf("%w: %s", ErrNotFound, p)
 }

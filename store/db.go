@@ -305,7 +305,7 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 		trackSync: opts.Durability == GroupCommit && !opts.InMemory,
 	}
 	blog.store.Store(db)
-	if err := db.checkSchema(); err != nil {
+	if err := db.checkSchema(ctx); err != nil {
 		_ = bdb.Close()
 		return nil, err
 	}

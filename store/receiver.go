@@ -201,7 +201,15 @@ func (t *receiverTx) SubscriptionByPublicID(p tlv.PublicID) (
 		return nil, fmt.Errorf("%w: public id index entry of %d bytes",
 			ErrCorrupt, len(raw))
 	}
-	return t.Subscription(SubID(raw))
+	s, err := t.Subscription(SubID(raw))
+	if err != nil {
+		return nil, err
+	}
+	if s.ID.PublicID() != p {
+		return nil, fmt.Errorf("%w: public id index entry %s names "+
+			"subscription %s", ErrCorrupt, p, s.ID)
+	}
+	return s, nil
 }
 
 func (t *receiverTx) PutSubscription(s *ReceiverSubscription) error {
@@ -234,7 +242,8 @@ func (t *receiverTx) PutSubscription(s *ReceiverSubscription) error {
 	}
 	if old == nil {
 		pub := s.ID.PublicID()
-		if err := t.set(rsubPublicKey(pub), s.ID[:]); err != nil {
+		id := s.ID
+		if err := t.set(rsubPublicKey(pub), id[:]); err != nil {
 			return err
 		}
 	}

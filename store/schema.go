@@ -1,12 +1,15 @@
 package store
 
 import (
-	"bytes"
+	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/satstream/satstream/tlv"
 )
 
 // SchemaVersion is the layout of keys and values this program writes: the
@@ -39,7 +42,7 @@ type migration struct {
 	// left: that final call's transaction stamps the new version. Each
 	// record's rewrite must be idempotent, since a crash resumes the
 	// step from the first record at the next Open.
-	batch func(t *txn, after []byte) ([]byte, error)
+	batch func(t *txn, after []byte, lim batchLimit) ([]byte, error)
 }
 
 // migrations holds one step per version: migrations[i] upgrades version
@@ -80,34 +83,91 @@ var migrations = []migration{
 	{
 		from: 4,
 		what: "receiver: the public id index (pRSubByPublic) of every " +
-			"subscription, Event.UID (a random public event id) for " +
-			"every stored event, and event payloads that named the " +
-			"secret subscription id name its public id",
+			"subscription, Event.UID (a public event id, derived " +
+			"from the event) for every stored event, and payment " +
+			"reasons and event payloads that named the secret " +
+			"subscription id name its public id",
 		batch: migratePublicIDs,
 	},
 }
 
-// migrateBatch is how many records one batch of a batched migration step
-// rewrites: far below badger's transaction limit on the smallest memtable.
+// migrateBatch is the most records one batch of a batched migration step
+// rewrites. batchLimit also bounds a batch by bytes, from badger's
+// per-transaction limits for the configured memtable.
 const migrateBatch = 500
 
+// migrateProgressEvery is how many batches pass between two progress lines
+// in the log.
+const migrateProgressEvery = 20
+
+// batchLimit bounds what one batch of a batched step reads and rewrites.
+type batchLimit struct {
+	// count is the most records a batch handles.
+	count int
+	// bytes is the most bytes (keys and values read, as an estimate of
+	// what is written back) a batch handles; at least one record is
+	// always handled.
+	bytes int64
+}
+
+// defaultBatchLimit is a quarter of what badger lets one transaction
+// hold with this store's memtable, and at most migrateBatch records.
+func (db *DB) defaultBatchLimit() batchLimit {
+	return batchLimit{
+		count: int(max(1, min(int64(migrateBatch),
+			db.bdb.MaxBatchCount()/4))),
+		bytes: db.bdb.MaxBatchSize() / 4,
+	}
+}
+
+// eventUIDTag separates a migrated event's derived UID from every other
+// use of sha256 in satstream.
+const eventUIDTag = "satstream/event-uid/v1"
+
+// legacyEventUID derives the UID of an event stored before events had
+// one: the first 16 bytes of sha256(tag || id || created_at || type ||
+// payload as stored), with id and created_at (Unix nanoseconds) as 8
+// big-endian bytes and type as 2. It is derived rather than random so that
+// migrating the same backup twice gives each event the same id, and a
+// consumer that deduplicates by id does not process it twice. Events
+// appended later get random ids.
+func legacyEventUID(ev *Event) EventUID {
+	h := sha256.New()
+	h.Write([]byte(eventUIDTag))
+	h.Write(be64(uint64(ev.ID)))
+	h.Write(be64(uint64(ev.CreatedAt.UnixNano())))
+	var typ [2]byte
+	binary.BigEndian.PutUint16(typ[:], uint16(ev.Type))
+	h.Write(typ[:])
+	h.Write(ev.Payload)
+	var u EventUID
+	copy(u[:], h.Sum(nil))
+	return u
+}
+
 // migratePublicIDs is the schema 4 -> 5 step: it indexes every receiver
-// subscription by its public id, gives every event a random UID, and
-// replaces the secret subscription id in event payloads (the webhook body
-// and the API's event list carry them) by the public id. Each rewrite is
-// idempotent: an indexed id is indexed again, an event with a UID keeps
-// it, and a payload without the secret is left as it is.
-func migratePublicIDs(t *txn, after []byte) ([]byte, error) {
+// subscription by its public id, replaces the secret subscription id in
+// refusal reasons of stored payments (older versions named an unknown
+// subscription by its secret in a row without an id), gives every event a
+// UID derived from its content (legacyEventUID), and replaces the secret
+// subscription id in event payloads (the webhook body and the API's event
+// list carry them) by the public id. Each rewrite is idempotent: an
+// indexed id is indexed again, an event with a UID keeps it, and a reason
+// or payload without the secret is left as it is.
+func migratePublicIDs(t *txn, after []byte, lim batchLimit) ([]byte, error) {
 	type work struct {
 		k   []byte
 		sub SubID
+		pay *Payment
 		ev  *Event
 	}
 	var (
 		todo []work
-		last []byte
+		size int64
+		full bool
 	)
-	for _, prefix := range []byte{pRSub, pEvent} {
+	// The tables in key order, so after's prefix says where to resume.
+	for _, prefix := range []byte{pRSub, pPayment, pEvent} {
 		if after != nil && after[0] > prefix {
 			continue
 		}
@@ -117,10 +177,17 @@ func migratePublicIDs(t *txn, after []byte) ([]byte, error) {
 		}
 		err := t.scan([]byte{prefix}, start, true,
 			func(k []byte, item *badger.Item) error {
-				if len(todo) >= migrateBatch {
+				if len(todo) > 0 && (len(todo) >= lim.count ||
+					size >= lim.bytes) {
+
+					full = true
 					return ErrStop
 				}
+				// A rewrite is about the size of what it
+				// replaces, plus the public id index entry.
+				size += 2*int64(len(k)) + item.ValueSize() + 64
 				w := work{k: append([]byte(nil), k...)}
+				var rec recorder
 				switch prefix {
 				case pRSub:
 					if len(k) != 1+len(SubID{}) {
@@ -128,14 +195,22 @@ func migratePublicIDs(t *txn, after []byte) ([]byte, error) {
 							"%x", ErrCorrupt, k)
 					}
 					copy(w.sub[:], k[1:])
+				case pPayment:
+					w.pay = &Payment{}
+					rec = w.pay
 				default:
 					w.ev = &Event{}
-					err := item.Value(func(v []byte) error {
-						return decodeRecord(v, w.ev)
-					})
-					if err != nil {
-						return err
-					}
+					rec = w.ev
+				}
+				if rec == nil {
+					todo = append(todo, w)
+					return nil
+				}
+				err := item.Value(func(v []byte) error {
+					return decodeRecord(v, rec)
+				})
+				if err != nil {
+					return err
 				}
 				todo = append(todo, w)
 				return nil
@@ -143,52 +218,78 @@ func migratePublicIDs(t *txn, after []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if len(todo) >= migrateBatch {
+		if full {
 			break
 		}
 	}
 	// Writes happen after the walk: a read-write transaction's iterator
 	// is not written through.
 	for _, w := range todo {
-		last = w.k
-		if w.ev == nil {
+		var err error
+		switch {
+		case w.pay != nil:
+			err = redactPayment(t, w.k, w.pay)
+		case w.ev != nil:
+			err = redactEvent(t, w.k, w.ev)
+		default:
 			pub := w.sub.PublicID()
-			if err := t.set(rsubPublicKey(pub), w.sub[:]); err != nil {
-				return nil, err
-			}
-			continue
+			err = t.set(rsubPublicKey(pub),
+				append([]byte(nil), w.sub[:]...))
 		}
-		ev, changed := w.ev, false
-		if ev.UID.IsZero() {
-			uid, err := NewEventUID()
-			if err != nil {
-				return nil, err
-			}
-			ev.UID, changed = uid, true
-		}
-		if !ev.SubID.IsZero() {
-			secret := []byte(ev.SubID.Hex())
-			if bytes.Contains(ev.Payload, secret) {
-				ev.Payload = bytes.ReplaceAll(ev.Payload, secret,
-					[]byte(ev.SubID.PublicID().String()))
-				changed = true
-			}
-		}
-		if changed {
-			if err := t.put(w.k, ev); err != nil {
-				return nil, err
-			}
+		if err != nil {
+			return nil, err
 		}
 	}
-	if len(todo) < migrateBatch {
+	if !full {
 		return nil, nil
 	}
-	return last, nil
+	return todo[len(todo)-1].k, nil
+}
+
+// redactPayment rewrites the stored payment p (at k) if its reason names
+// a secret subscription id.
+func redactPayment(t *txn, k []byte, p *Payment) error {
+	reason := p.Reason
+	if !p.SubID.IsZero() {
+		reason = strings.ReplaceAll(reason, p.SubID.Hex(),
+			p.SubID.PublicID().String())
+	}
+	reason = tlv.RedactSecrets(reason)
+	if reason == p.Reason {
+		return nil
+	}
+	p.Reason = reason
+	return t.put(k, p)
+}
+
+// redactEvent gives the stored event ev (at k) its UID, if it has none,
+// and replaces the secret subscription id in its payload: the event's own
+// and, in events of payments to unknown subscriptions (which have no
+// id), the one the refusal reason names ("subscription <secret>").
+func redactEvent(t *txn, k []byte, ev *Event) error {
+	changed := false
+	if ev.UID.IsZero() {
+		// From the payload as stored, before redaction.
+		ev.UID, changed = legacyEventUID(ev), true
+	}
+	payload := string(ev.Payload)
+	if !ev.SubID.IsZero() {
+		payload = strings.ReplaceAll(payload, ev.SubID.Hex(),
+			ev.SubID.PublicID().String())
+	}
+	payload = tlv.RedactSecretsAfter(payload, "subscription ")
+	if payload != string(ev.Payload) {
+		ev.Payload, changed = []byte(payload), true
+	}
+	if !changed {
+		return nil
+	}
+	return t.put(k, ev)
 }
 
 // checkSchema stamps a new store with SchemaVersion, migrates an older one
 // step by step, and refuses stores that are foreign or too new.
-func (db *DB) checkSchema() error {
+func (db *DB) checkSchema(ctx context.Context) error {
 	version, found, err := db.readSchema()
 	switch {
 	case err != nil:
@@ -207,7 +308,7 @@ func (db *DB) checkSchema() error {
 	case version == 0:
 		return fmt.Errorf("%w: schema version 0", ErrCorrupt)
 	case version < SchemaVersion:
-		return db.migrate(version, SchemaVersion, migrations)
+		return db.migrate(ctx, version, SchemaVersion, migrations)
 	}
 	return nil
 }
@@ -259,8 +360,11 @@ func (db *DB) stampSchema() error {
 }
 
 // migrate runs steps from version from up to version to, each in its own
-// transaction that ends by stamping its new version.
-func (db *DB) migrate(from, to uint32, steps []migration) error {
+// transaction that ends by stamping its new version. ctx, checked between
+// batches, interrupts a long step; the next Open resumes it.
+func (db *DB) migrate(ctx context.Context, from, to uint32,
+	steps []migration) error {
+
 	for v := from; v < to; v++ {
 		i := int(v) - 1
 		if i < 0 || i >= len(steps) || steps[i].from != v {
@@ -269,7 +373,12 @@ func (db *DB) migrate(from, to uint32, steps []migration) error {
 		step := steps[i]
 		var err error
 		if step.batch != nil {
-			err = db.batchedStep(v+1, step.batch)
+			log.Infof("Migrating store %s from schema version %d to "+
+				"%d: %s; this reads every record it names, so it "+
+				"takes time in proportion to their number",
+				db.dir, v, v+1, step.what)
+			err = db.batchedStep(ctx, v+1, step.batch,
+				db.defaultBatchLimit())
 		} else {
 			err = db.schemaStep(v+1, step.apply)
 		}
@@ -284,22 +393,43 @@ func (db *DB) migrate(from, to uint32, steps []migration) error {
 }
 
 // batchedStep runs a batched step: one transaction per batch, the last
-// of which stamps version.
-func (db *DB) batchedStep(version uint32,
-	batch func(t *txn, after []byte) ([]byte, error)) error {
+// of which stamps version. A batch badger finds too big (ErrTooBig: the
+// estimate in lim was wrong) is retried with half the limit.
+func (db *DB) batchedStep(ctx context.Context, version uint32,
+	batch func(t *txn, after []byte, lim batchLimit) ([]byte, error),
+	lim batchLimit) error {
 
-	var after []byte
+	var (
+		after   []byte
+		batches int
+	)
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		var next []byte
 		err := db.commitStep(version, func(t *txn) (bool, error) {
 			var err error
-			next, err = batch(t, after)
+			next, err = batch(t, after, lim)
 			return next == nil, err
 		})
+		if errors.Is(err, ErrTooBig) && lim.count > 1 {
+			lim.count /= 2
+			lim.bytes /= 2
+			log.Debugf("Migration batch too big; halving it to %d "+
+				"records", lim.count)
+			continue
+		}
 		if err != nil || next == nil {
 			return err
 		}
 		after = next
+		batches++
+		if batches%migrateProgressEvery == 0 {
+			log.Infof("Migrating store %s to schema version %d: %d "+
+				"batches done, at key %x", db.dir, version,
+				batches, after)
+		}
 	}
 }
 

@@ -477,7 +477,7 @@ func TestMigrationStepFailsHalfway(t *testing.T) {
 			return boom
 		}},
 	}
-	err := db.migrate(1, 3, steps)
+	err := db.migrate(testCtx(t), 1, 3, steps)
 	require.ErrorIs(t, err, boom)
 	require.ErrorContains(t, err, "from schema version 2 to 3 (two)")
 
@@ -493,7 +493,7 @@ func TestMigrationStepFailsHalfway(t *testing.T) {
 		return nil
 	}))
 
-	require.ErrorContains(t, db.migrate(3, 4, steps), "no migration from schema version 3")
+	require.ErrorContains(t, db.migrate(testCtx(t), 3, 4, steps), "no migration from schema version 3")
 }
 
 // TestSchema4EventsKeptTheSecret reproduces a schema 4 ledger whose event
@@ -502,7 +502,7 @@ func TestMigrationStepFailsHalfway(t *testing.T) {
 // ledger counts again, and which had no public id index. Opening it
 // migrates in batches (more events than one batch holds): every
 // subscription is found by its public id, every event has a distinct
-// random UID, and no payload holds the secret any more.
+// UID derived from it, and no payload holds the secret any more.
 func TestSchema4EventsKeptTheSecret(t *testing.T) {
 	t.Parallel()
 	dir := closedStore(t)
@@ -580,23 +580,155 @@ func TestBatchedMigrationCrashResumes(t *testing.T) {
 	boom := errors.New("boom")
 	calls := 0
 	steps := []migration{{from: 1, what: "batched", batch: func(t *txn,
-		after []byte) ([]byte, error) {
+		after []byte, lim batchLimit) ([]byte, error) {
 
 		calls++
 		if calls == 2 {
 			return nil, boom
 		}
-		return migratePublicIDs(t, after)
+		return migratePublicIDs(t, after, lim)
 	}}}
 	require.NoError(t, db.bdb.Update(func(txn *badger.Txn) error {
 		return txn.Set(keySchemaVersion, be32(1))
 	}))
-	require.ErrorIs(t, db.migrate(1, 2, steps), boom)
+	require.ErrorIs(t, db.migrate(testCtx(t), 1, 2, steps), boom)
 	v, _, err := db.readSchema()
 	require.NoError(t, err)
 	require.EqualValues(t, 1, v, "not stamped before the last batch")
-	require.NoError(t, db.migrate(1, 2, steps))
+	require.NoError(t, db.migrate(testCtx(t), 1, 2, steps))
 	v, _, err = db.readSchema()
 	require.NoError(t, err)
 	require.EqualValues(t, 2, v)
+}
+
+// schema4Events returns, keyed for rawBadger, a schema 4 store of n
+// payment events of sub, each with pad in its payload.
+func schema4Events(t *testing.T, sub SubID, n int, pad string) map[string][]byte {
+	t.Helper()
+	raw := map[string][]byte{string(keySchemaVersion): be32(4)}
+	for i := 1; i <= n; i++ {
+		ev := &Event{ID: EventID(i), SubID: sub, Type: EventPaymentReceived,
+			Payload: []byte(`{"subscription":{"id":"` + sub.Hex() +
+				`","pad":"` + pad + `"},"payment":{"subscription_id":"` +
+				sub.Hex() + `"}}`),
+			CreatedAt: at(int64(i))}
+		raw[string(eventKey(ev.ID))] = encodeAsVersion(t, 4, "Event", ev)
+	}
+	raw[string(keyLastEventID)] = be64(uint64(n))
+	return raw
+}
+
+// TestMigrationBatchTooBigForSmallMemtable reproduces a schema 4 -> 5
+// migration whose batches of 500 events (~800 bytes each) exceeded what
+// badger lets one transaction hold on the smallest memtable allowed
+// (ErrTxnTooBig), so Open failed, and failed again at every retry.
+func TestMigrationBatchTooBigForSmallMemtable(t *testing.T) {
+	t.Parallel()
+	dir := closedStore(t)
+	id := subID(1)
+	const events = migrateBatch + 7
+	rawBadger(t, dir, schema4Events(t, id, events, strings.Repeat("x", 700)))
+	opts := DefaultOptions()
+	opts.MemTableSize = 1 << 20
+	db, err := Open(testCtx(t), dir, opts)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	require.NoError(t, db.Receiver().View(testCtx(t), func(tx ReceiverTx) error {
+		for i := 1; i <= events; i++ {
+			ev, err := tx.Event(EventID(i))
+			require.NoError(t, err)
+			require.False(t, ev.UID.IsZero())
+			require.NotContains(t, string(ev.Payload), id.Hex())
+		}
+		return nil
+	}))
+}
+
+// TestRestoredBackupMigratesToNewEventIDs reproduces migrating the same
+// pre-upgrade store twice (a backup restored after the upgrade): random
+// UIDs re-issued every old event under a new id, so a consumer that
+// deduplicates by id processed it twice. The same events must get the
+// same ids.
+func TestRestoredBackupMigratesToNewEventIDs(t *testing.T) {
+	t.Parallel()
+	id := subID(1)
+	raw := schema4Events(t, id, 5, "")
+	uids := func() map[EventID]EventUID {
+		dir := closedStore(t)
+		rawBadger(t, dir, raw)
+		db, err := Open(testCtx(t), dir, DefaultOptions())
+		require.NoError(t, err)
+		defer func() { require.NoError(t, db.Close()) }()
+		got := map[EventID]EventUID{}
+		require.NoError(t, db.Receiver().View(testCtx(t),
+			func(tx ReceiverTx) error {
+				for i := EventID(1); i <= 5; i++ {
+					ev, err := tx.Event(i)
+					require.NoError(t, err)
+					got[i] = ev.UID
+				}
+				return nil
+			}))
+		return got
+	}
+	first := uids()
+	require.Equal(t, first, uids())
+	seen := map[EventUID]bool{}
+	for _, u := range first {
+		require.False(t, u.IsZero())
+		require.False(t, seen[u], "UIDs differ between events")
+		seen[u] = true
+	}
+}
+
+// TestMigrationLeavesSecretInLegacyReasons reproduces the rows older
+// versions kept for payments to unknown subscriptions: no subscription
+// id, the secret in the refusal reason (and in the payment.refused
+// event's payload), which the schema 5 migration left as they were.
+func TestMigrationLeavesSecretInLegacyReasons(t *testing.T) {
+	t.Parallel()
+	secret := SubID{0xee, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}
+	pub := secret.PublicID().String()
+	plan := strings.Repeat("09", 16)
+	reasons := map[Hash][2]string{
+		{1}: {"unknown_subscription: subscription " + secret.Hex() +
+			" is not known", "unknown_subscription: subscription " +
+			pub + " is not known"},
+		{2}: {"unknown_subscription: cancel for unknown subscription " +
+			secret.Hex(), "unknown_subscription: cancel for " +
+			"unknown subscription " + pub},
+		{3}: {"unknown_plan: plan " + plan + " is not known",
+			"unknown_plan: plan " + plan + " is not known"},
+	}
+	dir := closedStore(t)
+	raw := map[string][]byte{string(keySchemaVersion): be32(4)}
+	for h, r := range reasons {
+		p := &Payment{Hash: h, Seq: 1, State: PaymentRefused,
+			ReceivedAt: at(1), Reason: r[0]}
+		raw[string(paymentKey(h))] = encodeAsVersion(t, 4, "Payment", p)
+	}
+	ev := &Event{ID: 1, Type: EventPaymentRefused, CreatedAt: at(1),
+		Payload: []byte(`{"payment":{"plan_id":"` + plan + `","reason":` +
+			`"unknown_subscription: subscription ` + secret.Hex() +
+			` is not known"}}`)}
+	raw[string(eventKey(1))] = encodeAsVersion(t, 4, "Event", ev)
+	raw[string(keyLastEventID)] = be64(1)
+	rawBadger(t, dir, raw)
+
+	db, err := Open(testCtx(t), dir, DefaultOptions())
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	require.NoError(t, db.Receiver().View(testCtx(t), func(tx ReceiverTx) error {
+		for h, r := range reasons {
+			p, err := tx.Payment(h)
+			require.NoError(t, err)
+			require.Equal(t, r[1], p.Reason)
+		}
+		ev, err := tx.Event(1)
+		require.NoError(t, err)
+		require.Equal(t, `{"payment":{"plan_id":"`+plan+`","reason":`+
+			`"unknown_subscription: subscription `+pub+
+			` is not known"}}`, string(ev.Payload))
+		return nil
+	}))
 }

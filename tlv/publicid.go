@@ -57,18 +57,96 @@ func ParsePublicID(s string) (PublicID, error) {
 	var p PublicID
 	rest, ok := strings.CutPrefix(s, PublicIDPrefix)
 	if !ok {
-		return p, fmt.Errorf("%w: public subscription id %q does not "+
-			"start with %q", ErrBadValue, s, PublicIDPrefix)
+		return p, fmt.Errorf("%w: public subscription id %s does not "+
+			"start with %q", ErrBadValue, shortQuote(s), PublicIDPrefix)
 	}
-	if err := parseID(rest, p[:], "public subscription id"); err != nil {
-		return p, err
+	if len(rest) != 2*IDSize {
+		return p, fmt.Errorf("%w: public subscription id %s has %d hex "+
+			"characters, want %d", ErrBadLength, shortQuote(s),
+			len(rest), 2*IDSize)
+	}
+	if _, err := hex.Decode(p[:], []byte(rest)); err != nil {
+		return PublicID{}, fmt.Errorf("%w: public subscription id %s "+
+			"is not hex", ErrBadValue, shortQuote(s))
 	}
 
 	return p, nil
+}
+
+// shortQuote quotes at most the first 8 bytes of s for an error message:
+// whatever a caller passed where a public id belongs (perhaps the secret
+// itself) is not echoed back in full.
+func shortQuote(s string) string {
+	const max = 8
+	if len(s) <= max {
+		return fmt.Sprintf("%+q", s)
+	}
+	return fmt.Sprintf("%+q...", s[:max])
 }
 
 // IsPublicID reports whether s has the public id's prefix (whether or not
 // the rest is valid), so an API can tell which form of id it was given.
 func IsPublicID(s string) bool {
 	return strings.HasPrefix(s, PublicIDPrefix)
+}
+
+// RedactSecrets replaces every standalone run of exactly 32 hex characters
+// in text (one not touching another hex character) by the public id of
+// the 16 bytes it spells, except a public id's own hex (after "sub_") and
+// a plan id (after "plan ", public: it is in every offer). Older versions
+// wrote the secret subscription id into free text (refusal reasons of
+// unknown subscriptions, whose row carries no id); this turns any such
+// text into one safe to show or log. A 64-hex payment hash is left alone.
+func RedactSecrets(text string) string {
+	return redactHex(text, func(before string) bool {
+		return !strings.HasSuffix(before, PublicIDPrefix) &&
+			!strings.HasSuffix(before, "plan ")
+	})
+}
+
+// RedactSecretsAfter is RedactSecrets for the runs that directly follow
+// lead only, for text (such as JSON) in which other 32-hex values are
+// plan ids to keep.
+func RedactSecretsAfter(text, lead string) string {
+	return redactHex(text, func(before string) bool {
+		return strings.HasSuffix(before, lead)
+	})
+}
+
+// redactHex replaces each standalone 32-hex run of text for which
+// replace, given the text before it, says so, by its public id.
+func redactHex(text string, replace func(before string) bool) string {
+	isHex := func(c byte) bool {
+		return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' ||
+			c >= 'A' && c <= 'F'
+	}
+	const n = 2 * IDSize
+	var b strings.Builder
+	last := 0
+	for i := 0; i < len(text); {
+		if !isHex(text[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(text) && isHex(text[j]) {
+			j++
+		}
+		if j-i == n && replace(text[:i]) {
+			var id SubscriptionID
+			_, err := hex.Decode(id[:], []byte(text[i:j]))
+			if err == nil {
+				b.WriteString(text[last:i])
+				b.WriteString(id.PublicID().String())
+				last = j
+			}
+		}
+		i = j
+	}
+	if last == 0 {
+		return text
+	}
+	b.WriteString(text[last:])
+
+	return b.String()
 }

@@ -1,6 +1,7 @@
 package tlv
 
 import (
+	"encoding/hex"
 	"strings"
 	"testing"
 
@@ -63,4 +64,49 @@ func FuzzParsePublicID(f *testing.F) {
 			"sub_"+strings.ToLower(s[4:]))
 		require.Equal(t, strings.ToLower(s), p.String())
 	})
+}
+
+// TestRedactSecretsLeavesSecretInLegacyText reproduces older refusal
+// reasons that named the secret subscription id in free text: every
+// standalone 32-hex run must become its public id, while payment hashes,
+// public ids and longer or shorter runs stay as they are.
+func TestRedactSecretsLeavesSecretInLegacyText(t *testing.T) {
+	secret := SubscriptionID{0xee, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+		13, 14, 15}
+	hexID := hex.EncodeToString(secret[:])
+	pub := secret.PublicID().String()
+	hash := strings.Repeat("ab", 32)
+	tests := []struct{ in, want string }{
+		{"subscription " + hexID + " is not known",
+			"subscription " + pub + " is not known"},
+		{"cancel for unknown subscription " + hexID,
+			"cancel for unknown subscription " + pub},
+		{strings.ToUpper(hexID), pub},
+		{"payment " + hash, "payment " + hash},
+		{"already " + pub, "already " + pub},
+		{hexID + "0", hexID + "0"},
+		{hexID[1:], hexID[1:]},
+		{"", ""},
+		{"plan " + hexID + " is not known", "plan " + hexID + " is not known"},
+	}
+	for _, tc := range tests {
+		require.Equal(t, tc.want, RedactSecrets(tc.in), tc.in)
+	}
+	json := `{"plan_id":"` + hexID + `","reason":"subscription ` + hexID +
+		` is not known"}`
+	require.Equal(t, `{"plan_id":"`+hexID+`","reason":"subscription `+
+		pub+` is not known"}`, RedactSecretsAfter(json, "subscription "))
+}
+
+// TestParsePublicIDEchoesInput reproduces an error that quoted whatever
+// was given (perhaps the secret itself) in full.
+func TestParsePublicIDEchoesInput(t *testing.T) {
+	secret := strings.Repeat("5e", 16)
+	for _, in := range []string{secret, "sub_" + secret + "00",
+		"sub_" + strings.Repeat("zz", 16)} {
+		_, err := ParsePublicID(in)
+		require.Error(t, err)
+		require.NotContains(t, err.Error(), secret[8:])
+		require.NotContains(t, err.Error(), "zzzzzzzz")
+	}
 }

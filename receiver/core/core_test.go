@@ -449,3 +449,46 @@ func TestAgeing(t *testing.T) {
 		store.EventSubscriptionReactivated, store.EventPaymentReceived,
 	}, types)
 }
+
+// TestReplayedUnclaimedRowPutsDetailInReason reproduces a replayed HTLC
+// of an earlier unclaimed row: its whole stored "reason: detail" string,
+// with the secret an older version wrote into the detail, became the
+// outcome's reason, so it went into the log and, as a free-form label,
+// into the refusal metric. Only a known reason code may come out.
+func TestReplayedUnclaimedRowPutsDetailInReason(t *testing.T) {
+	t.Parallel()
+	secret := store.SubID{0xee, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
+		14, 15}
+	tests := []struct {
+		name   string
+		stored string
+		want   core.Reason
+	}{
+		{"legacy unknown subscription", "unknown_subscription: " +
+			"subscription " + secret.Hex() + " is not known",
+			core.ReasonUnknownSubscription},
+		{"code only", "below_minimum", core.ReasonBelowMinimum},
+		{"unknown code", "made_up: " + secret.Hex(),
+			core.ReasonPreviouslyRefused},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			h := hashOf(byte(100 + i))
+			require.NoError(t, e.db.Update(context.Background(),
+				func(tx store.ReceiverTx) error {
+					return tx.PutPayment(&store.Payment{
+						Hash: h, Seq: 1, Amount: 10,
+						State:       store.PaymentUnclaimed,
+						SettleIndex: 3, Reason: tc.stored,
+						ReceivedAt: t0})
+				}))
+			out := e.apply(t, core.Incoming{Hash: h, Amount: 10,
+				Custom: rt.Records(t, secret, 1, nil, false),
+				Now:    t0})
+			require.Equal(t, tc.want, out.Reason)
+			require.Contains(t, core.Reasons, out.Reason)
+			require.Equal(t, core.ActionCancel, out.Action)
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/big"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/lightningnetwork/lnd/lnwire"
@@ -88,6 +89,20 @@ type Outcome struct {
 	Cancelled bool
 }
 
+// reasonCode returns the reason code a stored "reason: detail" string
+// starts with, one of Reasons (ReasonPreviouslyRefused for anything else):
+// the detail may name a secret an older version wrote there, and a metric
+// label must come from a fixed set.
+func reasonCode(stored string) Reason {
+	code, _, _ := strings.Cut(stored, ": ")
+	for _, r := range Reasons {
+		if string(r) == code {
+			return r
+		}
+	}
+	return ReasonPreviouslyRefused
+}
+
 // Apply decides about one payment inside tx and records the decision: the
 // ledger entry keyed by hash, the subscription change and its events. The
 // caller commits tx and only then settles or cancels the HTLC, so a crash
@@ -129,7 +144,7 @@ func Apply(tx store.ReceiverTx, in Incoming, window uint64) (Outcome, error) {
 			}
 			return out, nil
 		default:
-			out.Reason = Reason(prev.Reason)
+			out.Reason = reasonCode(prev.Reason)
 			if prev.State == store.PaymentRefused {
 				out.Reason = ReasonPreviouslyRefused
 			}

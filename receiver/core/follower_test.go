@@ -771,3 +771,44 @@ func TestFollowerCapBoundsOpenStreams(t *testing.T) {
 	}, wait, 5*time.Millisecond)
 	require.LessOrEqual(t, lnd.MaxSingleStreams(), 2)
 }
+
+// TestLndSettlesLegacyRefusedRowLogsSecret reproduces lnd settling a
+// payment whose refused row an older version wrote with the secret in its
+// reason: the unclaimed outcome carried that detail into the UNCLAIMED
+// warning. Its detail must name the public id, its reason the code only.
+func TestLndSettlesLegacyRefusedRowLogsSecret(t *testing.T) {
+	t.Parallel()
+	unknown := store.SubID{0xee, 7, 7}
+	e := newEnv(t)
+	lnd := rt.NewFakeLnd()
+	lnd.AutoSettle = true
+	pre := newPreimage(t)
+	require.NoError(t, e.db.Update(context.Background(),
+		func(tx store.ReceiverTx) error {
+			return tx.PutPayment(&store.Payment{
+				Hash: store.Hash(pre.Hash()), Seq: 1, Amount: 2000,
+				State: store.PaymentRefused,
+				Reason: "unknown_subscription: subscription " +
+					unknown.Hex() + " is not known",
+			})
+		}))
+	outs := make(chan core.Outcome, 4)
+	runWith(t, e, lnd, func(c *core.PipelineConfig) {
+		c.OnOutcome = func(o core.Outcome, _ time.Duration) {
+			if o.Unclaimed {
+				outs <- o
+			}
+		}
+	})
+	require.Eventually(t, func() bool { return lnd.Subscribers() == 1 },
+		wait, time.Millisecond)
+	lnd.KeysendWithPreimage(pre, 2000, rt.Records(t, unknown, 1, nil, false))
+	select {
+	case o := <-outs:
+		require.Equal(t, core.ReasonUnknownSubscription, o.Reason)
+		require.Equal(t, "subscription "+unknown.PublicID().String()+
+			" is not known", o.Detail)
+	case <-time.After(wait):
+		t.Fatal("no unclaimed outcome")
+	}
+}

@@ -398,7 +398,7 @@ func (p *Pipeline) handleSettled(ctx context.Context, inv *Invoice) error {
 func settledRefused(tx store.ReceiverTx, pay *store.Payment,
 	inv *Invoice) (Outcome, error) {
 
-	reason, detail, _ := strings.Cut(pay.Reason, ": ")
+	_, detail, _ := strings.Cut(pay.Reason, ": ")
 	pay.State = store.PaymentUnclaimed
 	pay.Amount = inv.Amount
 	pay.SettleIndex = inv.SettleIndex
@@ -413,7 +413,8 @@ func settledRefused(tx store.ReceiverTx, pay *store.Payment,
 		return Outcome{}, err
 	}
 	return Outcome{Action: ActionNone, Unclaimed: true,
-		Reason: Reason(reason), Detail: detail, SubID: pay.SubID,
+		Reason: reasonCode(pay.Reason),
+		Detail: redact(detail, pay.SubID), SubID: pay.SubID,
 		Seq: pay.Seq, Amount: inv.Amount}, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/satstream/satstream/store"
+	"github.com/satstream/satstream/tlv"
 )
 
 // TermsView is the JSON form of store.Terms used by the API and webhooks.
@@ -120,11 +121,16 @@ func NewPaymentView(p *store.Payment) PaymentView {
 
 // redact replaces the secret id in text (a refusal reason written by an
 // older version named the subscription by its secret) with its public id.
+// A row of an unknown subscription has no id, and older versions named
+// the secret in its reason all the same, so every other standalone 32-hex
+// run is redacted too (the migration to schema 6 rewrote stored reasons;
+// this is the second line of defence).
 func redact(text string, id store.SubID) string {
-	if id.IsZero() {
-		return text
+	if !id.IsZero() {
+		text = strings.ReplaceAll(text, id.Hex(),
+			id.PublicID().String())
 	}
-	return strings.ReplaceAll(text, id.Hex(), id.PublicID().String())
+	return tlv.RedactSecrets(text)
 }
 
 // eventPayload is the data part of an event: the subscription after the

@@ -133,3 +133,19 @@ func TestWebhookBodyCarriedPayersSecret(t *testing.T) {
 		}
 	}
 }
+
+// TestEventWithoutUIDRenderedAsZeroID reproduces an event without a UID
+// rendered with the id evt_000..., which every such event shares, so a
+// consumer deduplicating by id dropped all but the first: Body must
+// refuse it, and the envelope must not claim that id.
+func TestEventWithoutUIDRenderedAsZeroID(t *testing.T) {
+	ev := &store.Event{ID: 3, Type: store.EventPaymentReceived,
+		CreatedAt: time.Unix(1, 0)}
+	_, err := webhook.Body(ev, "regtest")
+	require.ErrorIs(t, err, webhook.ErrNoEventID)
+	require.Empty(t, webhook.NewEnvelope(ev, "regtest").ID)
+
+	ev.UID = store.EventUID{1}
+	_, err = webhook.Body(ev, "regtest")
+	require.NoError(t, err)
+}

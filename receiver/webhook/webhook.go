@@ -104,7 +104,6 @@ type Envelope struct {
 // network.
 func NewEnvelope(ev *store.Event, network string) Envelope {
 	env := Envelope{
-		ID:         ev.UID.String(),
 		Sequence:   uint64(ev.ID),
 		APIVersion: APIVersion,
 		Network:    network,
@@ -115,14 +114,27 @@ func NewEnvelope(ev *store.Event, network string) Envelope {
 	if len(env.Data) == 0 {
 		env.Data = json.RawMessage("{}")
 	}
+	// Every stored event has a UID (AppendEvent and the schema 5
+	// migration give one); a zero one is not rendered as the id
+	// evt_000..., which every such event would share.
+	if !ev.UID.IsZero() {
+		env.ID = ev.UID.String()
+	}
 	if !ev.SubID.IsZero() {
 		env.SubscriptionID = ev.SubID.PublicID().String()
 	}
 	return env
 }
 
+// ErrNoEventID is returned for an event without a UID, which no consumer
+// could deduplicate.
+var ErrNoEventID = errors.New("event has no id")
+
 // Body renders an event as the JSON a webhook receives.
 func Body(ev *store.Event, network string) ([]byte, error) {
+	if ev.UID.IsZero() {
+		return nil, fmt.Errorf("%w: event %d", ErrNoEventID, ev.ID)
+	}
 	return json.Marshal(NewEnvelope(ev, network))
 }
 
