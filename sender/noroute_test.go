@@ -11,6 +11,8 @@ import (
 	"github.com/lightningnetwork/lnd/lnwire"
 	"github.com/lightningnetwork/lnd/routing/route"
 	"github.com/satstream/satstream/sender/sendertest"
+	"github.com/satstream/satstream/store"
+	"github.com/satstream/satstream/tlv"
 	"github.com/stretchr/testify/require"
 )
 
@@ -74,11 +76,17 @@ func TestNoRouteSaidReceiverOfflineWhenTheFeeLimitWasTooLow(t *testing.T) {
 			// router raises its fee (or the receiver goes).
 			p := runProbing(h)
 			ppm := uint32(10_000)
-			id := h.add(testOffer(t, 1000, time.Hour, false),
+			v, err := h.eng.Add(context.Background(),
+				testOffer(t, 1000, time.Hour, false),
 				TermsRequest{Increment: dur(10 * time.Second),
-					FeeLimitPPM: &ppm})
+					FeeLimitPPM: &ppm}, true)
+			require.NoError(t, err)
+			id := mustSecret(t, v.Secret)
 			p.fee.Store(1001)
 			p.unreachable.Store(tc.unreachable)
+			_, err = h.eng.Apply(context.Background(), id, OpResume,
+				true)
+			require.NoError(t, err)
 			h.eventually(func() bool {
 				w := h.view(id).Waiting
 				return strings.Contains(w, tc.want)
@@ -107,4 +115,10 @@ func TestSubscribeRefusesTermsThatCannotRoute(t *testing.T) {
 	_, err = h.eng.Add(context.Background(),
 		testOffer(t, 1000, time.Hour, false), req, false)
 	require.NoError(t, err)
+}
+
+func mustSecret(t *testing.T, secret string) store.SubID {
+	id, err := tlv.ParseSubscriptionID(secret)
+	require.NoError(t, err)
+	return store.SubID(id)
 }
