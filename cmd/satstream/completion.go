@@ -68,8 +68,8 @@ var completionCommand = cli.Command{
 
 // manCommand prints the man page, generated from the command definition.
 var manCommand = cli.Command{
-	Name:  "man",
-	Usage: "print the satstream(1) man page, made from this command's definition",
+	Name:        "man",
+	Usage:       "print the satstream(1) man page, made from this command's definition",
 	Description: "satstream man > /usr/local/share/man/man1/satstream.1",
 	Action: func(c *cli.Context) error {
 		page, err := c.App.ToMan()
