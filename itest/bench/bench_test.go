@@ -43,8 +43,8 @@ func TestReportKeepsOperatorsGuide(t *testing.T) {
 		A2:        []LevelResult{lvl(1, 9), lvl(8, 35)},
 		B:         []LevelResult{lvl(1, 8), lvl(8, 34)},
 		Synthetic: []SyntheticResult{{Subs: 1, Rate: 900, Lat: Latencies{time.Millisecond}}},
-		RcvScale: &ReceiverScale{Subs: 10, PaidLat: Latencies{time.Millisecond}},
-		SndScale: &SenderScale{Subs: 10, Window: time.Second}}
+		RcvScale:  &ReceiverScale{Subs: 10, PaidLat: Latencies{time.Millisecond}},
+		SndScale:  &SenderScale{Subs: 10, Window: time.Second}}
 	r.Opts.fill()
 	for range 2 {
 		require.NoError(t, writeReport(r))

@@ -168,7 +168,7 @@ func keysend(ctx context.Context, router lndclient.RouterClient,
 	}
 }
 
-// settleAtOnce is A''s trivial hold-mode program: it settles every keysend
+// settleAtOnce is A”s trivial hold-mode program: it settles every keysend
 // carol holds as soon as lnd reports it ACCEPTED, and nothing else (no
 // records decoded, no ledger). It runs until ctx ends.
 type settleAtOnce struct {

@@ -170,9 +170,9 @@ func (r *Result) markdown() string {
 	p("## Capacity\n\n%s\n", r.capacityTable())
 
 	p("## Profiles\n\n")
-	p("CPU and allocation profiles of this process (satstream-sender, " +
-		"satstream-receiver and the bench's own clients; lnd runs in its " +
-		"own processes) over the B measure window at %d in flight, and " +
+	p("CPU and allocation profiles of this process (satstream-sender, "+
+		"satstream-receiver and the bench's own clients; lnd runs in its "+
+		"own processes) over the B measure window at %d in flight, and "+
 		"of the synthetic receiver with 10,000 subscriptions.\n\n",
 		r.Opts.profileLevel())
 	titles := map[string]string{

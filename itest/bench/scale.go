@@ -100,7 +100,7 @@ func startDaemon(ctx context.Context, bin, dir string, node *regtest.Node,
 	for {
 		if api, err := newAPIClient(addr, dir, 1); err == nil {
 			var h struct {
-				LndConnected bool `json:"lnd_connected"`
+				LndConnected bool   `json:"lnd_connected"`
 				Status       string `json:"status"`
 			}
 			err := api.do(ctx, "GET", "/v1/health", nil, &h)

@@ -94,15 +94,15 @@ func (t *tailer) seen(hash string) (time.Time, bool) {
 // streamBench is benchmark B: satstream-sender beside alice streaming at
 // full speed to satstream-receiver beside carol (in hold mode).
 type streamBench struct {
-	dir       string
-	logs      io.Writer
-	alice     *regtest.Node
-	stack     *stack.Stack
-	rcvAPI    *apiClient
-	tail      *tailer
-	planID    string
-	amt       uint64 // msat per payment
-	feePPM    uint32
+	dir        string
+	logs       io.Writer
+	alice      *regtest.Node
+	stack      *stack.Stack
+	rcvAPI     *apiClient
+	tail       *tailer
+	planID     string
+	amt        uint64 // msat per payment
+	feePPM     uint32
 	cancelTail context.CancelFunc
 }
 
