@@ -173,7 +173,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			prof = profDir
 		}
 		r, err := synthetic(ctx, filepath.Join(opts.WorkDir,
-			fmt.Sprintf("synthetic-%d", subs)), subs, 64, synD, prof)
+			fmt.Sprintf("synthetic-%d", subs)), subs, syntheticOutstanding,
+			synD, prof)
 		if err != nil {
 			return nil, fmt.Errorf("synthetic receiver: %w", err)
 		}
@@ -206,6 +207,27 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		opts.say("  %.1f payments/s, p50 %v p99 %v", r.Rate,
 			r.Lat.Pct(50), r.Lat.Pct(99))
 		res.A = append(res.A, r)
+	}
+
+	// The receiver's latency when not saturated: payments arriving at
+	// 20x the best plain keysend rate, the target's load.
+	bestA := 0.0
+	for _, a := range res.A {
+		bestA = max(bestA, a.Rate)
+	}
+	for i := range res.Synthetic {
+		s := &res.Synthetic[i]
+		s.Offered = 20 * bestA
+		opts.say("synthetic receiver, %d subscriptions, %.0f payments/s "+
+			"offered", s.Subs, s.Offered)
+		s.OpenRate, s.OpenLat, err = syntheticOpen(ctx,
+			filepath.Join(opts.WorkDir, fmt.Sprintf("synthetic-open-%d",
+				s.Subs)), s.Subs, s.Offered, synD)
+		if err != nil {
+			return nil, fmt.Errorf("synthetic receiver, open loop: %w", err)
+		}
+		opts.say("  %.0f credits/s, p50 %v p99 %v", s.OpenRate,
+			s.OpenLat.Pct(50), s.OpenLat.Pct(99))
 	}
 
 	opts.say("restarting carol with %s", holdTime)

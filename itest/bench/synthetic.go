@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/btcsuite/btclog/v2"
-	"github.com/lightningnetwork/lnd/lntypes"
 	"github.com/lightningnetwork/lnd/lnwire"
 	"github.com/satstream/satstream/receiver/core"
 	"github.com/satstream/satstream/receiver/receivertest"
@@ -22,14 +21,23 @@ import (
 
 // SyntheticResult is the receiver without lnd at one subscription count.
 type SyntheticResult struct {
-	Subs        int
+	Subs int
+	// Outstanding is the payments held at once in the saturation run.
 	Outstanding int
-	Rate        float64 // durable credits per second
-	Credited    int
-	Refused     int
-	Lat         Latencies
-	Commits     uint64
-	Syncs       uint64
+	// Rate is durable credits per second at saturation (Outstanding
+	// payments held at once), Lat their latency.
+	Rate     float64
+	Credited int
+	Refused  int
+	Lat      Latencies
+	Commits  uint64
+	Syncs    uint64
+	// Offered is the fixed rate of the open-loop run (payments arrive
+	// on a schedule, as from many payers), OpenLat its latencies and
+	// OpenRate what was credited.
+	Offered  float64
+	OpenRate float64
+	OpenLat  Latencies
 }
 
 // benchPlan is the plan synthetic and scale runs seed: a second costs
@@ -103,6 +111,48 @@ func synthetic(ctx context.Context, dir string, subs, outstanding int,
 	d time.Duration, profDir string) (SyntheticResult, error) {
 
 	res := SyntheticResult{Subs: subs, Outstanding: outstanding}
+	r, err := feedPipeline(ctx, dir, subs, outstanding, 0, d, profDir)
+	if err != nil {
+		return res, err
+	}
+	res.Rate, res.Credited, res.Refused, res.Lat = r.rate, r.credited,
+		r.refused, r.lat
+	res.Commits, res.Syncs = r.commits, r.syncs
+	return res, nil
+}
+
+// syntheticOpen feeds payments at a fixed rate (open loop) and returns the
+// latencies: what a payment waits when the receiver is not saturated.
+func syntheticOpen(ctx context.Context, dir string, subs int, rate float64,
+	d time.Duration) (float64, Latencies, error) {
+
+	// lnd holds at most 483 HTLCs per channel direction.
+	r, err := feedPipeline(ctx, dir, subs, 483, rate, d, "")
+	if err != nil {
+		return 0, nil, err
+	}
+	if r.refused > 0 {
+		return 0, nil, fmt.Errorf("%d payments refused", r.refused)
+	}
+	return r.rate, r.lat, nil
+}
+
+// feedResult is one feedPipeline run.
+type feedResult struct {
+	rate              float64
+	credited, refused int
+	lat               Latencies
+	commits, syncs    uint64
+}
+
+// feedPipeline runs the real pipeline on a fresh ledger behind a fake lnd
+// and feeds it keysends for d after a short warm-up: closed loop with
+// outstanding payments held at once (rate 0), or at rate per second with
+// at most outstanding held.
+func feedPipeline(ctx context.Context, dir string, subs, outstanding int,
+	rate float64, d time.Duration, profDir string) (feedResult, error) {
+
+	var res feedResult
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return res, err
 	}
@@ -138,10 +188,10 @@ func synthetic(ctx context.Context, dir string, subs, outstanding int,
 			if counting.Load() {
 				mu.Lock()
 				if out.Credited {
-					res.Credited++
-					res.Lat = append(res.Lat, lat)
+					res.credited++
+					res.lat = append(res.lat, lat)
 				} else {
-					res.Refused++
+					res.refused++
 				}
 				mu.Unlock()
 			}
@@ -158,7 +208,15 @@ func synthetic(ctx context.Context, dir string, subs, outstanding int,
 	end := warm.Add(d)
 	var stopProf func() error
 	before := db.Stats()
-	for time.Now().Before(end) {
+	first := time.Now()
+	for n := 0; time.Now().Before(end); n++ {
+		if rate > 0 {
+			next := first.Add(time.Duration(float64(n) / rate *
+				float64(time.Second)))
+			if wait := time.Until(next); wait > 0 {
+				time.Sleep(wait)
+			}
+		}
 		if !counting.Load() && !time.Now().Before(warm) {
 			before = db.Stats()
 			counting.Store(true)
@@ -198,19 +256,21 @@ func synthetic(ctx context.Context, dir string, subs, outstanding int,
 		}
 	}
 	after := db.Stats()
-	res.Commits = after.Commits - before.Commits
-	res.Syncs = after.Syncs - before.Syncs
+	res.commits = after.Commits - before.Commits
+	res.syncs = after.Syncs - before.Syncs
 	mu.Lock()
-	res.Rate = float64(res.Credited) / elapsed.Seconds()
+	res.rate = float64(res.credited) / elapsed.Seconds()
 	mu.Unlock()
 	cancel()
 	if err := <-runErr; err != nil && !errors.Is(err, context.Canceled) {
 		return res, err
 	}
-	if res.Credited == 0 {
+	if res.credited == 0 {
 		return res, errors.New("nothing credited")
 	}
 	return res, nil
 }
 
-var _ = lntypes.Hash{}
+// syntheticOutstanding is how many payments the saturation run holds at
+// once: enough to keep the group commit's batches full.
+const syntheticOutstanding = 64
