@@ -73,14 +73,13 @@ func (r *Result) markdown() string {
 		"trivial program that settles each keysend as soon as lnd " +
 		"reports it ACCEPTED (SubscribeInvoices, SubscribeSingleInvoice, " +
 		"SettleInvoice): the cost of hold mode itself.\n")
-	p("- **B**: satstream-sender (`--payments.maxinflight` = the level, " +
-		"1-second increments, a 30-day buffer so it always has something " +
-		"to pay) streaming to satstream-receiver; rate = payments " +
-		"credited at the receiver. B credit latency runs from the " +
-		"sender's attempt write to the payment.received event being " +
-		"listed by the receiver's API (`GET /v1/events`, polled every 2 " +
-		"ms); B sender latency from the attempt write to SUCCEEDED " +
-		"recorded in the sender's ledger.\n\n")
+	p("- **B**: satstream-sender (`--payments.maxinflight` = the level, "+
+		"1-second increments, a 30-day buffer so it always has something "+
+		"to pay) streaming to satstream-receiver; rate = payments "+
+		"credited at the receiver. B credit latency runs from the "+
+		"sender's attempt write to the payment.received event being "+
+		"listed by the receiver's API (`GET /v1/events`, polled every %v); B sender latency from the attempt write to SUCCEEDED "+
+		"recorded in the sender's ledger.\n\n", tailInterval)
 	p("| in flight | A /s | A p50 | A p99 | A' /s | A' p50 | A' p99 | B credited /s | B credit p50 | B credit p99 | B sender p50 | B sender p99 | B/A | B/A' |\n")
 	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for i := range r.B {
@@ -113,8 +112,8 @@ func (r *Result) markdown() string {
 		"the HTLC, so a credit is normally visible before the payer's "+
 		"lnd reports SUCCEEDED. Over all B levels, credit visible minus "+
 		"the sender's SUCCEEDED: p50 %.1f ms, p99 %.1f ms (negative: "+
-		"visible first; the 2 ms polling adds up to 2 ms).\n\n",
-		ms(lag.Pct(50)), ms(lag.Pct(99)))
+		"visible first; the %v polling adds up to %v).\n\n",
+		ms(lag.Pct(50)), ms(lag.Pct(99)), tailInterval, tailInterval)
 
 	p("## The receiver without lnd\n\n")
 	p("A synthetic feed of keysend payments through the real pipeline "+

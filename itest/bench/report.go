@@ -175,18 +175,18 @@ func (r *Result) capacityTable() string {
 		"demo's fee settings (lnd defaults on bob: %d msat base + %d "+
 		"ppm; the payer's limit is %d ppm):\n\n", best, r.FeeBase,
 		r.FeePPM, FeeLimitPPM)
-	b.WriteString("| preset | one payment per | at the measured rate | at half | payment (demo price) | payments/month | routing fees/month |\n")
-	b.WriteString("|---|---|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| preset | one payment per | at the measured rate | at half | payment (demo price) | payments/month | routing fees/month | fees/amount |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|\n")
 	const month = 30 * 24 * time.Hour
 	for _, p := range presets {
 		n := best * p.period.Seconds()
 		amt := p.price * uint64(p.period/time.Second)
 		perMonth := float64(month / p.period)
 		fee := float64(r.FeeBase) + float64(amt)*float64(r.FeePPM)/1e6
-		fmt.Fprintf(&b, "| %s | %v | %s | %s | %s sat (%s) | %s | %.1f sat |\n",
+		fmt.Fprintf(&b, "| %s | %v | %s | %s | %s sat (%s) | %s | %s sat | %.3f%% |\n",
 			p.name, shortDur(p.period), grouped(n), grouped(n/2),
 			grouped(float64(amt)/1000), p.business, grouped(perMonth),
-			perMonth*fee/1000)
+			grouped(perMonth*fee/1000), fee/float64(amt)*100)
 	}
 	b.WriteString("\nOne node's credited payments per second bound the " +
 		"subscriptions it carries: subscriptions = rate x seconds " +

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"sync"
@@ -18,6 +19,11 @@ import (
 	"github.com/satstream/satstream/sender"
 	"github.com/satstream/satstream/store"
 )
+
+// tailInterval is how often the tailer lists new events: fine enough for
+// latencies of tens of milliseconds, coarse enough not to take the CPU lnd
+// needs (each poll is a TLS request and a JSON page).
+const tailInterval = 5 * time.Millisecond
 
 // tailer follows the receiver's event list and notes when each
 // payment.received event (a credit) first became visible in the API.
@@ -137,7 +143,7 @@ func (b *streamBench) start(ctx context.Context, carol *regtest.Node) error {
 	b.planID = plan.ID
 	tctx, cancel := context.WithCancel(ctx)
 	b.cancelTail = cancel
-	b.tail = &tailer{api: b.rcvAPI, interval: 2 * time.Millisecond,
+	b.tail = &tailer{api: b.rcvAPI, interval: tailInterval,
 		visible: map[string]time.Time{}}
 	go b.tail.run(tctx)
 	return nil
@@ -324,6 +330,8 @@ func startProfiles(dir, name string) (func() error, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
+	// The allocation profile is only brought up to date by a GC.
+	runtime.GC()
 	base, err := os.Create(filepath.Join(dir, name+".alloc-base.pprof"))
 	if err != nil {
 		return nil, err
@@ -344,6 +352,7 @@ func startProfiles(dir, name string) (func() error, error) {
 	return func() error {
 		pprof.StopCPUProfile()
 		cpu.Close()
+		runtime.GC()
 		f, err := os.Create(filepath.Join(dir, name+".alloc.pprof"))
 		if err != nil {
 			return err
