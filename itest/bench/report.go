@@ -122,12 +122,16 @@ func summariseProfiles(ctx context.Context, dir string) map[string]string {
 		}
 		out[name+".cpu"] = pprofTop(ctx, "-top", "-nodecount=15", cpu)
 		out[name+".cpu.cum"] = pprofTop(ctx, "-top", "-cum",
-			"-nodecount=25", "-focus=satstream", cpu)
+			"-nodecount=25", "-focus="+daemonCode,
+			"-ignore=itest/bench", cpu)
 		out[name+".alloc"] = pprofTop(ctx, "-top", "-nodecount=12",
 			"-sample_index=alloc_space", "-base="+base, alloc)
 	}
 	return out
 }
+
+// daemonCode matches the daemons' own packages in a profile.
+const daemonCode = "satstream/satstream/(sender|receiver|store|tlv|common)"
 
 func pprofTop(ctx context.Context, args ...string) string {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
