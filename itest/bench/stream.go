@@ -64,8 +64,11 @@ func (t *tailer) poll(ctx context.Context) {
 				} `json:"data"`
 			} `json:"events"`
 		}
+		t.mu.Lock()
+		after := t.after
+		t.mu.Unlock()
 		err := t.api.do(ctx, "GET", "/v1/events?limit=1000&after="+
-			strconv.FormatUint(t.after, 10), nil, &resp)
+			strconv.FormatUint(after, 10), nil, &resp)
 		now := time.Now()
 		t.mu.Lock()
 		t.polls++
