@@ -78,7 +78,8 @@ func (r *Result) Targets() []Target {
 			s.Restart <= 3*time.Second,
 			fmt.Sprintf("%v over", (s.Restart-3*time.Second).Round(time.Millisecond)))
 		p := s.PaidLat.Pct(99)
-		add(fmt.Sprintf("paid check p99, %d clients", s.Clients),
+		add(fmt.Sprintf("paid check p99, %d clients x %.0f/s",
+			s.Clients, paidPerClient),
 			"<= 5 ms", fmtMs(p), p <= 5*time.Millisecond,
 			fmt.Sprintf("%v over", (p-5*time.Millisecond).Round(100*time.Microsecond)))
 	}

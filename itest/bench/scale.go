@@ -180,9 +180,69 @@ type ReceiverScale struct {
 	ExpiryScan     time.Duration
 	ExpiryDue      int
 	Clients        int
-	PaidLat        Latencies
-	PaidRate       float64
-	PaidErrs       int
+	// PaidLat is the paid check paced at paidPerClient per client,
+	// PaidSatLat saturated (no pause between a client's checks).
+	PaidLat     Latencies
+	PaidRate    float64
+	PaidErrs    int
+	PaidSatLat  Latencies
+	PaidSatRate float64
+	PaidSatErrs int
+}
+
+// paidPerClient is how often each paced client checks a subscription.
+const paidPerClient = 5.0
+
+// paidLoad runs clients concurrent clients checking random subscriptions'
+// paid status for d, each perClient times a second (0: back to back).
+func paidLoad(ctx context.Context, api *apiClient, ids []store.SubID,
+	clients int, d time.Duration, perClient float64) (Latencies, int) {
+
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		all  Latencies
+		errs int
+	)
+	start := time.Now()
+	end := start.Add(d)
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var lat Latencies
+			for n := 0; time.Now().Before(end) && ctx.Err() == nil; n++ {
+				if perClient > 0 {
+					// Spread the clients' phases evenly.
+					next := start.Add(time.Duration((float64(n) +
+						float64(c)/float64(clients)) / perClient *
+						float64(time.Second)))
+					if w := time.Until(next); w > 0 {
+						time.Sleep(w)
+					}
+					if !time.Now().Before(end) {
+						break
+					}
+				}
+				i, _ := rand.Int(rand.Reader, big.NewInt(int64(len(ids))))
+				t := time.Now()
+				err := api.do(ctx, "GET", "/v1/subscriptions/"+
+					ids[i.Int64()].String()+"/paid", nil, nil)
+				if err != nil {
+					mu.Lock()
+					errs++
+					mu.Unlock()
+					continue
+				}
+				lat = append(lat, time.Since(t))
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return all, errs
 }
 
 // receiverScale seeds a receiver ledger with subs subscriptions (expiring
@@ -249,38 +309,15 @@ func receiverScale(ctx context.Context, bin, dir string, carol *regtest.Node,
 		return res, err
 	}
 	defer api.close()
-	var (
-		mu   sync.Mutex
-		wg   sync.WaitGroup
-		errs int
-	)
-	end := time.Now().Add(load)
-	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var lat Latencies
-			for time.Now().Before(end) && ctx.Err() == nil {
-				n, _ := rand.Int(rand.Reader, big.NewInt(int64(subs)))
-				t := time.Now()
-				err := api.do(ctx, "GET", "/v1/subscriptions/"+
-					ids[n.Int64()].String()+"/paid", nil, nil)
-				if err != nil {
-					mu.Lock()
-					errs++
-					mu.Unlock()
-					continue
-				}
-				lat = append(lat, time.Since(t))
-			}
-			mu.Lock()
-			res.PaidLat = append(res.PaidLat, lat...)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	res.PaidErrs = errs
-	res.PaidRate = float64(len(res.PaidLat)) / load.Seconds()
+	// Saturated (every client sends its next check as soon as the last
+	// is answered), then paced (each client checks paidPerClient times a
+	// second, as a provider's servers would between page views).
+	res.PaidSatLat, res.PaidSatErrs = paidLoad(ctx, api, ids, clients,
+		load/2, 0)
+	res.PaidSatRate = float64(len(res.PaidSatLat)) / (load / 2).Seconds()
+	res.PaidLat, res.PaidErrs = paidLoad(ctx, api, ids, clients, load/2,
+		paidPerClient)
+	res.PaidRate = float64(len(res.PaidLat)) / (load / 2).Seconds()
 	if res.RSSAfterLoad, err = d.rss(); err != nil {
 		return res, err
 	}
