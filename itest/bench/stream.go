@@ -219,7 +219,6 @@ func (b *streamBench) run(ctx context.Context, level int, warmup,
 		return res, err
 	}
 	defer sndAPI.close()
-	start := time.Now()
 	for range subsFor(level) {
 		var sub struct {
 			Offer string `json:"offer"`
@@ -239,6 +238,9 @@ func (b *streamBench) run(ctx context.Context, level int, warmup,
 			return res, fmt.Errorf("subscribe: %w", err)
 		}
 	}
+	// The sender pays from its first subscription on; the warm-up
+	// counts from the last.
+	start := time.Now()
 	w := window{start.Add(warmup), start.Add(warmup + measure)}
 	if err := sleepUntil(ctx, w.start); err != nil {
 		return res, err
