@@ -199,17 +199,32 @@ func (r *Result) markdown() string {
 // serialisation is the finding of issue 13 item 6.
 const serialisation = `## Are decisions serialised behind lnd or other payments' fsyncs?
 
-No. Each held keysend has its own follower goroutine (receiver/core/
-follower.go); a follower commits its decision in its own store transaction
-and then calls SettleInvoice, holding no lock across either. The store
-batches concurrent commits into one fsync (group commit): a decision waits
-for the fsync its own commit joined, not for other payments' fsyncs one
-after the other; the synthetic run's "commits per fsync" column shows the
-batching. The invoice stream (SubscribeInvoices) is read by one goroutine,
-which only starts followers and moves the add index; it does not wait for
-decisions. What remains serial is lnd itself: a hold-mode keysend costs
-carol an extra SubscribeSingleInvoice stream and a SettleInvoice RPC per
-payment (A' against A), and each HTLC's commitment dance.
+**Receiver: no (since the change below).** Each held keysend has its own
+follower goroutine (receiver/core/follower.go); a follower commits its
+decision in its own store transaction and then calls SettleInvoice, holding
+no lock across either. The store batches concurrent commits into one fsync
+(group commit): a decision waits for the fsync its own commit joined, not
+for other payments' fsyncs one after the other; the synthetic run's "commits
+per fsync" column shows the batching. The invoice stream (SubscribeInvoices)
+is read by one goroutine, which starts followers and records the stream's
+events, all that queued up in one step. What remains serial is lnd: a
+hold-mode keysend costs carol an extra SubscribeSingleInvoice stream and a
+SettleInvoice RPC per payment (A' against A), and each HTLC's commitment
+dance.
+
+**Sender: two fsyncs per payment sit on the in-flight slot's critical path.**
+The scheduler (sender/scheduler.go, step) creates attempts one at a time and
+waits for each attempt's durable write before the next (the preimage must be
+on disk before lnd sees the hash, so one fsync before the send is
+inherent); and a slot is given back only after the outcome (SUCCEEDED) is
+durably recorded (sender/attempts.go, runAttempt). So each slot turns over
+in lnd's time plus two of the sender's fsyncs, which plain keysend (A, A')
+does not pay; at one payment in flight it is the whole gap between B and
+A'. Not changed in this round (the payer's engine; a concurrency change
+there needs its own tests): creating attempts concurrently (their writes
+would share one group-commit fsync) and freeing the slot as soon as lnd
+reports the final state, recording it after, would remove both from the
+critical path.
 `
 
 // changed is what issue 13's profiling changed, with the before and after
