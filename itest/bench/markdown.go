@@ -259,13 +259,14 @@ var missedWhy = map[string]string{
 		"satstream's own cost; B/A is bounded by A'/A. Closing it needs " +
 		"lnd work (an HTLC interceptor-style accept/settle in one RPC), " +
 		"not satstream's.",
-	"B/A' at": "B also writes each attempt durably at the sender before " +
-		"handing it to lnd and its outcome after, and the receiver commits " +
-		"each credit durably before it settles: two to four fsyncs per " +
-		"payment on a disk lnd's own fsyncs already keep busy, on two " +
-		"shared cores. Batching the sender's attempt writes (one commit " +
-		"for the attempts of several subscriptions) would close most of " +
-		"the gap at high in-flight levels.",
+	"B/A' at": "B pays, per payment, the sender's durable attempt " +
+		"write before the send and its durable outcome write before " +
+		"the slot is free again, and the receiver's durable credit " +
+		"before the settle: fsyncs plain keysend does not make, on a " +
+		"disk lnd's own fsyncs keep busy and two shared cores. See " +
+		"\"Are decisions serialised\" below: creating attempts " +
+		"concurrently and freeing the slot at lnd's final state would " +
+		"take the sender's two fsyncs off the critical path.",
 	"synthetic credits/s": "the store's group commit bounds it: " +
 		"durable credits per second = fsyncs per second x commits per " +
 		"fsync; more outstanding payments per fsync (a larger batch) " +
