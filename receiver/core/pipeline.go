@@ -191,7 +191,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		settleIdx, err = tx.SettleIndex()
 		return err
 	})
-	if err != nil {
+	switch {
+	case err != nil && ctx.Err() != nil:
+		// Stopped before it began: not an error, as everywhere else.
+		return nil
+	case err != nil:
 		return fmt.Errorf("read stream position: %w", err)
 	}
 
