@@ -34,6 +34,15 @@ func (r *Result) markdown() string {
 		"daemons and the load generators share its cores, so each " +
 		"figure includes the cost of the others. lnd runs with its " +
 		"defaults (bbolt, `--channel-commit-interval` 50ms).\n\n")
+	if busy(m) {
+		p("**The machine was not quiet** (load average %s at start, %s "+
+			"at end, on %d cores: other work ran beside this run). A, "+
+			"A' and B run one after the other, minutes apart, so the "+
+			"background load differs between them: read the ratios "+
+			"over all levels, not one level's ratio, and rerun on a "+
+			"quiet machine before drawing conclusions from a single "+
+			"level.\n\n", m.LoadStart, m.LoadEnd, m.Cores)
+	}
 
 	p("## Targets\n\n| target | want | got | |\n|---|---|---|---|\n")
 	var missed []Target
@@ -196,6 +205,18 @@ func (r *Result) markdown() string {
 	return b.String()
 }
 
+// busy reports whether the run's machine had more runnable work than
+// cores at the start or the end.
+func busy(m Machine) bool {
+	first := func(s string) float64 {
+		var v float64
+		fmt.Sscan(s, &v)
+		return v
+	}
+	return first(m.LoadStart) > float64(m.Cores) ||
+		first(m.LoadEnd) > float64(m.Cores)
+}
+
 // serialisation is the finding of issue 13 item 6.
 const serialisation = `## Are decisions serialised behind lnd or other payments' fsyncs?
 
@@ -290,7 +311,11 @@ var missedWhy = map[string]string{
 		"batches (one transaction per pass) and serving the paid check " +
 		"from a snapshot that does not wait for unrelated commits would " +
 		"close most of it.",
-	"sender CPU": "the scheduler wakes for due subscriptions; idle ones " +
-		"should cost nothing between payments.",
+	"sender CPU": "the sender has no timer per subscription (its " +
+		"scheduler sleeps until the earliest due one, a day away here), " +
+		"so the idle cost is most likely badger's background goroutines " +
+		"(its compactors poll every 50 ms) and the Go runtime on a busy " +
+		"machine; not profiled in this round. Fewer badger compactors " +
+		"for the small ledgers satstream keeps would lower it.",
 	"sender RSS": "every subscription is held in memory with its offer.",
 }

@@ -173,7 +173,8 @@ func (r *Result) capacityTable() string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Measured B rate (best in-flight level): **%.1f "+
-		"credited payments/s** on the machine below. Subscriptions one "+
+		"credited payments/s** on the benchmark machine (two shared "+
+		"cores; see benchmarks.md). Subscriptions one "+
 		"provider node carries, at that rate and at half of it (head "+
 		"room for bursts, lnd's own work and restarts), and what a "+
 		"payer pays in routing fees per month over one hop at the "+
@@ -188,7 +189,7 @@ func (r *Result) capacityTable() string {
 		amt := p.price * uint64(p.period/time.Second)
 		perMonth := float64(month / p.period)
 		fee := float64(r.FeeBase) + float64(amt)*float64(r.FeePPM)/1e6
-		fmt.Fprintf(&b, "| %s | %v | %s | %s | %s sat (%s) | %s | %s sat | %.3f%% |\n",
+		fmt.Fprintf(&b, "| %s | %v | %s | %s | %s sat (%s) | %s | %s sat | %.2g%% |\n",
 			p.name, shortDur(p.period), grouped(n), grouped(n/2),
 			grouped(float64(amt)/1000), p.business, grouped(perMonth),
 			grouped(perMonth*fee/1000), fee/float64(amt)*100)
