@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -84,9 +85,13 @@ func creditThenCrash(t *testing.T, e *env, lnd *rt.FakeLnd,
 			if pt == core.CrashAfterCredit {
 				close(crashed)
 				// The "process" is dead: it does nothing
-				// more until Run ends, and lnd refuses calls
-				// from a context that ended.
+				// more. When Run ends the follower goroutine
+				// ends here too (runtime.Goexit runs its
+				// deferred clean-up): returning could still
+				// settle, as Run's own context may not be
+				// cancelled yet when ctx's Done fires.
 				<-ctx.Done()
+				runtime.Goexit()
 			}
 		},
 	})

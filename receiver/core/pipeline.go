@@ -191,7 +191,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		settleIdx, err = tx.SettleIndex()
 		return err
 	})
-	if err != nil {
+	switch {
+	case err != nil && ctx.Err() != nil:
+		// Stopped before it began: not an error, as everywhere else.
+		return nil
+	case err != nil:
 		return fmt.Errorf("read stream position: %w", err)
 	}
 
@@ -246,11 +250,18 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				}
 				return errors.New("invoice stream closed")
 			}
-			if err := p.handleStream(ctx, &wg, inv); err != nil {
+			batch, closed := drainStream(invs, inv)
+			if err := p.handleStream(ctx, &wg, batch); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
 				return err
+			}
+			if closed {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return errors.New("invoice stream closed")
 			}
 		}
 	}
@@ -293,92 +304,148 @@ func (p *Pipeline) sweep(ctx context.Context, wg *sync.WaitGroup) bool {
 	return ok
 }
 
-// handleStream handles one add or settle event of the invoice stream, in
-// the stream's order.
-func (p *Pipeline) handleStream(ctx context.Context, wg *sync.WaitGroup,
-	inv *Invoice) error {
+// maxStreamBatch bounds the invoice stream events recorded in one step.
+const maxStreamBatch = 256
 
-	if inv.State == invoices.ContractSettled {
-		return p.handleSettled(ctx, inv)
-	}
-	if inv.IsKeysend && (inv.State == invoices.ContractOpen ||
-		inv.State == invoices.ContractAccepted) {
-
-		p.follow(ctx, wg, inv.Hash)
-	}
-	if inv.AddIndex == 0 {
-		return nil
-	}
-	return p.cfg.Store.Update(ctx, func(tx store.ReceiverTx) error {
-		cur, err := tx.AddIndex()
-		if err != nil || inv.AddIndex <= cur {
-			return err
+// drainStream returns first and the events already waiting behind it (up
+// to maxStreamBatch), and whether the stream closed.
+func drainStream(invs <-chan *Invoice, first *Invoice) ([]*Invoice, bool) {
+	batch := []*Invoice{first}
+	for len(batch) < maxStreamBatch {
+		select {
+		case inv, ok := <-invs:
+			if !ok {
+				return batch, true
+			}
+			batch = append(batch, inv)
+		default:
+			return batch, false
 		}
-		return tx.SetAddIndex(inv.AddIndex)
-	})
+	}
+	return batch, false
 }
 
-// handleSettled records a settle event of the invoice stream and moves
-// the stored settle index to it: marks our credited payment settled, or,
-// when lnd settled a satstream payment on its own, credits it (or records
-// it unclaimed). Only the stream calls it, so the index advances in
+// handleStream handles add and settle events of the invoice stream, in the
+// stream's order. It starts the followers first, then records every event
+// in one step: one fsync for all the events that queued up while the last
+// one was being written, instead of one fsync per event, which made the
+// stream (and the start of later payments' followers) wait for earlier
+// payments' fsyncs one after the other (issue 13).
+func (p *Pipeline) handleStream(ctx context.Context, wg *sync.WaitGroup,
+	batch []*Invoice) error {
+
+	for _, inv := range batch {
+		if inv.State != invoices.ContractSettled && inv.IsKeysend &&
+			(inv.State == invoices.ContractOpen ||
+				inv.State == invoices.ContractAccepted) {
+
+			p.follow(ctx, wg, inv.Hash)
+		}
+	}
+	results := make([]settledResult, len(batch))
+	var failed *Invoice
+	err := p.cfg.Store.Update(ctx, func(tx store.ReceiverTx) error {
+		var addIdx uint64
+		failed = nil
+		for i, inv := range batch {
+			results[i] = settledResult{}
+			if inv.State != invoices.ContractSettled {
+				addIdx = max(addIdx, inv.AddIndex)
+				continue
+			}
+			r, err := p.recordSettled(tx, inv)
+			if err != nil {
+				failed = inv
+				return err
+			}
+			results[i] = r
+		}
+		if addIdx == 0 {
+			return nil
+		}
+		cur, err := tx.AddIndex()
+		if err != nil || addIdx <= cur {
+			return err
+		}
+		return tx.SetAddIndex(addIdx)
+	})
+	switch {
+	case err != nil && failed != nil:
+		return fmt.Errorf("record settled invoice %v: %w", failed.Hash,
+			err)
+	case err != nil:
+		return err
+	}
+	for i, inv := range batch {
+		if inv.State == invoices.ContractSettled {
+			p.afterSettled(inv, results[i])
+		}
+	}
+	return nil
+}
+
+// settledResult is what recording one settle event found.
+type settledResult struct {
+	out       Outcome
+	decided   bool
+	overruled bool
+	excess    *store.Payment
+}
+
+// recordSettled records a settle event of the invoice stream in tx and
+// moves the stored settle index to it: marks our credited payment settled,
+// or, when lnd settled a satstream payment on its own, credits it (or
+// records it unclaimed). Only the stream calls it, so the index advances in
 // lnd's settle order and a restart resumes before every settle not yet
 // recorded.
-func (p *Pipeline) handleSettled(ctx context.Context, inv *Invoice) error {
-	var (
-		out       Outcome
-		decided   bool
-		overruled bool
-		excess    *store.Payment
-	)
-	err := p.cfg.Store.Update(ctx, func(tx store.ReceiverTx) error {
-		decided, overruled, excess = false, false, nil
-		if !inv.IsKeysend {
-			return BumpSettleIndex(tx, inv.SettleIndex)
-		}
-		prev, err := tx.Payment(store.Hash(inv.Hash))
-		switch {
-		case err == nil:
-			switch prev.State {
-			case store.PaymentCredited:
-				if prev.SettleIndex == 0 &&
-					inv.Amount > prev.Amount {
+func (p *Pipeline) recordSettled(tx store.ReceiverTx, inv *Invoice) (
+	settledResult, error) {
 
-					excess = prev
-				}
-				return MarkSettled(tx, prev.Hash, inv.SettleIndex)
-
-			case store.PaymentRefused:
-				out, err = settledRefused(tx, prev, inv)
-				if err != nil {
-					return err
-				}
-				overruled = true
+	var r settledResult
+	if !inv.IsKeysend {
+		return r, BumpSettleIndex(tx, inv.SettleIndex)
+	}
+	prev, err := tx.Payment(store.Hash(inv.Hash))
+	switch {
+	case err == nil:
+		switch prev.State {
+		case store.PaymentCredited:
+			if prev.SettleIndex == 0 && inv.Amount > prev.Amount {
+				r.excess = prev
 			}
-			return BumpSettleIndex(tx, inv.SettleIndex)
-		case !errors.Is(err, store.ErrNotFound):
-			return err
+			return r, MarkSettled(tx, prev.Hash, inv.SettleIndex)
+
+		case store.PaymentRefused:
+			r.out, err = settledRefused(tx, prev, inv)
+			if err != nil {
+				return r, err
+			}
+			r.overruled = true
 		}
-		out, err = Apply(tx, p.incoming(inv, true), p.cfg.Window)
-		if err != nil {
-			return err
-		}
-		decided = true
-		return BumpSettleIndex(tx, inv.SettleIndex)
-	})
+		return r, BumpSettleIndex(tx, inv.SettleIndex)
+	case !errors.Is(err, store.ErrNotFound):
+		return r, err
+	}
+	r.out, err = Apply(tx, p.incoming(inv, true), p.cfg.Window)
 	if err != nil {
-		return fmt.Errorf("record settled invoice %v: %w", inv.Hash, err)
+		return r, err
 	}
-	if excess != nil {
-		p.excess(inv, excess)
+	r.decided = true
+	return r, BumpSettleIndex(tx, inv.SettleIndex)
+}
+
+// afterSettled reports what recordSettled committed.
+func (p *Pipeline) afterSettled(inv *Invoice, r settledResult) {
+	if r.excess != nil {
+		p.excess(inv, r.excess)
 	}
-	if overruled {
+	if r.overruled {
 		p.cfg.Log.Warnf("lnd settled payment %v that the ledger had "+
 			"refused; recorded as unclaimed", inv.Hash)
-		p.report(inv, out)
-		return nil
+		p.report(inv, r.out)
+		return
 	}
-	if decided && !out.NotOurs {
+	if r.decided && !r.out.NotOurs {
 		if p.autoSettleWarned.CompareAndSwap(false, true) {
 			p.cfg.Log.Errorf("lnd settled satstream payment %v on "+
 				"its own: it runs WITHOUT --keysend-hold-time, so "+
@@ -386,9 +453,8 @@ func (p *Pipeline) handleSettled(ctx context.Context, inv *Invoice) error {
 				"(they are recorded as unclaimed). Restart lnd "+
 				"with --keysend-hold-time=30s.", inv.Hash)
 		}
-		p.report(inv, out)
+		p.report(inv, r.out)
 	}
-	return nil
 }
 
 // settledRefused records, in tx, that lnd settled a payment the ledger

@@ -1,0 +1,268 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/btcsuite/btcd/btcutil"
+	"github.com/lightninglabs/lndclient"
+	"github.com/lightningnetwork/lnd/invoices"
+	"github.com/lightningnetwork/lnd/lnrpc"
+	"github.com/lightningnetwork/lnd/lntypes"
+	"github.com/lightningnetwork/lnd/lnwire"
+	"github.com/lightningnetwork/lnd/record"
+	"github.com/lightningnetwork/lnd/routing/route"
+	"github.com/satstream/satstream/tlv"
+)
+
+// LevelResult is one benchmark at one in-flight bound.
+type LevelResult struct {
+	InFlight int
+	// Rate is completed (A, A': SUCCEEDED at alice; B: credited at the
+	// receiver) payments per second in the measurement window.
+	Rate float64
+	// Count is the payments Rate counts.
+	Count int
+	// Failed counts payments that did not succeed.
+	Failed int
+	// Lat is A/A' latency (send to SUCCEEDED) or, for B, attempt write to
+	// credit visible in the receiver's API.
+	Lat Latencies
+	// SenderLat is B only: attempt write to SUCCEEDED recorded by the
+	// sender.
+	SenderLat Latencies
+	// VisLag is B only: credit visible in the receiver's API minus
+	// SUCCEEDED recorded by the sender (negative: the credit was visible
+	// first, as the receiver commits it before it settles).
+	VisLag Latencies
+	// FeeMsat is the routing fee of one payment (A only).
+	FeeMsat int64
+}
+
+// window is a measurement window: payments completed inside it count.
+type window struct{ start, end time.Time }
+
+func (w window) has(t time.Time) bool {
+	return !t.Before(w.start) && t.Before(w.end)
+}
+
+func (w window) seconds() float64 { return w.end.Sub(w.start).Seconds() }
+
+// keysendLoop is benchmark A (and A'): level workers, each sending one
+// keysend with satstream's records at a time and waiting for SUCCEEDED, for
+// warmup plus measure; payments that complete in the measure window count.
+func keysendLoop(ctx context.Context, router lndclient.RouterClient,
+	dest route.Vertex, amt, maxFee lnwire.MilliSatoshi, level int,
+	warmup, measure time.Duration) (LevelResult, error) {
+
+	res := LevelResult{InFlight: level}
+	start := time.Now()
+	w := window{start.Add(warmup), start.Add(warmup + measure)}
+	var (
+		mu     sync.Mutex
+		failed atomic.Int64
+		fee    atomic.Int64
+		wg     sync.WaitGroup
+		first  error
+	)
+	for i := range level {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var sub tlv.SubscriptionID
+			_, _ = rand.Read(sub[:])
+			for seq := uint64(1); time.Now().Before(w.end) &&
+				ctx.Err() == nil; seq++ {
+
+				t0 := time.Now()
+				st, err := keysend(ctx, router, dest, amt, maxFee,
+					sub, seq)
+				t1 := time.Now()
+				if err != nil || st.State != lnrpc.Payment_SUCCEEDED {
+					failed.Add(1)
+					if err == nil {
+						err = fmt.Errorf("payment %v",
+							st.FailureReason)
+					}
+					mu.Lock()
+					if first == nil {
+						first = fmt.Errorf("worker %d: %w", i, err)
+					}
+					mu.Unlock()
+					continue
+				}
+				fee.Store(int64(st.Fee))
+				if w.has(t1) {
+					mu.Lock()
+					res.Count++
+					if !t0.Before(w.start) {
+						res.Lat = append(res.Lat, t1.Sub(t0))
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	res.Failed = int(failed.Load())
+	res.FeeMsat = fee.Load()
+	res.Rate = float64(res.Count) / w.seconds()
+	if res.Count == 0 {
+		return res, fmt.Errorf("no payment succeeded: %w", first)
+	}
+	return res, nil
+}
+
+// keysend pays amt to dest with satstream's records and a fresh preimage,
+// and waits for the final state.
+func keysend(ctx context.Context, router lndclient.RouterClient,
+	dest route.Vertex, amt, maxFee lnwire.MilliSatoshi,
+	sub tlv.SubscriptionID, seq uint64) (lndclient.PaymentStatus, error) {
+
+	var pre lntypes.Preimage
+	if _, err := rand.Read(pre[:]); err != nil {
+		return lndclient.PaymentStatus{}, err
+	}
+	recs := tlv.Records{Version: tlv.Version1, SubscriptionID: sub,
+		Sequence: seq}
+	custom, err := recs.Encode()
+	if err != nil {
+		return lndclient.PaymentStatus{}, err
+	}
+	custom[record.KeySendType] = pre[:]
+	hash := pre.Hash()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	statuses, errs, err := router.SendPayment(ctx,
+		lndclient.SendPaymentRequest{
+			Target:        dest,
+			Amount:        btcutil.Amount(amt / 1000),
+			MaxFeeMsat:    maxFee,
+			Timeout:       time.Minute,
+			PaymentHash:   &hash,
+			CustomRecords: custom,
+		})
+	if err != nil {
+		return lndclient.PaymentStatus{}, err
+	}
+	for {
+		select {
+		case st, ok := <-statuses:
+			if !ok {
+				return st, errors.New("status stream closed")
+			}
+			if st.State == lnrpc.Payment_SUCCEEDED ||
+				st.State == lnrpc.Payment_FAILED {
+				return st, nil
+			}
+		case err := <-errs:
+			return lndclient.PaymentStatus{}, err
+		case <-ctx.Done():
+			return lndclient.PaymentStatus{}, ctx.Err()
+		}
+	}
+}
+
+// settleAtOnce is A”s trivial hold-mode program: it settles every keysend
+// carol holds as soon as lnd reports it ACCEPTED, and nothing else (no
+// records decoded, no ledger). It runs until ctx ends.
+type settleAtOnce struct {
+	lnd     *lndclient.LndServices
+	errs    atomic.Int64
+	settled atomic.Int64
+	wg      sync.WaitGroup
+}
+
+func (s *settleAtOnce) run(ctx context.Context) error {
+	invs, errs, err := s.lnd.Client.SubscribeInvoices(ctx,
+		lndclient.InvoiceSubscriptionRequest{})
+	if err != nil {
+		return err
+	}
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-errs:
+				s.errs.Add(1)
+				return
+			case inv, ok := <-invs:
+				if !ok {
+					return
+				}
+				if inv.IsKeysend &&
+					(inv.State == invoices.ContractOpen ||
+						inv.State == invoices.ContractAccepted) {
+
+					s.wg.Add(1)
+					go s.settle(ctx, inv.Hash)
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// settle waits for hash to be ACCEPTED and settles it.
+func (s *settleAtOnce) settle(ctx context.Context, hash lntypes.Hash) {
+	defer s.wg.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ups, errs, err := s.lnd.Invoices.SubscribeSingleInvoice(ctx, hash)
+	if err != nil {
+		s.errs.Add(1)
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-errs:
+			return
+		case u, ok := <-ups:
+			if !ok {
+				return
+			}
+			if u.State != invoices.ContractAccepted {
+				if u.State == invoices.ContractSettled ||
+					u.State == invoices.ContractCanceled {
+					return
+				}
+				continue
+			}
+			pre, ok := keysendPreimage(&u.Invoice)
+			if !ok {
+				s.errs.Add(1)
+				return
+			}
+			if err := s.lnd.Invoices.SettleInvoice(ctx, pre); err != nil {
+				s.errs.Add(1)
+				return
+			}
+			s.settled.Add(1)
+			return
+		}
+	}
+}
+
+// keysendPreimage finds the payer's preimage of a keysend invoice.
+func keysendPreimage(inv *lndclient.Invoice) (lntypes.Preimage, bool) {
+	if inv.Preimage != nil && inv.Preimage.Matches(inv.Hash) {
+		return *inv.Preimage, true
+	}
+	for _, h := range inv.Htlcs {
+		if raw, ok := h.CustomRecords[record.KeySendType]; ok {
+			if pre, err := lntypes.MakePreimage(raw); err == nil &&
+				pre.Matches(inv.Hash) {
+				return pre, true
+			}
+		}
+	}
+	return lntypes.Preimage{}, false
+}

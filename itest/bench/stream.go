@@ -1,0 +1,368 @@
+package bench
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/satstream/satstream/common"
+	"github.com/satstream/satstream/itest/regtest"
+	"github.com/satstream/satstream/itest/stack"
+	"github.com/satstream/satstream/sender"
+	"github.com/satstream/satstream/store"
+)
+
+// tailInterval is how often the tailer lists new events: fine enough for
+// latencies of tens of milliseconds, coarse enough not to take the CPU lnd
+// needs (each poll is a TLS request and a JSON page).
+const tailInterval = 5 * time.Millisecond
+
+// tailer follows the receiver's event list and notes when each
+// payment.received event (a credit) first became visible in the API.
+type tailer struct {
+	api      *apiClient
+	interval time.Duration
+
+	mu      sync.Mutex
+	visible map[string]time.Time // payment hash -> first seen
+	after   uint64
+	polls   int
+	errs    int
+}
+
+func (t *tailer) run(ctx context.Context) {
+	tick := time.NewTicker(t.interval)
+	defer tick.Stop()
+	for {
+		t.poll(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (t *tailer) poll(ctx context.Context) {
+	for {
+		var resp struct {
+			Events []struct {
+				ID   uint64 `json:"id"`
+				Type string `json:"type"`
+				Data struct {
+					Payment *struct {
+						Hash string `json:"payment_hash"`
+					} `json:"payment"`
+				} `json:"data"`
+			} `json:"events"`
+		}
+		t.mu.Lock()
+		after := t.after
+		t.mu.Unlock()
+		err := t.api.do(ctx, "GET", "/v1/events?limit=1000&after="+
+			strconv.FormatUint(after, 10), nil, &resp)
+		now := time.Now()
+		t.mu.Lock()
+		t.polls++
+		if err != nil {
+			t.errs++
+			t.mu.Unlock()
+			return
+		}
+		for _, ev := range resp.Events {
+			t.after = max(t.after, ev.ID)
+			if ev.Type == "payment.received" && ev.Data.Payment != nil {
+				if _, ok := t.visible[ev.Data.Payment.Hash]; !ok {
+					t.visible[ev.Data.Payment.Hash] = now
+				}
+			}
+		}
+		t.mu.Unlock()
+		if len(resp.Events) < 1000 {
+			return
+		}
+	}
+}
+
+// seen returns when hash was first seen credited.
+func (t *tailer) seen(hash string) (time.Time, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	v, ok := t.visible[hash]
+	return v, ok
+}
+
+// streamBench is benchmark B: satstream-sender beside alice streaming at
+// full speed to satstream-receiver beside carol (in hold mode).
+type streamBench struct {
+	dir        string
+	logs       io.Writer
+	alice      *regtest.Node
+	stack      *stack.Stack
+	rcvAPI     *apiClient
+	tail       *tailer
+	planID     string
+	amt        uint64 // msat per payment
+	feePPM     uint32
+	cancelTail context.CancelFunc
+}
+
+// start runs the receiver beside carol and creates the plan: a payment of
+// one second costs amt, and a subscription may hold 60 days ahead so the
+// sender never runs out of things to pay for.
+func (b *streamBench) start(ctx context.Context, carol *regtest.Node) error {
+	st, err := stack.Start(ctx, b.dir, carol, nil, b.logs)
+	if err != nil {
+		return err
+	}
+	b.stack = st
+	b.rcvAPI, err = newAPIClient(st.Receiver.APIAddr(),
+		st.ReceiverCfg.DataDir, 8)
+	if err != nil {
+		return err
+	}
+	var plan struct {
+		ID string `json:"id"`
+	}
+	err = b.rcvAPI.do(ctx, "POST", "/v1/plans", map[string]any{
+		"label":                 "bench",
+		"price_msat_per_sec":    b.amt,
+		"min_payment_msat":      1000,
+		"grace_period_sec":      60,
+		"max_prepay_sec":        60 * 24 * 3600,
+		"default_increment_sec": 1,
+	}, &plan)
+	if err != nil {
+		return fmt.Errorf("create plan: %w", err)
+	}
+	b.planID = plan.ID
+	tctx, cancel := context.WithCancel(ctx)
+	b.cancelTail = cancel
+	b.tail = &tailer{api: b.rcvAPI, interval: tailInterval,
+		visible: map[string]time.Time{}}
+	go b.tail.run(tctx)
+	return nil
+}
+
+func (b *streamBench) stop() error {
+	if b.cancelTail != nil {
+		b.cancelTail()
+	}
+	if b.stack != nil {
+		return b.stack.Stop()
+	}
+	return nil
+}
+
+// startSender runs a fresh sender beside alice with the in-flight bound.
+func (b *streamBench) startSender(ctx context.Context, level int) (
+	*sender.Daemon, *sender.Config, error) {
+
+	cfg := sender.DefaultConfig()
+	cfg.DataDir = filepath.Join(b.dir, fmt.Sprintf("sender-%d", level))
+	cfg.ConfigFile = filepath.Join(cfg.DataDir, "sender.conf")
+	cfg.Network = "regtest"
+	cfg.API.Listen = "127.0.0.1:0"
+	cfg.Metrics.Listen = ""
+	cfg.Lnd = stack.LndConfig(b.alice)
+	cfg.Payments.MaxInFlight = level
+	cfg.Payments.BackoffMax = 5 * time.Second
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
+	}
+	d, err := sender.New(cfg, common.NewLogManager(b.logs))
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := d.Start(ctx); err != nil {
+		return nil, nil, fmt.Errorf("start sender: %w", err)
+	}
+	return d, cfg, nil
+}
+
+// subsFor is how many subscriptions saturate level: each carries at most
+// the sender's per-subscription bound (4) in flight.
+func subsFor(level int) int {
+	return max(4, level)
+}
+
+// run streams at one in-flight level. With profDir set it writes a CPU
+// profile and an allocation profile of the measure window there.
+func (b *streamBench) run(ctx context.Context, level int, warmup,
+	measure time.Duration, profDir string) (LevelResult, error) {
+
+	res := LevelResult{InFlight: level}
+	snd, cfg, err := b.startSender(ctx, level)
+	if err != nil {
+		return res, err
+	}
+	stopped := false
+	stopSender := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		return snd.Stop()
+	}
+	defer stopSender()
+
+	sndAPI, err := newAPIClient(snd.APIAddr(), cfg.DataDir, 8)
+	if err != nil {
+		return res, err
+	}
+	defer sndAPI.close()
+	for range subsFor(level) {
+		var sub struct {
+			Offer string `json:"offer"`
+		}
+		err := b.rcvAPI.do(ctx, "POST", "/v1/subscriptions",
+			map[string]any{"plan_id": b.planID}, &sub)
+		if err != nil {
+			return res, fmt.Errorf("create subscription: %w", err)
+		}
+		err = sndAPI.do(ctx, "POST", "/v1/subscriptions", map[string]any{
+			"offer":         sub.Offer,
+			"increment":     "1s",
+			"buffer":        (30 * 24 * time.Hour).String(),
+			"fee_limit_ppm": b.feePPM,
+		}, nil)
+		if err != nil {
+			return res, fmt.Errorf("subscribe: %w", err)
+		}
+	}
+	// The sender pays from its first subscription on; the warm-up
+	// counts from the last.
+	start := time.Now()
+	w := window{start.Add(warmup), start.Add(warmup + measure)}
+	if err := sleepUntil(ctx, w.start); err != nil {
+		return res, err
+	}
+	var stopProf func() error
+	if profDir != "" {
+		stopProf, err = startProfiles(profDir, "b")
+		if err != nil {
+			return res, err
+		}
+	}
+	if err := sleepUntil(ctx, w.end); err != nil {
+		return res, err
+	}
+	if stopProf != nil {
+		if err := stopProf(); err != nil {
+			return res, err
+		}
+	}
+	if err := stopSender(); err != nil {
+		return res, fmt.Errorf("stop sender: %w", err)
+	}
+	// Let the tail catch up with credits of the window's last payments.
+	b.tail.poll(ctx)
+
+	db, err := store.Open(ctx, filepath.Join(cfg.DataDir, "ledger"),
+		store.DefaultOptions())
+	if err != nil {
+		return res, fmt.Errorf("open sender ledger: %w", err)
+	}
+	defer db.Close()
+	err = db.Sender().View(ctx, func(tx store.SenderTx) error {
+		res.Count, res.Failed = 0, 0
+		res.Lat, res.SenderLat, res.VisLag = nil, nil, nil
+		return tx.ForEachSubscription(0, store.Page{},
+			func(s *store.SenderSubscription) error {
+				return tx.ForEachAttempt(s.ID, 0,
+					func(a *store.Attempt) error {
+						b.account(&res, a, w)
+						return nil
+					})
+			})
+	})
+	if err != nil {
+		return res, err
+	}
+	res.Rate = float64(res.Count) / w.seconds()
+	if res.Count == 0 {
+		return res, fmt.Errorf("no payment credited in the window")
+	}
+	return res, nil
+}
+
+// account adds one sender attempt to the level's figures.
+func (b *streamBench) account(res *LevelResult, a *store.Attempt, w window) {
+	switch a.State {
+	case store.AttemptSucceeded:
+	case store.AttemptFailed, store.AttemptRefused:
+		if w.has(a.UpdatedAt) {
+			res.Failed++
+		}
+		return
+	default:
+		return
+	}
+	vis, ok := b.tail.seen(hex.EncodeToString(a.Hash[:]))
+	if !ok || !w.has(vis) {
+		return
+	}
+	res.Count++
+	if a.CreatedAt.Before(w.start) {
+		return
+	}
+	res.Lat = append(res.Lat, vis.Sub(a.CreatedAt))
+	res.SenderLat = append(res.SenderLat, a.UpdatedAt.Sub(a.CreatedAt))
+	res.VisLag = append(res.VisLag, vis.Sub(a.UpdatedAt))
+}
+
+func sleepUntil(ctx context.Context, t time.Time) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Until(t)):
+		return nil
+	}
+}
+
+// startProfiles starts a CPU profile and notes the allocation profile, so
+// the returned stop writes <name>.cpu.pprof and <name>.alloc.pprof (and
+// <name>.alloc-base.pprof, the allocations before) covering the window.
+func startProfiles(dir, name string) (func() error, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	// The allocation profile is only brought up to date by a GC.
+	runtime.GC()
+	base, err := os.Create(filepath.Join(dir, name+".alloc-base.pprof"))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(base, 0); err != nil {
+		base.Close()
+		return nil, err
+	}
+	base.Close()
+	cpu, err := os.Create(filepath.Join(dir, name+".cpu.pprof"))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(cpu); err != nil {
+		cpu.Close()
+		return nil, err
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		cpu.Close()
+		runtime.GC()
+		f, err := os.Create(filepath.Join(dir, name+".alloc.pprof"))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return pprof.Lookup("allocs").WriteTo(f, 0)
+	}, nil
+}
