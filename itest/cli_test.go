@@ -100,7 +100,7 @@ func TestCLI(t *testing.T) {
 		} `json:"terms"`
 	}
 	c.json(&plan, "receiver", "plans", "create", "--label", "Gym",
-		"--price", "20000", "--min", "1000", "--grace", "10s",
+		"--price_msat", "20000", "--min_msat", "1000", "--grace", "10s",
 		"--max_prepay", "2m", "--default_increment", "10s")
 	require.Len(t, plan.ID, 32)
 	require.Contains(t, c.ok("receiver", "plans", "list"), plan.ID)

@@ -172,7 +172,7 @@ func newFaultRig(t *testing.T, ctx context.Context, n int,
 			map[string]any{"plan_id": plan.ID}, &sub))
 		require.NotEmpty(t, sub.Offer)
 		code := f.snd.do("POST", "/v1/subscriptions", map[string]any{
-			"offer": sub.Offer, "increment": "2s", "buffer": "6s",
+			"offer": sub.Offer, "increment_sec": 2, "buffer_sec": 6,
 			"fee_limit_ppm": 1_000_000, "fee_limit_msat": 1_100,
 		}, nil)
 		require.Equal(t, 201, code, "subscribe %s", sub.ID)
@@ -284,7 +284,7 @@ func (f *faultRig) senderPayments(id string) []senderPayment {
 	for {
 		var page struct {
 			Payments  []senderPayment `json:"payments"`
-			NextAfter uint64          `json:"next_after"`
+			NextAfter string          `json:"next_after"`
 		}
 		require.Equal(f.t, 200, f.snd.do("GET", fmt.Sprintf(
 			"/v1/subscriptions/%s/payments?limit=1000&after=%d", id,
@@ -293,7 +293,9 @@ func (f *faultRig) senderPayments(id string) []senderPayment {
 		if len(page.Payments) < 1000 {
 			return all
 		}
-		after = page.NextAfter
+		var err error
+		after, err = strconv.ParseUint(page.NextAfter, 10, 64)
+		require.NoError(f.t, err)
 	}
 }
 

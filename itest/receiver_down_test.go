@@ -104,7 +104,7 @@ func TestReceiverDaemonDownThreeHoldTimes(t *testing.T) {
 			if len(pv.Payments) < 100 {
 				return n
 			}
-			after = pv.NextAfter
+			after = pv.Payments[len(pv.Payments)-1].Sequence
 		}
 	}
 	limit := int(scfg.Payments.RefusalLimit)

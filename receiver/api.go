@@ -14,6 +14,8 @@ import (
 	"github.com/lightningnetwork/lnd/lnwire"
 	"github.com/lightningnetwork/lnd/routing/route"
 	"github.com/satstream/satstream/common"
+	"github.com/satstream/satstream/common/idem"
+	"github.com/satstream/satstream/docs"
 	"github.com/satstream/satstream/receiver/core"
 	"github.com/satstream/satstream/receiver/webhook"
 	"github.com/satstream/satstream/store"
@@ -34,6 +36,12 @@ type apiServer struct {
 	notify func()
 	// network is lnd's Bitcoin network, shown in every event.
 	network string
+	// idem handles the Idempotency-Key of every POST (nil: ignored,
+	// for tests of single handlers).
+	idem *idem.Keeper
+	// webhookURLs are the configured webhook endpoints, whose
+	// per-endpoint delivery state events show.
+	webhookURLs []string
 }
 
 // apiRoute is one endpoint of the API.
@@ -69,6 +77,8 @@ func (s *apiServer) routes() []apiRoute {
 		{"GET /v1/payments/{hash}", h((*apiServer).getPayment)},
 		{"GET /v1/events", h((*apiServer).listEvents)},
 		{"GET /v1/refusals", h((*apiServer).listRefusals)},
+		{"POST /v1/webhooks/events/{id}/retry", h((*apiServer).retryEvent)},
+		{"GET /v1/openapi.json", h((*apiServer).getOpenAPI)},
 	}
 }
 
@@ -76,7 +86,11 @@ func (s *apiServer) routes() []apiRoute {
 func (s *apiServer) handler() http.Handler {
 	mux := http.NewServeMux()
 	for _, r := range s.routes() {
-		mux.HandleFunc(r.pattern, r.handler(s))
+		h := r.handler(s)
+		if strings.HasPrefix(r.pattern, "POST ") && s.idem != nil {
+			h = s.idem.Wrap(h)
+		}
+		mux.HandleFunc(r.pattern, h)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		common.WriteError(w, http.StatusNotFound, "not_found", "",
@@ -278,6 +292,9 @@ func (s *apiServer) createPlan(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	pid, err := tlv.NewPlanID()
+	if seeded, ok := idem.SeededID(r.Context(), "plan"); ok {
+		pid = tlv.PlanID(seeded)
+	}
 	if err != nil {
 		s.writeErr(w, err)
 		return
@@ -300,6 +317,16 @@ func (s *apiServer) createPlan(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err = s.db.Update(r.Context(), func(tx store.ReceiverTx) error {
+		// Executed again under its Idempotency-Key after a crash: the
+		// seeded id finds the plan the first execution made.
+		old, err := tx.Plan(p.ID)
+		switch {
+		case err == nil:
+			p = old
+			return nil
+		case !errors.Is(err, store.ErrNotFound):
+			return err
+		}
 		return tx.PutPlan(p)
 	})
 	if err != nil {
@@ -322,12 +349,26 @@ func (s *apiServer) fillPlan(p *store.Plan, req *planRequest) error {
 	return req.termsInput.apply(&p.Terms, &p.DefaultIncrement)
 }
 
+// listPlans pages the plans in id order (after= a plan id, limit=).
 func (s *apiServer) listPlans(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, err := parseLimit(q.Get("limit"))
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	after := q.Get("after")
 	plans := []planView{}
-	err := s.db.View(r.Context(), func(tx store.ReceiverTx) error {
+	err = s.db.View(r.Context(), func(tx store.ReceiverTx) error {
 		plans = plans[:0]
 		return tx.ForEachPlan(func(p *store.Plan) error {
+			if string(p.ID) <= after {
+				return nil
+			}
 			plans = append(plans, s.planView(p))
+			if len(plans) == limit {
+				return store.ErrStop
+			}
 			return nil
 		})
 	})
@@ -335,7 +376,11 @@ func (s *apiServer) listPlans(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
-	common.WriteJSON(w, http.StatusOK, map[string]any{"plans": plans})
+	resp := map[string]any{"plans": plans}
+	if len(plans) == limit {
+		resp["next_after"] = plans[len(plans)-1].ID
+	}
+	common.WriteJSON(w, http.StatusOK, resp)
 }
 
 func (s *apiServer) getPlan(w http.ResponseWriter, r *http.Request) {
@@ -458,6 +503,9 @@ func (s *apiServer) createSubscription(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, err := tlv.NewSubscriptionID()
+	if seeded, ok := idem.SeededID(r.Context(), "subscription"); ok {
+		id = tlv.SubscriptionID(seeded)
+	}
 	if err != nil {
 		s.writeErr(w, err)
 		return
@@ -474,6 +522,16 @@ func (s *apiServer) createSubscription(w http.ResponseWriter, r *http.Request) {
 			return badField("plan_id", "no plan "+req.PlanID)
 		}
 		if err != nil {
+			return err
+		}
+		// Executed again under its Idempotency-Key after a crash: the
+		// seeded id finds the subscription the first execution made.
+		old, err := tx.Subscription(store.SubID(id))
+		switch {
+		case err == nil:
+			sub = old
+			return nil
+		case !errors.Is(err, store.ErrNotFound):
 			return err
 		}
 		sub = core.NewSubscription(store.SubID(id), plan, now)
@@ -739,12 +797,20 @@ func (s *apiServer) listPayments(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
+	// after is the cursor every list takes; after_sequence, its old
+	// name here, is still read.
 	var after uint64
-	if a := q.Get("after_sequence"); a != "" {
+	for _, name := range []string{"after", "after_sequence"} {
+		a := q.Get(name)
+		if a == "" {
+			continue
+		}
 		if after, err = strconv.ParseUint(a, 10, 64); err != nil {
-			s.writeErr(w, badField("after_sequence", "must be a number"))
+			s.writeErr(w, badField(name, "must be a payment's "+
+				"sequence number"))
 			return
 		}
+		break
 	}
 	if _, err := s.loadSub(r.Context(), id); err != nil {
 		s.writeErr(w, err)
@@ -765,7 +831,11 @@ func (s *apiServer) listPayments(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
-	common.WriteJSON(w, http.StatusOK, map[string]any{"payments": pays})
+	resp := map[string]any{"payments": pays}
+	if len(pays) == limit {
+		resp["next_after"] = strconv.FormatUint(pays[len(pays)-1].Sequence, 10)
+	}
+	common.WriteJSON(w, http.StatusOK, resp)
 }
 
 func (s *apiServer) getPayment(w http.ResponseWriter, r *http.Request) {
@@ -791,27 +861,69 @@ func (s *apiServer) getPayment(w http.ResponseWriter, r *http.Request) {
 	common.WriteJSON(w, http.StatusOK, core.NewPaymentView(p))
 }
 
-// eventView is an event as webhooks get it, with its delivery state.
+// eventView is an event as webhooks get it, with its delivery state: a
+// summary, and the state at each endpoint.
 type eventView struct {
 	webhook.Envelope
-	Delivered   bool       `json:"delivered"`
-	Attempts    uint32     `json:"attempts"`
-	LastError   string     `json:"last_error,omitempty"`
-	NextAttempt *time.Time `json:"next_attempt,omitempty"`
+	Delivered   bool                   `json:"delivered"`
+	Attempts    uint32                 `json:"attempts"`
+	LastError   string                 `json:"last_error,omitempty"`
+	NextAttempt *time.Time             `json:"next_attempt,omitempty"`
+	Deliveries  []webhook.DeliveryView `json:"deliveries"`
 }
 
-func (s *apiServer) newEventView(ev *store.Event) eventView {
+func (s *apiServer) newEventView(tx store.ReceiverTx, ev *store.Event) (
+	eventView, error) {
+
 	v := eventView{
 		Envelope:  webhook.NewEnvelope(ev, s.network),
 		Delivered: ev.Delivered,
 		Attempts:  ev.Attempts,
 		LastError: ev.LastError,
 	}
-	if !ev.Delivered && ev.Attempts > 0 {
+	if !ev.Delivered && ev.Attempts > 0 && !ev.NextAttempt.IsZero() {
 		t := ev.NextAttempt.UTC()
 		v.NextAttempt = &t
 	}
-	return v
+	var err error
+	v.Deliveries, err = webhook.Deliveries(tx, s.webhookURLs, ev)
+	return v, err
+}
+
+// retryEvent makes an event due now at the endpoints that gave it up (the
+// dead letters) or still wait for it, or resends it everywhere if all
+// have it. {id} is the event's random id (evt_...).
+func (s *apiServer) retryEvent(w http.ResponseWriter, r *http.Request) {
+	raw := r.PathValue("id")
+	b, err := hex.DecodeString(strings.TrimPrefix(raw, "evt_"))
+	if err != nil || len(b) != 16 || !strings.HasPrefix(raw, "evt_") {
+		s.writeErr(w, badField("id", "an event id is evt_ and 32 hex "+
+			"characters"))
+		return
+	}
+	var view eventView
+	err = s.db.Update(r.Context(), func(tx store.ReceiverTx) error {
+		ev, err := webhook.Retry(tx, s.webhookURLs, store.EventUID(b),
+			s.now())
+		if err != nil {
+			return err
+		}
+		view, err = s.newEventView(tx, ev)
+		return err
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		err = notFound("event")
+	case errors.Is(err, webhook.ErrNoEndpoints):
+		err = &common.APIError{Code: "conflict", Message: err.Error() +
+			" (--webhook.url)"}
+	}
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	s.notify()
+	common.WriteJSON(w, http.StatusOK, view)
 }
 
 // listEvents lists events after a sequence number (after=); pending=true
@@ -845,7 +957,11 @@ func (s *apiServer) listEvents(w http.ResponseWriter, r *http.Request) {
 		if pendingOnly {
 			return tx.ForEachPendingEvent(store.EventID(after),
 				func(ev *store.Event) error {
-					evs = append(evs, s.newEventView(ev))
+					v, err := s.newEventView(tx, ev)
+					if err != nil {
+						return err
+					}
+					evs = append(evs, v)
 					if len(evs) >= limit {
 						return store.ErrStop
 					}
@@ -860,7 +976,11 @@ func (s *apiServer) listEvents(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				return err
 			}
-			evs = append(evs, s.newEventView(ev))
+			v, err := s.newEventView(tx, ev)
+			if err != nil {
+				return err
+			}
+			evs = append(evs, v)
 		}
 		return nil
 	})
@@ -868,7 +988,17 @@ func (s *apiServer) listEvents(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
-	common.WriteJSON(w, http.StatusOK, map[string]any{"events": evs})
+	resp := map[string]any{"events": evs}
+	if len(evs) == limit {
+		resp["next_after"] = strconv.FormatUint(evs[len(evs)-1].Sequence, 10)
+	}
+	common.WriteJSON(w, http.StatusOK, resp)
+}
+
+// getOpenAPI serves docs/openapi-receiver.json, embedded.
+func (s *apiServer) getOpenAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(docs.OpenAPIReceiver)
 }
 
 func (s *apiServer) getHealth(w http.ResponseWriter, r *http.Request) {

@@ -27,6 +27,7 @@ type apiHarness struct {
 	tokens common.Tokens
 	now    time.Time
 	db     store.ReceiverStore
+	api    *apiServer
 }
 
 func newAPIHarness(t *testing.T) *apiHarness {
@@ -47,6 +48,7 @@ func newAPIHarness(t *testing.T) *apiHarness {
 		tokens: tokens,
 		notify: func() {},
 	}
+	a.api = s
 	a.h = s.handler()
 	return a
 }

@@ -31,6 +31,7 @@ type WebhookConfig struct {
 	InitialBackoff time.Duration `long:"initialbackoff" description:"First retry delay"`
 	MaxBackoff     time.Duration `long:"maxbackoff" description:"Longest retry delay"`
 	Timeout        time.Duration `long:"timeout" description:"Timeout of one delivery"`
+	GiveUpAfter    time.Duration `long:"giveupafter" description:"Stop retrying an event at an endpoint this long after it was created (the dead-letter state; POST /v1/webhooks/events/{id}/retry tries again)"`
 }
 
 // Config is the whole daemon configuration.
@@ -81,6 +82,7 @@ func DefaultConfig() *Config {
 			InitialBackoff: 5 * time.Second,
 			MaxBackoff:     time.Hour,
 			Timeout:        10 * time.Second,
+			GiveUpAfter:    72 * time.Hour,
 		},
 	}
 }
@@ -141,6 +143,10 @@ func (c *Config) Validate() error {
 	}
 	if c.Webhook.Timeout <= 0 {
 		return fmt.Errorf("%w: --webhook.timeout must be positive",
+			ErrConfig)
+	}
+	if c.Webhook.GiveUpAfter <= 0 {
+		return fmt.Errorf("%w: --webhook.giveupafter must be positive",
 			ErrConfig)
 	}
 	return nil

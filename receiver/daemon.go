@@ -22,6 +22,7 @@ import (
 	"github.com/lightningnetwork/lnd/routing/route"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/satstream/satstream/common"
+	"github.com/satstream/satstream/common/idem"
 	"github.com/satstream/satstream/receiver/core"
 	"github.com/satstream/satstream/receiver/webhook"
 	"github.com/satstream/satstream/store"
@@ -179,6 +180,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		health:  d.health,
 		notify:  d.notifyEvents,
 		network: d.cfg.Network,
+		idem:    idem.New(d.db, d.logs.Logger(tagAPI)),
+
+		webhookURLs: d.cfg.Webhook.URLs,
 	}
 	d.apiSrv, err = common.Listen("API", d.cfg.API.Listen,
 		common.WithBackup(common.WithHealthz(api.handler(), d.healthy),
@@ -209,6 +213,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 			Log:            d.logs.Logger(tagWebhook),
 			InitialBackoff: d.cfg.Webhook.InitialBackoff,
 			MaxBackoff:     d.cfg.Webhook.MaxBackoff,
+			GiveUpAfter:    d.cfg.Webhook.GiveUpAfter,
 			OnResult:       d.metrics.webhookResult,
 		})
 	}

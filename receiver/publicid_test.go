@@ -136,6 +136,7 @@ func TestReadOnlyTokenSawPayersSecret(t *testing.T) {
 		"GET /v1/payments/{hash}":             nil,
 		"GET /v1/events":                      {"/v1/events", "/v1/events?pending=true", "/v1/events?after=1"},
 		"GET /v1/refusals":                    {"/v1/refusals"},
+		"GET /v1/openapi.json":                {"/v1/openapi.json"},
 	}
 	for _, h := range f.hashes {
 		paths["GET /v1/payments/{hash}"] = append(

@@ -1,15 +1,19 @@
 package sender
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/btcsuite/btclog/v2"
 	"github.com/lightningnetwork/lnd/lnwire"
 	"github.com/satstream/satstream/common"
+	"github.com/satstream/satstream/common/idem"
+	"github.com/satstream/satstream/docs"
 	"github.com/satstream/satstream/store"
 	"github.com/satstream/satstream/tlv"
 )
@@ -22,19 +26,26 @@ type apiServer struct {
 	// tokens tell the admin, who sees each subscription's secret and
 	// offer, from the read-only token, which sees neither.
 	tokens common.Tokens
+	// idem handles the Idempotency-Key of every POST (nil: ignored).
+	idem *idem.Keeper
 }
 
-// termsBody is the JSON form of TermsRequest. Durations are Go duration
-// strings ("1h", "15m"); amounts are msat.
+// termsBody is the JSON form of TermsRequest: durations are integer
+// seconds (*_sec), amounts msat (*_msat), as on the receiver.
 type termsBody struct {
-	Preset      string  `json:"preset,omitempty"`
-	Increment   *string `json:"increment,omitempty"`
-	Buffer      *string `json:"buffer,omitempty"`
-	MaxPerDay   *uint64 `json:"max_per_day_msat,omitempty"`
-	MaxTotal    *uint64 `json:"max_total_msat,omitempty"`
-	MaxPrice    *uint64 `json:"max_price_msat_per_sec,omitempty"`
-	FeeLimitPPM *uint32 `json:"fee_limit_ppm,omitempty"`
-	FeeLimit    *uint64 `json:"fee_limit_msat,omitempty"`
+	Preset       string  `json:"preset,omitempty"`
+	IncrementSec *uint64 `json:"increment_sec,omitempty"`
+	BufferSec    *uint64 `json:"buffer_sec,omitempty"`
+	MaxPerDay    *uint64 `json:"max_per_day_msat,omitempty"`
+	MaxTotal     *uint64 `json:"max_total_msat,omitempty"`
+	MaxPrice     *uint64 `json:"max_price_msat_per_sec,omitempty"`
+	FeeLimitPPM  *uint32 `json:"fee_limit_ppm,omitempty"`
+	FeeLimit     *uint64 `json:"fee_limit_msat,omitempty"`
+
+	// OldIncrement and OldBuffer are the Go duration strings of API
+	// versions before 2026-11-29, refused with the new name.
+	OldIncrement json.RawMessage `json:"increment,omitempty"`
+	OldBuffer    json.RawMessage `json:"buffer,omitempty"`
 }
 
 // addBody is the body of POST /v1/subscriptions.
@@ -50,25 +61,35 @@ type cancelBody struct {
 	NotifyReceiver *bool `json:"notify_receiver,omitempty"`
 }
 
+// maxTermSeconds bounds the *_sec fields (a tu32 in the protocol).
+const maxTermSeconds = 1<<32 - 1
+
 func (b *termsBody) request() (TermsRequest, error) {
 	req := TermsRequest{Preset: b.Preset, FeeLimitPPM: b.FeeLimitPPM}
+	if b.OldIncrement != nil {
+		return req, invalidField("increment", "is now increment_sec, "+
+			"an integer number of seconds (e.g. 60 for 1m)")
+	}
+	if b.OldBuffer != nil {
+		return req, invalidField("buffer", "is now buffer_sec, an "+
+			"integer number of seconds (e.g. 900 for 15m)")
+	}
 	for _, f := range []struct {
 		name string
-		in   *string
+		in   *uint64
 		out  **time.Duration
 	}{
-		{"increment", b.Increment, &req.Increment},
-		{"buffer", b.Buffer, &req.Buffer},
+		{"increment_sec", b.IncrementSec, &req.Increment},
+		{"buffer_sec", b.BufferSec, &req.Buffer},
 	} {
 		if f.in == nil {
 			continue
 		}
-		d, err := time.ParseDuration(*f.in)
-		if err != nil {
-			return req, &common.APIError{Code: "bad_request",
-				Field: f.name, Message: fmt.Sprintf("%q is not "+
-					"a duration like 90s, 15m or 1h", *f.in)}
+		if *f.in > maxTermSeconds {
+			return req, invalidField(f.name, "must be at most "+
+				"4294967295 seconds")
 		}
+		d := time.Duration(*f.in) * time.Second
 		*f.out = &d
 	}
 	for _, f := range []struct {
@@ -85,25 +106,65 @@ func (b *termsBody) request() (TermsRequest, error) {
 	return req, nil
 }
 
-// routes maps the endpoints.
+// invalidField is the API's error for a request field with a bad value.
+func invalidField(field, msg string) error {
+	return &common.APIError{Code: "invalid_field", Field: field,
+		Message: msg}
+}
+
+// apiRoute is one endpoint of the API.
+type apiRoute struct {
+	pattern string
+	handler http.HandlerFunc
+}
+
+// routeList lists the endpoints in one place (the OpenAPI test checks
+// docs/openapi-sender.json against it).
+func (a *apiServer) routeList() []apiRoute {
+	return []apiRoute{
+		{"GET /v1/health", func(w http.ResponseWriter, _ *http.Request) {
+			common.WriteJSON(w, http.StatusOK, a.health())
+		}},
+		{"GET /v1/openapi.json", func(w http.ResponseWriter,
+			_ *http.Request) {
+
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(docs.OpenAPISender)
+		}},
+		{"GET /v1/subscriptions", a.list},
+		{"POST /v1/subscriptions", a.add},
+		{"GET /v1/subscriptions/{id}", a.get},
+		{"PATCH /v1/subscriptions/{id}", a.change},
+		{"POST /v1/subscriptions/{id}/pause", a.action(OpPause)},
+		{"POST /v1/subscriptions/{id}/resume", a.action(OpResume)},
+		{"POST /v1/subscriptions/{id}/cancel", a.action(OpCancel)},
+		{"GET /v1/subscriptions/{id}/payments", a.payments},
+	}
+}
+
+// routes maps the endpoints; every POST gets Idempotency-Key handling.
 func (a *apiServer) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, _ *http.Request) {
-		common.WriteJSON(w, http.StatusOK, a.health())
-	})
-	mux.HandleFunc("GET /v1/subscriptions", a.list)
-	mux.HandleFunc("POST /v1/subscriptions", a.add)
-	mux.HandleFunc("GET /v1/subscriptions/{id}", a.get)
-	mux.HandleFunc("PATCH /v1/subscriptions/{id}", a.change)
-	mux.HandleFunc("POST /v1/subscriptions/{id}/pause", a.action(OpPause))
-	mux.HandleFunc("POST /v1/subscriptions/{id}/resume", a.action(OpResume))
-	mux.HandleFunc("POST /v1/subscriptions/{id}/cancel", a.action(OpCancel))
-	mux.HandleFunc("GET /v1/subscriptions/{id}/payments", a.payments)
+	for _, rt := range a.routeList() {
+		h := rt.handler
+		if strings.HasPrefix(rt.pattern, "POST ") {
+			h = a.post(h)
+		}
+		mux.HandleFunc(rt.pattern, h)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		common.WriteError(w, http.StatusNotFound, "not_found", "",
 			r.Method+" "+r.URL.Path+" is not an endpoint")
 	})
 	return mux
+}
+
+// post adds Idempotency-Key handling to a POST handler.
+func (a *apiServer) post(h http.HandlerFunc) http.HandlerFunc {
+	if a.idem == nil {
+		return h
+	}
+	return a.idem.Wrap(h)
 }
 
 // fail writes an error as the API's JSON error, mapping our sentinels to
@@ -113,25 +174,30 @@ func (a *apiServer) fail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &apiErr):
 		status := http.StatusBadRequest
-		if apiErr.Code == "forbidden" {
+		switch apiErr.Code {
+		case "forbidden":
 			status = http.StatusForbidden
+		case "not_found":
+			status = http.StatusNotFound
+		case "conflict":
+			status = http.StatusConflict
 		}
 		common.WriteError(w, status, apiErr.Code, apiErr.Field,
 			apiErr.Message)
 	case errors.Is(err, tlv.ErrBadOffer):
-		common.WriteError(w, http.StatusBadRequest, "bad_offer",
+		common.WriteError(w, http.StatusBadRequest, "invalid_field",
 			"offer", err.Error())
 	case errors.Is(err, ErrBadTerms):
-		common.WriteError(w, http.StatusBadRequest, "bad_terms", "",
+		common.WriteError(w, http.StatusBadRequest, "invalid_field", "",
 			err.Error())
 	case errors.Is(err, ErrNotFound):
 		common.WriteError(w, http.StatusNotFound, "not_found", "id",
 			err.Error())
 	case errors.Is(err, ErrExists):
-		common.WriteError(w, http.StatusConflict, "exists", "offer",
+		common.WriteError(w, http.StatusConflict, "conflict", "offer",
 			err.Error())
 	case errors.Is(err, ErrBadState):
-		common.WriteError(w, http.StatusConflict, "bad_state", "",
+		common.WriteError(w, http.StatusConflict, "conflict", "",
 			err.Error())
 	default:
 		common.WriteInternalError(w, a.log, err)
@@ -146,16 +212,14 @@ func (a *apiServer) subID(r *http.Request) (store.SubID, error) {
 	if tlv.IsPublicID(raw) {
 		pub, err := tlv.ParsePublicID(raw)
 		if err != nil {
-			return store.SubID{}, &common.APIError{Code: "bad_request",
-				Field: "id", Message: err.Error()}
+			return store.SubID{}, invalidField("id", err.Error())
 		}
 		return a.engine.ByPublicID(pub)
 	}
 	id, err := tlv.ParseSubscriptionID(raw)
 	if err != nil {
-		return store.SubID{}, &common.APIError{Code: "bad_request",
-			Field: "id", Message: "subscription id must be its " +
-				"public id (sub_ and 32 hex characters)"}
+		return store.SubID{}, invalidField("id", "subscription id "+
+			"must be its public id (sub_ and 32 hex characters)")
 	}
 	if !a.admin(r) {
 		return store.SubID{}, errSecretReadOnly
@@ -186,23 +250,52 @@ func (a *apiServer) shown(r *http.Request, v *View) *View {
 	return &c
 }
 
+// list pages the subscriptions in public id order: after= a public id,
+// limit= 1..1000 (100), next_after in the answer while more may follow.
 func (a *apiServer) list(w http.ResponseWriter, r *http.Request) {
-	state := r.URL.Query().Get("state")
+	q := r.URL.Query()
+	state := q.Get("state")
 	switch state {
 	case "", StateActive, StatePaused, StateWaiting, StateRefused,
 		StateCapReached, StateCancelled:
 	default:
-		common.WriteError(w, http.StatusBadRequest, "bad_request",
-			"state", fmt.Sprintf("unknown state %q", state))
+		a.fail(w, invalidField("state", fmt.Sprintf("unknown state %q",
+			state)))
 		return
 	}
-	views := a.engine.List(state)
-	for i, v := range views {
-		views[i] = a.shown(r, v)
+	limit, err := parseLimit(q.Get("limit"))
+	if err != nil {
+		a.fail(w, err)
+		return
 	}
-	common.WriteJSON(w, http.StatusOK, map[string]any{
-		"subscriptions": views,
-	})
+	after := q.Get("after")
+	views := []*View{}
+	for _, v := range a.engine.List(state) {
+		if v.ID <= after {
+			continue
+		}
+		if len(views) == limit {
+			break
+		}
+		views = append(views, a.shown(r, v))
+	}
+	resp := map[string]any{"subscriptions": views}
+	if len(views) == limit {
+		resp["next_after"] = views[len(views)-1].ID
+	}
+	common.WriteJSON(w, http.StatusOK, resp)
+}
+
+// parseLimit reads a list's limit= (default 100).
+func parseLimit(v string) (int, error) {
+	if v == "" {
+		return 100, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1000 {
+		return 0, invalidField("limit", "must be between 1 and 1000")
+	}
+	return n, nil
 }
 
 func (a *apiServer) add(w http.ResponseWriter, r *http.Request) {
@@ -212,8 +305,7 @@ func (a *apiServer) add(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if body.Offer == "" {
-		common.WriteError(w, http.StatusBadRequest, "bad_request",
-			"offer", "offer is required")
+		a.fail(w, invalidField("offer", "is required"))
 		return
 	}
 	req, err := body.request()
@@ -255,9 +347,9 @@ func (a *apiServer) change(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if body.Preset != "" {
-		common.WriteError(w, http.StatusBadRequest, "bad_request",
-			"preset", "presets apply when adding a subscription; "+
-				"change increment or buffer instead")
+		a.fail(w, invalidField("preset", "presets apply when adding "+
+			"a subscription; change increment_sec or buffer_sec "+
+			"instead"))
 		return
 	}
 	req, err := body.request()
@@ -307,24 +399,19 @@ func (a *apiServer) payments(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	after, limit := uint64(0), 100
+	after := uint64(0)
 	if s := q.Get("after"); s != "" {
 		after, err = strconv.ParseUint(s, 10, 64)
 		if err != nil {
-			common.WriteError(w, http.StatusBadRequest,
-				"bad_request", "after", fmt.Sprintf("%q is not "+
-					"a sequence number", s))
+			a.fail(w, invalidField("after", fmt.Sprintf("%q is not "+
+				"a sequence number", s)))
 			return
 		}
 	}
-	if s := q.Get("limit"); s != "" {
-		limit, err = strconv.Atoi(s)
-		if err != nil || limit < 1 || limit > 1000 {
-			common.WriteError(w, http.StatusBadRequest,
-				"bad_request", "limit", fmt.Sprintf("%q must "+
-					"be 1..1000", s))
-			return
-		}
+	limit, err := parseLimit(q.Get("limit"))
+	if err != nil {
+		a.fail(w, err)
+		return
 	}
 	v, err := a.engine.Payments(r.Context(), id, after, limit)
 	if err != nil {

@@ -43,10 +43,10 @@ func TestAPI(t *testing.T) {
 
 	offer := testOffer(t, 1000, time.Hour, false)
 	code, body := call("POST", "/v1/subscriptions", "adm",
-		`{"offer":"`+offer+`","increment":"1m","buffer":"0s","max_total_msat":200000}`)
+		`{"offer":"`+offer+`","increment_sec":60,"buffer_sec":0,"max_total_msat":200000}`)
 	require.Equal(t, http.StatusCreated, code, body)
 	id := body["id"].(string)
-	require.Equal(t, "1m0s", body["terms"].(map[string]any)["increment"])
+	require.EqualValues(t, 60, body["terms"].(map[string]any)["increment_sec"])
 
 	tests := []struct {
 		name, method, path, token, body string
@@ -58,21 +58,22 @@ func TestAPI(t *testing.T) {
 		{"no token", "GET", "/v1/subscriptions", "", "", 401, "unauthenticated"},
 		{"read-only can read", "GET", "/v1/subscriptions/" + id, "ro", "", 200, ""},
 		{"read-only can't pause", "POST", "/v1/subscriptions/" + id + "/pause", "ro", "", 403, "read_only"},
-		{"bad offer", "POST", "/v1/subscriptions", "adm", `{"offer":"satoffer1xx"}`, 400, "bad_offer"},
-		{"missing offer", "POST", "/v1/subscriptions", "adm", `{}`, 400, "bad_request"},
+		{"bad offer", "POST", "/v1/subscriptions", "adm", `{"offer":"satoffer1xx"}`, 400, "invalid_field"},
+		{"missing offer", "POST", "/v1/subscriptions", "adm", `{}`, 400, "invalid_field"},
 		{"unknown field", "POST", "/v1/subscriptions", "adm", `{"offer":"x","tip":1}`, 400, "bad_request"},
-		{"bad duration", "POST", "/v1/subscriptions", "adm", `{"offer":"` + offer + `","increment":"soon"}`, 400, "bad_request"},
-		{"duplicate", "POST", "/v1/subscriptions", "adm", `{"offer":"` + offer + `"}`, 409, "exists"},
-		{"bad id", "GET", "/v1/subscriptions/zz", "adm", "", 400, "bad_request"},
+		{"old duration string", "POST", "/v1/subscriptions", "adm", `{"offer":"` + offer + `","increment":"1m"}`, 400, "invalid_field"},
+		{"bad duration", "POST", "/v1/subscriptions", "adm", `{"offer":"` + offer + `","increment_sec":"soon"}`, 400, "bad_request"},
+		{"duplicate", "POST", "/v1/subscriptions", "adm", `{"offer":"` + offer + `"}`, 409, "conflict"},
+		{"bad id", "GET", "/v1/subscriptions/zz", "adm", "", 400, "invalid_field"},
 		{"unknown id", "GET", "/v1/subscriptions/000102030405060708090a0b0c0d0e0f", "adm", "", 404, "not_found"},
-		{"bad state filter", "GET", "/v1/subscriptions?state=happy", "adm", "", 400, "bad_request"},
-		{"bad terms", "PATCH", "/v1/subscriptions/" + id, "adm", `{"buffer":"5h"}`, 400, "bad_terms"},
+		{"bad state filter", "GET", "/v1/subscriptions?state=happy", "adm", "", 400, "invalid_field"},
+		{"bad terms", "PATCH", "/v1/subscriptions/" + id, "adm", `{"buffer_sec":18000}`, 400, "invalid_field"},
 		{"change terms", "PATCH", "/v1/subscriptions/" + id, "adm", `{"max_total_msat":300000}`, 200, ""},
 		{"pause", "POST", "/v1/subscriptions/" + id + "/pause", "adm", "", 200, ""},
 		{"payments", "GET", "/v1/subscriptions/" + id + "/payments?limit=10", "ro", "", 200, ""},
-		{"bad limit", "GET", "/v1/subscriptions/" + id + "/payments?limit=0", "ro", "", 400, "bad_request"},
+		{"bad limit", "GET", "/v1/subscriptions/" + id + "/payments?limit=0", "ro", "", 400, "invalid_field"},
 		{"cancel quietly", "POST", "/v1/subscriptions/" + id + "/cancel", "adm", `{"notify_receiver":false}`, 200, ""},
-		{"resume cancelled", "POST", "/v1/subscriptions/" + id + "/resume", "adm", "", 409, "bad_state"},
+		{"resume cancelled", "POST", "/v1/subscriptions/" + id + "/resume", "adm", "", 409, "conflict"},
 		{"no such endpoint", "GET", "/v2/x", "adm", "", 404, "not_found"},
 	}
 	for _, tc := range tests {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/lightningnetwork/lnd/routing/route"
 	"time"
 
 	"github.com/btcsuite/btcd/btcutil"
@@ -499,6 +500,20 @@ func (e *Engine) retryLater(ctx context.Context, r *subRun, ar *attemptRun,
 	st lndclient.PaymentStatus, cause error) error {
 
 	reason := waitingReason(st, cause)
+	if cause == nil && st.FailureReason ==
+		lnrpc.PaymentFailureReason_FAILURE_REASON_NO_ROUTE {
+
+		// Say whether the fee limit or the receiver is the fault.
+		e.mu.Lock()
+		router, dest := e.router, route.Vertex(r.sub.Offer.Destination)
+		a := ar.a
+		e.mu.Unlock()
+		if why := explainNoRoute(ctx, router, dest, a.Amount,
+			a.MaxFee); why != "" {
+
+			reason = why
+		}
+	}
 	if cause == nil {
 		e.metrics.failed(reasonName(st.FailureReason))
 	} else {

@@ -16,6 +16,7 @@ import (
 	"github.com/btcsuite/btclog/v2"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/satstream/satstream/common"
+	"github.com/satstream/satstream/common/idem"
 	"github.com/satstream/satstream/store"
 )
 
@@ -150,7 +151,8 @@ func (d *Daemon) Start(ctx context.Context) error {
 		return fail(fmt.Errorf("api tokens: %w", err))
 	}
 	api := &apiServer{engine: d.engine, log: d.logs.Logger(TagAPI),
-		health: d.health, tokens: tokens}
+		health: d.health, tokens: tokens,
+		idem: idem.New(d.db, d.logs.Logger(TagAPI))}
 	d.apiSrv, err = common.Listen("API", cfg.API.Listen,
 		common.WithBackup(common.WithHealthz(
 			tokens.Middleware(api.routes()), d.healthy), tokens,
@@ -249,7 +251,8 @@ func (d *Daemon) runPayments(ctx context.Context) {
 		d.lndConnected.Store(false)
 		d.metrics.lndConnected.Set(0)
 	}()
-	err = d.engine.Run(ctx, &routerAdapter{router: services.Router})
+	err = d.engine.Run(ctx, &routerAdapter{router: services.Router,
+		lightning: services.Client})
 	if err != nil && ctx.Err() == nil {
 		d.fatal(err)
 	}

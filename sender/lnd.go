@@ -42,6 +42,8 @@ func lndNeverSaw(err error) bool {
 // routerAdapter hands the engine's calls to lndclient's router.
 type routerAdapter struct {
 	router lndclient.RouterClient
+	// lightning answers QueryRoutes (RouteProber); nil disables it.
+	lightning lndclient.LightningClient
 }
 
 // Compile-time check that the adapter provides the engine's seam.

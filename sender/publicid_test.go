@@ -56,7 +56,7 @@ func TestSenderShowedOnlyTheSecret(t *testing.T) {
 		ID: secret}, time.Now()).ID
 
 	code, body := call("POST", "/v1/subscriptions", "adm",
-		`{"offer":"`+offer+`","increment":"1m","buffer":"0s"}`)
+		`{"offer":"`+offer+`","increment_sec":60,"buffer_sec":0}`)
 	require.Equal(t, http.StatusCreated, code, body)
 	var v View
 	require.NoError(t, json.Unmarshal([]byte(body), &v))

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/lightningnetwork/lnd/routing/route"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/lightningnetwork/lnd/lnwire"
+	"github.com/satstream/satstream/common/idem"
 	"github.com/satstream/satstream/store"
 	"github.com/satstream/satstream/tlv"
 )
@@ -75,6 +78,9 @@ func (e *Engine) Add(ctx context.Context, offer string, req TermsRequest,
 	if err != nil {
 		return nil, err
 	}
+	if err := e.checkRoutable(ctx, o, t); err != nil {
+		return nil, err
+	}
 
 	var id store.SubID
 	var planHex store.PlanID
@@ -87,6 +93,15 @@ func (e *Engine) Add(ctx context.Context, offer string, req TermsRequest,
 			return nil, err
 		}
 		id = store.SubID(sid)
+		// Under an Idempotency-Key the id comes from the key's seed,
+		// so the same request executed again after a crash finds the
+		// subscription it made instead of paying for a second one.
+		if seeded, ok := idem.SeededID(ctx, "subscription"); ok {
+			id = store.SubID(seeded)
+			if v, err := e.Get(id); err == nil {
+				return v, nil
+			}
+		}
 		planHex = store.PlanID(o.PlanID.String())
 	}
 
@@ -342,8 +357,8 @@ type View struct {
 
 // TermsView is the payer's terms as the API shows them.
 type TermsView struct {
-	Increment    string `json:"increment"`
-	Buffer       string `json:"buffer"`
+	Increment    uint64 `json:"increment_sec"`
+	Buffer       uint64 `json:"buffer_sec"`
 	MaxPerDay    uint64 `json:"max_per_day_msat"`
 	MaxTotal     uint64 `json:"max_total_msat"`
 	MaxPrice     uint64 `json:"max_price_msat_per_sec"`
@@ -401,8 +416,8 @@ func (e *Engine) viewLocked(r *subRun) *View {
 		RefusalsInARow: s.Refusals,
 		ServiceUntil:   serviceUntil(s),
 		Terms: TermsView{
-			Increment:    s.Increment.String(),
-			Buffer:       s.Buffer.String(),
+			Increment:    uint64(s.Increment / time.Second),
+			Buffer:       uint64(s.Buffer / time.Second),
 			MaxPerDay:    uint64(s.Limits.MaxPerDay),
 			MaxTotal:     uint64(s.Limits.MaxTotal),
 			MaxPrice:     uint64(s.MaxPrice),
@@ -519,13 +534,15 @@ type DaySpend struct {
 
 // PaymentsView is a page of a subscription's payments with its totals.
 type PaymentsView struct {
-	Payments    []PaymentView `json:"payments"`
-	NextAfter   uint64        `json:"next_after,omitempty"`
-	Succeeded   uint64        `json:"succeeded"`
-	SentMsat    uint64        `json:"sent_msat"`
-	FeesMsat    uint64        `json:"fees_msat"`
-	TotalMsat   uint64        `json:"total_msat"`
-	SpendPerDay []DaySpend    `json:"spend_per_day"`
+	Payments []PaymentView `json:"payments"`
+	// NextAfter is the cursor of the next page (the last sequence
+	// listed, as a string like every list's cursor); "" on the last.
+	NextAfter   string     `json:"next_after,omitempty"`
+	Succeeded   uint64     `json:"succeeded"`
+	SentMsat    uint64     `json:"sent_msat"`
+	FeesMsat    uint64     `json:"fees_msat"`
+	TotalMsat   uint64     `json:"total_msat"`
+	SpendPerDay []DaySpend `json:"spend_per_day"`
 }
 
 // Payments lists a subscription's attempts after a sequence, with totals
@@ -546,7 +563,7 @@ func (e *Engine) Payments(ctx context.Context, id store.SubID, after uint64,
 			if a.Seq > after && len(out.Payments) < limit {
 				out.Payments = append(out.Payments,
 					paymentView(a))
-				out.NextAfter = a.Seq
+				out.NextAfter = strconv.FormatUint(a.Seq, 10)
 			}
 			d := days[a.Day]
 			if d == nil {
@@ -581,7 +598,7 @@ func (e *Engine) Payments(ctx context.Context, id store.SubID, after uint64,
 		return nil, err
 	}
 	if len(out.Payments) < limit {
-		out.NextAfter = 0
+		out.NextAfter = ""
 	}
 	out.TotalMsat = out.SentMsat + out.FeesMsat
 	out.SpendPerDay = []DaySpend{}
@@ -618,4 +635,39 @@ func paymentView(a *store.Attempt) PaymentView {
 func msat(v uint64) *lnwire.MilliSatoshi {
 	m := lnwire.MilliSatoshi(v)
 	return &m
+}
+
+// checkRoutable refuses terms whose fee limit is below the fee of the
+// cheapest route to the receiver (lnd would answer NO_ROUTE to every
+// payment). A receiver lnd can't reach at all is accepted: it may be
+// offline for a while, and the waiting state will say so.
+func (e *Engine) checkRoutable(ctx context.Context, o *tlv.Offer,
+	t *Terms) error {
+
+	e.mu.Lock()
+	router := e.router
+	e.mu.Unlock()
+	p, ok := router.(RouteProber)
+	if !ok {
+		return nil
+	}
+	amt := PaymentAmount(o.PriceMsatPerSec, t.Increment)
+	maxFee := MaxFee(amt, t.FeeLimitPPM, t.FeeLimit)
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	fee, err := p.CheapestRouteFee(ctx, route.Vertex(o.Node), amt)
+	switch {
+	case errors.Is(err, ErrUnreachable):
+		e.log.Warnf("Subscribing to %x: %v; accepted, payments wait "+
+			"for a route", o.Node[:], err)
+		return nil
+	case err != nil:
+		e.log.Warnf("Subscribing to %x: asking lnd for a route: %v",
+			o.Node[:], err)
+		return nil
+	case fee > maxFee:
+		return fmt.Errorf("%w: %w: %s", ErrBadTerms,
+			ErrFeeLimitBelowRoute, feeLimitMessage(maxFee, fee))
+	}
+	return nil
 }

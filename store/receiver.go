@@ -117,6 +117,13 @@ type ReceiverTx interface {
 	// ForEachPendingEvent calls fn for every undelivered event with an id
 	// greater than after, in id order.
 	ForEachPendingEvent(after EventID, fn func(*Event) error) error
+	// EventByUID returns the event with that public id, or ErrNotFound.
+	EventByUID(uid EventUID) (*Event, error)
+	// Delivery returns event id's delivery state at a webhook endpoint
+	// (a fresh pending one if never attempted).
+	Delivery(ep EndpointID, id EventID) (*Delivery, error)
+	// PutDelivery stores an event's delivery state at an endpoint.
+	PutDelivery(d *Delivery) error
 
 	// MarkHeld records that the payment with this hash was credited while
 	// its HTLC is still held by lnd (not yet settled).

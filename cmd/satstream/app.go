@@ -16,11 +16,14 @@ func newApp() *cli.App {
 	app.Version = common.ReadBuildInfo().String()
 	app.Flags = append(append([]cli.Flag{jsonFlag, networkFlag},
 		daemonFlags("receiver")...), daemonFlags("sender")...)
+	app.EnableBashCompletion = true
 	app.Commands = []cli.Command{
 		receiverCommand,
 		senderCommand,
 		offerCommand,
 		demoCommand,
+		completionCommand,
+		manCommand,
 	}
 	return app
 }

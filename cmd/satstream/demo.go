@@ -310,8 +310,8 @@ func (d *demo) subscribeAll(ctx context.Context) error {
 		err = d.sndAPI.do(ctx, "POST", "/v1/subscriptions",
 			map[string]any{
 				"offer":         sub.Offer,
-				"increment":     b.increment.String(),
-				"buffer":        b.buffer.String(),
+				"increment_sec": uint64(b.increment / time.Second),
+				"buffer_sec":    uint64(b.buffer / time.Second),
 				"fee_limit_ppm": demoFeeLimitPPM,
 			}, nil)
 		if err != nil {

@@ -12,9 +12,7 @@ import (
 
 // termFlags are the plan terms a provider sets, as people write them
 // (durations like 90s or 1h); the API takes msat and whole seconds.
-var termFlags = []cli.Flag{
-	cli.Uint64Flag{Name: "price", Usage: "price in msat per second"},
-	cli.Uint64Flag{Name: "min", Usage: "smallest payment accepted, msat"},
+var termFlags = append(amountFlags(priceAmount, minAmount),
 	cli.Uint64Flag{Name: "increment_msat", Usage: "amounts above the " +
 		"minimum must be a multiple of this (0: any)"},
 	cli.DurationFlag{Name: "grace", Usage: "service continues this long " +
@@ -23,20 +21,35 @@ var termFlags = []cli.Flag{
 		"may hold ahead of now"},
 	cli.DurationFlag{Name: "default_increment", Usage: "time a sender " +
 		"buys per payment, published in offers (plans only)"},
-}
+)
+
+// The provider's amounts: the price per second and the smallest payment.
+var (
+	priceAmount = amount{name: "price", old: "price",
+		what: "per second the subscription costs"}
+	minAmount = amount{name: "min", old: "min",
+		what: "of the smallest payment accepted"}
+)
 
 // termsFromFlags builds the JSON terms from the flags the user set, so an
 // update changes only what was given.
 func termsFromFlags(c *cli.Context, plan bool) (map[string]any, error) {
 	t := map[string]any{}
-	if c.IsSet("price") {
-		if c.Uint64("price") == 0 {
-			return nil, fmt.Errorf("--price must be > 0 msat per second")
-		}
-		t["price_msat_per_sec"] = c.Uint64("price")
+	price, ok, err := priceAmount.msat(c)
+	if err != nil {
+		return nil, err
 	}
-	if c.IsSet("min") {
-		t["min_payment_msat"] = c.Uint64("min")
+	if ok {
+		if price == 0 {
+			return nil, fmt.Errorf("--price_sat or --price_msat " +
+				"must be > 0")
+		}
+		t["price_msat_per_sec"] = price
+	}
+	if err := setAmounts(c, t, map[amount]string{
+		minAmount: "min_payment_msat",
+	}); err != nil {
+		return nil, err
 	}
 	if c.IsSet("increment_msat") {
 		t["increment_msat"] = c.Uint64("increment_msat")
@@ -284,9 +297,9 @@ func plansWrite(method string, withID bool) cli.ActionFunc {
 			}
 			path += "/" + id
 		} else {
-			if !c.IsSet("price") {
-				return fmt.Errorf("--price (msat per second) is " +
-					"required")
+			if _, ok := body["price_msat_per_sec"]; !ok {
+				return fmt.Errorf("--price_sat or --price_msat " +
+					"(per second) is required")
 			}
 			body["open_enrolment"] = c.Bool("open")
 		}

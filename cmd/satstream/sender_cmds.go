@@ -3,48 +3,53 @@ package main
 import (
 	"fmt"
 	"net/url"
+	"time"
 
 	"github.com/urfave/cli"
 )
 
+// The payer's amounts: caps, the highest price accepted, the fee limit.
+var (
+	maxPerDayAmount = amount{name: "max_per_day", old: "max_per_day",
+		what: "per UTC day at most, fees included (0: no cap)"}
+	maxTotalAmount = amount{name: "max_total", old: "max_total",
+		what: "over the subscription's life at most, fees included " +
+			"(0: no cap)"}
+	maxPriceAmount = amount{name: "max_price", old: "max_price",
+		what: "per second at most: dearer offers are refused"}
+	feeLimitAmount = amount{name: "fee_limit",
+		what: "of routing fees per payment at most"}
+)
+
 // payerTermFlags are the payer's own terms for a subscription.
-var payerTermFlags = []cli.Flag{
+var payerTermFlags = append([]cli.Flag{
 	cli.DurationFlag{Name: "increment", Usage: "service time each " +
 		"payment buys"},
 	cli.DurationFlag{Name: "buffer", Usage: "how far ahead of now to " +
 		"stay paid"},
-	cli.Uint64Flag{Name: "max_per_day", Usage: "cap per UTC day, msat, " +
-		"fees included (0: no cap)"},
-	cli.Uint64Flag{Name: "max_total", Usage: "cap over the " +
-		"subscription's life, msat, fees included (0: no cap)"},
-	cli.Uint64Flag{Name: "max_price", Usage: "refuse offers dearer than " +
-		"this, msat per second"},
 	cli.Uint64Flag{Name: "fee_limit_ppm", Usage: "routing fee limit per " +
 		"payment, parts per million"},
-	cli.Uint64Flag{Name: "fee_limit_msat", Usage: "routing fee limit per " +
-		"payment, msat"},
-}
+}, amountFlags(maxPerDayAmount, maxTotalAmount, maxPriceAmount,
+	feeLimitAmount)...)
 
 // payerTerms builds the terms JSON from the flags the user set.
-func payerTerms(c *cli.Context) map[string]any {
+func payerTerms(c *cli.Context) (map[string]any, error) {
 	t := map[string]any{}
 	for _, d := range []string{"increment", "buffer"} {
 		if c.IsSet(d) {
-			t[d] = c.Duration(d).String()
+			t[d+"_sec"] = uint64(c.Duration(d) / time.Second)
 		}
 	}
-	for flag, key := range map[string]string{
-		"max_per_day":    "max_per_day_msat",
-		"max_total":      "max_total_msat",
-		"max_price":      "max_price_msat_per_sec",
-		"fee_limit_ppm":  "fee_limit_ppm",
-		"fee_limit_msat": "fee_limit_msat",
-	} {
-		if c.IsSet(flag) {
-			t[key] = c.Uint64(flag)
-		}
+	if c.IsSet("fee_limit_ppm") {
+		t["fee_limit_ppm"] = c.Uint64("fee_limit_ppm")
 	}
-	return t
+	err := setAmounts(c, t, map[amount]string{
+		maxPerDayAmount: "max_per_day_msat",
+		maxTotalAmount:  "max_total_msat",
+		maxPriceAmount:  "max_price_msat_per_sec",
+		feeLimitAmount:  "fee_limit_msat",
+	})
+	return t, err
 }
 
 // senderCommand is everything a payer does with satstream-sender.
@@ -169,7 +174,10 @@ func subscribe(c *cli.Context) error {
 		return fmt.Errorf("subscribe takes exactly one argument, the " +
 			"offer string (satoffer1...) the provider gave you")
 	}
-	body := payerTerms(c)
+	body, err := payerTerms(c)
+	if err != nil {
+		return err
+	}
 	body["offer"] = c.Args().First()
 	if c.IsSet("preset") {
 		body["preset"] = c.String("preset")
@@ -205,11 +213,15 @@ func updateSenderSub(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	body := payerTerms(c)
+	body, err := payerTerms(c)
+	if err != nil {
+		return err
+	}
 	if len(body) == 0 {
 		return fmt.Errorf("nothing to change: give at least one of " +
-			"--increment, --buffer, --max_per_day, --max_total, " +
-			"--max_price, --fee_limit_ppm, --fee_limit_msat")
+			"--increment, --buffer, --max_per_day_sat|_msat, " +
+			"--max_total_sat|_msat, --max_price_sat|_msat, " +
+			"--fee_limit_ppm, --fee_limit_sat|_msat")
 	}
 	return call(c, "sender", "PATCH", "/v1/subscriptions/"+id, body, "")
 }

@@ -38,7 +38,7 @@ func (s *soak) senderPayments(ctx context.Context, id string) (
 	for {
 		var page struct {
 			Payments  []senderPayment `json:"payments"`
-			NextAfter uint64          `json:"next_after"`
+			NextAfter string          `json:"next_after"`
 		}
 		if code := s.snd.do(ctx, "GET", fmt.Sprintf(
 			"/v1/subscriptions/%s/payments?limit=1000&after=%d", id,
@@ -50,7 +50,7 @@ func (s *soak) senderPayments(ctx context.Context, id string) (
 		if len(page.Payments) < 1000 {
 			return all, nil
 		}
-		after = page.NextAfter
+		after = page.Payments[len(page.Payments)-1].Sequence
 	}
 }
 

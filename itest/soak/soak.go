@@ -320,8 +320,9 @@ func (s *soak) run(ctx context.Context, res *Result) error {
 	}
 	for i, offer := range offers {
 		code := s.snd.do(ctx, "POST", "/v1/subscriptions", map[string]any{
-			"offer": offer, "increment": s.cfg.Increment.String(),
-			"buffer":        (s.cfg.Increment / 2).String(),
+			"offer":         offer,
+			"increment_sec": uint64(s.cfg.Increment / time.Second),
+			"buffer_sec":    uint64(s.cfg.Increment / 2 / time.Second),
 			"fee_limit_ppm": 1_000_000, "fee_limit_msat": 10_000,
 		}, nil)
 		if code != 201 {

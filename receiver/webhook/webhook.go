@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -137,6 +138,10 @@ func Body(ev *store.Event, network string) ([]byte, error) {
 	return json.Marshal(NewEnvelope(ev, network))
 }
 
+// DefaultGiveUpAfter is how long an event is retried at one endpoint
+// before it is given up there (Stripe: 3 days).
+const DefaultGiveUpAfter = 3 * 24 * time.Hour
+
 // Config wires a Dispatcher.
 type Config struct {
 	Store  store.ReceiverStore
@@ -149,27 +154,43 @@ type Config struct {
 	Log     btclog.Logger
 	// InitialBackoff and MaxBackoff shape the retry schedule.
 	InitialBackoff, MaxBackoff time.Duration
+	// GiveUpAfter is how long an event is retried at one endpoint,
+	// counted from its creation (or from a manual retry), before it is
+	// given up there: the dead-letter state (DefaultGiveUpAfter if 0).
+	GiveUpAfter time.Duration
+	// Jitter spreads a retry delay (nil: a uniform pick in [d/2, d]).
+	Jitter func(d time.Duration) time.Duration
 	// Now is the clock (time.Now if nil).
 	Now func() time.Time
 	// OnResult, if set, is told about every delivery attempt.
 	OnResult func(ok bool)
 }
 
-// Dispatcher delivers pending events.
-type Dispatcher struct {
-	cfg  Config
+// endpoint is one webhook URL with its own queue: its own pass over the
+// outbox, its own retry schedule and its own wake-up.
+type endpoint struct {
+	url  string
+	id   store.EndpointID
 	wake chan struct{}
+}
 
-	// done remembers the URLs an event reached in this run, so a retry
-	// after a partial failure does not resend to the others.
-	mu   sync.Mutex
-	done map[store.EventID]map[string]bool
+// Dispatcher delivers pending events, one independent queue per endpoint,
+// so an endpoint that is down never holds back the others.
+type Dispatcher struct {
+	cfg Config
+	eps []*endpoint
 }
 
 // New returns a dispatcher; Run starts it.
 func New(cfg Config) *Dispatcher {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.GiveUpAfter <= 0 {
+		cfg.GiveUpAfter = DefaultGiveUpAfter
+	}
+	if cfg.Jitter == nil {
+		cfg.Jitter = equalJitter
 	}
 	client := &http.Client{Timeout: 10 * time.Second}
 	if cfg.Client != nil {
@@ -183,23 +204,35 @@ func New(cfg Config) *Dispatcher {
 		return http.ErrUseLastResponse
 	}
 	cfg.Client = client
-	return &Dispatcher{
-		cfg:  cfg,
-		wake: make(chan struct{}, 1),
-		done: map[store.EventID]map[string]bool{},
+	d := &Dispatcher{cfg: cfg}
+	for _, u := range cfg.URLs {
+		d.eps = append(d.eps, &endpoint{url: u,
+			id: store.NewEndpointID(u), wake: make(chan struct{}, 1)})
 	}
+	return d
+}
+
+// equalJitter picks a delay uniformly in [d/2, d], so endpoints that
+// failed together do not retry in lockstep.
+func equalJitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
 }
 
 // Notify tells the dispatcher new events were committed.
 func (d *Dispatcher) Notify() {
-	select {
-	case d.wake <- struct{}{}:
-	default:
+	for _, ep := range d.eps {
+		select {
+		case ep.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
 // Delay returns the wait before retry number attempts (1-based) on the
-// exponential schedule, capped at maxDelay.
+// exponential schedule, capped at maxDelay (before jitter).
 func Delay(attempts uint32, initial, maxDelay time.Duration) time.Duration {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = initial
@@ -215,13 +248,27 @@ func Delay(attempts uint32, initial, maxDelay time.Duration) time.Duration {
 	return d
 }
 
-// Run delivers until ctx ends. Retries never give up: at the longest
-// interval an endpoint down for days still gets every event.
+// Run delivers until ctx ends, one goroutine per endpoint.
 func (d *Dispatcher) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, ep := range d.eps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.runEndpoint(ctx, ep)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// runEndpoint is one endpoint's queue.
+func (d *Dispatcher) runEndpoint(ctx context.Context, ep *endpoint) {
 	for {
-		next, err := d.pass(ctx)
+		next, err := d.pass(ctx, ep)
 		if err != nil && ctx.Err() == nil {
-			d.cfg.Log.Errorf("webhook pass: %v", err)
+			d.cfg.Log.Errorf("webhook pass for %s: %v",
+				RedactURL(ep.url), err)
 			next = d.cfg.Now().Add(d.cfg.InitialBackoff)
 		}
 		wait := time.Minute
@@ -235,31 +282,41 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil
-		case <-d.wake:
+			return
+		case <-ep.wake:
 		case <-t.C:
 		}
 		t.Stop()
 	}
 }
 
-// pass tries every due event once, oldest first, holding back later events
-// of a subscription whose earlier event is waiting for a retry. It returns
-// the earliest time a retry is due (zero: none).
-func (d *Dispatcher) pass(ctx context.Context) (time.Time, error) {
+// pass tries every event due at ep once, oldest first, holding back later
+// events of a subscription whose earlier event waits for a retry there. It
+// returns the earliest time a retry is due (zero: none).
+func (d *Dispatcher) pass(ctx context.Context, ep *endpoint) (time.Time,
+	error) {
+
 	const batch = 500
+	type item struct {
+		ev *store.Event
+		dl *store.Delivery
+	}
 	var (
 		next    time.Time
 		blocked = map[store.SubID]bool{}
 		after   store.EventID
 	)
 	for {
-		var evs []*store.Event
+		var items []item
 		err := d.cfg.Store.View(ctx, func(tx store.ReceiverTx) error {
-			evs = evs[:0]
+			items = items[:0]
 			return tx.ForEachPendingEvent(after, func(ev *store.Event) error {
-				evs = append(evs, ev)
-				if len(evs) >= batch {
+				dl, err := tx.Delivery(ep.id, ev.ID)
+				if err != nil {
+					return err
+				}
+				items = append(items, item{ev, dl})
+				if len(items) >= batch {
 					return store.ErrStop
 				}
 				return nil
@@ -268,96 +325,221 @@ func (d *Dispatcher) pass(ctx context.Context) (time.Time, error) {
 		if err != nil {
 			return next, err
 		}
-		if len(evs) == 0 {
+		if len(items) == 0 {
 			return next, nil
 		}
-		for _, ev := range evs {
+		for _, it := range items {
+			ev, dl := it.ev, it.dl
 			after = ev.ID
-			if blocked[ev.SubID] {
+			if dl.State != store.DeliveryPending || blocked[ev.SubID] {
 				continue
 			}
-			now := d.cfg.Now()
-			if ev.NextAttempt.After(now) {
+			if dl.NextAttempt.After(d.cfg.Now()) {
 				blocked[ev.SubID] = true
-				if next.IsZero() || ev.NextAttempt.Before(next) {
-					next = ev.NextAttempt
+				if next.IsZero() || dl.NextAttempt.Before(next) {
+					next = dl.NextAttempt
 				}
 				continue
 			}
-			ok, err := d.deliver(ctx, ev)
+			err := d.deliver(ctx, ep, ev, dl)
 			if ctx.Err() != nil {
 				return next, nil
 			}
 			if err != nil {
 				return next, err
 			}
-			if !ok {
+			if dl.State == store.DeliveryPending {
 				blocked[ev.SubID] = true
-				if next.IsZero() || ev.NextAttempt.Before(next) {
-					next = ev.NextAttempt
+				if next.IsZero() || dl.NextAttempt.Before(next) {
+					next = dl.NextAttempt
 				}
 			}
 		}
 	}
 }
 
-// deliver sends ev to every URL it has not reached yet and records the
-// result.
-func (d *Dispatcher) deliver(ctx context.Context, ev *store.Event) (bool, error) {
+// deliver sends ev to ep and records the result in ep's delivery state
+// (and the event's summary). The record is written after the 2xx: a crash
+// in between sends the event again after the restart (at least once;
+// endpoints deduplicate by the event id).
+func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint,
+	ev *store.Event, dl *store.Delivery) error {
+
 	body, err := Body(ev, d.cfg.Network)
 	if err != nil {
-		return false, err
+		return err
 	}
-	d.mu.Lock()
-	reached := d.done[ev.ID]
-	if reached == nil {
-		reached = map[string]bool{}
-		d.done[ev.ID] = reached
+	postErr := d.post(ctx, ep.url, body)
+	if d.cfg.OnResult != nil && ctx.Err() == nil {
+		d.cfg.OnResult(postErr == nil)
 	}
-	d.mu.Unlock()
-
-	var lastErr error
-	for _, u := range d.cfg.URLs {
-		if reached[u] {
-			continue
-		}
-		err := d.post(ctx, u, body)
-		if d.cfg.OnResult != nil && ctx.Err() == nil {
-			d.cfg.OnResult(err == nil)
-		}
-		if err != nil {
-			lastErr = fmt.Errorf("%s: %w", RedactURL(u), err)
-			continue
-		}
-		reached[u] = true
+	if postErr != nil && ctx.Err() != nil {
+		return nil
 	}
-
 	now := d.cfg.Now()
-	if lastErr == nil {
-		d.mu.Lock()
-		delete(d.done, ev.ID)
-		d.mu.Unlock()
-		d.cfg.Log.Debugf("event %d (%v) delivered", ev.ID, ev.Type)
-		// Record the delivery even if we are shutting down, so the
-		// endpoint does not get it again after a restart.
-		return true, d.cfg.Store.Update(context.WithoutCancel(ctx),
-			func(tx store.ReceiverTx) error {
-				return tx.MarkEventDelivered(ev.ID, now)
-			})
+	if postErr == nil {
+		dl.State, dl.FinishedAt = store.DeliveryDelivered, now
+		dl.LastError = ""
+		d.cfg.Log.Debugf("event %d (%v) delivered to %s", ev.ID,
+			ev.Type, RedactURL(ep.url))
+	} else {
+		dl.Attempts++
+		dl.LastError = postErr.Error()
+		since := dl.RetrySince
+		if since.IsZero() {
+			since = ev.CreatedAt
+		}
+		dl.NextAttempt = now.Add(d.cfg.Jitter(Delay(dl.Attempts,
+			d.cfg.InitialBackoff, d.cfg.MaxBackoff)))
+		if now.Sub(since) >= d.cfg.GiveUpAfter {
+			dl.State, dl.FinishedAt = store.DeliveryDead, now
+			dl.NextAttempt = time.Time{}
+			d.cfg.Log.Warnf("event %d (%v) given up at %s after %d "+
+				"attempts over %v (dead letter; POST "+
+				"/v1/webhooks/events/%v/retry to try again): %v",
+				ev.ID, ev.Type, RedactURL(ep.url), dl.Attempts,
+				now.Sub(since).Round(time.Second), ev.UID, postErr)
+		} else {
+			d.cfg.Log.Warnf("event %d (%v) not delivered to %s "+
+				"(attempt %d, next at %v): %v", ev.ID, ev.Type,
+				RedactURL(ep.url), dl.Attempts,
+				dl.NextAttempt.Format(time.RFC3339), postErr)
+		}
 	}
-	if ctx.Err() != nil {
-		return false, nil
+	// Record the result even if we are shutting down, so a delivered
+	// event is not sent again after a restart.
+	return d.cfg.Store.Update(context.WithoutCancel(ctx),
+		func(tx store.ReceiverTx) error {
+			if err := tx.PutDelivery(dl); err != nil {
+				return err
+			}
+			return d.settle(tx, ev.ID, ep, postErr, now)
+		})
+}
+
+// settle updates the event's summary after an attempt at ep: it leaves the
+// outbox once every endpoint has it delivered; an event given up anywhere
+// stays listed as pending (the dead letters) until retried.
+func (d *Dispatcher) settle(tx store.ReceiverTx, id store.EventID,
+	ep *endpoint, postErr error, now time.Time) error {
+
+	ev, err := tx.Event(id)
+	if err != nil {
+		return err
 	}
-	ev.Attempts++
-	ev.LastError = lastErr.Error()
-	ev.NextAttempt = now.Add(Delay(ev.Attempts, d.cfg.InitialBackoff,
-		d.cfg.MaxBackoff))
-	d.cfg.Log.Warnf("event %d (%v) not delivered (attempt %d, next at "+
-		"%v): %v", ev.ID, ev.Type, ev.Attempts,
-		ev.NextAttempt.Format(time.RFC3339), lastErr)
-	return false, d.cfg.Store.Update(ctx, func(tx store.ReceiverTx) error {
-		return tx.PutEvent(ev)
-	})
+	if postErr != nil {
+		ev.Attempts++
+		ev.LastError = RedactURL(ep.url) + ": " + postErr.Error()
+	}
+	all := true
+	ev.NextAttempt = time.Time{}
+	for _, e := range d.eps {
+		dl, err := tx.Delivery(e.id, id)
+		if err != nil {
+			return err
+		}
+		if dl.State != store.DeliveryDelivered {
+			all = false
+		}
+		if dl.State == store.DeliveryPending &&
+			(ev.NextAttempt.IsZero() || dl.NextAttempt.Before(
+				ev.NextAttempt)) {
+
+			ev.NextAttempt = dl.NextAttempt
+		}
+	}
+	if all {
+		ev.Delivered, ev.DeliveredAt = true, now
+	}
+	return tx.PutEvent(ev)
+}
+
+// DeliveryView is one event's state at one endpoint, as the API shows it.
+type DeliveryView struct {
+	Endpoint    string     `json:"endpoint"`
+	URL         string     `json:"url"`
+	State       string     `json:"state"`
+	Attempts    uint32     `json:"attempts"`
+	LastError   string     `json:"last_error,omitempty"`
+	NextAttempt *time.Time `json:"next_attempt,omitempty"`
+	FinishedAt  *time.Time `json:"finished_at,omitempty"`
+}
+
+// Deliveries returns ev's state at each of urls.
+func Deliveries(tx store.ReceiverTx, urls []string, ev *store.Event) (
+	[]DeliveryView, error) {
+
+	out := make([]DeliveryView, 0, len(urls))
+	for _, u := range urls {
+		dl, err := tx.Delivery(store.NewEndpointID(u), ev.ID)
+		if err != nil {
+			return nil, err
+		}
+		v := DeliveryView{Endpoint: dl.Endpoint.String(),
+			URL: RedactURL(u), State: dl.State.String(),
+			Attempts: dl.Attempts, LastError: dl.LastError}
+		if ev.Delivered && dl.State == store.DeliveryPending {
+			// Delivered before per-endpoint state was kept.
+			v.State = store.DeliveryDelivered.String()
+		}
+		if dl.State == store.DeliveryPending && dl.Attempts > 0 {
+			t := dl.NextAttempt.UTC()
+			v.NextAttempt = &t
+		}
+		if !dl.FinishedAt.IsZero() {
+			t := dl.FinishedAt.UTC()
+			v.FinishedAt = &t
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// ErrNoEndpoints is returned by Retry when no webhook URL is configured.
+var ErrNoEndpoints = errors.New("no webhook endpoints configured")
+
+// Retry makes the event with public id uid due now at urls: at the
+// endpoints where it is dead or still pending, or, if every endpoint has
+// it, at all of them again (a resend). The give-up clock restarts. The
+// caller wakes the dispatcher.
+func Retry(tx store.ReceiverTx, urls []string, uid store.EventUID,
+	now time.Time) (*store.Event, error) {
+
+	if len(urls) == 0 {
+		return nil, ErrNoEndpoints
+	}
+	ev, err := tx.EventByUID(uid)
+	if err != nil {
+		return nil, err
+	}
+	var dls []*store.Delivery
+	open := 0
+	for _, u := range urls {
+		dl, err := tx.Delivery(store.NewEndpointID(u), ev.ID)
+		if err != nil {
+			return nil, err
+		}
+		if ev.Delivered && dl.State == store.DeliveryPending {
+			dl.State = store.DeliveryDelivered
+		}
+		if dl.State != store.DeliveryDelivered {
+			open++
+		}
+		dls = append(dls, dl)
+	}
+	for _, dl := range dls {
+		if open > 0 && dl.State == store.DeliveryDelivered {
+			continue
+		}
+		dl.State = store.DeliveryPending
+		dl.NextAttempt, dl.RetrySince = now, now
+		dl.FinishedAt = time.Time{}
+		if err := tx.PutDelivery(dl); err != nil {
+			return nil, err
+		}
+	}
+	ev.Delivered, ev.DeliveredAt, ev.NextAttempt = false, time.Time{}, now
+	return ev, tx.PutEvent(ev)
 }
 
 // ErrRedirect reports an endpoint that answered with a redirect, which is

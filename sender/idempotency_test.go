@@ -1,0 +1,119 @@
+package sender
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/btcsuite/btclog/v2"
+	"github.com/satstream/satstream/common"
+	"github.com/satstream/satstream/common/idem"
+	"github.com/stretchr/testify/require"
+)
+
+// idemAPI serves h's engine with Idempotency-Key handling, as the daemon
+// does; called again after h.load() it is the restarted daemon's API.
+func idemAPI(h *harness) http.Handler {
+	tokens := common.Tokens{Admin: "adm", ReadOnly: "ro"}
+	api := &apiServer{engine: h.eng, log: btclog.Disabled,
+		health: func() map[string]any { return nil }, tokens: tokens,
+		idem: idem.New(h.db, btclog.Disabled)}
+	return tokens.Middleware(api.routes())
+}
+
+func postWithKey(t *testing.T, srv http.Handler, key, body string) (int,
+	string) {
+
+	req := httptest.NewRequest("POST", "/v1/subscriptions",
+		strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer adm")
+	if key != "" {
+		req.Header.Set(idem.Header, key)
+	}
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, req)
+	out, err := io.ReadAll(rec.Body)
+	require.NoError(t, err)
+	return rec.Code, string(out)
+}
+
+// TestRetriedPlanOfferPOSTStartsOneSubscription reproduces the double
+// payment: a POST of an open-enrolment offer retried (after a timeout, or
+// after the daemon restarted) started a second paying subscription. With
+// the same Idempotency-Key the retry gets the first answer, also across a
+// restart and when both are sent at once; a different body is a 409.
+func TestRetriedPlanOfferPOSTStartsOneSubscription(t *testing.T) {
+	h := newHarness(t, nil)
+	h.run()
+	offer := testOffer(t, 1000, time.Hour, true)
+	body := `{"offer":"` + offer + `","paused":true}`
+
+	// Without a key a retry is a second subscription (why keys exist).
+	c1, _ := postWithKey(t, idemAPI(h), "", body)
+	c2, _ := postWithKey(t, idemAPI(h), "", body)
+	require.Equal(t, []int{201, 201}, []int{c1, c2})
+	require.Len(t, h.eng.List(""), 2)
+
+	srv := idemAPI(h)
+	code, first := postWithKey(t, srv, "retry-1", body)
+	require.Equal(t, http.StatusCreated, code, first)
+	require.Len(t, h.eng.List(""), 3)
+
+	// The daemon restarts; the client retries.
+	h.stop()
+	h.load()
+	h.run()
+	srv = idemAPI(h)
+	code, again := postWithKey(t, srv, "retry-1", body)
+	require.Equal(t, http.StatusCreated, code)
+	require.Equal(t, first, again)
+	require.Len(t, h.eng.List(""), 3)
+
+	// Same key, another body.
+	code, out := postWithKey(t, srv, "retry-1",
+		`{"offer":"`+offer+`","paused":false}`)
+	require.Equal(t, http.StatusConflict, code, out)
+	require.Contains(t, out, "idempotency_key_reused")
+
+	// Two identical requests at once: one executes.
+	var (
+		wg    sync.WaitGroup
+		codes [2]int
+		outs  [2]string
+	)
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[i], outs[i] = postWithKey(t, srv, "together", body)
+		}()
+	}
+	wg.Wait()
+	require.Equal(t, [2]int{201, 201}, codes)
+	require.Equal(t, outs[0], outs[1])
+	require.Len(t, h.eng.List(""), 4)
+}
+
+// TestAddExecutedAgainUnderOneKeyFindsItsSubscription: a daemon that
+// stopped after adding the subscription but before storing the response
+// executes the retry again; the seeded id finds the first subscription.
+func TestAddExecutedAgainUnderOneKeyFindsItsSubscription(t *testing.T) {
+	h := newHarness(t, nil)
+	h.run()
+	offer := testOffer(t, 1000, time.Hour, true)
+	ctx := idem.WithSeed(context.Background(), [16]byte{7})
+	v1, err := h.eng.Add(ctx, offer, TermsRequest{}, true)
+	require.NoError(t, err)
+	h.stop()
+	h.load()
+	h.run()
+	v2, err := h.eng.Add(ctx, offer, TermsRequest{}, true)
+	require.NoError(t, err)
+	require.Equal(t, v1.ID, v2.ID)
+	require.Len(t, h.eng.List(""), 1)
+}
