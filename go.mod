@@ -16,6 +16,7 @@ require (
 	github.com/lightningnetwork/lnd/cert v1.2.2
 	github.com/lightningnetwork/lnd/tlv v1.3.2
 	github.com/prometheus/client_golang v1.11.1
+	github.com/skip2/go-qrcode v0.0.0-20200617195104-da1b6568686e
 	github.com/stretchr/testify v1.11.1
 	github.com/urfave/cli v1.22.14
 	golang.org/x/sync v0.25.0
