@@ -16,6 +16,7 @@ import (
 	"github.com/btcsuite/btclog/v2"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/satstream/satstream/common"
+	"github.com/satstream/satstream/common/dashboard"
 	"github.com/satstream/satstream/store"
 )
 
@@ -44,6 +45,7 @@ type Daemon struct {
 
 	apiSrv    *common.Server
 	metricsSv *common.Server
+	dash      *dashboard.Kit
 
 	lndState atomic.Value // string
 
@@ -137,13 +139,20 @@ func (d *Daemon) Start(ctx context.Context) error {
 	}
 	api := &apiServer{engine: d.engine, log: d.logs.Logger(TagAPI),
 		health: d.health}
-	d.apiSrv, err = common.Listen("API", cfg.API.Listen,
-		tokens.Middleware(api.routes()), tlsCfg, cfg.API.Limits())
+	dash, handler, err := newDashboard(d.engine, tokens, api.routes(),
+		d.health)
+	if err != nil {
+		return fail(err)
+	}
+	d.dash = dash
+	d.apiSrv, err = common.Listen("API", cfg.API.Listen, handler, tlsCfg,
+		cfg.API.Limits())
 	if err != nil {
 		return fail(fmt.Errorf("--api.listen=%s: %w", cfg.API.Listen, err))
 	}
 	d.serve(d.apiSrv)
 	d.log.Infof("API listening on https://%s", d.apiSrv.Addr())
+	d.logDashboard()
 
 	if cfg.Metrics.Listen != "" {
 		mux := http.NewServeMux()
@@ -268,6 +277,7 @@ func (d *Daemon) Stop() error {
 		if d.cancel != nil {
 			d.cancel()
 		}
+		d.dash.Stop()
 		d.closeAll()
 		if d.db != nil {
 			if err := d.db.Err(); err != nil {
