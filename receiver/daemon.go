@@ -22,6 +22,7 @@ import (
 	"github.com/lightningnetwork/lnd/routing/route"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/satstream/satstream/common"
+	"github.com/satstream/satstream/common/dashboard"
 	"github.com/satstream/satstream/receiver/core"
 	"github.com/satstream/satstream/receiver/webhook"
 	"github.com/satstream/satstream/store"
@@ -52,6 +53,7 @@ type Daemon struct {
 
 	apiSrv     *common.Server
 	metricsSrv *common.Server
+	dash       *dashboard.Kit
 
 	node         atomic.Pointer[route.Vertex]
 	lndConnected atomic.Bool
@@ -173,7 +175,12 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		health: d.health,
 		notify: d.notifyEvents,
 	}
-	d.apiSrv, err = common.Listen("API", d.cfg.API.Listen, api.handler(),
+	dash, handler, err := newDashboard(api)
+	if err != nil {
+		return err
+	}
+	d.dash = dash
+	d.apiSrv, err = common.Listen("API", d.cfg.API.Listen, handler,
 		tlsConf, d.cfg.API.Limits())
 	if err != nil {
 		return fmt.Errorf("--api.listen %s: %w", d.cfg.API.Listen, err)
@@ -230,6 +237,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	d.log.Infof("satstream-receiver started: API https://%s, data in %s",
 		d.APIAddr(), d.cfg.DataDir)
+	d.logDashboard()
 	return nil
 }
 
@@ -269,6 +277,7 @@ func (d *Daemon) Stop() error {
 		if d.cancel != nil {
 			d.cancel()
 		}
+		d.dash.Stop()
 		ctx, cancel := context.WithTimeout(context.Background(),
 			5*time.Second)
 		defer cancel()
@@ -334,8 +343,9 @@ func (d *Daemon) webhookSecret() ([]byte, error) {
 		webhook.SecretFile))
 }
 
-// notifyEvents wakes the webhook dispatcher.
+// notifyEvents wakes the webhook dispatcher and the open dashboards.
 func (d *Daemon) notifyEvents() {
+	d.dash.Notify()
 	if d.hooks != nil {
 		d.hooks.Notify()
 	}

@@ -232,3 +232,11 @@ func Mount(api, dash http.Handler) http.Handler {
 		dash.ServeHTTP(w, r)
 	})
 }
+
+// Notify tells the open pages that something changed (nil-safe, never
+// blocks).
+func (k *Kit) Notify() {
+	if k != nil {
+		k.cfg.Events.Notify()
+	}
+}
