@@ -25,7 +25,16 @@ bash itest/fuzz.sh 5000x
 step "govulncheck (.ci/vulncheck.sh; offline database from the module proxy if vuln.go.dev is unreachable)"
 bash .ci/vulncheck.sh
 
-step "integration tests (real btcd and lnd on 127.0.0.1)"
+# The dashboard tests drive Debian's chromium headless (chromedp).
+if ! command -v chromium >/dev/null; then
+	step "installing chromium for the dashboard browser tests (apt-get)"
+	sudo=""
+	if [ "$(id -u)" != 0 ]; then sudo=sudo; fi
+	$sudo apt-get update
+	$sudo apt-get install -y chromium
+fi
+
+step "integration tests (real btcd and lnd on 127.0.0.1, dashboards in headless chromium)"
 go test -tags itest -count=1 -timeout 60m -v ./itest/...
 
 # The harness kills every process it starts, by PID; prove it here too.
