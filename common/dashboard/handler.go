@@ -33,7 +33,9 @@ func (k *Kit) Handler(app http.Handler) http.Handler {
 			"form-action 'self'")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
+		// same-origin, not no-referrer: with no-referrer browsers send
+		// "Origin: null" on form posts, which sameOrigin refuses.
+		h.Set("Referrer-Policy", "same-origin")
 
 		switch {
 		case strings.HasPrefix(r.URL.Path, "/static/"):
