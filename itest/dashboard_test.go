@@ -146,12 +146,14 @@ func pasteToken(t *testing.T, b context.Context, site *dashSite, token string) {
 // status.
 func forgedPost(t *testing.T, b context.Context, path, body string) int {
 	t.Helper()
-	return js[int](t, b, fmt.Sprintf(`(async () => {
+	status, err := chromedp.Run(b, chromedp.Evaluate[int](fmt.Sprintf(`(async () => {
 		const csrf = document.querySelector('input[name=csrf]').value;
 		const r = await fetch(%q, {method: "POST", headers: {
 			"Content-Type": "application/x-www-form-urlencoded"},
 			body: "csrf=" + csrf + "&" + %q});
-		return r.status; })()`, path, body))
+		return r.status; })()`, path, body), chromedp.EvalAwaitPromise))
+	require.NoError(t, err)
+	return status
 }
 
 // screenshot saves the page; into docs/img when SATSTREAM_SCREENSHOTS is

@@ -175,7 +175,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		health: d.health,
 		notify: d.notifyEvents,
 	}
-	dash, handler, err := newDashboard(api)
+	dash, handler, err := newDashboard(api, len(d.cfg.Webhook.URLs))
 	if err != nil {
 		return err
 	}

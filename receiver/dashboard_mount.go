@@ -17,7 +17,9 @@ import (
 // API: /v1/ stays the REST API (behind its bearer tokens), everything else
 // is the dashboard (behind its sessions). The daemon's notifyEvents feeds
 // the kit's notifier, so open pages follow every change.
-func newDashboard(api *apiServer) (*kit.Kit, http.Handler, error) {
+func newDashboard(api *apiServer, webhooks int) (*kit.Kit, http.Handler,
+	error) {
+
 	changes := kit.NewNotifier()
 	k := kit.New(kit.Config{Name: "Provider dashboard",
 		Cookie: "satstream_receiver", Tokens: api.tokens,
@@ -37,6 +39,7 @@ func newDashboard(api *apiServer) (*kit.Kit, http.Handler, error) {
 		},
 		SavePlan: api.savePlanFromDashboard,
 		Health:   api.health,
+		Webhooks: webhooks,
 		Now:      api.now,
 		Changes:  changes,
 	})

@@ -45,7 +45,7 @@ func newDashHarness(t *testing.T) *dashHarness {
 		health: func() map[string]any { return map[string]any{"lnd_connected": true} },
 		tokens: tokens,
 	}
-	k, h, err := newDashboard(s)
+	k, h, err := newDashboard(s, 0)
 	// The API tells the open pages about its changes, as the daemon's
 	// notifyEvents does.
 	s.notify = k.Notify

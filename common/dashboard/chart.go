@@ -33,7 +33,7 @@ func BarChart(bars []Bar, caption string) template.HTML {
 	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, `<svg class="chart" viewBox="0 0 %.0f %.0f" `+
-		`role="img" aria-label="%s" preserveAspectRatio="none">`,
+		`role="img" aria-label="%s">`,
 		w, h, template.HTMLEscapeString(caption))
 	if len(bars) == 0 {
 		sb.WriteString(`</svg>`)

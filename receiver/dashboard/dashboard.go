@@ -59,6 +59,8 @@ type Config struct {
 	// SavePlan creates (id "") or updates a plan with the API's rules;
 	// its error is shown to the provider.
 	SavePlan func(ctx context.Context, id string, in PlanInput) (*store.Plan, error)
+	// Webhooks counts the webhook URLs (0: events are kept, not sent).
+	Webhooks int
 	// Health is the body of /v1/health.
 	Health func() map[string]any
 	// Now is the clock (time.Now if nil).
@@ -97,9 +99,6 @@ func New(k *kit.Kit, cfg Config) (*Dashboard, error) {
 		"msat":    func(m lnwire.MilliSatoshi) uint64 { return uint64(m) },
 		"graceTo": func(s *store.ReceiverSubscription) time.Time { return s.PaidUntil.Add(s.Terms.Grace) },
 		"mul":     func(secs uint64) time.Duration { return time.Duration(secs) * time.Second },
-		"minutes": func(d time.Duration) string { return strconv.FormatFloat(d.Minutes(), 'f', -1, 64) },
-		"satsIn":  func(m uint64) string { return strconv.FormatFloat(float64(m)/1000, 'f', -1, 64) },
-		"perHour": func(m uint64) string { return strconv.FormatFloat(float64(m)*3.6, 'f', -1, 64) },
 	})
 	if err != nil {
 		return nil, err
@@ -144,6 +143,7 @@ type overview struct {
 	Unclaimed   []core.PaymentView
 	UnclaimedMs uint64
 	Pending     int
+	Webhooks    int
 	LastError   string
 	NextAttempt time.Time
 	Health      []kv
@@ -198,7 +198,7 @@ func (d *Dashboard) loadOverview(ctx context.Context) (*overview, error) {
 		states map[store.SubState]int
 	)
 	err := d.cfg.Store.View(ctx, func(tx store.ReceiverTx) error {
-		o = &overview{at: now}
+		o = &overview{at: now, Webhooks: d.cfg.Webhooks}
 		hours, days = [48]uint64{}, [14]uint64{}
 		plans = map[store.PlanID]*planIncome{}
 		states = map[store.SubState]int{}
