@@ -40,8 +40,10 @@ func newDashboard(api *apiServer, webhooks int) (*kit.Kit, http.Handler,
 		SavePlan: api.savePlanFromDashboard,
 		Health:   api.health,
 		Webhooks: webhooks,
-		Now:      api.now,
-		Changes:  changes,
+		// The API's notify wakes the dispatcher (and the pages).
+		WakeWebhooks: func() { api.notify() },
+		Now:          api.now,
+		Changes:      changes,
 	})
 	if err != nil {
 		return nil, nil, err

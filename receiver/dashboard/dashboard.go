@@ -61,6 +61,8 @@ type Config struct {
 	SavePlan func(ctx context.Context, id string, in PlanInput) (*store.Plan, error)
 	// Webhooks counts the webhook URLs (0: events are kept, not sent).
 	Webhooks int
+	// WakeWebhooks makes the webhook dispatcher look at its queue now.
+	WakeWebhooks func()
 	// Health is the body of /v1/health.
 	Health func() map[string]any
 	// Now is the clock (time.Now if nil).
@@ -122,6 +124,7 @@ func (d *Dashboard) Handler() http.Handler {
 	mux.HandleFunc("POST /plans", d.savePlan)
 	mux.HandleFunc("GET /plans/{id}", d.plan)
 	mux.HandleFunc("POST /plans/{id}", d.savePlan)
+	mux.HandleFunc("POST /webhooks/retry", d.retryWebhooks)
 	return mux
 }
 
@@ -704,4 +707,45 @@ func (d *Dashboard) savePlan(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, "/plans", http.StatusSeeOther)
+}
+
+// maxRetryBatch bounds the events one retry click reschedules (one store
+// transaction).
+const maxRetryBatch = 1000
+
+// retryWebhooks makes every queued event due now (the oldest
+// maxRetryBatch) and wakes the dispatcher, instead of waiting out the
+// backoff after an endpoint was fixed.
+func (d *Dashboard) retryWebhooks(w http.ResponseWriter, r *http.Request) {
+	now := d.cfg.Now()
+	err := d.cfg.Store.Update(r.Context(), func(tx store.ReceiverTx) error {
+		var due []*store.Event
+		err := tx.ForEachPendingEvent(0, func(ev *store.Event) error {
+			if ev.NextAttempt.After(now) {
+				due = append(due, ev)
+			}
+			if len(due) >= maxRetryBatch {
+				return store.ErrStop
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, store.ErrStop) {
+			return err
+		}
+		for _, ev := range due {
+			ev.NextAttempt = now
+			if err := tx.PutEvent(ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		d.pages.Error(w, r, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if d.cfg.WakeWebhooks != nil {
+		d.cfg.WakeWebhooks()
+	}
+	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
