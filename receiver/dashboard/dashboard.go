@@ -143,6 +143,10 @@ type overview struct {
 	ByPlan      []planIncome
 	Refusals    []reasonCount
 	Refused     uint64
+	// Recent counts the refused payments of known subscriptions in the
+	// last 24 hours by reason (refusals naming no subscription leave
+	// only the all-time counters).
+	Recent map[string]uint64
 	Unclaimed   []core.PaymentView
 	UnclaimedMs uint64
 	Pending     int
@@ -201,7 +205,8 @@ func (d *Dashboard) loadOverview(ctx context.Context) (*overview, error) {
 		states map[store.SubState]int
 	)
 	err := d.cfg.Store.View(ctx, func(tx store.ReceiverTx) error {
-		o = &overview{at: now, Webhooks: d.cfg.Webhooks}
+		o = &overview{at: now, Webhooks: d.cfg.Webhooks,
+			Recent: map[string]uint64{}}
 		hours, days = [48]uint64{}, [14]uint64{}
 		plans = map[store.PlanID]*planIncome{}
 		states = map[store.SubState]int{}
@@ -214,6 +219,10 @@ func (d *Dashboard) loadOverview(ctx context.Context) (*overview, error) {
 		}
 		pay := func(p *store.Payment) error {
 			switch p.State {
+			case store.PaymentRefused:
+				if now.Sub(p.ReceivedAt) < 24*time.Hour {
+					o.Recent[p.Reason]++
+				}
 			case store.PaymentUnclaimed:
 				o.UnclaimedMs += uint64(p.Amount)
 				if len(o.Unclaimed) < maxUnclaimedShown {
