@@ -21,8 +21,8 @@ type Bar struct {
 // stylesheet (class "bar"), which follows light and dark mode.
 func BarChart(bars []Bar, caption string) template.HTML {
 	const (
-		w, h   = 600.0, 160.0
-		bottom = 18.0
+		w, h   = 360.0, 130.0
+		bottom = 16.0
 		top    = 14.0
 	)
 	var max uint64
@@ -40,7 +40,7 @@ func BarChart(bars []Bar, caption string) template.HTML {
 		return template.HTML(sb.String())
 	}
 	slot := w / float64(len(bars))
-	every := (len(bars) + 7) / 8
+	every := (len(bars) + 5) / 6
 	for i, b := range bars {
 		bh := 0.0
 		if max > 0 {
@@ -53,7 +53,7 @@ func BarChart(bars []Bar, caption string) template.HTML {
 			template.HTMLEscapeString(b.Title))
 		if i%every == 0 {
 			fmt.Fprintf(&sb, `<text class="axis" x="%.1f" y="%.1f">`+
-				`%s</text>`, x+slot/2, h-4,
+				`%s</text>`, x+slot/2, h-3,
 				template.HTMLEscapeString(b.Label))
 		}
 	}
