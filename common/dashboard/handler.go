@@ -14,6 +14,9 @@ import (
 //go:embed assets
 var assets embed.FS
 
+// maxFormBytes bounds a posted form.
+const maxFormBytes = 64 << 10
+
 // eventsPath is where the pages' event stream is served.
 const eventsPath = "/events"
 
@@ -50,6 +53,10 @@ func (k *Kit) Handler(app http.Handler) http.Handler {
 		h.Set("Cache-Control", "no-store")
 		s := k.session(r)
 		write := r.Method != http.MethodGet && r.Method != http.MethodHead
+		if write {
+			// Forms are small; so is what a page may post.
+			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		}
 		switch {
 		case s == nil && write:
 			http.Error(w, "not logged in", http.StatusUnauthorized)
