@@ -306,7 +306,9 @@ func TestDashboardsInABrowser(t *testing.T) {
 	do(t, ro, chromedp.Navigate(prov.base+"/subscriptions"))
 	secret := js[string](t, ro, `document.body.innerHTML`)
 	for _, v := range st.Sender.Engine().List("") {
-		require.NotContains(t, secret, v.ID)
+		require.Len(t, v.Secret, 32)
+		require.NotContains(t, secret, v.Secret)
+		require.Contains(t, secret, v.ID)
 	}
 
 	ro2 := browser(t, ctx)

@@ -107,7 +107,10 @@ type faultRig struct {
 	// settle and cancel down.
 	proxy *lndProxy
 	subs  []string
-	rng   *rand.Rand
+	// secrets are the subscriptions' secret ids (what payments
+	// carry), in the order of subs, which holds their public ids.
+	secrets []string
+	rng     *rand.Rand
 
 	faults, checks int
 }
@@ -150,8 +153,9 @@ func newFaultRig(t *testing.T, ctx context.Context, n int) *faultRig {
 	f.snd.start(ctx)
 	for i := 0; i < n; i++ {
 		var sub struct {
-			ID    string `json:"id"`
-			Offer string `json:"offer"`
+			ID     string `json:"id"`
+			Secret string `json:"secret"`
+			Offer  string `json:"offer"`
 		}
 		require.Equal(t, 201, f.rcv.do("POST", "/v1/subscriptions",
 			map[string]any{"plan_id": plan.ID}, &sub))
@@ -162,6 +166,7 @@ func newFaultRig(t *testing.T, ctx context.Context, n int) *faultRig {
 		}, nil)
 		require.Equal(t, 201, code, "subscribe %s", sub.ID)
 		f.subs = append(f.subs, sub.ID)
+		f.secrets = append(f.secrets, sub.Secret)
 	}
 	f.waitProgress(3)
 	return f
@@ -324,7 +329,7 @@ func (f *faultRig) carolSettled() map[string]map[string]uint64 {
 		if err != nil {
 			continue
 		}
-		id := recs.SubscriptionID.String()
+		id := recs.SubscriptionID.PublicID().String()
 		if out[id] == nil {
 			out[id] = map[string]uint64{}
 		}
@@ -595,14 +600,14 @@ func (f *faultRig) checkWebhooks() {
 	for after := uint64(0); ; {
 		var page struct {
 			Events []struct {
-				ID uint64 `json:"id"`
+				Sequence uint64 `json:"sequence"`
 			} `json:"events"`
 		}
 		require.Equal(t, 200, f.rcv.do("GET", fmt.Sprintf(
 			"/v1/events?limit=1000&after=%d", after), nil, &page))
 		for _, ev := range page.Events {
-			ids = append(ids, ev.ID)
-			after = ev.ID
+			ids = append(ids, ev.Sequence)
+			after = ev.Sequence
 		}
 		if len(page.Events) < 1000 {
 			break

@@ -68,7 +68,7 @@ func TestReceiverHoldExpiry(t *testing.T) {
 		before := r.sub(sub.ID)
 		seq++
 		_, st := keysend(t, ctx, alice, carol, 100,
-			records(t, sub.ID, seq, "", false))
+			records(t, sub.Secret, seq, "", false))
 		require.Equal(t, lnrpc.Payment_SUCCEEDED, st.State)
 		require.NoError(t, regtest.Poll(ctx, 30*time.Second, func() error {
 			if v := r.sub(sub.ID); v.Payments != before.Payments+1 {
@@ -97,7 +97,7 @@ func TestReceiverHoldExpiry(t *testing.T) {
 			err  error
 		}
 		done := make(chan res, 1)
-		recs := records(t, sub.ID, seq, "", false)
+		recs := records(t, sub.Secret, seq, "", false)
 		go func() {
 			h, st, err := sendKeysend(ctx, alice, carol, 100, recs)
 			done <- res{h, st.State, st.FailureReason, err}

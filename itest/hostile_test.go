@@ -99,7 +99,7 @@ func TestHostilePayers(t *testing.T) {
 	_, err = rand.Read(unknownPlan[:])
 	require.NoError(t, err)
 
-	known := f.subs[0]
+	known := f.secrets[0]
 	knownRecs := func(seq uint64) map[uint64][]byte {
 		return records(t, known, seq, "", false)
 	}

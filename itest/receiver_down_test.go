@@ -70,7 +70,7 @@ func TestReceiverDaemonDownThreeHoldTimes(t *testing.T) {
 			FeeLimitPPM: u32p(1_000_000), FeeLimit: msatp(1_100),
 		}, false)
 		require.NoError(t, err)
-		sid, err := tlv.ParseSubscriptionID(v.ID)
+		sid, err := tlv.ParseSubscriptionID(v.Secret)
 		require.NoError(t, err)
 		ids = append(ids, v.ID)
 		sids = append(sids, store.SubID(sid))

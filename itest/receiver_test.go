@@ -228,7 +228,9 @@ func (r *rcv) do(method, path string, body any, out any) int {
 }
 
 type subView struct {
-	ID            string `json:"id"`
+	ID string `json:"id"`
+	// Secret is in the create response only (the payer's secret id).
+	Secret        string `json:"secret"`
 	State         string `json:"state"`
 	Paid          bool   `json:"paid"`
 	TotalPaidMsat uint64 `json:"total_paid_msat"`
@@ -426,12 +428,13 @@ func TestReceiver(t *testing.T) {
 	offer, err := tlv.ParseOffer(sub.Offer)
 	require.NoError(t, err)
 	require.Equal(t, carol.PubKey, offer.Node)
-	require.Equal(t, sub.ID, offer.SubscriptionID.String())
+	require.Equal(t, sub.Secret, offer.SubscriptionID.String())
+	require.Equal(t, sub.ID, offer.SubscriptionID.PublicID().String())
 	require.Equal(t, "pending", sub.State)
 
 	t.Run("lncli keysend is credited exactly", func(t *testing.T) {
 		lncliKeysend(t, ctx, alice, carol, 100,
-			records(t, sub.ID, 1, "", false))
+			records(t, sub.Secret, 1, "", false))
 		require.NoError(t, regtest.Poll(ctx, 30*time.Second, func() error {
 			if v := r.sub(sub.ID); v.Payments != 1 {
 				return fmt.Errorf("payments %d", v.Payments)
@@ -448,7 +451,7 @@ func TestReceiver(t *testing.T) {
 
 		// The next payment uses the remainder: 100_005 / 7 = 14286 r 3.
 		_, st := keysend(t, ctx, alice, carol, 100,
-			records(t, sub.ID, 2, "", false))
+			records(t, sub.Secret, 2, "", false))
 		require.Equal(t, lnrpc.Payment_SUCCEEDED, st.State)
 		v = r.sub(sub.ID)
 		require.EqualValues(t, 2, v.Payments)
@@ -468,7 +471,7 @@ func TestReceiver(t *testing.T) {
 		balance := localBalance(t, ctx, carol)
 		unknown, err := tlv.NewSubscriptionID()
 		require.NoError(t, err)
-		bad := records(t, sub.ID, 10, "", false)
+		bad := records(t, sub.Secret, 10, "", false)
 		bad[tlv.TypeVersion] = []byte{2}
 		notOpen, err := tlv.ParsePlanID(plan.ID)
 		require.NoError(t, err)
@@ -477,12 +480,12 @@ func TestReceiver(t *testing.T) {
 			amt  btcutil.Amount
 			recs map[uint64][]byte
 		}{
-			{"below minimum", 9, records(t, sub.ID, 11, "", false)},
-			{"sequence already credited", 100, records(t, sub.ID, 2, "", false)},
+			{"below minimum", 9, records(t, sub.Secret, 11, "", false)},
+			{"sequence already credited", 100, records(t, sub.Secret, 2, "", false)},
 			{"unknown subscription", 100, records(t, unknown.String(), 1, "", false)},
 			{"plan not open", 100, records(t, unknown.String(), 1, notOpen.String(), false)},
 			{"unknown version", 100, bad},
-			{"more than max prepay", 1_000, records(t, sub.ID, 12, "", false)},
+			{"more than max prepay", 1_000, records(t, sub.Secret, 12, "", false)},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
@@ -507,7 +510,7 @@ func TestReceiver(t *testing.T) {
 		require.EqualValues(t, 2000, v.TotalSeconds)
 	})
 
-	crashSub := sub.ID
+	crashSub := sub.Secret
 	seq := uint64(20)
 	for _, point := range []string{"before-credit", "after-credit",
 		"after-settle"} {
@@ -562,7 +565,8 @@ func TestReceiver(t *testing.T) {
 		hooks.setDown(false)
 		var evs struct {
 			Events []struct {
-				ID uint64 `json:"id"`
+				ID       string `json:"id"`
+				Sequence uint64 `json:"sequence"`
 			} `json:"events"`
 		}
 		require.Equal(t, 200, r.do("GET", "/v1/events?limit=1000", nil, &evs))
@@ -571,8 +575,9 @@ func TestReceiver(t *testing.T) {
 			hooks.mu.Lock()
 			defer hooks.mu.Unlock()
 			for _, e := range evs.Events {
-				if _, ok := hooks.got[e.ID]; !ok {
-					return fmt.Errorf("event %d not delivered", e.ID)
+				if _, ok := hooks.got[e.Sequence]; !ok {
+					return fmt.Errorf("event %d not delivered",
+						e.Sequence)
 				}
 			}
 			return nil
@@ -580,6 +585,18 @@ func TestReceiver(t *testing.T) {
 		hooks.mu.Lock()
 		defer hooks.mu.Unlock()
 		require.Empty(t, hooks.bad)
+		// Bodies name the public id, never the payer's secret, and
+		// carry the random event id the API shows, the API version
+		// and the network.
+		for _, e := range evs.Events {
+			env := hooks.got[e.Sequence]
+			require.Regexp(t, `^evt_[0-9a-f]{32}$`, env.ID)
+			require.Equal(t, e.ID, env.ID)
+			require.Equal(t, webhook.APIVersion, env.APIVersion)
+			require.Equal(t, "regtest", env.Network)
+			require.NotContains(t, string(env.Data), sub.Secret)
+			require.NotEqual(t, sub.Secret, env.SubscriptionID)
+		}
 		for sub, ids := range hooks.order {
 			for i := 1; i < len(ids); i++ {
 				require.Less(t, ids[i-1], ids[i],

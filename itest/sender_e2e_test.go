@@ -117,7 +117,7 @@ func TestSenderToReceiver(t *testing.T) {
 	}, false)
 	require.NoError(t, err)
 	require.Equal(t, sub.ID, v.ID)
-	subID, err := tlv.ParseSubscriptionID(sub.ID)
+	subID, err := tlv.ParseSubscriptionID(v.Secret)
 	require.NoError(t, err)
 
 	require.NoError(t, regtest.Poll(ctx, 2*time.Minute, func() error {

@@ -3,7 +3,6 @@ package receiver
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"math/bits"
 	"net/http"
@@ -16,6 +15,7 @@ import (
 	"github.com/lightningnetwork/lnd/routing/route"
 	"github.com/satstream/satstream/common"
 	"github.com/satstream/satstream/receiver/core"
+	"github.com/satstream/satstream/receiver/webhook"
 	"github.com/satstream/satstream/store"
 	"github.com/satstream/satstream/tlv"
 )
@@ -32,27 +32,52 @@ type apiServer struct {
 	health func() map[string]any
 	tokens common.Tokens
 	notify func()
+	// network is lnd's Bitcoin network, shown in every event.
+	network string
+}
+
+// apiRoute is one endpoint of the API.
+type apiRoute struct {
+	pattern string
+	handler func(*apiServer) http.HandlerFunc
+}
+
+// routes lists the API's endpoints in one place, so a test can call every
+// GET route with the read-only token.
+func (s *apiServer) routes() []apiRoute {
+	h := func(f func(*apiServer, http.ResponseWriter, *http.Request)) func(
+		*apiServer) http.HandlerFunc {
+
+		return func(s *apiServer) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) { f(s, w, r) }
+		}
+	}
+	return []apiRoute{
+		{"GET /v1/health", h((*apiServer).getHealth)},
+		{"POST /v1/plans", h((*apiServer).createPlan)},
+		{"GET /v1/plans", h((*apiServer).listPlans)},
+		{"GET /v1/plans/{id}", h((*apiServer).getPlan)},
+		{"PATCH /v1/plans/{id}", h((*apiServer).updatePlan)},
+		{"POST /v1/subscriptions", h((*apiServer).createSubscription)},
+		{"GET /v1/subscriptions", h((*apiServer).listSubscriptions)},
+		{"GET /v1/subscriptions/{id}", h((*apiServer).getSubscription)},
+		{"PATCH /v1/subscriptions/{id}", h((*apiServer).updateSubscription)},
+		{"GET /v1/subscriptions/{id}/paid", h((*apiServer).getPaid)},
+		{"GET /v1/subscriptions/{id}/offer", h((*apiServer).getOffer)},
+		{"POST /v1/subscriptions/{id}/cancel", h((*apiServer).cancelSubscription)},
+		{"GET /v1/subscriptions/{id}/payments", h((*apiServer).listPayments)},
+		{"GET /v1/payments/{hash}", h((*apiServer).getPayment)},
+		{"GET /v1/events", h((*apiServer).listEvents)},
+		{"GET /v1/refusals", h((*apiServer).listRefusals)},
+	}
 }
 
 // handler returns the authenticated router.
 func (s *apiServer) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/health", s.getHealth)
-	mux.HandleFunc("POST /v1/plans", s.createPlan)
-	mux.HandleFunc("GET /v1/plans", s.listPlans)
-	mux.HandleFunc("GET /v1/plans/{id}", s.getPlan)
-	mux.HandleFunc("PATCH /v1/plans/{id}", s.updatePlan)
-	mux.HandleFunc("POST /v1/subscriptions", s.createSubscription)
-	mux.HandleFunc("GET /v1/subscriptions", s.listSubscriptions)
-	mux.HandleFunc("GET /v1/subscriptions/{id}", s.getSubscription)
-	mux.HandleFunc("PATCH /v1/subscriptions/{id}", s.updateSubscription)
-	mux.HandleFunc("GET /v1/subscriptions/{id}/paid", s.getPaid)
-	mux.HandleFunc("GET /v1/subscriptions/{id}/offer", s.getOffer)
-	mux.HandleFunc("POST /v1/subscriptions/{id}/cancel", s.cancelSubscription)
-	mux.HandleFunc("GET /v1/subscriptions/{id}/payments", s.listPayments)
-	mux.HandleFunc("GET /v1/payments/{hash}", s.getPayment)
-	mux.HandleFunc("GET /v1/events", s.listEvents)
-	mux.HandleFunc("GET /v1/refusals", s.listRefusals)
+	for _, r := range s.routes() {
+		mux.HandleFunc(r.pattern, r.handler(s))
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		common.WriteError(w, http.StatusNotFound, "not_found", "",
 			"no such endpoint: "+r.Method+" "+r.URL.Path)
@@ -359,19 +384,62 @@ func (s *apiServer) updatePlan(w http.ResponseWriter, r *http.Request) {
 	common.WriteJSON(w, http.StatusOK, s.planView(p))
 }
 
-// parseSubID reads the {id} path value.
-func parseSubID(r *http.Request) (store.SubID, error) {
-	id, err := tlv.ParseSubscriptionID(r.PathValue("id"))
+// errSecretReadOnly answers a read-only caller who named a subscription by
+// its secret: the read-only token works with public ids only, so it can
+// neither confirm a guessed secret nor echo one back.
+var errSecretReadOnly = &common.APIError{Code: "forbidden", Field: "id",
+	Message: "the read-only token names subscriptions by their public " +
+		"id (sub_...), not by the payer's secret"}
+
+// lookupSubID turns an id given to the API into the subscription's secret
+// id: the public id ("sub_" + 32 hex) with any token, or, with the admin
+// token only, the secret itself (32 hex, as in the offer), so a provider
+// can look up what a payer quotes. field names the parameter in errors.
+func (s *apiServer) lookupSubID(ctx context.Context, r *http.Request,
+	raw, field string) (store.SubID, error) {
+
+	if tlv.IsPublicID(raw) {
+		pub, err := tlv.ParsePublicID(raw)
+		if err != nil {
+			return store.SubID{}, badField(field, "a public "+
+				"subscription id is sub_ and 32 hex characters")
+		}
+		var id store.SubID
+		err = s.db.View(ctx, func(tx store.ReceiverTx) error {
+			sub, err := tx.SubscriptionByPublicID(pub)
+			if err == nil {
+				id = sub.ID
+			}
+			return err
+		})
+		if errors.Is(err, store.ErrNotFound) {
+			return store.SubID{}, notFound("subscription")
+		}
+		return id, err
+	}
+	id, err := tlv.ParseSubscriptionID(raw)
 	if err != nil {
-		return store.SubID{}, badField("id", "subscription id must be 32 "+
-			"hex characters")
+		return store.SubID{}, badField(field, "subscription id must "+
+			"be its public id (sub_ and 32 hex characters)")
+	}
+	if s.tokens.Check(r) != common.AccessAdmin {
+		return store.SubID{}, errSecretReadOnly
 	}
 	return store.SubID(id), nil
 }
 
+// parseSubID reads the {id} path value (see lookupSubID).
+func (s *apiServer) parseSubID(r *http.Request) (store.SubID, error) {
+	return s.lookupSubID(r.Context(), r, r.PathValue("id"), "id")
+}
+
+// subscriptionResponse is what creating a subscription returns: the view,
+// and the two things the admin hands to the payer, the offer and the
+// secret it holds. No other answer but the offer endpoint's holds them.
 type subscriptionResponse struct {
 	core.SubscriptionView
-	Offer string `json:"offer,omitempty"`
+	Secret string `json:"secret,omitempty"`
+	Offer  string `json:"offer,omitempty"`
 }
 
 type createSubRequest struct {
@@ -427,6 +495,7 @@ func (s *apiServer) createSubscription(w http.ResponseWriter, r *http.Request) {
 	s.notify()
 	common.WriteJSON(w, http.StatusCreated, subscriptionResponse{
 		SubscriptionView: core.NewSubscriptionView(sub, now),
+		Secret:           sub.ID.Hex(),
 		Offer:            s.offer(plan, sub.Terms, &id, nil),
 	})
 }
@@ -447,7 +516,7 @@ func (s *apiServer) loadSub(ctx context.Context, id store.SubID) (
 }
 
 func (s *apiServer) getSubscription(w http.ResponseWriter, r *http.Request) {
-	id, err := parseSubID(r)
+	id, err := s.parseSubID(r)
 	if err != nil {
 		s.writeErr(w, err)
 		return
@@ -463,7 +532,7 @@ func (s *apiServer) getSubscription(w http.ResponseWriter, r *http.Request) {
 // getPaid is the cheap check a provider calls on every request: one key
 // read, no scan.
 func (s *apiServer) getPaid(w http.ResponseWriter, r *http.Request) {
-	id, err := parseSubID(r)
+	id, err := s.parseSubID(r)
 	if err != nil {
 		s.writeErr(w, err)
 		return
@@ -481,8 +550,9 @@ func (s *apiServer) getPaid(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// getOffer returns a subscription's personal offer. It holds the
-// subscription id, which authorises cancels, so it needs the admin token.
+// getOffer returns a subscription's personal offer, with its public id and
+// the secret the offer holds, for the admin to hand to the payer. The
+// secret authorises payments and cancels, so it needs the admin token.
 func (s *apiServer) getOffer(w http.ResponseWriter, r *http.Request) {
 	if s.tokens.Check(r) != common.AccessAdmin {
 		s.writeErr(w, &common.APIError{Code: "forbidden",
@@ -490,7 +560,7 @@ func (s *apiServer) getOffer(w http.ResponseWriter, r *http.Request) {
 				"use the admin token"})
 		return
 	}
-	id, err := parseSubID(r)
+	id, err := s.parseSubID(r)
 	if err != nil {
 		s.writeErr(w, err)
 		return
@@ -515,7 +585,8 @@ func (s *apiServer) getOffer(w http.ResponseWriter, r *http.Request) {
 			"lnd_unavailable", "", "lnd's node key is not known yet")
 		return
 	}
-	common.WriteJSON(w, http.StatusOK, map[string]string{"offer": offer})
+	common.WriteJSON(w, http.StatusOK, map[string]string{"offer": offer,
+		"id": id.PublicID().String(), "secret": id.Hex()})
 }
 
 func (s *apiServer) listSubscriptions(w http.ResponseWriter, r *http.Request) {
@@ -539,12 +610,11 @@ func (s *apiServer) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 	}
 	page := store.Page{Limit: limit}
 	if a := q.Get("after"); a != "" {
-		id, err := tlv.ParseSubscriptionID(a)
+		sid, err := s.lookupSubID(r.Context(), r, a, "after")
 		if err != nil {
-			s.writeErr(w, badField("after", "must be a subscription id"))
+			s.writeErr(w, err)
 			return
 		}
-		sid := store.SubID(id)
 		page.After = &sid
 	}
 	now := s.now()
@@ -580,7 +650,7 @@ func parseLimit(v string) (int, error) {
 }
 
 func (s *apiServer) cancelSubscription(w http.ResponseWriter, r *http.Request) {
-	id, err := parseSubID(r)
+	id, err := s.parseSubID(r)
 	if err != nil {
 		s.writeErr(w, err)
 		return
@@ -614,7 +684,7 @@ type updateSubRequest struct {
 // updateSubscription overrides one subscription's terms (a loyal customer's
 // longer grace period); the plan is unchanged.
 func (s *apiServer) updateSubscription(w http.ResponseWriter, r *http.Request) {
-	id, err := parseSubID(r)
+	id, err := s.parseSubID(r)
 	if err != nil {
 		s.writeErr(w, err)
 		return
@@ -658,7 +728,7 @@ func (s *apiServer) updateSubscription(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *apiServer) listPayments(w http.ResponseWriter, r *http.Request) {
-	id, err := parseSubID(r)
+	id, err := s.parseSubID(r)
 	if err != nil {
 		s.writeErr(w, err)
 		return
@@ -721,31 +791,21 @@ func (s *apiServer) getPayment(w http.ResponseWriter, r *http.Request) {
 	common.WriteJSON(w, http.StatusOK, core.NewPaymentView(p))
 }
 
-// eventView is an event with its delivery state, as the API shows it.
+// eventView is an event as webhooks get it, with its delivery state.
 type eventView struct {
-	ID             uint64          `json:"id"`
-	Type           string          `json:"type"`
-	SubscriptionID string          `json:"subscription_id,omitempty"`
-	CreatedAt      time.Time       `json:"created_at"`
-	Delivered      bool            `json:"delivered"`
-	Attempts       uint32          `json:"attempts"`
-	LastError      string          `json:"last_error,omitempty"`
-	NextAttempt    *time.Time      `json:"next_attempt,omitempty"`
-	Data           json.RawMessage `json:"data"`
+	webhook.Envelope
+	Delivered   bool       `json:"delivered"`
+	Attempts    uint32     `json:"attempts"`
+	LastError   string     `json:"last_error,omitempty"`
+	NextAttempt *time.Time `json:"next_attempt,omitempty"`
 }
 
-func newEventView(ev *store.Event) eventView {
+func (s *apiServer) newEventView(ev *store.Event) eventView {
 	v := eventView{
-		ID:        uint64(ev.ID),
-		Type:      ev.Type.String(),
-		CreatedAt: ev.CreatedAt.UTC(),
+		Envelope:  webhook.NewEnvelope(ev, s.network),
 		Delivered: ev.Delivered,
 		Attempts:  ev.Attempts,
 		LastError: ev.LastError,
-		Data:      ev.Payload,
-	}
-	if !ev.SubID.IsZero() {
-		v.SubscriptionID = ev.SubID.String()
 	}
 	if !ev.Delivered && ev.Attempts > 0 {
 		t := ev.NextAttempt.UTC()
@@ -754,8 +814,9 @@ func newEventView(ev *store.Event) eventView {
 	return v
 }
 
-// listEvents lists events after an id; pending=true lists only those not
-// yet delivered (the failures a provider should look at).
+// listEvents lists events after a sequence number (after=); pending=true
+// lists only those not yet delivered (the failures a provider should look
+// at).
 func (s *apiServer) listEvents(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	limit, err := parseLimit(q.Get("limit"))
@@ -766,7 +827,8 @@ func (s *apiServer) listEvents(w http.ResponseWriter, r *http.Request) {
 	var after uint64
 	if a := q.Get("after"); a != "" {
 		if after, err = strconv.ParseUint(a, 10, 64); err != nil {
-			s.writeErr(w, badField("after", "must be an event id"))
+			s.writeErr(w, badField("after", "must be an event's "+
+				"sequence number"))
 			return
 		}
 	}
@@ -783,7 +845,7 @@ func (s *apiServer) listEvents(w http.ResponseWriter, r *http.Request) {
 		if pendingOnly {
 			return tx.ForEachPendingEvent(store.EventID(after),
 				func(ev *store.Event) error {
-					evs = append(evs, newEventView(ev))
+					evs = append(evs, s.newEventView(ev))
 					if len(evs) >= limit {
 						return store.ErrStop
 					}
@@ -798,7 +860,7 @@ func (s *apiServer) listEvents(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				return err
 			}
-			evs = append(evs, newEventView(ev))
+			evs = append(evs, s.newEventView(ev))
 		}
 		return nil
 	})

@@ -163,7 +163,8 @@ func TestAPISubscriptionFlow(t *testing.T) {
 		require.Equal(t, 201, code)
 		o, err := tlv.ParseOffer(sub["offer"].(string))
 		require.NoError(t, err)
-		require.Equal(t, sub["id"], o.SubscriptionID.String())
+		require.Equal(t, sub["secret"], o.SubscriptionID.String())
+		require.Equal(t, sub["id"], o.SubscriptionID.PublicID().String())
 		require.Equal(t, 600*time.Second, o.GracePeriod)
 		require.Equal(t, "pending", sub["state"])
 		ids = append(ids, sub["id"].(string))
@@ -210,6 +211,8 @@ func TestAPISubscriptionFlow(t *testing.T) {
 	require.Equal(t, 400, code)
 	code, _ = a.call(adm, "GET", "/v1/subscriptions/00000000000000000000000000000001", nil)
 	require.Equal(t, 404, code)
+	code, _ = a.call(adm, "GET", "/v1/subscriptions/sub_00000000000000000000000000000001", nil)
+	require.Equal(t, 404, code)
 	code, _ = a.call(adm, "GET", "/v1/subscriptions/"+ids[0]+"/payments", nil)
 	require.Equal(t, 200, code)
 	code, _ = a.call(adm, "GET", "/v1/nope", nil)
@@ -250,7 +253,7 @@ func TestAPIProviderCancelForfeitedPaidTime(t *testing.T) {
 		map[string]any{"plan_id": plan["id"]})
 	require.Equal(t, 201, code)
 	id := sub["id"].(string)
-	sid, err := tlv.ParseSubscriptionID(id)
+	sid, err := tlv.ParseSubscriptionID(sub["secret"].(string))
 	require.NoError(t, err)
 
 	apply := func(seq uint64, sub [16]byte) core.Outcome {

@@ -172,8 +172,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 			}
 			return *v, true
 		},
-		health: d.health,
-		notify: d.notifyEvents,
+		health:  d.health,
+		notify:  d.notifyEvents,
+		network: d.cfg.Network,
 	}
 	dash, handler, err := newDashboard(api, len(d.cfg.Webhook.URLs))
 	if err != nil {
@@ -202,6 +203,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 			Store:          rs,
 			URLs:           d.cfg.Webhook.URLs,
 			Secret:         secret,
+			Network:        d.cfg.Network,
 			Client:         &http.Client{Timeout: d.cfg.Webhook.Timeout},
 			Log:            d.logs.Logger(tagWebhook),
 			InitialBackoff: d.cfg.Webhook.InitialBackoff,

@@ -160,7 +160,8 @@ func TestReadOnlyDashboardNeverShowsTheCancelSecret(t *testing.T) {
 	code, sub := d.api.call(d.api.tokens.Admin, http.MethodPost,
 		"/v1/subscriptions", map[string]any{"plan_id": planID})
 	require.Equal(t, http.StatusCreated, code)
-	secret := sub["id"].(string)
+	secret := sub["secret"].(string)
+	require.Len(t, secret, 32)
 
 	ro := d.login(common.AccessReadOnly)
 	var pub string

@@ -19,6 +19,9 @@ type apiServer struct {
 	engine *Engine
 	log    btclog.Logger
 	health func() map[string]any
+	// tokens tell the admin, who sees each subscription's secret and
+	// offer, from the read-only token, which sees neither.
+	tokens common.Tokens
 }
 
 // termsBody is the JSON form of TermsRequest. Durations are Go duration
@@ -109,8 +112,12 @@ func (a *apiServer) fail(w http.ResponseWriter, err error) {
 	var apiErr *common.APIError
 	switch {
 	case errors.As(err, &apiErr):
-		common.WriteError(w, http.StatusBadRequest, apiErr.Code,
-			apiErr.Field, apiErr.Message)
+		status := http.StatusBadRequest
+		if apiErr.Code == "forbidden" {
+			status = http.StatusForbidden
+		}
+		common.WriteError(w, status, apiErr.Code, apiErr.Field,
+			apiErr.Message)
 	case errors.Is(err, tlv.ErrBadOffer):
 		common.WriteError(w, http.StatusBadRequest, "bad_offer",
 			"offer", err.Error())
@@ -131,15 +138,52 @@ func (a *apiServer) fail(w http.ResponseWriter, err error) {
 	}
 }
 
-// subID reads the {id} path value.
-func subID(r *http.Request) (store.SubID, error) {
+// subID reads the {id} path value: the public id ("sub_...") with any
+// token, or the secret subscription id (hex, as in the offer) with the
+// admin token only, as on the receiver.
+func (a *apiServer) subID(r *http.Request) (store.SubID, error) {
 	raw := r.PathValue("id")
+	if tlv.IsPublicID(raw) {
+		pub, err := tlv.ParsePublicID(raw)
+		if err != nil {
+			return store.SubID{}, &common.APIError{Code: "bad_request",
+				Field: "id", Message: err.Error()}
+		}
+		return a.engine.ByPublicID(pub)
+	}
 	id, err := tlv.ParseSubscriptionID(raw)
 	if err != nil {
 		return store.SubID{}, &common.APIError{Code: "bad_request",
-			Field: "id", Message: err.Error()}
+			Field: "id", Message: "subscription id must be its " +
+				"public id (sub_ and 32 hex characters)"}
+	}
+	if !a.admin(r) {
+		return store.SubID{}, errSecretReadOnly
 	}
 	return store.SubID(id), nil
+}
+
+// errSecretReadOnly answers a read-only caller who named a subscription by
+// its secret.
+var errSecretReadOnly = &common.APIError{Code: "forbidden", Field: "id",
+	Message: "the read-only token names subscriptions by their public " +
+		"id (sub_...), not by their secret"}
+
+// admin reports whether the request carries the admin token.
+func (a *apiServer) admin(r *http.Request) bool {
+	return a.tokens.Check(r) == common.AccessAdmin
+}
+
+// shown is v as the caller may see it: without the secret and the offer
+// (which holds the secret of a personal offer) unless the caller is the
+// admin, as loop's read-only macaroon sees swaps but no preimages.
+func (a *apiServer) shown(r *http.Request, v *View) *View {
+	if v == nil || a.admin(r) {
+		return v
+	}
+	c := *v
+	c.Secret, c.Offer = "", ""
+	return &c
 }
 
 func (a *apiServer) list(w http.ResponseWriter, r *http.Request) {
@@ -152,8 +196,12 @@ func (a *apiServer) list(w http.ResponseWriter, r *http.Request) {
 			"state", fmt.Sprintf("unknown state %q", state))
 		return
 	}
+	views := a.engine.List(state)
+	for i, v := range views {
+		views[i] = a.shown(r, v)
+	}
 	common.WriteJSON(w, http.StatusOK, map[string]any{
-		"subscriptions": a.engine.List(state),
+		"subscriptions": views,
 	})
 }
 
@@ -178,11 +226,11 @@ func (a *apiServer) add(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	common.WriteJSON(w, http.StatusCreated, v)
+	common.WriteJSON(w, http.StatusCreated, a.shown(r, v))
 }
 
 func (a *apiServer) get(w http.ResponseWriter, r *http.Request) {
-	id, err := subID(r)
+	id, err := a.subID(r)
 	if err != nil {
 		a.fail(w, err)
 		return
@@ -192,11 +240,11 @@ func (a *apiServer) get(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	common.WriteJSON(w, http.StatusOK, v)
+	common.WriteJSON(w, http.StatusOK, a.shown(r, v))
 }
 
 func (a *apiServer) change(w http.ResponseWriter, r *http.Request) {
-	id, err := subID(r)
+	id, err := a.subID(r)
 	if err != nil {
 		a.fail(w, err)
 		return
@@ -222,12 +270,12 @@ func (a *apiServer) change(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	common.WriteJSON(w, http.StatusOK, v)
+	common.WriteJSON(w, http.StatusOK, a.shown(r, v))
 }
 
 func (a *apiServer) action(op Op) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		id, err := subID(r)
+		id, err := a.subID(r)
 		if err != nil {
 			a.fail(w, err)
 			return
@@ -248,12 +296,12 @@ func (a *apiServer) action(op Op) http.HandlerFunc {
 			a.fail(w, err)
 			return
 		}
-		common.WriteJSON(w, http.StatusOK, v)
+		common.WriteJSON(w, http.StatusOK, a.shown(r, v))
 	}
 }
 
 func (a *apiServer) payments(w http.ResponseWriter, r *http.Request) {
-	id, err := subID(r)
+	id, err := a.subID(r)
 	if err != nil {
 		a.fail(w, err)
 		return

@@ -18,7 +18,8 @@ func TestAPI(t *testing.T) {
 	h.run()
 	tokens := common.Tokens{Admin: "adm", ReadOnly: "ro"}
 	api := &apiServer{engine: h.eng, log: btclog.Disabled,
-		health: func() map[string]any { return map[string]any{"status": "ok"} }}
+		health: func() map[string]any { return map[string]any{"status": "ok"} },
+		tokens: tokens}
 	srv := httptest.NewServer(tokens.Middleware(api.routes()))
 	defer srv.Close()
 

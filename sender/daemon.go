@@ -138,7 +138,7 @@ func (d *Daemon) Start(ctx context.Context) error {
 		return fail(fmt.Errorf("api tokens: %w", err))
 	}
 	api := &apiServer{engine: d.engine, log: d.logs.Logger(TagAPI),
-		health: d.health}
+		health: d.health, tokens: tokens}
 	dash, handler, err := newDashboard(d.engine, tokens, api.routes(),
 		d.health)
 	if err != nil {

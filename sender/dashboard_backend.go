@@ -34,7 +34,7 @@ func (b *dashBackend) Subscriptions(ctx context.Context) ([]dashboard.Sub, error
 	spend := make([]uint64, len(views))
 	err := b.engine.db.View(ctx, func(tx store.SenderTx) error {
 		for i, v := range views {
-			id, err := tlv.ParseSubscriptionID(v.ID)
+			id, err := tlv.ParseSubscriptionID(v.Secret)
 			if err != nil {
 				return err
 			}
@@ -90,7 +90,7 @@ func (b *dashBackend) SpendPerDay(ctx context.Context,
 			day := today - store.Day(days-1-i)
 			out[i] = dashboard.DaySpend{Day: day.Start()}
 			for _, v := range views {
-				id, err := tlv.ParseSubscriptionID(v.ID)
+				id, err := tlv.ParseSubscriptionID(v.Secret)
 				if err != nil {
 					return err
 				}
@@ -106,13 +106,17 @@ func (b *dashBackend) SpendPerDay(ctx context.Context,
 	return out, err
 }
 
-// Apply implements dashboard.Backend.
+// Apply implements dashboard.Backend; id is the public id.
 func (b *dashBackend) Apply(ctx context.Context, id, op string) error {
-	sid, err := tlv.ParseSubscriptionID(id)
+	pub, err := tlv.ParsePublicID(id)
 	if err != nil {
 		return err
 	}
-	_, err = b.engine.Apply(ctx, store.SubID(sid), Op(op), true)
+	sid, err := b.engine.ByPublicID(pub)
+	if err != nil {
+		return err
+	}
+	_, err = b.engine.Apply(ctx, sid, Op(op), true)
 	return err
 }
 

@@ -128,7 +128,7 @@ func (h *harness) stop() {
 func (h *harness) add(offer string, req TermsRequest) store.SubID {
 	v, err := h.eng.Add(context.Background(), offer, req, false)
 	require.NoError(h.t, err)
-	id, err := tlv.ParseSubscriptionID(v.ID)
+	id, err := tlv.ParseSubscriptionID(v.Secret)
 	require.NoError(h.t, err)
 	return store.SubID(id)
 }

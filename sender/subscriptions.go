@@ -296,7 +296,14 @@ func (e *Engine) ChangeTerms(ctx context.Context, id store.SubID,
 
 // View is a subscription as the API shows it.
 type View struct {
-	ID          string `json:"id"`
+	// ID is the subscription's public id ("sub_..."), the same the
+	// receiver shows for it, so payer and provider can name it to each
+	// other without revealing the secret.
+	ID string `json:"id"`
+	// Secret is the subscription id the payments carry (hex), which
+	// authorises payments and cancels; the API shows it, and Offer,
+	// to the admin token only.
+	Secret      string `json:"secret,omitempty"`
 	State       string `json:"state"`
 	StoredState string `json:"stored_state"`
 	Reason      string `json:"reason,omitempty"`
@@ -370,7 +377,8 @@ func fmtTime(t time.Time) string {
 func (e *Engine) viewLocked(r *subRun) *View {
 	s := r.sub
 	v := &View{
-		ID:             s.ID.String(),
+		ID:             s.ID.PublicID().String(),
+		Secret:         s.ID.Hex(),
 		State:          s.State.String(),
 		StoredState:    s.State.String(),
 		Reason:         s.Reason,
@@ -420,6 +428,18 @@ func (e *Engine) viewLocked(r *subRun) *View {
 		v.RetryAt = fmtTime(r.notBefore)
 	}
 	return v
+}
+
+// ByPublicID finds the subscription whose public id is p.
+func (e *Engine) ByPublicID(p tlv.PublicID) (store.SubID, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for id := range e.subs {
+		if id.PublicID() == p {
+			return id, nil
+		}
+	}
+	return store.SubID{}, fmt.Errorf("%w: %s", ErrNotFound, p)
 }
 
 // Get returns one subscription's view.

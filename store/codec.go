@@ -294,6 +294,7 @@ func (e *Event) records() []tlv.Record {
 		recString(8, &e.LastError),
 		recBool(9, &e.Delivered),
 		recTime(10, &e.DeliveredAt),
+		rec16(11, (*[16]byte)(&e.UID)),
 	}
 }
 

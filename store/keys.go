@@ -22,6 +22,10 @@ const (
 	pPaymentBySq byte = 0x15 // | sub(16) | seq(8) | hash  -> empty
 	pEvent       byte = 0x16 // | id(8)                    -> Event
 	pEventQueue  byte = 0x17 // | id(8)                    -> empty (not delivered)
+	// pRSubByPublic | public id(16) -> sub(16): finds a subscription by
+	// the public id APIs use (0x18..0x1a are in receiver_held.go and
+	// receiver_refusals.go).
+	pRSubByPublic byte = 0x1b
 
 	// Sender tables.
 	pSSub        byte = 0x20 // | sub(16)                  -> SenderSubscription
@@ -77,6 +81,7 @@ func timeKey(t time.Time) []byte {
 
 func planKey(id PlanID) []byte        { return key(pPlan, []byte(id)) }
 func rsubKey(id SubID) []byte         { return key(pRSub, id[:]) }
+func rsubPublicKey(p [16]byte) []byte { return key(pRSubByPublic, p[:]) }
 func paymentKey(h Hash) []byte        { return key(pPayment, h[:]) }
 func eventKey(id EventID) []byte      { return key(pEvent, be64(uint64(id))) }
 func eventQueueKey(id EventID) []byte { return key(pEventQueue, be64(uint64(id))) }

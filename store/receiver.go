@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/satstream/satstream/tlv"
 )
 
 // ReceiverStore is what the provider's daemon needs from the store: atomic
@@ -41,6 +42,9 @@ type ReceiverTx interface {
 
 	// Subscription returns the subscription, or ErrNotFound.
 	Subscription(id SubID) (*ReceiverSubscription, error)
+	// SubscriptionByPublicID returns the subscription whose public id
+	// (SubID.PublicID) is p, or ErrNotFound.
+	SubscriptionByPublicID(p tlv.PublicID) (*ReceiverSubscription, error)
 	// PutSubscription creates or replaces a subscription and keeps its
 	// state and paid-until indexes in step.
 	PutSubscription(s *ReceiverSubscription) error
@@ -100,7 +104,8 @@ type ReceiverTx interface {
 	// SetAddIndex moves the add-index resume point.
 	SetAddIndex(v uint64) error
 
-	// AppendEvent queues ev for delivery, assigning ev.ID the next number.
+	// AppendEvent queues ev for delivery, assigning ev.ID the next number
+	// and, if it has none, a random ev.UID.
 	AppendEvent(ev *Event) error
 	// Event returns a queued or delivered event, or ErrNotFound.
 	Event(id EventID) (*Event, error)
@@ -178,6 +183,20 @@ func (t *receiverTx) Subscription(id SubID) (*ReceiverSubscription, error) {
 	return s, nil
 }
 
+func (t *receiverTx) SubscriptionByPublicID(p tlv.PublicID) (
+	*ReceiverSubscription, error) {
+
+	raw, err := t.getRaw(rsubPublicKey(p))
+	if err != nil {
+		return nil, fmt.Errorf("subscription %s: %w", p, err)
+	}
+	if len(raw) != len(SubID{}) {
+		return nil, fmt.Errorf("%w: public id index entry of %d bytes",
+			ErrCorrupt, len(raw))
+	}
+	return t.Subscription(SubID(raw))
+}
+
 func (t *receiverTx) PutSubscription(s *ReceiverSubscription) error {
 	switch {
 	case s.ID.IsZero():
@@ -203,6 +222,12 @@ func (t *receiverTx) PutSubscription(s *ReceiverSubscription) error {
 		(!s.State.watchesTime() || !old.PaidUntil.Equal(s.PaidUntil)) {
 
 		if err := t.del(rsubPaidKey(old.PaidUntil, s.ID)); err != nil {
+			return err
+		}
+	}
+	if old == nil {
+		pub := s.ID.PublicID()
+		if err := t.set(rsubPublicKey(pub), s.ID[:]); err != nil {
 			return err
 		}
 	}
@@ -342,6 +367,11 @@ func (t *receiverTx) AppendEvent(ev *Event) error {
 		return err
 	}
 	ev.ID = id
+	if ev.UID.IsZero() {
+		if ev.UID, err = NewEventUID(); err != nil {
+			return err
+		}
+	}
 	if !ev.Delivered {
 		if err := t.set(eventQueueKey(id), nil); err != nil {
 			return err

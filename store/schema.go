@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -15,7 +16,7 @@ import (
 // older binary that rewrote such a record would silently drop them. Every
 // layout change bumps it, with a step in migrations; TestStoredFieldAddedWithoutSchemaBump
 // fails until both are done (see the package comment).
-const SchemaVersion uint32 = 4
+const SchemaVersion uint32 = 5
 
 // migration upgrades a store by one schema version.
 type migration struct {
@@ -29,6 +30,16 @@ type migration struct {
 	// with the new version stamp: a crash or an error leaves the store
 	// at the old version, and the next Open runs the step again.
 	apply func(t *txn) error
+
+	// batch, set instead of apply, rewrites records in batches, each its
+	// own transaction, because a real ledger holds more than one badger
+	// transaction may (ErrTxnTooBig). It is called with after, the last
+	// key it handled (nil at first), handles some records after it and
+	// returns the last key it handled, or nil when there is nothing
+	// left: that final call's transaction stamps the new version. Each
+	// record's rewrite must be idempotent, since a crash resumes the
+	// step from the first record at the next Open.
+	batch func(t *txn, after []byte) ([]byte, error)
 }
 
 // migrations holds one step per version: migrations[i] upgrades version
@@ -66,6 +77,113 @@ var migrations = []migration{
 			"written",
 		apply: func(*txn) error { return nil },
 	},
+	{
+		from: 4,
+		what: "receiver: the public id index (pRSubByPublic) of every " +
+			"subscription, Event.UID (a random public event id) for " +
+			"every stored event, and event payloads that named the " +
+			"secret subscription id name its public id",
+		batch: migratePublicIDs,
+	},
+}
+
+// migrateBatch is how many records one batch of a batched migration step
+// rewrites: far below badger's transaction limit on the smallest memtable.
+const migrateBatch = 500
+
+// migratePublicIDs is the schema 4 -> 5 step: it indexes every receiver
+// subscription by its public id, gives every event a random UID, and
+// replaces the secret subscription id in event payloads (the webhook body
+// and the API's event list carry them) by the public id. Each rewrite is
+// idempotent: an indexed id is indexed again, an event with a UID keeps
+// it, and a payload without the secret is left as it is.
+func migratePublicIDs(t *txn, after []byte) ([]byte, error) {
+	type work struct {
+		k   []byte
+		sub SubID
+		ev  *Event
+	}
+	var (
+		todo []work
+		last []byte
+	)
+	for _, prefix := range []byte{pRSub, pEvent} {
+		if after != nil && after[0] > prefix {
+			continue
+		}
+		var start []byte
+		if after != nil && after[0] == prefix {
+			start = successor(after)
+		}
+		err := t.scan([]byte{prefix}, start, true,
+			func(k []byte, item *badger.Item) error {
+				if len(todo) >= migrateBatch {
+					return ErrStop
+				}
+				w := work{k: append([]byte(nil), k...)}
+				switch prefix {
+				case pRSub:
+					if len(k) != 1+len(SubID{}) {
+						return fmt.Errorf("%w: subscription key "+
+							"%x", ErrCorrupt, k)
+					}
+					copy(w.sub[:], k[1:])
+				default:
+					w.ev = &Event{}
+					err := item.Value(func(v []byte) error {
+						return decodeRecord(v, w.ev)
+					})
+					if err != nil {
+						return err
+					}
+				}
+				todo = append(todo, w)
+				return nil
+			})
+		if err != nil {
+			return nil, err
+		}
+		if len(todo) >= migrateBatch {
+			break
+		}
+	}
+	// Writes happen after the walk: a read-write transaction's iterator
+	// is not written through.
+	for _, w := range todo {
+		last = w.k
+		if w.ev == nil {
+			pub := w.sub.PublicID()
+			if err := t.set(rsubPublicKey(pub), w.sub[:]); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		ev, changed := w.ev, false
+		if ev.UID.IsZero() {
+			uid, err := NewEventUID()
+			if err != nil {
+				return nil, err
+			}
+			ev.UID, changed = uid, true
+		}
+		if !ev.SubID.IsZero() {
+			secret := []byte(ev.SubID.Hex())
+			if bytes.Contains(ev.Payload, secret) {
+				ev.Payload = bytes.ReplaceAll(ev.Payload, secret,
+					[]byte(ev.SubID.PublicID().String()))
+				changed = true
+			}
+		}
+		if changed {
+			if err := t.put(w.k, ev); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(todo) < migrateBatch {
+		return nil, nil
+	}
+	return last, nil
 }
 
 // checkSchema stamps a new store with SchemaVersion, migrates an older one
@@ -149,7 +267,13 @@ func (db *DB) migrate(from, to uint32, steps []migration) error {
 			return fmt.Errorf("store: no migration from schema version %d", v)
 		}
 		step := steps[i]
-		if err := db.schemaStep(v+1, step.apply); err != nil {
+		var err error
+		if step.batch != nil {
+			err = db.batchedStep(v+1, step.batch)
+		} else {
+			err = db.schemaStep(v+1, step.apply)
+		}
+		if err != nil {
 			return fmt.Errorf("store: migrate %s from schema version %d "+
 				"to %d (%s): %w", db.dir, v, v+1, step.what, err)
 		}
@@ -159,18 +283,51 @@ func (db *DB) migrate(from, to uint32, steps []migration) error {
 	return nil
 }
 
+// batchedStep runs a batched step: one transaction per batch, the last
+// of which stamps version.
+func (db *DB) batchedStep(version uint32,
+	batch func(t *txn, after []byte) ([]byte, error)) error {
+
+	var after []byte
+	for {
+		var next []byte
+		err := db.commitStep(version, func(t *txn) (bool, error) {
+			var err error
+			next, err = batch(t, after)
+			return next == nil, err
+		})
+		if err != nil || next == nil {
+			return err
+		}
+		after = next
+	}
+}
+
 // schemaStep runs apply (if any) and stamps version in one transaction,
 // then syncs it to disk.
 func (db *DB) schemaStep(version uint32, apply func(t *txn) error) error {
+	return db.commitStep(version, func(t *txn) (bool, error) {
+		if apply == nil {
+			return true, nil
+		}
+		return true, apply(t)
+	})
+}
+
+// commitStep runs apply in one transaction, stamps version in it if apply
+// says so, commits and syncs it to disk.
+func (db *DB) commitStep(version uint32, apply func(t *txn) (bool, error)) error {
 	t := &txn{bt: db.bdb.NewTransaction(true), update: true}
 	defer t.bt.Discard()
-	if apply != nil {
-		if err := apply(t); err != nil {
+	stamp, err := apply(t)
+	if err != nil {
+		return err
+	}
+	// A batch of a longer step commits its writes without the version.
+	if stamp {
+		if err := t.set(keySchemaVersion, be32(version)); err != nil {
 			return err
 		}
-	}
-	if err := t.set(keySchemaVersion, be32(version)); err != nil {
-		return err
 	}
 	if err := t.bt.Commit(); err != nil {
 		return fmt.Errorf("store: write schema version: %w", translateErr(err))

@@ -133,6 +133,32 @@ var schemaHistory = map[uint32]schemaLayout{
 			"Attempt": {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14},
 		},
 	},
+	5: {
+		tables: map[string]byte{
+			"pMeta": 0x01,
+			"pPlan": 0x10, "pRSub": 0x11, "pRSubByState": 0x12,
+			"pRSubByPaid": 0x13, "pPayment": 0x14, "pPaymentBySq": 0x15,
+			"pEvent": 0x16, "pEventQueue": 0x17, "pRHeld": 0x18,
+			"pRefusedBySub": 0x19, "pRefusalEvent": 0x1a, "pRSubByPublic": 0x1b,
+			"pSSub": 0x20, "pSSubByState": 0x21, "pAttempt": 0x22,
+			"pAttemptHash": 0x23, "pAttemptOpen": 0x24, "pSpend": 0x25,
+		},
+		meta: map[string]byte{
+			"keySchemaVersion": 0x01, "keySettleIndex": 0x10,
+			"keyAddIndex": 0x11, "keyLastEventID": 0x12,
+			"keyRefusalCountPrefix": 0x20,
+		},
+		records: map[string][]uint64{
+			"Plan":                 {1, 2, 3, 4, 5, 6, 10, 11, 12, 13, 14},
+			"ReceiverSubscription": {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18},
+			"Payment":              {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14},
+			"Event":                {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11},
+			"SenderSubscription": {1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12,
+				20, 21, 22, 23, 24, 30, 31, 32, 33,
+				40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53},
+			"Attempt": {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14},
+		},
+	},
 }
 
 // storedRecords makes an empty value of every stored record type, by the
@@ -304,7 +330,8 @@ func TestMigrationStepMissing(t *testing.T) {
 	for i, m := range migrations {
 		require.EqualValues(t, i+1, m.from, "migrations[%d]", i)
 		require.NotEmpty(t, m.what, "migrations[%d] says what changed", i)
-		require.NotNil(t, m.apply, "migrations[%d]", i)
+		require.True(t, (m.apply == nil) != (m.batch == nil),
+			"migrations[%d] has either apply or batch", i)
 	}
 	for v := uint32(1); v <= SchemaVersion; v++ {
 		require.Contains(t, schemaHistory, v, "layout of schema version %d", v)
@@ -457,4 +484,109 @@ func TestMigrationStepFailsHalfway(t *testing.T) {
 	}))
 
 	require.ErrorContains(t, db.migrate(3, 4, steps), "no migration from schema version 3")
+}
+
+// TestSchema4EventsKeptTheSecret reproduces a schema 4 ledger whose event
+// payloads (webhook bodies, the API's event list) carried the payer's
+// secret subscription id, whose events had no id but the counter a restored
+// ledger counts again, and which had no public id index. Opening it
+// migrates in batches (more events than one batch holds): every
+// subscription is found by its public id, every event has a distinct
+// random UID, and no payload holds the secret any more.
+func TestSchema4EventsKeptTheSecret(t *testing.T) {
+	t.Parallel()
+	dir := closedStore(t)
+	raw := map[string][]byte{string(keySchemaVersion): be32(4)}
+	subs := []SubID{subID(1), subID(2), subID(3)}
+	for _, id := range subs {
+		s := &ReceiverSubscription{ID: id, PlanID: "p", State: SubActive,
+			CreatedAt: at(1), UpdatedAt: at(1)}
+		raw[string(rsubKey(id))] = encodeAsVersion(t, 4,
+			"ReceiverSubscription", s)
+	}
+	const events = 2*migrateBatch + 7
+	for i := 1; i <= events; i++ {
+		id := subs[i%len(subs)]
+		ev := &Event{ID: EventID(i), SubID: id, Type: EventPaymentReceived,
+			Payload: []byte(`{"subscription":{"id":"` + id.Hex() +
+				`"},"payment":{"subscription_id":"` + id.Hex() + `"}}`),
+			CreatedAt: at(int64(i))}
+		raw[string(eventKey(ev.ID))] = encodeAsVersion(t, 4, "Event", ev)
+	}
+	raw[string(keyLastEventID)] = be64(events)
+	rawBadger(t, dir, raw)
+
+	db, err := Open(testCtx(t), dir, DefaultOptions())
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+
+	uids := map[EventUID]bool{}
+	require.NoError(t, db.Receiver().View(testCtx(t), func(tx ReceiverTx) error {
+		for _, id := range subs {
+			s, err := tx.SubscriptionByPublicID(id.PublicID())
+			require.NoError(t, err)
+			require.Equal(t, id, s.ID)
+		}
+		for i := 1; i <= events; i++ {
+			ev, err := tx.Event(EventID(i))
+			require.NoError(t, err)
+			require.False(t, ev.UID.IsZero(), "event %d has a UID", i)
+			require.False(t, uids[ev.UID], "event %d's UID is new", i)
+			uids[ev.UID] = true
+			require.NotContains(t, string(ev.Payload), ev.SubID.Hex())
+			require.Contains(t, string(ev.Payload),
+				`"id":"`+ev.SubID.PublicID().String()+`"`)
+			require.Contains(t, string(ev.Payload),
+				`"subscription_id":"`+ev.SubID.PublicID().String()+`"`)
+		}
+		return nil
+	}))
+	// The counter still orders new events after the old ones.
+	require.NoError(t, db.Receiver().Update(testCtx(t), func(tx ReceiverTx) error {
+		ev := &Event{SubID: subs[0], Type: EventSubscriptionUpdated,
+			CreatedAt: at(1)}
+		require.NoError(t, tx.AppendEvent(ev))
+		require.EqualValues(t, events+1, ev.ID)
+		require.False(t, uids[ev.UID])
+		return nil
+	}))
+}
+
+// TestBatchedMigrationCrashResumes: a batched step that fails after some
+// batches committed leaves the old version stamped, and the next run
+// finishes it (each batch's rewrite is idempotent).
+func TestBatchedMigrationCrashResumes(t *testing.T) {
+	t.Parallel()
+	db, _ := openTestDB(t)
+	require.NoError(t, db.Receiver().Update(testCtx(t), func(tx ReceiverTx) error {
+		for i := 1; i <= migrateBatch+3; i++ {
+			if err := tx.AppendEvent(&Event{Type: EventPaymentReceived,
+				CreatedAt: at(int64(i))}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	boom := errors.New("boom")
+	calls := 0
+	steps := []migration{{from: 1, what: "batched", batch: func(t *txn,
+		after []byte) ([]byte, error) {
+
+		calls++
+		if calls == 2 {
+			return nil, boom
+		}
+		return migratePublicIDs(t, after)
+	}}}
+	require.NoError(t, db.bdb.Update(func(txn *badger.Txn) error {
+		return txn.Set(keySchemaVersion, be32(1))
+	}))
+	require.ErrorIs(t, db.migrate(1, 2, steps), boom)
+	v, _, err := db.readSchema()
+	require.NoError(t, err)
+	require.EqualValues(t, 1, v, "not stamped before the last batch")
+	require.NoError(t, db.migrate(1, 2, steps))
+	v, _, err = db.readSchema()
+	require.NoError(t, err)
+	require.EqualValues(t, 2, v)
 }

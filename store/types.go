@@ -1,20 +1,36 @@
 package store
 
 import (
+	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"time"
 
 	"github.com/lightningnetwork/lnd/lnwire"
+	"github.com/satstream/satstream/tlv"
 )
 
 // SubID is the 16-byte subscription id carried in every satstream payment.
 // It is declared here rather than borrowed from the wire package so the
-// store's key layout depends on nothing but itself.
+// store's key layout depends on nothing but itself. It is the payer's
+// bearer secret (it authorises payments into and cancels of the
+// subscription): whatever is shown to people or other programs names the
+// subscription by its PublicID instead.
 type SubID [16]byte
 
-// String renders the id as hex for logs and error messages.
-func (id SubID) String() string { return hex.EncodeToString(id[:]) }
+// String renders the subscription's public id ("sub_..."), never the
+// secret, so an id that ends up in a log line, an error message or an API
+// body through %v or %s gives nothing away. Hex is the secret's form.
+func (id SubID) String() string { return id.PublicID().String() }
+
+// Hex renders the secret id itself (32 hex characters), for the few places
+// that must hand it to the payer: the offer, the response that creates a
+// subscription, and the payer's own admin API.
+func (id SubID) Hex() string { return hex.EncodeToString(id[:]) }
+
+// PublicID derives the subscription's public id (tlv.PublicID): the name
+// APIs, webhooks and logs use, computed the same way by payer and provider.
+func (id SubID) PublicID() tlv.PublicID { return tlv.SubscriptionID(id).PublicID() }
 
 // IsZero reports the unset id, which is never a valid key.
 func (id SubID) IsZero() bool { return id == SubID{} }
@@ -38,8 +54,31 @@ type PlanID string
 const maxPlanIDLen = 64
 
 // EventID numbers receiver events in the order they were queued, so webhook
-// deliveries can resume after the last one delivered.
+// deliveries can resume after the last one delivered. It is internal
+// ordering: consumers deduplicate by the event's random EventUID, which a
+// restored or new ledger never hands out again.
 type EventID uint64
+
+// EventUID is an event's public id: 128 random bits, assigned when the
+// event is queued (or by the schema 5 migration for older events) and
+// never reused, unlike EventID, which a new or restored ledger counts
+// again from where it starts.
+type EventUID [16]byte
+
+// String renders the event id as webhooks and the API show it.
+func (u EventUID) String() string { return "evt_" + hex.EncodeToString(u[:]) }
+
+// IsZero reports an unassigned event id.
+func (u EventUID) IsZero() bool { return u == EventUID{} }
+
+// NewEventUID returns a fresh random event id.
+func NewEventUID() (EventUID, error) {
+	var u EventUID
+	if _, err := rand.Read(u[:]); err != nil {
+		return u, fmt.Errorf("generate event id: %w", err)
+	}
+	return u, nil
+}
 
 // Day is a UTC calendar day counted from 1970-01-01, the unit of the
 // sender's daily spending cap.
@@ -379,7 +418,9 @@ type Payment struct {
 // same transaction as the change it reports so none is lost or invented.
 type Event struct {
 	// ID is assigned by AppendEvent.
-	ID    EventID
+	ID EventID
+	// UID is the event's public id, assigned by AppendEvent if zero.
+	UID   EventUID
 	SubID SubID
 	Type  EventType
 	// Payload is the body to deliver (JSON), opaque to the store.

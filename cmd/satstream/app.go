@@ -53,6 +53,7 @@ var offerCommand = cli.Command{
 			}
 			if o.SubscriptionID != nil {
 				v["subscription_id"] = o.SubscriptionID.String()
+				v["public_id"] = o.SubscriptionID.PublicID().String()
 			}
 			if o.PlanID != nil {
 				v["plan_id"] = o.PlanID.String()

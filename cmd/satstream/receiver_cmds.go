@@ -209,7 +209,7 @@ var receiverCommand = cli.Command{
 			Flags: []cli.Flag{
 				cli.BoolFlag{Name: "pending",
 					Usage: "only events not yet delivered"},
-				cli.Uint64Flag{Name: "after", Usage: "events after this id"},
+				cli.Uint64Flag{Name: "after", Usage: "events after this sequence number"},
 				cli.IntFlag{Name: "limit", Value: 100},
 				jsonFlag,
 			},
@@ -360,6 +360,6 @@ func listEvents(c *cli.Context) error {
 	}
 	q.Set("limit", fmt.Sprint(c.Int("limit")))
 	return call(c, "receiver", "GET", "/v1/events?"+q.Encode(), nil,
-		"events", "id", "type", "subscription_id", "delivered",
+		"events", "sequence", "id", "type", "subscription_id", "delivered",
 		"attempts", "last_error")
 }

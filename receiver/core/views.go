@@ -3,6 +3,7 @@ package core
 import (
 	"encoding/hex"
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/satstream/satstream/store"
@@ -28,8 +29,12 @@ func NewTermsView(t store.Terms) TermsView {
 	}
 }
 
-// SubscriptionView is the JSON form of a subscription.
+// SubscriptionView is the JSON form of a subscription. It names the
+// subscription by its public id and never holds the secret subscription
+// id (which authorises payments and cancels): it is what read-only
+// callers, the event list and webhooks see.
 type SubscriptionView struct {
+	// ID is the public id (tlv.PublicID, "sub_...").
 	ID         string     `json:"id"`
 	PlanID     string     `json:"plan_id"`
 	State      string     `json:"state"`
@@ -52,7 +57,7 @@ type SubscriptionView struct {
 // NewSubscriptionView renders sub as seen at now.
 func NewSubscriptionView(sub *store.ReceiverSubscription, now time.Time) SubscriptionView {
 	v := SubscriptionView{
-		ID:            sub.ID.String(),
+		ID:            sub.ID.PublicID().String(),
 		PlanID:        string(sub.PlanID),
 		State:         sub.State.String(),
 		Paid:          Paid(sub, now),
@@ -80,7 +85,9 @@ func NewSubscriptionView(sub *store.ReceiverSubscription, now time.Time) Subscri
 	return v
 }
 
-// PaymentView is the JSON form of a ledger entry.
+// PaymentView is the JSON form of a ledger entry. SubscriptionID is the
+// public id; an entry for an unknown subscription (junk, or someone's
+// secret sent to the wrong node) shows the public id of what was sent.
 type PaymentView struct {
 	Hash           string    `json:"payment_hash"`
 	SubscriptionID string    `json:"subscription_id,omitempty"`
@@ -101,14 +108,23 @@ func NewPaymentView(p *store.Payment) PaymentView {
 		AmountMsat: uint64(p.Amount),
 		Seconds:    p.Seconds,
 		State:      p.State.String(),
-		Reason:     p.Reason,
+		Reason:     redact(p.Reason, p.SubID),
 		Settled:    p.SettleIndex != 0,
 		ReceivedAt: p.ReceivedAt.UTC(),
 	}
 	if !p.SubID.IsZero() {
-		v.SubscriptionID = p.SubID.String()
+		v.SubscriptionID = p.SubID.PublicID().String()
 	}
 	return v
+}
+
+// redact replaces the secret id in text (a refusal reason written by an
+// older version named the subscription by its secret) with its public id.
+func redact(text string, id store.SubID) string {
+	if id.IsZero() {
+		return text
+	}
+	return strings.ReplaceAll(text, id.Hex(), id.PublicID().String())
 }
 
 // eventPayload is the data part of an event: the subscription after the
@@ -144,7 +160,7 @@ func AppendEvent(tx store.ReceiverTx, typ store.EventType,
 			subID = p.SubID
 		}
 	}
-	pl.Reason = reason
+	pl.Reason = redact(reason, subID)
 	body, err := json.Marshal(pl)
 	if err != nil {
 		return err

@@ -10,9 +10,7 @@ package dashboard
 
 import (
 	"context"
-	"crypto/sha256"
 	"embed"
-	"encoding/hex"
 	"html/template"
 	"net/http"
 	"sync"
@@ -26,11 +24,10 @@ import (
 //go:embed templates/*.html
 var templates embed.FS
 
-// PublicID is the name the dashboard shows and links a subscription by: a
-// hash of its id, which says nothing about the id itself.
+// PublicID is the name the dashboard shows and links a subscription by:
+// its public id (tlv.PublicID), which says nothing about the secret id.
 func PublicID(sub *store.ReceiverSubscription) string {
-	h := sha256.Sum256(sub.ID[:])
-	return "sub_" + hex.EncodeToString(h[:8])
+	return sub.ID.PublicID().String()
 }
 
 // PlanInput is a plan form in the units a person uses.

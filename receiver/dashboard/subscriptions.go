@@ -9,6 +9,7 @@ import (
 	"time"
 
 	kit "github.com/satstream/satstream/common/dashboard"
+	"github.com/satstream/satstream/tlv"
 
 	"github.com/satstream/satstream/receiver/core"
 	"github.com/satstream/satstream/store"
@@ -108,25 +109,20 @@ var errNoSub = errors.New("no such subscription")
 func (d *Dashboard) find(ctx context.Context, ref string) (
 	*store.ReceiverSubscription, error) {
 
-	var found *store.ReceiverSubscription
-	err := d.cfg.Store.View(ctx, func(tx store.ReceiverTx) error {
-		found = nil
-		return tx.ForEachSubscription(0, store.Page{},
-			func(s *store.ReceiverSubscription) error {
-				if PublicID(s) == ref {
-					found = s
-					return store.ErrStop
-				}
-				return nil
-			})
-	})
-	if err != nil && !errors.Is(err, store.ErrStop) {
-		return nil, err
-	}
-	if found == nil {
+	pub, err := tlv.ParsePublicID(ref)
+	if err != nil {
 		return nil, errNoSub
 	}
-	return found, nil
+	var found *store.ReceiverSubscription
+	err = d.cfg.Store.View(ctx, func(tx store.ReceiverTx) error {
+		var err error
+		found, err = tx.SubscriptionByPublicID(pub)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errNoSub
+	}
+	return found, err
 }
 
 type subData struct {

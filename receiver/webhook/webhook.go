@@ -74,32 +74,55 @@ func Verify(secret []byte, header string, body []byte, now time.Time,
 	return nil
 }
 
-// Envelope is the JSON body of every delivery.
+// APIVersion names the shape of event bodies (this envelope and the
+// views in data). It changes, to the date of the change, whenever a field
+// is renamed, removed or changes meaning; added fields do not change it.
+const APIVersion = "2026-11-29"
+
+// Envelope is the JSON body of every delivery (and of the API's event
+// list). It names the subscription by its public id only: the secret
+// subscription id is never in a body.
 type Envelope struct {
-	ID             string          `json:"id"`
-	Sequence       uint64          `json:"sequence"`
+	// ID is the event's random id (evt_ + 32 hex), what a consumer
+	// deduplicates by: unlike Sequence it is never reused, even by a new
+	// or restored ledger.
+	ID string `json:"id"`
+	// Sequence orders the events of one ledger.
+	Sequence   uint64 `json:"sequence"`
+	APIVersion string `json:"api_version"`
+	// Network is the Bitcoin network of the receiver's lnd, so a test
+	// node's events are never taken for real money.
+	Network        string          `json:"network"`
 	Type           string          `json:"type"`
 	CreatedAt      time.Time       `json:"created_at"`
 	SubscriptionID string          `json:"subscription_id,omitempty"`
 	Data           json.RawMessage `json:"data"`
 }
 
-// Body renders an event as the JSON a webhook receives.
-func Body(ev *store.Event) ([]byte, error) {
+// NewEnvelope wraps a stored event for delivery from a receiver on
+// network.
+func NewEnvelope(ev *store.Event, network string) Envelope {
 	env := Envelope{
-		ID:        fmt.Sprintf("evt_%d", ev.ID),
-		Sequence:  uint64(ev.ID),
-		Type:      ev.Type.String(),
-		CreatedAt: ev.CreatedAt.UTC(),
-		Data:      ev.Payload,
+		ID:         ev.UID.String(),
+		Sequence:   uint64(ev.ID),
+		APIVersion: APIVersion,
+		Network:    network,
+		Type:       ev.Type.String(),
+		CreatedAt:  ev.CreatedAt.UTC(),
+		Data:       ev.Payload,
 	}
 	if len(env.Data) == 0 {
 		env.Data = json.RawMessage("{}")
 	}
 	if !ev.SubID.IsZero() {
-		env.SubscriptionID = ev.SubID.String()
+		env.SubscriptionID = ev.SubID.PublicID().String()
 	}
-	return json.Marshal(env)
+	return env
+}
+
+// Body renders an event as the JSON a webhook receives.
+func Body(ev *store.Event, network string) ([]byte, error) {
+	return json.Marshal(NewEnvelope(ev, network))
 }
 
 // Config wires a Dispatcher.
@@ -107,8 +130,11 @@ type Config struct {
 	Store  store.ReceiverStore
 	URLs   []string
 	Secret []byte
-	Client *http.Client
-	Log    btclog.Logger
+	// Network is the Bitcoin network of the receiver's lnd, shown in
+	// every body.
+	Network string
+	Client  *http.Client
+	Log     btclog.Logger
 	// InitialBackoff and MaxBackoff shape the retry schedule.
 	InitialBackoff, MaxBackoff time.Duration
 	// Now is the clock (time.Now if nil).
@@ -266,7 +292,7 @@ func (d *Dispatcher) pass(ctx context.Context) (time.Time, error) {
 // deliver sends ev to every URL it has not reached yet and records the
 // result.
 func (d *Dispatcher) deliver(ctx context.Context, ev *store.Event) (bool, error) {
-	body, err := Body(ev)
+	body, err := Body(ev, d.cfg.Network)
 	if err != nil {
 		return false, err
 	}

@@ -10,9 +10,7 @@ package dashboard
 
 import (
 	"context"
-	"crypto/sha256"
 	"embed"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"html/template"
@@ -30,8 +28,8 @@ var templates embed.FS
 
 // Sub is one subscription as the payer's dashboard shows it.
 type Sub struct {
-	// ID is the subscription id in hex (only admin pages use it, in
-	// the action URLs).
+	// ID is the subscription's public id ("sub_..."), never the secret
+	// id its payments carry.
 	ID      string
 	Label   string
 	Node    string
@@ -62,16 +60,10 @@ type Sub struct {
 	CancelPending bool
 }
 
-// Short is how the page names a subscription without its id, which is
-// the subscription's cancel secret at the receiver.
-func (s Sub) Short() string { return ShortID(s.ID) }
-
-// ShortID is a short, stable name for a subscription id: a hash of it, so
-// it says nothing about the id itself.
-func ShortID(id string) string {
-	h := sha256.Sum256([]byte(id))
-	return "sub_" + hex.EncodeToString(h[:6])
-}
+// Short is how the page names a subscription: its public id, which
+// payer and provider both see (the secret id is the receiver's cancel
+// authority and is never shown).
+func (s Sub) Short() string { return s.ID }
 
 // Name is the subscription's label, or its short name.
 func (s Sub) Name() string {
