@@ -119,7 +119,12 @@ type faultRig struct {
 // a receiver process beside carol with a webhook endpoint, a sender
 // process beside alice, and n subscriptions streaming 1 sat/s in 2 s
 // increments.
-func newFaultRig(t *testing.T, ctx context.Context, n int) *faultRig {
+//
+// prepare, if given, is called with each daemon ("receiver", "sender")
+// before its first start, to change its arguments.
+func newFaultRig(t *testing.T, ctx context.Context, n int,
+	prepare ...func(role string, d *rcv)) *faultRig {
+
 	net, nodes := newNetwork(t, ctx,
 		regtest.NodeConfig{Name: "alice"},
 		regtest.NodeConfig{Name: "bob"},
@@ -139,6 +144,9 @@ func newFaultRig(t *testing.T, ctx context.Context, n int) *faultRig {
 			f.rcv.args[i] = "--lnd.host=" + f.proxy.Addr
 		}
 	}
+	for _, p := range prepare {
+		p("receiver", f.rcv)
+	}
 	f.rcv.start(ctx)
 	var plan struct {
 		ID string `json:"id"`
@@ -150,6 +158,9 @@ func newFaultRig(t *testing.T, ctx context.Context, n int) *faultRig {
 	}, &plan), "create plan")
 
 	f.snd = newSnd(t, f.alice)
+	for _, p := range prepare {
+		p("sender", f.snd)
+	}
 	f.snd.start(ctx)
 	for i := 0; i < n; i++ {
 		var sub struct {

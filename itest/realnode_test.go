@@ -82,8 +82,9 @@ func (r *rcv) refusedStart(ctx context.Context, extra ...string) string {
 	require.Equal(t, 1, exit.ExitCode())
 	out := stderr.String()
 	require.Equal(t, 1, strings.Count(out, "\n"), "not one line: %q", out)
-	require.True(t, strings.HasPrefix(out, "satstream-receiver: "), out)
-	t.Logf("receiver said: %s", strings.TrimSpace(out))
+	name := filepath.Base(r.bin)
+	require.True(t, strings.HasPrefix(out, name+": "), out)
+	t.Logf("%s said: %s", name, strings.TrimSpace(out))
 	return out
 }
 

@@ -74,6 +74,9 @@ type rcv struct {
 	token   string
 	proc    *rcvProc
 	runs    int
+	// dataDir is the daemon's --datadir when it is not dir (a tmpfs in
+	// the disk-full test); dir keeps the logs.
+	dataDir string
 	// ready says whether the daemon's /v1/health body means it is up
 	// (default: the receiver's lnd_connected).
 	ready func(health map[string]any) error
@@ -126,6 +129,14 @@ func newRcv(t *testing.T, node *regtest.Node, hookURL string) *rcv {
 // the daemon refuses --webhook.secret on the command line.
 const hookSecret = "whsec_itest_0123456789abcdef0123456789abcdef"
 
+// data is the daemon's data directory.
+func (r *rcv) data() string {
+	if r.dataDir != "" {
+		return r.dataDir
+	}
+	return r.dir
+}
+
 // start runs the daemon (with extra environment) and waits for its API.
 func (r *rcv) start(ctx context.Context, env ...string) {
 	t := r.t
@@ -152,7 +163,7 @@ func (r *rcv) start(ctx context.Context, env ...string) {
 			return fmt.Errorf("receiver exited: %s", tail(logPath, 20))
 		default:
 		}
-		tok, err := os.ReadFile(filepath.Join(r.dir, "admin.token"))
+		tok, err := os.ReadFile(filepath.Join(r.data(), "admin.token"))
 		if err != nil {
 			return err
 		}

@@ -575,6 +575,14 @@ func (d *Daemon) health() map[string]any {
 	if !d.lndConnected.Load() {
 		h["status"] = "degraded"
 	}
+	if db := d.db; db != nil {
+		if err := db.SpaceErr(); err != nil {
+			// Payments are not credited (lnd fails them back) until
+			// space returns.
+			h["status"] = "degraded"
+			h["ledger"] = err.Error()
+		}
+	}
 	return h
 }
 

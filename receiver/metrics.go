@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/satstream/satstream/receiver/core"
 	"github.com/satstream/satstream/store"
 )
@@ -87,6 +88,10 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(m.settled, m.refused, m.unclaimed, m.reversed,
 		m.excess, m.credited, m.notOurs, m.decision, m.webhookOK, m.webhookFail,
 		m.subsByState, m.eventsQueued)
+	// The Go runtime's and the process's own figures (go_goroutines,
+	// process_resident_memory_bytes): the soak watches them stay flat.
+	m.reg.MustRegister(collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

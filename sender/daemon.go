@@ -259,11 +259,19 @@ func (d *Daemon) Engine() *Engine { return d.engine }
 
 // health is the /v1/health body.
 func (d *Daemon) health() map[string]any {
-	return map[string]any{
+	h := map[string]any{
 		"status":        "ok",
 		"lnd":           d.lndState.Load(),
 		"subscriptions": d.engine.StateCounts(),
 	}
+	if db := d.db; db != nil {
+		if err := db.SpaceErr(); err != nil {
+			// No payment is sent until its attempt can be written.
+			h["status"] = "degraded"
+			h["ledger"] = err.Error()
+		}
+	}
+	return h
 }
 
 // Stop shuts down: servers first, then the engine (payments in flight stay

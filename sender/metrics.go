@@ -3,6 +3,7 @@ package sender
 import (
 	"github.com/lightningnetwork/lnd/lnwire"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // Metrics are the sender's Prometheus metrics. A nil *Metrics records
@@ -47,6 +48,10 @@ func NewMetrics(states func() map[string]int) *Metrics {
 		m.inFlight, &stateCollector{states: states,
 			desc: prometheus.NewDesc("satstream_sender_subscriptions",
 				"Subscriptions by state.", []string{"state"}, nil)})
+	// The Go runtime's and the process's own figures (go_goroutines,
+	// process_resident_memory_bytes): the soak watches them stay flat.
+	m.registry.MustRegister(collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

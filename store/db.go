@@ -76,6 +76,22 @@ type Options struct {
 	// stuck: the store fails with ErrStalled instead of wedging the daemon.
 	StallTimeout time.Duration
 
+	// MinFreeBytes is the free space the ledger's filesystem must keep:
+	// below it every write step is refused with ErrDiskFull (nothing is
+	// written, the store does not fail, and writes resume when space
+	// returns), and Open and Close refuse to let badger write. badger
+	// appends to its logs through memory maps of sparse files, so a write
+	// that finds the disk full is not an error it could return but a
+	// SIGBUS that kills the process; the store must stop before the disk
+	// does. The reserve covers what badger may write in the background
+	// after a step: a memtable flushed into a table and a level-0
+	// compaction. Zero disables the check.
+	MinFreeBytes uint64
+
+	// statfs returns the free bytes of the filesystem holding a
+	// directory; unit tests replace it.
+	statfs func(dir string) (uint64, error)
+
 	// FaultHook is for tests only; daemons leave it nil. When set, the
 	// store calls it at each FaultPoint, and an error it returns is treated
 	// as that operation failing on disk.
@@ -125,6 +141,7 @@ func DefaultOptions() Options {
 		BlockCacheSize:     32 << 20,
 		MaxCommitDelay:     2 * time.Millisecond,
 		StallTimeout:       30 * time.Second,
+		MinFreeBytes:       64 << 20,
 	}
 }
 
@@ -218,6 +235,9 @@ type DB struct {
 	synced        atomic.Uint64
 	trackSync     bool
 
+	// space refuses writes while the disk is (nearly) full.
+	space *spaceGuard
+
 	// blog is badger's logger; it fails the store on the errors badger
 	// only logs (a memtable flush or manifest write that keeps failing).
 	blog *badgerLogger
@@ -238,6 +258,15 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 		if err := checkDir(dir, opts); err != nil {
 			return nil, err
 		}
+	}
+
+	space := newSpaceGuard(dir, opts)
+	if err := space.check(); err != nil {
+		// badger writes at open (tables from the write-ahead logs a
+		// previous process left): with the disk full that write kills
+		// the process. A supervisor's restart finds the ledger intact
+		// once space returns.
+		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
 
 	blog := &badgerLogger{}
@@ -271,6 +300,7 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 		quit:   make(chan struct{}),
 		failed: make(chan struct{}),
 		blog:   blog,
+		space:  space,
 
 		trackSync: opts.Durability == GroupCommit && !opts.InMemory,
 	}
@@ -541,6 +571,17 @@ func (db *DB) Close() error {
 	}); err != nil {
 		return err
 	}
+	if err := db.space.check(); err != nil {
+		// badger's Close writes its memtable out into a table, which
+		// on a full disk kills the process. Everything acknowledged
+		// is in the synced write-ahead log (the last sync round ran
+		// above), which the next Open replays: leave badger open, as
+		// a process exit would.
+		log.Warnf("Not closing badger on %s: its close writes the "+
+			"memtable into a table, and %v; the write-ahead log is "+
+			"synced and is replayed at the next start", db.dir, err)
+		return fmt.Errorf("store: close %s: %w", db.dir, err)
+	}
 	if err := wait("badger", db.bdb.Close); err != nil {
 		if db.Err() == nil {
 			return fmt.Errorf("store: close %s: %w", db.dir, err)
@@ -643,6 +684,11 @@ func (db *DB) commitOnce(fn func(t *txn) error) (bool, uint64, error) {
 	}
 	if !t.dirty {
 		return false, seen, nil
+	}
+	// badger's write of a step into a full disk is a SIGBUS, not an
+	// error: refuse the step while there is still room.
+	if err := db.space.check(); err != nil {
+		return false, seen, err
 	}
 
 	if db.trackSync {
@@ -750,6 +796,10 @@ func (db *DB) gcLoop() {
 		}
 		if db.Err() != nil {
 			return
+		}
+		if db.space.check() != nil {
+			// GC rewrites value log files: not on a full disk.
+			continue
 		}
 		if n, err := db.runValueLogGC(); err != nil {
 			log.Warnf("Value log GC: %v", err)

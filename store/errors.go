@@ -51,6 +51,12 @@ var (
 	// without ever reporting an error.
 	ErrStalled = errors.New("store: disk stalled")
 
+	// ErrDiskFull is returned by a write step (and by Open and Close) when
+	// the ledger's filesystem has less free space than Options.MinFreeBytes.
+	// Nothing of the step is written and the store does not fail: writes
+	// resume by themselves once space returns. It wraps syscall.ENOSPC.
+	ErrDiskFull = errors.New("store: disk full")
+
 	// ErrConflict is returned when a transaction kept conflicting with
 	// concurrent ones beyond the retry budget.
 	ErrConflict = errors.New("store: transaction conflict")
