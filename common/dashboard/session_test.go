@@ -364,6 +364,13 @@ func TestStaticAssetsNeedNoSession(t *testing.T) {
 	for _, p := range []string{"/static/app.js", "/static/style.css"} {
 		rec := do(h, http.MethodGet, p, nil)
 		require.Equal(t, http.StatusOK, rec.Code, p)
+		require.NotEmpty(t, rec.Body.Bytes())
+	}
+	for _, p := range []string{"/static/", "/static/x.js",
+		"/static/../dashboard.go", "/static/assets/app.js"} {
+
+		require.Equal(t, http.StatusNotFound,
+			do(h, http.MethodGet, p, nil).Code, p)
 	}
 	rec := do(h, http.MethodGet, "/login", nil)
 	require.Contains(t, rec.Header().Get("Content-Security-Policy"),
