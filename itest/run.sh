@@ -25,7 +25,16 @@ bash itest/fuzz.sh 5000x
 step "govulncheck (.ci/vulncheck.sh; offline database from the module proxy if vuln.go.dev is unreachable)"
 bash .ci/vulncheck.sh
 
-step "integration tests (real btcd and lnd on 127.0.0.1)"
+# The dashboard tests drive Debian's chromium headless (chromedp).
+if ! command -v chromium >/dev/null; then
+	step "installing chromium for the dashboard browser tests (apt-get)"
+	sudo=""
+	if [ "$(id -u)" != 0 ]; then sudo=sudo; fi
+	$sudo apt-get update
+	$sudo apt-get install -y chromium
+fi
+
+step "integration tests (real btcd and lnd on 127.0.0.1, dashboards in headless chromium)"
 # The helper packages first, then the itest package alone: go test streams
 # -v output as tests run only when it tests a single package (over several
 # it buffers each package's output until the package ends, minutes here).

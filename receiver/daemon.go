@@ -22,6 +22,7 @@ import (
 	"github.com/lightningnetwork/lnd/routing/route"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/satstream/satstream/common"
+	"github.com/satstream/satstream/common/dashboard"
 	"github.com/satstream/satstream/common/idem"
 	"github.com/satstream/satstream/receiver/core"
 	"github.com/satstream/satstream/receiver/webhook"
@@ -53,6 +54,7 @@ type Daemon struct {
 
 	apiSrv     *common.Server
 	metricsSrv *common.Server
+	dash       *dashboard.Kit
 
 	node         atomic.Pointer[route.Vertex]
 	lndConnected atomic.Bool
@@ -184,8 +186,13 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 
 		webhookURLs: d.cfg.Webhook.URLs,
 	}
+	dash, handler, err := newDashboard(api, len(d.cfg.Webhook.URLs))
+	if err != nil {
+		return err
+	}
+	d.dash = dash
 	d.apiSrv, err = common.Listen("API", d.cfg.API.Listen,
-		common.WithBackup(common.WithHealthz(api.handler(), d.healthy),
+		common.WithBackup(common.WithHealthz(handler, d.healthy),
 			tokens, func() *store.DB { return d.db }), tlsConf,
 		d.cfg.API.Limits())
 	if err != nil {
@@ -239,6 +246,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	d.log.Infof("satstream-receiver version %s started: API https://%s, data in "+
 		"%s", common.ReadBuildInfo(), d.APIAddr(), netDir)
+	d.logDashboard()
 	return nil
 }
 
@@ -278,6 +286,7 @@ func (d *Daemon) Stop() error {
 		if d.cancel != nil {
 			d.cancel()
 		}
+		d.dash.Stop()
 		ctx, cancel := context.WithTimeout(context.Background(),
 			5*time.Second)
 		defer cancel()
@@ -343,8 +352,9 @@ func (d *Daemon) webhookSecret() ([]byte, error) {
 		webhook.SecretFile))
 }
 
-// notifyEvents wakes the webhook dispatcher.
+// notifyEvents wakes the webhook dispatcher and the open dashboards.
 func (d *Daemon) notifyEvents() {
+	d.dash.Notify()
 	if d.hooks != nil {
 		d.hooks.Notify()
 	}

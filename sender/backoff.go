@@ -25,6 +25,7 @@ func (e *Engine) setWaitingLocked(r *subRun, reason string) {
 	}
 	r.waitingReason = reason
 	r.notBefore = now.Add(r.bo.NextBackOff())
+	e.changed()
 	e.scheduleLocked(r, r.notBefore)
 }
 
@@ -34,6 +35,9 @@ func (e *Engine) clearWaitingLocked(r *subRun) {
 		e.log.Infof("Subscription %s: payments flow again after "+
 			"waiting since %v", r.id,
 			r.waitingSince.UTC().Format(time.RFC3339))
+	}
+	if !r.waitingSince.IsZero() {
+		e.changed()
 	}
 	r.waitingSince = time.Time{}
 	r.waitingReason = ""

@@ -16,6 +16,7 @@ import (
 	"github.com/btcsuite/btclog/v2"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/satstream/satstream/common"
+	"github.com/satstream/satstream/common/dashboard"
 	"github.com/satstream/satstream/common/idem"
 	"github.com/satstream/satstream/store"
 )
@@ -52,6 +53,7 @@ type Daemon struct {
 
 	apiSrv    *common.Server
 	metricsSv *common.Server
+	dash      *dashboard.Kit
 
 	lndState     atomic.Value // string
 	lndConnected atomic.Bool
@@ -153,9 +155,14 @@ func (d *Daemon) Start(ctx context.Context) error {
 	api := &apiServer{engine: d.engine, log: d.logs.Logger(TagAPI),
 		health: d.health, tokens: tokens,
 		idem: idem.New(d.db, d.logs.Logger(TagAPI))}
+	dash, handler, err := newDashboard(d.engine, tokens, api.routes(),
+		d.health)
+	if err != nil {
+		return fail(err)
+	}
+	d.dash = dash
 	d.apiSrv, err = common.Listen("API", cfg.API.Listen,
-		common.WithBackup(common.WithHealthz(
-			tokens.Middleware(api.routes()), d.healthy), tokens,
+		common.WithBackup(common.WithHealthz(handler, d.healthy), tokens,
 			func() *store.DB { return d.db }),
 		tlsCfg, cfg.API.Limits())
 	if err != nil {
@@ -163,6 +170,7 @@ func (d *Daemon) Start(ctx context.Context) error {
 	}
 	d.serve(d.apiSrv)
 	d.log.Infof("API listening on https://%s", d.apiSrv.Addr())
+	d.logDashboard()
 
 	if cfg.Metrics.Listen != "" {
 		mux := http.NewServeMux()
@@ -355,6 +363,7 @@ func (d *Daemon) Stop() error {
 		if d.cancel != nil {
 			d.cancel()
 		}
+		d.dash.Stop()
 		d.closeAll()
 		if d.db != nil {
 			if err := d.db.Err(); err != nil {

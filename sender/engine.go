@@ -201,6 +201,21 @@ type Engine struct {
 
 	wakeCh chan struct{}
 	wg     sync.WaitGroup
+
+	// onChange, if set, is called (it must not block) whenever a
+	// subscription's state, payments or waiting changed: the dashboard
+	// streams it to open pages.
+	onChange func()
+}
+
+// SetOnChange installs the change hook; call it before Run.
+func (e *Engine) SetOnChange(f func()) { e.onChange = f }
+
+// changed calls the change hook.
+func (e *Engine) changed() {
+	if e.onChange != nil {
+		e.onChange()
+	}
 }
 
 // NewEngine makes an engine over the store. Call Load before anything
@@ -371,6 +386,7 @@ func (e *Engine) refresh(s *store.SenderSubscription) {
 	}
 	old := r.sub.State
 	r.sub = s
+	e.changed()
 	if old != s.State {
 		e.log.Infof("Subscription %s: %v -> %v %s", s.ID, old, s.State,
 			s.Reason)

@@ -63,6 +63,7 @@ func (e *Engine) Run(ctx context.Context, router PaymentSender) error {
 
 // wake makes the scheduler look at its queue again.
 func (e *Engine) wake() {
+	e.changed()
 	select {
 	case e.wakeCh <- struct{}{}:
 	default:

@@ -103,6 +103,9 @@ type demo struct {
 	logFile *os.File
 	cliHint string
 
+	// dashboards are the dashboards' login links, shown on every frame.
+	dashboards []string
+
 	// lastFrame is the last 5-second frame printed in plain mode.
 	lastFrame time.Duration
 }
@@ -274,6 +277,18 @@ func (d *demo) startDaemons(ctx context.Context) error {
 		rcv.APIAddr(), rcv.MetricsAddr())
 	d.say("sender   API https://%s, metrics http://%s/metrics",
 		snd.APIAddr(), snd.MetricsAddr())
+	for _, dash := range []struct {
+		who    string
+		client *apiClient
+	}{{"provider", d.rcvAPI}, {"payer   ", d.sndAPI}} {
+		url, _, err := dashboardLink(ctx, dash.client, false)
+		if err != nil {
+			return fmt.Errorf("dashboard login link: %w", err)
+		}
+		d.dashboards = append(d.dashboards, fmt.Sprintf(
+			"%s dashboard: %s", dash.who, url))
+		d.say("%s dashboard (one-time login link): %s", dash.who, url)
+	}
 	d.say("daemon logs: %s", f.Name())
 	d.say("explore with the CLI:\n    %s receiver subs list", d.cliHint)
 	return nil
@@ -449,6 +464,8 @@ func (d *demo) render(ctx context.Context) error {
 	}
 	if !d.plain {
 		fmt.Fprintf(&b, "\nCLI: %s sender subs list\n", d.cliHint)
+		fmt.Fprintf(&b, "Open in a browser (each link logs in once):\n"+
+			"  %s\n", strings.Join(d.dashboards, "\n  "))
 	}
 	_, err = io.WriteString(d.out, b.String())
 	return err

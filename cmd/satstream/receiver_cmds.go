@@ -82,6 +82,7 @@ var receiverCommand = cli.Command{
 	Aliases: []string{"provider"},
 	Usage:   "talk to satstream-receiver (the provider's daemon)",
 	Subcommands: []cli.Command{
+		dashboardCommand("receiver"),
 		{
 			Name:   "status",
 			Usage:  "show the daemon's health and its lnd connection",

@@ -58,6 +58,7 @@ var senderCommand = cli.Command{
 	Aliases: []string{"payer"},
 	Usage:   "talk to satstream-sender (the payer's daemon)",
 	Subcommands: []cli.Command{
+		dashboardCommand("sender"),
 		{
 			Name:   "status",
 			Usage:  "show the daemon's health and its lnd connection",
