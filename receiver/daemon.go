@@ -425,6 +425,7 @@ func (d *Daemon) lndLoop(ctx context.Context) {
 
 		pipe := core.NewPipeline(core.PipelineConfig{
 			Store:     d.db.Receiver(),
+			SpaceErr:  d.db.SpaceErr,
 			Source:    &lndSource{lnd: &services.LndServices},
 			Log:       d.logs.Logger(tagInvoices),
 			Window:    d.cfg.SeqWindow,

@@ -107,6 +107,11 @@ type PipelineConfig struct {
 	// one shared by the pipelines of one process reports each decision
 	// once across Run restarts (a fresh one if nil).
 	Reported *Reported
+	// SpaceErr, if set, reports whether the ledger's disk is full
+	// (store.DB.SpaceErr): a follower whose step the store refused with
+	// store.ErrDiskFull waits until it is not instead of asking lnd
+	// again and again.
+	SpaceErr func() error
 }
 
 // Defaults of PipelineConfig. The sweep interval must stay well below
@@ -140,7 +145,15 @@ type Pipeline struct {
 	slots *fifoSem
 
 	autoSettleWarned atomic.Bool
+	// addIndexRefused and settleRefused make a disk-full episode log
+	// once in the stream's handling.
+	addIndexRefused atomic.Bool
+	settleRefused   atomic.Bool
 }
+
+// diskFullRetry bounds the wait before a settle record the store refused
+// for a full disk is tried again.
+const diskFullRetry = 2 * time.Second
 
 // NewPipeline returns a pipeline; Run starts it.
 func NewPipeline(cfg PipelineConfig) *Pipeline {
@@ -309,13 +322,28 @@ func (p *Pipeline) handleStream(ctx context.Context, wg *sync.WaitGroup,
 	if inv.AddIndex == 0 {
 		return nil
 	}
-	return p.cfg.Store.Update(ctx, func(tx store.ReceiverTx) error {
+	err := p.cfg.Store.Update(ctx, func(tx store.ReceiverTx) error {
 		cur, err := tx.AddIndex()
 		if err != nil || inv.AddIndex <= cur {
 			return err
 		}
 		return tx.SetAddIndex(inv.AddIndex)
 	})
+	if errors.Is(err, store.ErrDiskFull) {
+		// The add index only shortens the replay after a restart
+		// (sweeps find every pending keysend): skip it rather than
+		// end Run and every follower with it.
+		if p.addIndexRefused.CompareAndSwap(false, true) {
+			p.cfg.Log.Warnf("not moving the stored add index while "+
+				"the ledger disk is full (%v); a restart replays "+
+				"more of lnd's invoice stream", err)
+		}
+		return nil
+	}
+	if err == nil {
+		p.addIndexRefused.Store(false)
+	}
+	return err
 }
 
 // handleSettled records a settle event of the invoice stream and moves
@@ -331,7 +359,7 @@ func (p *Pipeline) handleSettled(ctx context.Context, inv *Invoice) error {
 		overruled bool
 		excess    *store.Payment
 	)
-	err := p.cfg.Store.Update(ctx, func(tx store.ReceiverTx) error {
+	step := func(tx store.ReceiverTx) error {
 		decided, overruled, excess = false, false, nil
 		if !inv.IsKeysend {
 			return BumpSettleIndex(tx, inv.SettleIndex)
@@ -365,9 +393,38 @@ func (p *Pipeline) handleSettled(ctx context.Context, inv *Invoice) error {
 		}
 		decided = true
 		return BumpSettleIndex(tx, inv.SettleIndex)
-	})
-	if err != nil {
-		return fmt.Errorf("record settled invoice %v: %w", inv.Hash, err)
+	}
+	// The settle index must not skip this settle, so a step refused for
+	// a full disk is tried again here until space returns (or Run ends);
+	// the followers carry on meanwhile.
+	wait := p.cfg.RetryInterval
+	for {
+		err := p.cfg.Store.Update(ctx, step)
+		if err == nil {
+			if p.settleRefused.Swap(false) {
+				p.cfg.Log.Infof("recorded settled invoice %v "+
+					"after the ledger disk had space again",
+					inv.Hash)
+			}
+			break
+		}
+		if !errors.Is(err, store.ErrDiskFull) {
+			return fmt.Errorf("record settled invoice %v: %w",
+				inv.Hash, err)
+		}
+		if p.settleRefused.CompareAndSwap(false, true) {
+			p.cfg.Log.Warnf("cannot record settled invoice %v while "+
+				"the ledger disk is full (%v); trying again "+
+				"until space returns", inv.Hash, err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		wait = min(2*wait, diskFullRetry)
 	}
 	if excess != nil {
 		p.excess(inv, excess)
