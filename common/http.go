@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/satstream/satstream/store"
 	"io"
 	"net/http"
 	"strings"
@@ -65,9 +66,20 @@ type InternalErrorLogger interface {
 // cause (which may hold paths, store or lnd details) goes to the log under
 // a fresh id, and the client gets a generic 500 carrying that id, so a
 // report can be matched to the log line.
+//
+// A write the ledger refused for a full disk (store.ErrDiskFull) is no bug
+// and passes once space returns: it is 503 disk_full with Retry-After
+// (the store logs the episode, and health names the disk).
 func WriteInternalError(w http.ResponseWriter, log InternalErrorLogger,
 	err error) {
 
+	if errors.Is(err, store.ErrDiskFull) {
+		w.Header().Set("Retry-After", DiskFullRetryAfter)
+		WriteError(w, http.StatusServiceUnavailable, "disk_full", "",
+			"the daemon's ledger disk is full; nothing was changed, "+
+				"try again later")
+		return
+	}
 	id := newErrorID()
 	log.Errorf("API request failed (error id %s): %v", id, err)
 	WriteJSON(w, http.StatusInternalServerError, struct {
@@ -75,6 +87,10 @@ func WriteInternalError(w http.ResponseWriter, log InternalErrorLogger,
 	}{APIError{Code: "internal", ID: id, Message: "internal error; " +
 		"the daemon's log has the details under id " + id}})
 }
+
+// DiskFullRetryAfter is the Retry-After, in seconds, of a disk_full
+// answer.
+const DiskFullRetryAfter = "30"
 
 // newErrorID is a short random id for one internal error.
 func newErrorID() string {

@@ -440,6 +440,7 @@ func (d *Daemon) lndLoop(ctx context.Context) {
 
 		pipe := core.NewPipeline(core.PipelineConfig{
 			Store:     d.db.Receiver(),
+			SpaceErr:  d.db.SpaceErr,
 			Source:    &lndSource{lnd: &services.LndServices},
 			Log:       d.logs.Logger(tagInvoices),
 			Window:    d.cfg.SeqWindow,
@@ -547,29 +548,51 @@ func (d *Daemon) expiryLoop(ctx context.Context) {
 			}
 			continue
 		}
-		changed := false
-		for _, id := range ids {
-			err := rs.Update(ctx, func(tx store.ReceiverTx) error {
-				sub, err := tx.Subscription(id)
-				if err != nil {
-					return err
-				}
-				ok, err := core.Age(tx, sub, now)
-				if ok {
-					changed = true
-					d.log.Infof("subscription %v is now %v", id,
-						sub.State)
-				}
-				return err
-			})
-			if err != nil && ctx.Err() == nil {
-				d.log.Errorf("ageing subscription %v: %v", id, err)
-			}
-		}
-		if changed {
+		if ageSubscriptions(ctx, rs, d.log, ids, now) {
 			d.notifyEvents()
 		}
 	}
+}
+
+// ageSubscriptions moves the subscriptions ids to the state their paid
+// time gives at now, one step each, and reports whether any changed. A
+// change is logged once committed. A step refused for a full disk ends the
+// pass (the next tick tries again): every other step would be refused too.
+func ageSubscriptions(ctx context.Context, rs store.ReceiverStore,
+	log btclog.Logger, ids []store.SubID, now time.Time) bool {
+
+	changed := false
+	for _, id := range ids {
+		var (
+			aged  bool
+			state store.SubState
+		)
+		err := rs.Update(ctx, func(tx store.ReceiverTx) error {
+			sub, err := tx.Subscription(id)
+			if err != nil {
+				return err
+			}
+			aged, err = core.Age(tx, sub, now)
+			state = sub.State
+			return err
+		})
+		switch {
+		case err == nil:
+			if aged {
+				changed = true
+				log.Infof("subscription %v is now %v", id, state)
+			}
+		case ctx.Err() != nil:
+			return changed
+		case errors.Is(err, store.ErrDiskFull):
+			log.Errorf("ageing subscriptions: %v; trying again at the "+
+				"next pass", err)
+			return changed
+		default:
+			log.Errorf("ageing subscription %v: %v", id, err)
+		}
+	}
+	return changed
 }
 
 // metricsLoop refreshes the gauges that come from the store.

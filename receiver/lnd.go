@@ -110,7 +110,7 @@ func (s *lndSource) SubscribeInvoices(ctx context.Context, addIndex,
 	if err != nil {
 		return nil, nil, err
 	}
-	return mapChan(ctx, in, fromClient), errs, nil
+	return mapChan(ctx, in, fromClient, streamBuffer), errs, nil
 }
 
 // SubscribeSingleInvoice implements core.InvoiceSource.
@@ -123,16 +123,24 @@ func (s *lndSource) SubscribeSingleInvoice(ctx context.Context,
 	}
 	return mapChan(ctx, in, func(u lndclient.InvoiceUpdate) *core.Invoice {
 		return fromClient(&u.Invoice)
-	}), errs, nil
+	}, 0), errs, nil
 }
+
+// streamBuffer lets the invoice stream's events queue up on our side while
+// the pipeline waits for the fsync of the last batch, so the next batch
+// holds them all (lndclient's own channel is unbuffered: without a buffer
+// here, batches stay one event long against a real lnd). Events buffered
+// but not recorded are replayed after a restart: the stored indexes only
+// move when a batch is recorded.
+const streamBuffer = 256
 
 // mapChan forwards lndclient's updates as core invoices until in closes or
 // ctx ends, never blocking past ctx (lndclient's channels are not closed
 // when ctx ends).
 func mapChan[T any](ctx context.Context, in <-chan T,
-	conv func(T) *core.Invoice) <-chan *core.Invoice {
+	conv func(T) *core.Invoice, buffer int) <-chan *core.Invoice {
 
-	out := make(chan *core.Invoice)
+	out := make(chan *core.Invoice, buffer)
 	go func() {
 		defer close(out)
 		for {

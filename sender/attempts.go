@@ -262,6 +262,15 @@ func (e *Engine) runAttempt(ctx context.Context, r *subRun, ar *attemptRun,
 	}
 
 	e.mu.Lock()
+	if err != nil && ctx.Err() == nil && !errors.Is(err, store.ErrFailed) {
+		// The store refused to book the outcome (a full disk) and
+		// wrote nothing: the attempt stays open. Its retry tracks the
+		// payment in lnd (never sending what lnd holds or settled) and
+		// books the outcome again.
+		ar.needsRetry = true
+		ar.lndFailed = false
+		e.setLocalWaitingLocked(r, err)
+	}
 	ar.running = false
 	e.slots++
 	e.inFlight--
@@ -514,9 +523,7 @@ func (e *Engine) retryLater(ctx context.Context, r *subRun, ar *attemptRun,
 			reason = why
 		}
 	}
-	if cause == nil {
-		e.metrics.failed(reasonName(st.FailureReason))
-	} else {
+	if cause != nil {
 		e.metrics.failed("lnd_error")
 	}
 
@@ -533,6 +540,7 @@ func (e *Engine) retryLater(ctx context.Context, r *subRun, ar *attemptRun,
 		if err != nil {
 			return err
 		}
+		e.metrics.failed(reasonName(st.FailureReason))
 		e.mu.Lock()
 		ar.a = &a
 		e.mu.Unlock()
@@ -675,10 +683,10 @@ func (e *Engine) finishUnavailable(ctx context.Context, r *subRun,
 	why := fmt.Sprintf("receiver unavailable: lnd held payment seq %d "+
 		"for %v, then failed it (%s) at the end of its hold time",
 		ar.a.Seq, held.Round(time.Second), reasonName(st.FailureReason))
-	e.metrics.failed("receiver_unavailable")
 	if err := e.finishUnsent(ctx, r, []*attemptRun{ar}, why); err != nil {
 		return err
 	}
+	e.metrics.failed("receiver_unavailable")
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.setWaitingLocked(r, why)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/lightninglabs/lndclient"
 	"github.com/lightningnetwork/lnd/lnrpc"
+	"github.com/satstream/satstream/store"
 )
 
 // failStep backs a subscription off after a local (store) error; the
@@ -14,7 +15,25 @@ func (e *Engine) failStep(r *subRun, what string, err error) {
 	e.log.Errorf("Subscription %s: %s: %v", r.id, what, err)
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.setLocalWaitingLocked(r, err)
+}
+
+// diskFullRetry bounds the wait after the store refused a step for a full
+// disk: space may come back any moment (an operator frees it), and the
+// backoff must not have grown to BackoffMax by then.
+const diskFullRetry = 10 * time.Second
+
+// setLocalWaitingLocked records a local (store) failure like
+// setWaitingLocked, retrying within diskFullRetry while the disk is full.
+func (e *Engine) setLocalWaitingLocked(r *subRun, err error) {
 	e.setWaitingLocked(r, "local error: "+err.Error())
+	if !errors.Is(err, store.ErrDiskFull) {
+		return
+	}
+	if limit := e.clock.Now().Add(diskFullRetry); r.notBefore.After(limit) {
+		r.notBefore = limit
+		e.scheduleLocked(r, limit)
+	}
 }
 
 // setWaitingLocked records a failure and the next time to try.

@@ -135,11 +135,15 @@ func (f *frameWriter) finish() error {
 // frameReader undoes frameWriter. It reports io.EOF only after the trailer
 // checked out, so badger's Load fails on a truncated or altered file.
 type frameReader struct {
-	ctx  context.Context
-	r    io.Reader
-	h    hash.Hash
-	left uint32
-	done bool
+	ctx context.Context
+	// space, if set, is checked before each frame: badger writes what
+	// it loads through memory maps, so it must stop before the disk is
+	// full.
+	space *spaceGuard
+	r     io.Reader
+	h     hash.Hash
+	left  uint32
+	done  bool
 }
 
 func (f *frameReader) read(b []byte) error {
@@ -160,6 +164,9 @@ func (f *frameReader) Read(p []byte) (int, error) {
 	for f.left == 0 {
 		if f.done {
 			return 0, io.EOF
+		}
+		if err := f.space.check(); err != nil {
+			return 0, err
 		}
 		var l [4]byte
 		if err := f.read(l[:]); err != nil {
@@ -229,7 +236,11 @@ func Restore(ctx context.Context, dir string, r io.Reader) (err error) {
 			_ = os.RemoveAll(tmp)
 		}
 	}()
-	opts := DefaultOptions()
+	opts := restoreOptions()
+	space := newSpaceGuard(filepath.Dir(tmp), opts)
+	if err := space.check(); err != nil {
+		return fmt.Errorf("store: restore: %w", err)
+	}
 	bo := badger.DefaultOptions(tmp).
 		WithLogger(&badgerLogger{}).
 		WithMemTableSize(opts.MemTableSize).
@@ -241,9 +252,12 @@ func Restore(ctx context.Context, dir string, r io.Reader) (err error) {
 	if err != nil {
 		return translateOpenErr(tmp, err)
 	}
+	space.lsm = func() uint64 { return lsmBytes(bdb) }
+	fr.space = space
 	if err := bdb.Load(fr, loadMaxPending); err != nil {
 		_ = bdb.Close()
-		if errors.Is(err, ErrCorrupt) || errors.Is(err, context.Canceled) ||
+		if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrDiskFull) ||
+			errors.Is(err, context.Canceled) ||
 			errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("store: restore: %w", err)
 		}
@@ -273,6 +287,10 @@ func Restore(ctx context.Context, dir string, r io.Reader) (err error) {
 	log.Infof("Restored store %s from backup (schema %d)", dir, schema)
 	return nil
 }
+
+// restoreOptions are the options Restore loads a backup with (tests
+// replace them).
+var restoreOptions = DefaultOptions
 
 // syncDir makes a rename in dir durable.
 func syncDir(dir string) error {

@@ -134,3 +134,50 @@ func TestRestoreErrors(t *testing.T) {
 		require.ErrorIs(t, db.Backup(c, &bytes.Buffer{}), context.Canceled)
 	})
 }
+
+// TestRestoreOnFullDiskWritesIntoIt: a restore loads the whole ledger
+// through badger, which writes through memory maps: on a disk that fills
+// up it must stop at the reserve with ErrDiskFull (not SIGBUS), leaving
+// no half-restored directory behind. Not parallel: it replaces the
+// restore options.
+func TestRestoreOnFullDiskWritesIntoIt(t *testing.T) {
+	db, _ := openTestDB(t)
+	rs, ctx := db.Receiver(), testCtx(t)
+	require.NoError(t, putActiveSub(ctx, rs, subID(1)))
+	for n := uint64(1); n <= 50; n++ {
+		require.NoError(t, credit(ctx, rs, subID(1), n, 1000))
+	}
+	var buf bytes.Buffer
+	require.NoError(t, db.Backup(ctx, &buf))
+
+	for _, tc := range []struct {
+		name    string
+		roomFor int // statfs answers with room before the disk is full
+	}{
+		{"full before", 0},
+		{"fills during", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			restoreOptions = func() Options {
+				o := DefaultOptions()
+				o.statfs = func(string) (uint64, error) {
+					calls++
+					if calls <= tc.roomFor {
+						return 1 << 40, nil
+					}
+					return 0, nil
+				}
+				return o
+			}
+			t.Cleanup(func() { restoreOptions = DefaultOptions })
+			parent := t.TempDir()
+			dir := filepath.Join(parent, "restored")
+			err := Restore(ctx, dir, bytes.NewReader(buf.Bytes()))
+			require.ErrorIs(t, err, ErrDiskFull)
+			entries, err := os.ReadDir(parent)
+			require.NoError(t, err)
+			require.Empty(t, entries)
+		})
+	}
+}

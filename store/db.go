@@ -83,9 +83,10 @@ type Options struct {
 	// appends to its logs through memory maps of sparse files, so a write
 	// that finds the disk full is not an error it could return but a
 	// SIGBUS that kills the process; the store must stop before the disk
-	// does. The reserve covers what badger may write in the background
-	// after a step: a memtable flushed into a table and a level-0
-	// compaction. Zero disables the check.
+	// does. This is the floor: it covers a memtable flushed into a
+	// table; the reserve also grows with the ledger's LSM tree, which
+	// badger's compactions rewrite in the background (see spaceGuard).
+	// Zero disables the check.
 	MinFreeBytes uint64
 
 	// statfs returns the free bytes of the filesystem holding a
@@ -290,6 +291,9 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 	bdb, err := openBadger(bo)
 	if err != nil {
 		return nil, translateOpenErr(dir, err)
+	}
+	if !opts.InMemory {
+		space.lsm = func() uint64 { return lsmBytes(bdb) }
 	}
 
 	db := &DB{
@@ -825,4 +829,14 @@ func (db *DB) runValueLogGC() (int, error) {
 		}
 	}
 	return 16, nil
+}
+
+// lsmBytes is the on-disk size of every table of badger's LSM tree, read
+// from its table list (badger's Size is only refreshed once a minute).
+func lsmBytes(bdb *badger.DB) uint64 {
+	var n uint64
+	for _, t := range bdb.Tables() {
+		n += uint64(t.OnDiskSize)
+	}
+	return n
 }

@@ -57,7 +57,7 @@ func fillDisk(t *testing.T, dir string) string {
 	}
 }
 
-// TestDiskFullKillsProcessWithSIGBUS reproduces what a full disk did to a
+// TestFullDiskRefusesStepsInsteadOfSIGBUS: what a full disk did to a
 // daemon: badger appends to its write-ahead log through a memory map of a
 // sparse file, so the first write to a page the filesystem cannot back
 // is a SIGBUS, which Go turns into "fatal error: fault" and the process
@@ -66,7 +66,7 @@ func fillDisk(t *testing.T, dir string) string {
 // wraps ENOSPC and names the directory), nothing of the step is visible,
 // the store does not fail, and writes resume when space returns; Open and
 // Close on a full disk refuse instead of writing.
-func TestDiskFullKillsProcessWithSIGBUS(t *testing.T) {
+func TestFullDiskRefusesStepsInsteadOfSIGBUS(t *testing.T) {
 	mnt := mountTmpfs(t, "48m")
 	dir := filepath.Join(mnt, "ledger")
 	opts := DefaultOptions()
@@ -114,12 +114,12 @@ func TestDiskFullKillsProcessWithSIGBUS(t *testing.T) {
 	require.NoError(t, os.Remove(filler))
 }
 
-// TestDiskBelowReserveFailedStoreForGood checks the reserve without a
+// TestStepRefusedForSpaceFailsStoreForGood checks the reserve without a
 // real filesystem (any user): a step refused for want of space is not a
 // store failure (Failed stays open, the daemon keeps running) and the
 // next step after space returns goes through; Open refuses below the
 // reserve.
-func TestDiskBelowReserveFailedStoreForGood(t *testing.T) {
+func TestStepRefusedForSpaceFailsStoreForGood(t *testing.T) {
 	t.Parallel()
 	var free atomic.Uint64
 	free.Store(1 << 30)

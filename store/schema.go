@@ -447,6 +447,11 @@ func (db *DB) schemaStep(version uint32, apply func(t *txn) error) error {
 // commitStep runs apply in one transaction, stamps version in it if apply
 // says so, commits and syncs it to disk.
 func (db *DB) commitStep(version uint32, apply func(t *txn) (bool, error)) error {
+	// A migration rewrites the ledger in batches: like any write step,
+	// refused (nothing written) before badger writes into a full disk.
+	if err := db.space.check(); err != nil {
+		return fmt.Errorf("store: upgrade to schema %d: %w", version, err)
+	}
 	t := &txn{bt: db.bdb.NewTransaction(true), update: true}
 	defer t.bt.Discard()
 	stamp, err := apply(t)

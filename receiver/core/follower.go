@@ -200,6 +200,15 @@ func (f *follower) run(ctx context.Context) {
 		if done || ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, store.ErrDiskFull) && f.p.cfg.SpaceErr != nil {
+			// The store logs the episode; asking lnd again is
+			// of no use before space returns.
+			f.p.cfg.Log.Debugf("payment %v: %v; waiting for space",
+				f.hash, err)
+			if !f.p.waitForSpace(ctx) {
+				return
+			}
+		}
 		wait := bo.NextBackOff()
 		f.p.cfg.Log.Warnf("payment %v: %v; trying again in %v", f.hash,
 			err, wait)
@@ -211,6 +220,25 @@ func (f *follower) run(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// spacePoll is how often a follower refused for a full disk looks whether
+// space has returned.
+const spacePoll = time.Second
+
+// waitForSpace waits while SpaceErr reports the disk full; false if ctx
+// ended first.
+func (p *Pipeline) waitForSpace(ctx context.Context) bool {
+	for p.cfg.SpaceErr() != nil {
+		t := time.NewTimer(spacePoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+	}
+	return true
 }
 
 // once follows one subscription. It reports done at a final state, and an

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -107,6 +108,11 @@ type PipelineConfig struct {
 	// one shared by the pipelines of one process reports each decision
 	// once across Run restarts (a fresh one if nil).
 	Reported *Reported
+	// SpaceErr, if set, reports whether the ledger's disk is full
+	// (store.DB.SpaceErr): a follower whose step the store refused with
+	// store.ErrDiskFull waits until it is not instead of asking lnd
+	// again and again.
+	SpaceErr func() error
 }
 
 // Defaults of PipelineConfig. The sweep interval must stay well below
@@ -140,7 +146,15 @@ type Pipeline struct {
 	slots *fifoSem
 
 	autoSettleWarned atomic.Bool
+	// addIndexRefused and settleRefused make a disk-full episode log
+	// once in the stream's handling.
+	addIndexRefused atomic.Bool
+	settleRefused   atomic.Bool
 }
+
+// diskFullRetry bounds the wait before a settle record the store refused
+// for a full disk is tried again.
+const diskFullRetry = 2 * time.Second
 
 // NewPipeline returns a pipeline; Run starts it.
 func NewPipeline(cfg PipelineConfig) *Pipeline {
@@ -342,6 +356,71 @@ func (p *Pipeline) handleStream(ctx context.Context, wg *sync.WaitGroup,
 			p.follow(ctx, wg, inv.Hash)
 		}
 	}
+	return p.recordStream(ctx, batch)
+}
+
+// recordStream records batch in one step. A batch badger finds too big for
+// one transaction (a long replay on a small memtable) is split in halves,
+// recorded in order: a refused step writes nothing. A step refused for a
+// full disk is tried again here while the batch holds a settle (the settle
+// index must not skip it; the followers carry on meanwhile), and skipped
+// when it would only move the add index, which merely shortens the replay
+// after a restart (sweeps find every pending keysend).
+func (p *Pipeline) recordStream(ctx context.Context, batch []*Invoice) error {
+	wait := p.cfg.RetryInterval
+	for {
+		err := p.recordBatch(ctx, batch)
+		switch {
+		case err == nil:
+			p.addIndexRefused.Store(false)
+			if p.settleRefused.Swap(false) {
+				p.cfg.Log.Infof("recorded %d invoice stream "+
+					"event(s) after the ledger disk had space "+
+					"again", len(batch))
+			}
+			return nil
+
+		case errors.Is(err, store.ErrTooBig) && len(batch) > 1:
+			half := len(batch) / 2
+			if err := p.recordStream(ctx, batch[:half]); err != nil {
+				return err
+			}
+			return p.recordStream(ctx, batch[half:])
+
+		case !errors.Is(err, store.ErrDiskFull):
+			return err
+		}
+
+		if !slices.ContainsFunc(batch, func(inv *Invoice) bool {
+			return inv.State == invoices.ContractSettled
+		}) {
+			if p.addIndexRefused.CompareAndSwap(false, true) {
+				p.cfg.Log.Warnf("not moving the stored add index "+
+					"while the ledger disk is full (%v); a "+
+					"restart replays more of lnd's invoice "+
+					"stream", err)
+			}
+			return nil
+		}
+		if p.settleRefused.CompareAndSwap(false, true) {
+			p.cfg.Log.Warnf("cannot record settled invoices while the "+
+				"ledger disk is full (%v); trying again until "+
+				"space returns", err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		wait = min(2*wait, diskFullRetry)
+	}
+}
+
+// recordBatch records the add and settle events of batch in one store
+// step, then reports each settle's outcome.
+func (p *Pipeline) recordBatch(ctx context.Context, batch []*Invoice) error {
 	results := make([]settledResult, len(batch))
 	var failed *Invoice
 	err := p.cfg.Store.Update(ctx, func(tx store.ReceiverTx) error {
