@@ -193,8 +193,8 @@ func TestDashboardsInABrowser(t *testing.T) {
 	require.NoError(t, err)
 	defer func() { require.NoError(t, st.Stop()) }()
 
-	prov := newDashSite(t, st.Receiver.APIAddr(), st.ReceiverCfg.DataDir)
-	payer := newDashSite(t, st.Sender.APIAddr(), st.SenderCfg.DataDir)
+	prov := newDashSite(t, st.Receiver.APIAddr(), st.ReceiverCfg.NetworkDir())
+	payer := newDashSite(t, st.Sender.APIAddr(), st.SenderCfg.NetworkDir())
 	pb := browser(t, ctx)
 
 	// The provider logs in by pasting the admin token and creates an

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/satstream/satstream/common"
 	"io"
 	"math/big"
 	"net"
@@ -98,7 +99,7 @@ func startDaemon(ctx context.Context, bin, dir string, node *regtest.Node,
 	go func() { d.done <- cmd.Wait() }()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		if api, err := newAPIClient(addr, dir, 1); err == nil {
+		if api, err := newAPIClient(addr, netDir(dir), 1); err == nil {
 			var h struct {
 				LndConnected bool   `json:"lnd_connected"`
 				Status       string `json:"status"`
@@ -254,8 +255,8 @@ func receiverScale(ctx context.Context, bin, dir string, carol *regtest.Node,
 	log io.Writer) (ReceiverScale, error) {
 
 	res := ReceiverScale{Subs: subs, Expiring: expiring, Clients: clients}
-	ledger := filepath.Join(dir, "ledger")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	ledger := filepath.Join(netDir(dir), "ledger")
+	if err := os.MkdirAll(netDir(dir), 0o700); err != nil {
 		return res, err
 	}
 	db, err := store.Open(ctx, ledger, store.DefaultOptions())
@@ -304,7 +305,7 @@ func receiverScale(ctx context.Context, bin, dir string, carol *regtest.Node,
 		return res, err
 	}
 
-	api, err := newAPIClient(d.addr, dir, clients)
+	api, err := newAPIClient(d.addr, netDir(dir), clients)
 	if err != nil {
 		return res, err
 	}
@@ -409,7 +410,7 @@ func senderScale(ctx context.Context, bin, dir string, alice *regtest.Node,
 	if err != nil {
 		return res, err
 	}
-	api, err := newAPIClient(d.addr, dir, 2)
+	api, err := newAPIClient(d.addr, netDir(dir), 2)
 	if err != nil {
 		d.stop()
 		return res, err
@@ -418,7 +419,7 @@ func senderScale(ctx context.Context, bin, dir string, alice *regtest.Node,
 		ID string `json:"id"`
 	}
 	err = api.do(ctx, "POST", "/v1/subscriptions", map[string]any{
-		"offer": plan.Offer, "increment": "24h", "buffer": "1h",
+		"offer": plan.Offer, "increment_sec": 24 * 3600, "buffer_sec": 3600,
 		"fee_limit_ppm": 50_000,
 	}, &sub)
 	if err == nil {
@@ -444,7 +445,7 @@ func senderScale(ctx context.Context, bin, dir string, alice *regtest.Node,
 		return res, err
 	}
 
-	db, err := store.Open(ctx, filepath.Join(dir, "ledger"),
+	db, err := store.Open(ctx, filepath.Join(netDir(dir), "ledger"),
 		store.DefaultOptions())
 	if err != nil {
 		return res, err
@@ -524,3 +525,7 @@ func pollUntil(ctx context.Context, timeout time.Duration,
 		}
 	}
 }
+
+// netDir is where a daemon run with --datadir=dir --network=regtest keeps
+// its ledger, TLS pair and tokens.
+func netDir(dir string) string { return common.NetworkDir(dir, "regtest") }

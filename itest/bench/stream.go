@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -125,7 +126,24 @@ func (b *streamBench) start(ctx context.Context, carol *regtest.Node) error {
 	}
 	b.stack = st
 	b.rcvAPI, err = newAPIClient(st.Receiver.APIAddr(),
-		st.ReceiverCfg.DataDir, 8)
+		st.ReceiverCfg.NetworkDir(), 8)
+	if err != nil {
+		return err
+	}
+	// Offers name carol's node, which the receiver knows once it has
+	// reached lnd.
+	err = regtest.Poll(ctx, 2*time.Minute, func() error {
+		var h struct {
+			LndConnected bool `json:"lnd_connected"`
+		}
+		if err := b.rcvAPI.do(ctx, "GET", "/v1/health", nil, &h); err != nil {
+			return err
+		}
+		if !h.LndConnected {
+			return errors.New("receiver not connected to lnd yet")
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
@@ -214,7 +232,7 @@ func (b *streamBench) run(ctx context.Context, level int, warmup,
 	}
 	defer stopSender()
 
-	sndAPI, err := newAPIClient(snd.APIAddr(), cfg.DataDir, 8)
+	sndAPI, err := newAPIClient(snd.APIAddr(), cfg.NetworkDir(), 8)
 	if err != nil {
 		return res, err
 	}
@@ -228,10 +246,14 @@ func (b *streamBench) run(ctx context.Context, level int, warmup,
 		if err != nil {
 			return res, fmt.Errorf("create subscription: %w", err)
 		}
+		if sub.Offer == "" {
+			return res, errors.New("create subscription: no offer " +
+				"in the receiver's answer")
+		}
 		err = sndAPI.do(ctx, "POST", "/v1/subscriptions", map[string]any{
 			"offer":         sub.Offer,
-			"increment":     "1s",
-			"buffer":        (30 * 24 * time.Hour).String(),
+			"increment_sec": 1,
+			"buffer_sec":    30 * 24 * 3600,
 			"fee_limit_ppm": b.feePPM,
 		}, nil)
 		if err != nil {
@@ -266,7 +288,7 @@ func (b *streamBench) run(ctx context.Context, level int, warmup,
 	// Let the tail catch up with credits of the window's last payments.
 	b.tail.poll(ctx)
 
-	db, err := store.Open(ctx, filepath.Join(cfg.DataDir, "ledger"),
+	db, err := store.Open(ctx, filepath.Join(cfg.NetworkDir(), "ledger"),
 		store.DefaultOptions())
 	if err != nil {
 		return res, fmt.Errorf("open sender ledger: %w", err)

@@ -119,7 +119,7 @@ func (d *daemon) start(ctx context.Context) error {
 		default:
 		}
 		tok, err := os.ReadFile(filepath.Join(d.dir, "data",
-			"admin.token"))
+			"regtest", "admin.token"))
 		if err != nil {
 			return err
 		}

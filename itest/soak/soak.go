@@ -301,7 +301,7 @@ func (s *soak) run(ctx context.Context, res *Result) error {
 	if err := s.rcv.stop(); err != nil {
 		return err
 	}
-	ledger := filepath.Join(s.rcv.dir, "data", "ledger")
+	ledger := filepath.Join(s.rcv.dir, "data", "regtest", "ledger")
 	var err error
 	res.RowsBefore, res.PaymentRowsBefore, err = ledgerRows(ctx, ledger)
 	if err != nil {
