@@ -74,6 +74,17 @@ func (e *Engine) Add(ctx context.Context, offer string, req TermsRequest,
 	if err != nil {
 		return nil, fmt.Errorf("offer: %w", err)
 	}
+	// The same request executed again under its Idempotency-Key (after a
+	// crash between the create and the key's answer) finds what the first
+	// run made before anything else is checked: a route check that fails
+	// now must not report "refused" for a subscription that pays.
+	if o.SubscriptionID == nil {
+		if seeded, ok := idem.SeededID(ctx, "subscription"); ok {
+			if v, err := e.Get(store.SubID(seeded)); err == nil {
+				return v, nil
+			}
+		}
+	}
 	t, err := ResolveTerms(o, req, nil)
 	if err != nil {
 		return nil, err

@@ -205,9 +205,17 @@ func New(cfg Config) *Dispatcher {
 	}
 	cfg.Client = client
 	d := &Dispatcher{cfg: cfg}
+	seen := make(map[store.EndpointID]bool, len(cfg.URLs))
 	for _, u := range cfg.URLs {
-		d.eps = append(d.eps, &endpoint{url: u,
-			id: store.NewEndpointID(u), wake: make(chan struct{}, 1)})
+		// A URL given twice is one endpoint: two queues on the same
+		// delivery state would send every event twice.
+		id := store.NewEndpointID(u)
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		d.eps = append(d.eps, &endpoint{url: u, id: id,
+			wake: make(chan struct{}, 1)})
 	}
 	return d
 }
