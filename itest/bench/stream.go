@@ -56,7 +56,7 @@ func (t *tailer) poll(ctx context.Context) {
 	for {
 		var resp struct {
 			Events []struct {
-				ID   uint64 `json:"id"`
+				Seq  uint64 `json:"sequence"`
 				Type string `json:"type"`
 				Data struct {
 					Payment *struct {
@@ -79,7 +79,7 @@ func (t *tailer) poll(ctx context.Context) {
 			return
 		}
 		for _, ev := range resp.Events {
-			t.after = max(t.after, ev.ID)
+			t.after = max(t.after, ev.Seq)
 			if ev.Type == "payment.received" && ev.Data.Payment != nil {
 				if _, ok := t.visible[ev.Data.Payment.Hash]; !ok {
 					t.visible[ev.Data.Payment.Hash] = now
