@@ -70,19 +70,34 @@ func browser(t *testing.T, ctx context.Context) context.Context {
 		t.Fatalf("chromium is needed for the dashboard tests: " +
 			"apt-get install chromium (itest/run.sh does)")
 	}
-	actx, cancelA := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox,
-		chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck, chromedp.IgnoreCertErrors,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900))
-	bctx, cancelB := chromedp.NewContext(actx)
-	t.Cleanup(func() {
+	// A chromium that dies at start (it happens on a loaded machine:
+	// crashpad reports, no DevTools line) is started again, twice at most.
+	var err2 error
+	for try := 1; try <= 3; try++ {
+		actx, cancelA := chromedp.NewExecAllocator(ctx,
+			chromedp.ExecPath(path), chromedp.Headless,
+			chromedp.NoSandbox, chromedp.DisableGPU,
+			chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
+			chromedp.IgnoreCertErrors,
+			chromedp.Flag("disable-dev-shm-usage", true),
+			chromedp.WSURLReadTimeout(60*time.Second),
+			chromedp.UserDataDir(t.TempDir()),
+			chromedp.WindowSize(1280, 900))
+		bctx, cancelB := chromedp.NewContext(actx)
+		err2 = chromedp.Do(bctx, chromedp.EmulateViewport(1280, 900))
+		if err2 == nil {
+			t.Cleanup(func() {
+				cancelB()
+				cancelA()
+			})
+			return bctx
+		}
 		cancelB()
 		cancelA()
-	})
-	require.NoError(t, chromedp.Do(bctx, chromedp.EmulateViewport(1280, 900)))
-	return bctx
+		t.Logf("chromium start %d of 3 failed: %v", try, err2)
+	}
+	require.NoError(t, err2)
+	return nil
 }
 
 // do runs browser steps and fails the test on error.
