@@ -48,7 +48,9 @@ func TestDemo(t *testing.T) {
 	for sc.Scan() {
 		l := sc.Text()
 		lines = append(lines, l)
-		if strings.Contains(l, "waiting: receiver offline") {
+		// lnd's NO_ROUTE, explained: carol's node is away.
+		if strings.Contains(l, "waiting: receiver unreachable") ||
+			strings.Contains(l, "waiting: receiver offline") {
 			sawWaiting = true
 		}
 	}
