@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strconv"
 	"time"
 )
 
@@ -75,4 +76,18 @@ func (c *APIConfig) Limits() ServerLimits {
 		l.MaxConns = c.MaxConns
 	}
 	return l
+}
+
+// ParseLimit reads a list's limit= query value: 100 when absent, else an
+// integer from 1 to 1000, the same on every list of both APIs.
+func ParseLimit(v string) (int, error) {
+	if v == "" {
+		return 100, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1000 {
+		return 0, &APIError{Code: "invalid_field", Field: "limit",
+			Message: "must be between 1 and 1000"}
+	}
+	return n, nil
 }

@@ -352,7 +352,7 @@ func (s *apiServer) fillPlan(p *store.Plan, req *planRequest) error {
 // listPlans pages the plans in id order (after= a plan id, limit=).
 func (s *apiServer) listPlans(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	limit, err := parseLimit(q.Get("limit"))
+	limit, err := common.ParseLimit(q.Get("limit"))
 	if err != nil {
 		s.writeErr(w, err)
 		return
@@ -661,7 +661,7 @@ func (s *apiServer) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	limit, err := parseLimit(q.Get("limit"))
+	limit, err := common.ParseLimit(q.Get("limit"))
 	if err != nil {
 		s.writeErr(w, err)
 		return
@@ -694,17 +694,6 @@ func (s *apiServer) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 		resp["next_after"] = subs[len(subs)-1].ID
 	}
 	common.WriteJSON(w, http.StatusOK, resp)
-}
-
-func parseLimit(v string) (int, error) {
-	if v == "" {
-		return 100, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 || n > 1000 {
-		return 0, badField("limit", "must be between 1 and 1000")
-	}
-	return n, nil
 }
 
 func (s *apiServer) cancelSubscription(w http.ResponseWriter, r *http.Request) {
@@ -792,7 +781,7 @@ func (s *apiServer) listPayments(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	limit, err := parseLimit(q.Get("limit"))
+	limit, err := common.ParseLimit(q.Get("limit"))
 	if err != nil {
 		s.writeErr(w, err)
 		return
@@ -931,7 +920,7 @@ func (s *apiServer) retryEvent(w http.ResponseWriter, r *http.Request) {
 // at).
 func (s *apiServer) listEvents(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	limit, err := parseLimit(q.Get("limit"))
+	limit, err := common.ParseLimit(q.Get("limit"))
 	if err != nil {
 		s.writeErr(w, err)
 		return

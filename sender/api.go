@@ -263,7 +263,7 @@ func (a *apiServer) list(w http.ResponseWriter, r *http.Request) {
 			state)))
 		return
 	}
-	limit, err := parseLimit(q.Get("limit"))
+	limit, err := common.ParseLimit(q.Get("limit"))
 	if err != nil {
 		a.fail(w, err)
 		return
@@ -284,18 +284,6 @@ func (a *apiServer) list(w http.ResponseWriter, r *http.Request) {
 		resp["next_after"] = views[len(views)-1].ID
 	}
 	common.WriteJSON(w, http.StatusOK, resp)
-}
-
-// parseLimit reads a list's limit= (default 100).
-func parseLimit(v string) (int, error) {
-	if v == "" {
-		return 100, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 || n > 1000 {
-		return 0, invalidField("limit", "must be between 1 and 1000")
-	}
-	return n, nil
 }
 
 func (a *apiServer) add(w http.ResponseWriter, r *http.Request) {
@@ -408,7 +396,7 @@ func (a *apiServer) payments(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	limit, err := parseLimit(q.Get("limit"))
+	limit, err := common.ParseLimit(q.Get("limit"))
 	if err != nil {
 		a.fail(w, err)
 		return
