@@ -223,6 +223,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 			GiveUpAfter:    d.cfg.Webhook.GiveUpAfter,
 			OnResult:       d.metrics.webhookResult,
 		})
+		api.webhookRetried = d.hooks.Rewind
 	}
 
 	runCtx, cancel := context.WithCancel(context.Background())

@@ -195,11 +195,12 @@ func TestMarkDeliveredRefusedRePostedTheEvent(t *testing.T) {
 	runDispatcher(t, d)
 	require.Eventually(t, func() bool {
 		return spy.refusedUpd.Load() >= 5
-	}, 10*time.Second, time.Millisecond)
+	}, 10*time.Second, time.Millisecond, "refused %d, posted %v",
+		spy.refusedUpd.Load(), ep.received())
 	spy.diskFull.Store(false)
 	require.Eventually(t, func() bool {
-		return delivery(t, base, ep.srv.URL, 1).State ==
-			store.DeliveryDelivered && pendingEvents(t, base) == 0
+		return pendingEvents(t, base) == 0 && deliveries(t, base,
+			[]string{ep.srv.URL}, 1)[0].State == "delivered"
 	}, 10*time.Second, 5*time.Millisecond)
 	require.Equal(t, []uint64{1}, ep.received(), "POSTed once")
 
@@ -263,7 +264,7 @@ func TestRetryDuringPostLostToStaleWrite(t *testing.T) {
 			return err
 		}))
 	close(release)
-	d.Notify()
+	d.Rewind(1)
 	require.Eventually(t, func() bool {
 		return deliveries(t, db, urls, 1)[0].State == "delivered"
 	}, 10*time.Second, 5*time.Millisecond, "state %+v",
