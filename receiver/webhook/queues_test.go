@@ -21,10 +21,11 @@ import (
 // endpointRig is a webhook endpoint that records the event sequences it
 // accepted and can be switched down.
 type endpointRig struct {
-	srv  *httptest.Server
-	down atomic.Bool
-	mu   sync.Mutex
-	got  []uint64
+	srv      *httptest.Server
+	down     atomic.Bool
+	inFlight atomic.Int64
+	mu       sync.Mutex
+	got      []uint64
 }
 
 func newEndpoint(t *testing.T) *endpointRig {
@@ -32,8 +33,12 @@ func newEndpoint(t *testing.T) *endpointRig {
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter,
 		r *http.Request) {
 
+		e.inFlight.Add(1)
+		defer e.inFlight.Add(-1)
 		body, _ := io.ReadAll(r.Body)
-		if e.down.Load() {
+		// A request whose client gave up (a dispatcher stopped during
+		// the POST) is no delivery: nobody saw the answer.
+		if e.down.Load() || r.Context().Err() != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
@@ -138,6 +143,11 @@ func TestEndpointDownHeldBackTheOthers(t *testing.T) {
 	// Restart with the endpoint back: it gets all three in order, the
 	// other gets nothing twice.
 	stop()
+	// A POST of the stopped dispatcher may still be in the endpoint's
+	// handler: let it answer while the endpoint is down.
+	require.Eventually(t, func() bool {
+		return down.inFlight.Load() == 0
+	}, 10*time.Second, time.Millisecond)
 	down.down.Store(false)
 	runDispatcher(t, newD())
 	require.Eventually(t, func() bool {

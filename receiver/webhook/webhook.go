@@ -312,6 +312,11 @@ const tidyBatch = 500
 // (delivered or dead): those an endpoint since removed was holding in the
 // pending queue.
 func (d *Dispatcher) tidy(ctx context.Context) error {
+	if len(d.eps) == 0 {
+		// Nothing is finished where nothing is configured: the
+		// events wait for an endpoint.
+		return nil
+	}
 	current := make(map[store.EndpointID]bool, len(d.eps))
 	for _, ep := range d.eps {
 		current[ep.id] = true
