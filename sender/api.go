@@ -360,6 +360,20 @@ func (a *apiServer) action(op Op) http.HandlerFunc {
 			a.fail(w, err)
 			return
 		}
+		if idem.Applied(r.Context()) {
+			// A retry of a key whose change was committed (its
+			// answer was lost in a crash or a 5xx): the state may
+			// have moved on since (a pause, then a resume, then
+			// this pause's retry), so it is not changed again;
+			// the answer is the subscription as it is now.
+			v, err := a.engine.Get(id)
+			if err != nil {
+				a.fail(w, err)
+				return
+			}
+			common.WriteJSON(w, http.StatusOK, a.shown(r, v))
+			return
+		}
 		notify := true
 		if op == OpCancel && r.ContentLength != 0 {
 			var body cancelBody

@@ -18,6 +18,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/satstream/satstream/common"
@@ -50,7 +51,8 @@ const (
 type Store interface {
 	IdemBegin(ctx context.Context, rec *store.IdemRecord, ttl time.Duration,
 		maxRecords uint64) (*store.IdemRecord, bool, error)
-	IdemFinish(ctx context.Context, rec *store.IdemRecord) error
+	IdemFinish(ctx context.Context, rec *store.IdemRecord,
+		now time.Time) error
 }
 
 var _ Store = (*store.DB)(nil)
@@ -93,6 +95,21 @@ func New(db Store, log Logger) *Keeper {
 }
 
 type seedKey struct{}
+
+type appliedKey struct{}
+
+// Applied reports whether the request's key already took effect: an
+// earlier execution committed its change and died (or failed with a 5xx)
+// before its answer was stored. A handler that changes a state (pause,
+// resume, cancel) must then not change it again, since the state may
+// have moved on since (a pause applied, then a resume, then the pause's
+// retry would undo the resume): it answers the state as it is now. A
+// handler that creates something executes again, and finds what it made
+// through the seed.
+func Applied(ctx context.Context) bool {
+	applied, _ := ctx.Value(appliedKey{}).(bool)
+	return applied
+}
 
 // Seed returns the random seed of the idempotency key a request carries,
 // stable across every execution of that key: a handler that creates
@@ -257,11 +274,24 @@ func (k *Keeper) serve(w http.ResponseWriter, r *http.Request,
 		}
 		// Begun but never finished: the daemon stopped while
 		// executing it, or it failed with a 5xx. Execute again with
-		// the first seed, so what it created is found, not made twice.
+		// the first seed, so what it created is found, not made twice;
+		// if its effect was committed (Applied), tell the handler, so
+		// a state change is not applied a second time.
 	}
 
+	// Every write the handler commits marks the key Applied in the same
+	// transaction (store.WithIdemKey): the effect and the record that
+	// it happened can't be separated by a crash.
+	var active atomic.Bool
+	active.Store(true)
+	hctx := store.WithIdemKey(WithSeed(ctx, got.Seed), scope, got.Seed,
+		&active)
+	if !created && got.Applied {
+		hctx = context.WithValue(hctx, appliedKey{}, true)
+	}
 	rw := &recorder{ResponseWriter: w, status: http.StatusOK}
-	h(rw, r.WithContext(WithSeed(ctx, got.Seed)))
+	h(rw, r.WithContext(hctx))
+	active.Store(false)
 	if rw.status >= 500 || rw.overflow {
 		// Not recorded: a retry executes again (with the same seed).
 		return
@@ -270,7 +300,8 @@ func (k *Keeper) serve(w http.ResponseWriter, r *http.Request,
 	got.Status = uint32(rw.status)
 	got.ContentType = rw.Header().Get("Content-Type")
 	got.Body = rw.body.Bytes()
-	if err := k.db.IdemFinish(context.WithoutCancel(ctx), got); err != nil {
+	err = k.db.IdemFinish(context.WithoutCancel(ctx), got, k.Now())
+	if err != nil {
 		k.log.Errorf("Recording the result of Idempotency-Key %s "+
 			"failed (a retry executes again): %v",
 			hex.EncodeToString(scope[:4]), err)
