@@ -148,7 +148,8 @@ func (a *apiServer) routes() http.Handler {
 	for _, rt := range a.routeList() {
 		h := rt.handler
 		if strings.HasPrefix(rt.pattern, "POST ") {
-			h = a.post(h)
+			h = a.post(h, strings.HasSuffix(rt.pattern, "/pause") ||
+				strings.HasSuffix(rt.pattern, "/cancel"))
 		}
 		mux.HandleFunc(rt.pattern, h)
 	}
@@ -159,10 +160,14 @@ func (a *apiServer) routes() http.Handler {
 	return mux
 }
 
-// post adds Idempotency-Key handling to a POST handler.
-func (a *apiServer) post(h http.HandlerFunc) http.HandlerFunc {
-	if a.idem == nil {
+// post adds Idempotency-Key handling to a POST handler; a stop (pause,
+// cancel) is never refused for the key cap.
+func (a *apiServer) post(h http.HandlerFunc, stop bool) http.HandlerFunc {
+	switch {
+	case a.idem == nil:
 		return h
+	case stop:
+		return a.idem.WrapStop(h)
 	}
 	return a.idem.Wrap(h)
 }

@@ -3,6 +3,7 @@ package sender
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -191,4 +192,64 @@ func TestPauseRetriedAfterResumeUndoesTheResume(t *testing.T) {
 	code, again = post(serve(h.db), sub+"/cancel", "K3")
 	require.Equal(t, http.StatusOK, code, again)
 	require.Contains(t, again, `"state": "cancelled"`)
+}
+
+// TestKeyCapRefusedPayerPauseAndCancel reproduces the payer who could not
+// stop paying: once some client had filled the key table, a pause or a
+// cancel sent with an Idempotency-Key was refused with a 429 like any new
+// key. Stops pass the cap (recorded in a reserve, then unrecorded); a new
+// key of another request is still refused; the read-only token can't
+// record keys at all (its POSTs are refused before the keeper).
+func TestKeyCapRefusedPayerPauseAndCancel(t *testing.T) {
+	h := newHarness(t, nil)
+	offer := testOffer(t, 1000, time.Hour, true)
+	v, err := h.eng.Add(context.Background(), offer, TermsRequest{}, false)
+	require.NoError(t, err)
+	sub := "/v1/subscriptions/" + v.ID
+
+	tokens := common.Tokens{Admin: "adm", ReadOnly: "ro"}
+	keeper := idem.New(h.db, btclog.Disabled)
+	keeper.MaxKeys, keeper.StopReserve = 2, 1
+	api := &apiServer{engine: h.eng, log: btclog.Disabled,
+		health: func() map[string]any { return nil }, tokens: tokens,
+		idem: keeper}
+	srv := tokens.Middleware(api.routes())
+	post := func(token, path, key, body string) (int, string) {
+		req := httptest.NewRequest("POST", path,
+			strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set(idem.Header, key)
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	count := func() uint64 {
+		n, err := h.db.IdemCount(context.Background())
+		require.NoError(t, err)
+		return n
+	}
+
+	// The read-only token can't fill the table.
+	for i := range 5 {
+		code, _ := post("ro", "/v1/subscriptions", fmt.Sprint("ro", i),
+			`{}`)
+		require.Equal(t, http.StatusForbidden, code)
+	}
+	require.Zero(t, count())
+
+	// A client fills it.
+	for _, key := range []string{"f1", "f2"} {
+		code, out := post("adm", "/v1/subscriptions", key, `{}`)
+		require.Equal(t, http.StatusBadRequest, code, out)
+	}
+	code, out := post("adm", "/v1/subscriptions", "f3", `{}`)
+	require.Equal(t, http.StatusTooManyRequests, code, out)
+
+	code, out = post("adm", sub+"/pause", "pause-1", "")
+	require.Equal(t, http.StatusOK, code, out)
+	require.Equal(t, "paused", h.eng.List("")[0].State)
+	code, out = post("adm", sub+"/cancel", "cancel-1", "")
+	require.Equal(t, http.StatusOK, code, out)
+	require.Equal(t, "cancelled", h.eng.List("")[0].State)
+	require.EqualValues(t, 3, count(), "the pause in the reserve")
 }

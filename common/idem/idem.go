@@ -37,8 +37,13 @@ const (
 	DefaultTTL = 24 * time.Hour
 
 	// DefaultMaxKeys caps the keys remembered at once; beyond it new
-	// keys are refused (HTTP 429) until old ones expire.
+	// keys are refused (HTTP 429) until old ones expire, except on the
+	// requests that stop something (WrapStop).
 	DefaultMaxKeys = 100_000
+
+	// DefaultStopReserve is how many keys beyond MaxKeys the requests
+	// that stop something may still record.
+	DefaultStopReserve = DefaultMaxKeys / 10
 
 	// MaxKeyLen bounds a key (Stripe: 255 characters).
 	MaxKeyLen = 255
@@ -68,9 +73,11 @@ type Keeper struct {
 	db  Store
 	log Logger
 
-	// TTL and MaxKeys bound the stored keys (defaults above).
-	TTL     time.Duration
-	MaxKeys uint64
+	// TTL and MaxKeys bound the stored keys (defaults above);
+	// StopReserve is the room beyond MaxKeys kept for WrapStop.
+	TTL         time.Duration
+	MaxKeys     uint64
+	StopReserve uint64
 
 	// Now is the clock (time.Now).
 	Now func() time.Time
@@ -90,7 +97,8 @@ type keyLock struct {
 // New returns a keeper storing its keys in db.
 func New(db Store, log Logger) *Keeper {
 	return &Keeper{db: db, log: log, TTL: DefaultTTL,
-		MaxKeys: DefaultMaxKeys, Now: time.Now,
+		MaxKeys: DefaultMaxKeys, StopReserve: DefaultStopReserve,
+		Now:   time.Now,
 		locks: map[[32]byte]*keyLock{}}
 }
 
@@ -197,6 +205,20 @@ func validKey(key string) bool {
 // Wrap returns h with Idempotency-Key handling. Requests without the
 // header go straight to h.
 func (k *Keeper) Wrap(h http.HandlerFunc) http.HandlerFunc {
+	return k.wrap(h, false)
+}
+
+// WrapStop is Wrap for a request that stops something (a cancel or a
+// pause), which the key cap must never refuse: a client flooding keys must
+// not keep a payer or provider from stopping a subscription. At the cap
+// such a key is still recorded, up to StopReserve more; beyond that the
+// request executes without its key being recorded (logged), as a request
+// without the header would.
+func (k *Keeper) WrapStop(h http.HandlerFunc) http.HandlerFunc {
+	return k.wrap(h, true)
+}
+
+func (k *Keeper) wrap(h http.HandlerFunc, stop bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		keys := r.Header.Values(Header)
 		if len(keys) == 0 {
@@ -218,12 +240,12 @@ func (k *Keeper) Wrap(h http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		k.serve(w, r, h, keys[0], body)
+		k.serve(w, r, h, keys[0], body, stop)
 	}
 }
 
 func (k *Keeper) serve(w http.ResponseWriter, r *http.Request,
-	h http.HandlerFunc, key string, body []byte) {
+	h http.HandlerFunc, key string, body []byte, stop bool) {
 
 	ctx := r.Context()
 	scope := scopeOf(r, key)
@@ -240,6 +262,17 @@ func (k *Keeper) serve(w http.ResponseWriter, r *http.Request,
 		return
 	}
 	got, created, err := k.db.IdemBegin(ctx, rec, k.TTL, k.MaxKeys)
+	if stop && errors.Is(err, store.ErrIdemFull) {
+		got, created, err = k.db.IdemBegin(ctx, rec, k.TTL,
+			k.MaxKeys+k.StopReserve)
+		if errors.Is(err, store.ErrIdemFull) {
+			k.log.Warnf("Idempotency-Key of %s %s not recorded, "+
+				"executed anyway (a stop is never refused): %v",
+				r.Method, r.URL.Path, err)
+			h(w, r)
+			return
+		}
+	}
 	switch {
 	case errors.Is(err, store.ErrIdemFull):
 		k.log.Warnf("Idempotency-Key refused: %v", err)

@@ -380,6 +380,52 @@ func TestUnansweredKeysWithoutEffectStillExpire(t *testing.T) {
 	require.Equal(t, seedApplied, <-r.seeds, "kept: its first seed")
 }
 
+// TestKeyCapRefusedAStop reproduces the stuck subscription: with the key
+// table full (some client sent a new key with every request), a cancel or
+// pause with a key was refused with a 429, so nobody could stop a
+// subscription. A stop is recorded in a reserve beyond the cap, and past
+// that executed without its key being recorded; other requests are still
+// refused, and requests without a key always pass.
+func TestKeyCapRefusedAStop(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.k.MaxKeys, r.k.StopReserve = 2, 1
+	for _, key := range []string{"a", "b"} {
+		require.Equal(t, http.StatusCreated,
+			r.post("adm", "/v1/plans", key, `{}`).status)
+		<-r.seeds
+	}
+	require.Equal(t, http.StatusTooManyRequests,
+		r.post("adm", "/v1/plans", "c", `{}`).status)
+	require.Equal(t, http.StatusCreated,
+		r.post("adm", "/v1/plans", "", `{}`).status, "no key")
+
+	stop := func(key string) answer {
+		req := httptest.NewRequest("POST", "/v1/subscriptions/s/cancel",
+			nil)
+		req.Header.Set("Authorization", "Bearer adm")
+		req.Header.Set(Header, key)
+		rec := httptest.NewRecorder()
+		r.k.WrapStop(r.handler)(rec, req)
+		return answer{rec.Code, rec.Body.String(),
+			rec.Header().Get(ReplayedHeader) == "true"}
+	}
+	runs := r.runs.Load()
+	first := stop("s1")
+	require.Equal(t, http.StatusCreated, first.status)
+	require.Equal(t, runs+1, r.runs.Load())
+	again := stop("s1")
+	require.True(t, again.replayed, "recorded in the reserve")
+	require.Equal(t, first.body, again.body)
+
+	// The reserve is full too: executed, not recorded.
+	require.Equal(t, http.StatusCreated, stop("s2").status)
+	require.Equal(t, http.StatusCreated, stop("s2").status)
+	require.Equal(t, runs+3, r.runs.Load())
+	require.Equal(t, http.StatusTooManyRequests,
+		r.post("adm", "/v1/plans", "c", `{}`).status)
+}
+
 // TestEffectCommittedAfterItsKeyWasPruned reproduces a create committed
 // with no key to remember it: a request still running when its key expired
 // had its record pruned by another request, then committed its effect
