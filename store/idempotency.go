@@ -139,7 +139,7 @@ func (db *DB) IdemBegin(ctx context.Context, rec *IdemRecord, ttl time.Duration,
 			if err != nil {
 				return err
 			}
-			if moved {
+			if moved && n > 0 {
 				if err := t.set(keyIdemCount,
 					be64(n-1)); err != nil {
 					return err
