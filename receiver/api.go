@@ -90,7 +90,12 @@ func (s *apiServer) handler() http.Handler {
 	mux := http.NewServeMux()
 	for _, r := range s.routes() {
 		h := r.handler(s)
-		if strings.HasPrefix(r.pattern, "POST ") && s.idem != nil {
+		switch {
+		case s.idem == nil || !strings.HasPrefix(r.pattern, "POST "):
+		case strings.HasSuffix(r.pattern, "/cancel"):
+			// A cancel is never refused for the key cap.
+			h = s.idem.WrapStop(h)
+		default:
 			h = s.idem.Wrap(h)
 		}
 		mux.HandleFunc(r.pattern, h)

@@ -148,7 +148,8 @@ func (a *apiServer) routes() http.Handler {
 	for _, rt := range a.routeList() {
 		h := rt.handler
 		if strings.HasPrefix(rt.pattern, "POST ") {
-			h = a.post(h)
+			h = a.post(h, strings.HasSuffix(rt.pattern, "/pause") ||
+				strings.HasSuffix(rt.pattern, "/cancel"))
 		}
 		mux.HandleFunc(rt.pattern, h)
 	}
@@ -159,10 +160,14 @@ func (a *apiServer) routes() http.Handler {
 	return mux
 }
 
-// post adds Idempotency-Key handling to a POST handler.
-func (a *apiServer) post(h http.HandlerFunc) http.HandlerFunc {
-	if a.idem == nil {
+// post adds Idempotency-Key handling to a POST handler; a stop (pause,
+// cancel) is never refused for the key cap.
+func (a *apiServer) post(h http.HandlerFunc, stop bool) http.HandlerFunc {
+	switch {
+	case a.idem == nil:
 		return h
+	case stop:
+		return a.idem.WrapStop(h)
 	}
 	return a.idem.Wrap(h)
 }
@@ -358,6 +363,20 @@ func (a *apiServer) action(op Op) http.HandlerFunc {
 		id, err := a.subID(r)
 		if err != nil {
 			a.fail(w, err)
+			return
+		}
+		if idem.Applied(r.Context()) {
+			// A retry of a key whose change was committed (its
+			// answer was lost in a crash or a 5xx): the state may
+			// have moved on since (a pause, then a resume, then
+			// this pause's retry), so it is not changed again;
+			// the answer is the subscription as it is now.
+			v, err := a.engine.Get(id)
+			if err != nil {
+				a.fail(w, err)
+				return
+			}
+			common.WriteJSON(w, http.StatusOK, a.shown(r, v))
 			return
 		}
 		notify := true

@@ -2,6 +2,8 @@ package sender
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +15,7 @@ import (
 	"github.com/btcsuite/btclog/v2"
 	"github.com/satstream/satstream/common"
 	"github.com/satstream/satstream/common/idem"
+	"github.com/satstream/satstream/store"
 	"github.com/stretchr/testify/require"
 )
 
@@ -116,4 +119,137 @@ func TestAddExecutedAgainUnderOneKeyFindsItsSubscription(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, v1.ID, v2.ID)
 	require.Len(t, h.eng.List(""), 1)
+}
+
+// finishLost is a ledger whose recording of a key's answer never happens,
+// as when the daemon dies after the handler's effect and before the answer
+// is stored.
+type finishLost struct{ *store.DB }
+
+func (finishLost) IdemFinish(context.Context, *store.IdemRecord,
+	time.Time) error {
+
+	return errors.New("the daemon died before the answer was stored")
+}
+
+// TestPauseRetriedAfterResumeUndoesTheResume reproduces the out-of-order
+// replay: a pause (key K1) was applied but its answer never stored, the
+// payer then resumed (K2), and the client's retry of K1 executed the pause
+// again, stopping a subscription the payer had resumed. A key whose effect
+// was committed is not applied a second time: the retry answers the
+// subscription as it is now. The same holds for a cancel, whose retry
+// answered 409 (already cancelled) instead of the cancelled subscription.
+func TestPauseRetriedAfterResumeUndoesTheResume(t *testing.T) {
+	h := newHarness(t, nil)
+	offer := testOffer(t, 1000, time.Hour, true)
+	v, err := h.eng.Add(context.Background(), offer, TermsRequest{}, false)
+	require.NoError(t, err)
+	sub := "/v1/subscriptions/" + v.ID
+
+	tokens := common.Tokens{Admin: "adm", ReadOnly: "ro"}
+	serve := func(st idem.Store) http.Handler {
+		api := &apiServer{engine: h.eng, log: btclog.Disabled,
+			health: func() map[string]any { return nil },
+			tokens: tokens, idem: idem.New(st, btclog.Disabled)}
+		return tokens.Middleware(api.routes())
+	}
+	post := func(srv http.Handler, path, key string) (int, string) {
+		req := httptest.NewRequest("POST", path, nil)
+		req.Header.Set("Authorization", "Bearer adm")
+		req.Header.Set(idem.Header, key)
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+
+	code, out := post(serve(finishLost{h.db}), sub+"/pause", "K1")
+	require.Equal(t, http.StatusOK, code, out)
+	require.Equal(t, "paused", h.eng.List("")[0].State)
+
+	// The daemon restarts; the payer resumes.
+	h.load()
+	srv := serve(h.db)
+	code, out = post(srv, sub+"/resume", "K2")
+	require.Equal(t, http.StatusOK, code, out)
+	require.Equal(t, "active", h.eng.List("")[0].State)
+
+	// The client retries K1: the pause it asked for was applied before
+	// the resume; applying it again would undo the resume.
+	code, out = post(srv, sub+"/pause", "K1")
+	require.Equal(t, http.StatusOK, code, out)
+	require.Contains(t, out, `"state": "active"`)
+	require.Equal(t, "active", h.eng.List("")[0].State)
+	// Its answer is recorded now.
+	code, again := post(srv, sub+"/pause", "K1")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, out, again)
+
+	// A cancel applied but not answered: the retry answers the
+	// cancelled subscription, not a 409.
+	code, out = post(serve(finishLost{h.db}), sub+"/cancel", "K3")
+	require.Equal(t, http.StatusOK, code, out)
+	h.load()
+	code, again = post(serve(h.db), sub+"/cancel", "K3")
+	require.Equal(t, http.StatusOK, code, again)
+	require.Contains(t, again, `"state": "cancelled"`)
+}
+
+// TestKeyCapRefusedPayerPauseAndCancel reproduces the payer who could not
+// stop paying: once some client had filled the key table, a pause or a
+// cancel sent with an Idempotency-Key was refused with a 429 like any new
+// key. Stops pass the cap (recorded in a reserve, then unrecorded); a new
+// key of another request is still refused; the read-only token can't
+// record keys at all (its POSTs are refused before the keeper).
+func TestKeyCapRefusedPayerPauseAndCancel(t *testing.T) {
+	h := newHarness(t, nil)
+	offer := testOffer(t, 1000, time.Hour, true)
+	v, err := h.eng.Add(context.Background(), offer, TermsRequest{}, false)
+	require.NoError(t, err)
+	sub := "/v1/subscriptions/" + v.ID
+
+	tokens := common.Tokens{Admin: "adm", ReadOnly: "ro"}
+	keeper := idem.New(h.db, btclog.Disabled)
+	keeper.MaxKeys, keeper.StopReserve = 2, 1
+	api := &apiServer{engine: h.eng, log: btclog.Disabled,
+		health: func() map[string]any { return nil }, tokens: tokens,
+		idem: keeper}
+	srv := tokens.Middleware(api.routes())
+	post := func(token, path, key, body string) (int, string) {
+		req := httptest.NewRequest("POST", path,
+			strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set(idem.Header, key)
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	count := func() uint64 {
+		n, err := h.db.IdemCount(context.Background())
+		require.NoError(t, err)
+		return n
+	}
+
+	// The read-only token can't fill the table.
+	for i := range 5 {
+		code, _ := post("ro", "/v1/subscriptions", fmt.Sprint("ro", i),
+			`{}`)
+		require.Equal(t, http.StatusForbidden, code)
+	}
+	require.Zero(t, count())
+
+	// A client fills it.
+	for _, key := range []string{"f1", "f2"} {
+		code, out := post("adm", "/v1/subscriptions", key, `{}`)
+		require.Equal(t, http.StatusBadRequest, code, out)
+	}
+	code, out := post("adm", "/v1/subscriptions", "f3", `{}`)
+	require.Equal(t, http.StatusTooManyRequests, code, out)
+
+	code, out = post("adm", sub+"/pause", "pause-1", "")
+	require.Equal(t, http.StatusOK, code, out)
+	require.Equal(t, "paused", h.eng.List("")[0].State)
+	code, out = post("adm", sub+"/cancel", "cancel-1", "")
+	require.Equal(t, http.StatusOK, code, out)
+	require.Equal(t, "cancelled", h.eng.List("")[0].State)
+	require.EqualValues(t, 3, count(), "the pause in the reserve")
 }

@@ -613,6 +613,9 @@ func (db *DB) update(ctx context.Context, fn func(t *txn) error) error {
 		return err
 	}
 	defer db.users.Done()
+	// A write made for a request under an Idempotency-Key marks the key
+	// applied in the same commit (idempotency.go).
+	fn = withIdemMark(ctx, fn)
 
 	db.committing.Add(1)
 	dirty, seen, err := db.commitRetrying(ctx, fn)

@@ -18,6 +18,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/satstream/satstream/common"
@@ -36,8 +37,13 @@ const (
 	DefaultTTL = 24 * time.Hour
 
 	// DefaultMaxKeys caps the keys remembered at once; beyond it new
-	// keys are refused (HTTP 429) until old ones expire.
+	// keys are refused (HTTP 429) until old ones expire, except on the
+	// requests that stop something (WrapStop).
 	DefaultMaxKeys = 100_000
+
+	// DefaultStopReserve is how many keys beyond MaxKeys the requests
+	// that stop something may still record.
+	DefaultStopReserve = DefaultMaxKeys / 10
 
 	// MaxKeyLen bounds a key (Stripe: 255 characters).
 	MaxKeyLen = 255
@@ -50,7 +56,8 @@ const (
 type Store interface {
 	IdemBegin(ctx context.Context, rec *store.IdemRecord, ttl time.Duration,
 		maxRecords uint64) (*store.IdemRecord, bool, error)
-	IdemFinish(ctx context.Context, rec *store.IdemRecord) error
+	IdemFinish(ctx context.Context, rec *store.IdemRecord,
+		now time.Time) error
 }
 
 var _ Store = (*store.DB)(nil)
@@ -66,9 +73,11 @@ type Keeper struct {
 	db  Store
 	log Logger
 
-	// TTL and MaxKeys bound the stored keys (defaults above).
-	TTL     time.Duration
-	MaxKeys uint64
+	// TTL and MaxKeys bound the stored keys (defaults above);
+	// StopReserve is the room beyond MaxKeys kept for WrapStop.
+	TTL         time.Duration
+	MaxKeys     uint64
+	StopReserve uint64
 
 	// Now is the clock (time.Now).
 	Now func() time.Time
@@ -88,11 +97,27 @@ type keyLock struct {
 // New returns a keeper storing its keys in db.
 func New(db Store, log Logger) *Keeper {
 	return &Keeper{db: db, log: log, TTL: DefaultTTL,
-		MaxKeys: DefaultMaxKeys, Now: time.Now,
+		MaxKeys: DefaultMaxKeys, StopReserve: DefaultStopReserve,
+		Now:   time.Now,
 		locks: map[[32]byte]*keyLock{}}
 }
 
 type seedKey struct{}
+
+type appliedKey struct{}
+
+// Applied reports whether the request's key already took effect: an
+// earlier execution committed its change and died (or failed with a 5xx)
+// before its answer was stored. A handler that changes a state (pause,
+// resume, cancel) must then not change it again, since the state may
+// have moved on since (a pause applied, then a resume, then the pause's
+// retry would undo the resume): it answers the state as it is now. A
+// handler that creates something executes again, and finds what it made
+// through the seed.
+func Applied(ctx context.Context) bool {
+	applied, _ := ctx.Value(appliedKey{}).(bool)
+	return applied
+}
 
 // Seed returns the random seed of the idempotency key a request carries,
 // stable across every execution of that key: a handler that creates
@@ -180,6 +205,20 @@ func validKey(key string) bool {
 // Wrap returns h with Idempotency-Key handling. Requests without the
 // header go straight to h.
 func (k *Keeper) Wrap(h http.HandlerFunc) http.HandlerFunc {
+	return k.wrap(h, false)
+}
+
+// WrapStop is Wrap for a request that stops something (a cancel or a
+// pause), which the key cap must never refuse: a client flooding keys must
+// not keep a payer or provider from stopping a subscription. At the cap
+// such a key is still recorded, up to StopReserve more; beyond that the
+// request executes without its key being recorded (logged), as a request
+// without the header would.
+func (k *Keeper) WrapStop(h http.HandlerFunc) http.HandlerFunc {
+	return k.wrap(h, true)
+}
+
+func (k *Keeper) wrap(h http.HandlerFunc, stop bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		keys := r.Header.Values(Header)
 		if len(keys) == 0 {
@@ -201,12 +240,12 @@ func (k *Keeper) Wrap(h http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		k.serve(w, r, h, keys[0], body)
+		k.serve(w, r, h, keys[0], body, stop)
 	}
 }
 
 func (k *Keeper) serve(w http.ResponseWriter, r *http.Request,
-	h http.HandlerFunc, key string, body []byte) {
+	h http.HandlerFunc, key string, body []byte, stop bool) {
 
 	ctx := r.Context()
 	scope := scopeOf(r, key)
@@ -223,6 +262,17 @@ func (k *Keeper) serve(w http.ResponseWriter, r *http.Request,
 		return
 	}
 	got, created, err := k.db.IdemBegin(ctx, rec, k.TTL, k.MaxKeys)
+	if stop && errors.Is(err, store.ErrIdemFull) {
+		got, created, err = k.db.IdemBegin(ctx, rec, k.TTL,
+			k.MaxKeys+k.StopReserve)
+		if errors.Is(err, store.ErrIdemFull) {
+			k.log.Warnf("Idempotency-Key of %s %s not recorded, "+
+				"executed anyway (a stop is never refused): %v",
+				r.Method, r.URL.Path, err)
+			h(w, r)
+			return
+		}
+	}
 	switch {
 	case errors.Is(err, store.ErrIdemFull):
 		k.log.Warnf("Idempotency-Key refused: %v", err)
@@ -257,11 +307,24 @@ func (k *Keeper) serve(w http.ResponseWriter, r *http.Request,
 		}
 		// Begun but never finished: the daemon stopped while
 		// executing it, or it failed with a 5xx. Execute again with
-		// the first seed, so what it created is found, not made twice.
+		// the first seed, so what it created is found, not made twice;
+		// if its effect was committed (Applied), tell the handler, so
+		// a state change is not applied a second time.
 	}
 
+	// Every write the handler commits marks the key Applied in the same
+	// transaction (store.WithIdemKey): the effect and the record that
+	// it happened can't be separated by a crash.
+	var active atomic.Bool
+	active.Store(true)
+	hctx := store.WithIdemKey(WithSeed(ctx, got.Seed), scope, got.Seed,
+		&active)
+	if !created && got.Applied {
+		hctx = context.WithValue(hctx, appliedKey{}, true)
+	}
 	rw := &recorder{ResponseWriter: w, status: http.StatusOK}
-	h(rw, r.WithContext(WithSeed(ctx, got.Seed)))
+	h(rw, r.WithContext(hctx))
+	active.Store(false)
 	if rw.status >= 500 || rw.overflow {
 		// Not recorded: a retry executes again (with the same seed).
 		return
@@ -270,7 +333,8 @@ func (k *Keeper) serve(w http.ResponseWriter, r *http.Request,
 	got.Status = uint32(rw.status)
 	got.ContentType = rw.Header().Get("Content-Type")
 	got.Body = rw.body.Bytes()
-	if err := k.db.IdemFinish(context.WithoutCancel(ctx), got); err != nil {
+	err = k.db.IdemFinish(context.WithoutCancel(ctx), got, k.Now())
+	if err != nil {
 		k.log.Errorf("Recording the result of Idempotency-Key %s "+
 			"failed (a retry executes again): %v",
 			hex.EncodeToString(scope[:4]), err)

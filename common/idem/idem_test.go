@@ -29,8 +29,11 @@ type rig struct {
 	runs  atomic.Int32
 	block chan struct{}
 	fail  atomic.Bool
-	seeds chan [16]byte
-	now   time.Time
+	// effect makes the handler commit a plan named after its seed (a
+	// create), before it fails or answers.
+	effect atomic.Bool
+	seeds  chan [16]byte
+	now    time.Time
 }
 
 func newRig(t *testing.T) *rig {
@@ -67,6 +70,23 @@ func (r *rig) handler(w http.ResponseWriter, req *http.Request) {
 		<-r.block
 	}
 	body, _ := io.ReadAll(req.Body)
+	if r.effect.Load() {
+		id := [16]byte{byte(n)}
+		if seeded, ok := SeededID(req.Context(), "plan"); ok {
+			id = seeded
+		}
+		err := r.db.Receiver().Update(req.Context(),
+			func(tx store.ReceiverTx) error {
+				return tx.PutPlan(&store.Plan{
+					ID: store.PlanID(hex.EncodeToString(id[:])),
+				})
+			})
+		if err != nil {
+			common.WriteError(w, http.StatusInternalServerError,
+				"internal", "", err.Error())
+			return
+		}
+	}
 	if r.fail.Load() {
 		common.WriteError(w, http.StatusInternalServerError, "internal",
 			"", "boom")
@@ -75,6 +95,20 @@ func (r *rig) handler(w http.ResponseWriter, req *http.Request) {
 	common.WriteJSON(w, http.StatusCreated, map[string]any{
 		"run": n, "at": time.Now().UnixNano(), "echo": string(body),
 	})
+}
+
+// plans counts the plans the handler created.
+func (r *rig) plans() int {
+	n := 0
+	require.NoError(r.t, r.db.Receiver().View(context.Background(),
+		func(tx store.ReceiverTx) error {
+			n = 0
+			return tx.ForEachPlan(func(*store.Plan) error {
+				n++
+				return nil
+			})
+		}))
+	return n
 }
 
 type answer struct {
@@ -250,4 +284,171 @@ func TestBadKeyIsRefused(t *testing.T) {
 		require.Equal(t, http.StatusBadRequest, got.status, key)
 	}
 	require.EqualValues(t, 0, r.runs.Load())
+}
+
+// TestUnansweredKeyPastItsTTLLosesItsSeed reproduces the second
+// subscription: a create committed its effect and then failed with a 5xx
+// (or the daemon died before its answer was stored), leaving its key begun
+// but not done; a day later the prune (or the replacement of an expired
+// record by the retry itself) dropped the record, and the client's retry
+// executed with a new seed and created a second one. The record of a key
+// whose effect was committed stays until a retry answers it.
+func TestUnansweredKeyPastItsTTLLosesItsSeed(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		pruned bool
+	}{
+		{"pruned by another key's request", true},
+		{"replaced by its own retry", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t)
+			r.effect.Store(true)
+			r.fail.Store(true)
+			got := r.post("adm", "/v1/subscriptions", "k1", `{}`)
+			require.Equal(t, http.StatusInternalServerError,
+				got.status)
+			seed1 := <-r.seeds
+			require.Equal(t, 1, r.plans())
+
+			r.restart()
+			r.fail.Store(false)
+			r.now = r.now.Add(DefaultTTL + time.Minute)
+			plans := 1
+			if tc.pruned {
+				got = r.post("adm", "/v1/plans", "k2", `{}`)
+				require.Equal(t, http.StatusCreated, got.status)
+				<-r.seeds
+				plans++
+				require.Equal(t, plans, r.plans())
+			}
+
+			got = r.post("adm", "/v1/subscriptions", "k1", `{}`)
+			require.Equal(t, http.StatusCreated, got.status)
+			require.Equal(t, seed1, <-r.seeds, "the first seed")
+			require.Equal(t, plans, r.plans(), "nothing made twice")
+
+			// Answered now, it replays for a time to live from
+			// now, and then expires like any other key.
+			r.now = r.now.Add(DefaultTTL - time.Second)
+			require.True(t, r.post("adm", "/v1/subscriptions", "k1",
+				`{}`).replayed)
+			r.now = r.now.Add(2 * time.Second)
+			require.False(t, r.post("adm", "/v1/subscriptions", "k1",
+				`{}`).replayed)
+		})
+	}
+}
+
+// TestUnansweredKeysWithoutEffectStillExpire: a key whose request failed
+// before committing anything has no effect under its seed; it expires as
+// before, and so does the cap it held. Kept keys (effect committed, never
+// answered) leave the cap's count at their expiry, so a table full of
+// begun keys frees after a time to live either way.
+func TestUnansweredKeysWithoutEffectStillExpire(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.k.MaxKeys = 2
+	r.fail.Store(true)
+	require.Equal(t, http.StatusInternalServerError,
+		r.post("adm", "/v1/plans", "none", `{}`).status)
+	seedNone := <-r.seeds
+	r.effect.Store(true)
+	require.Equal(t, http.StatusInternalServerError,
+		r.post("adm", "/v1/plans", "applied", `{}`).status)
+	seedApplied := <-r.seeds
+	require.Equal(t, http.StatusTooManyRequests,
+		r.post("adm", "/v1/plans", "new", `{}`).status)
+
+	r.now = r.now.Add(DefaultTTL + time.Minute)
+	r.fail.Store(false)
+	r.effect.Store(false)
+	require.Equal(t, http.StatusCreated,
+		r.post("adm", "/v1/plans", "new", `{}`).status)
+	<-r.seeds
+	n, err := r.db.IdemCount(context.Background())
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n, "only the new key counts")
+
+	require.Equal(t, http.StatusCreated,
+		r.post("adm", "/v1/plans", "none", `{}`).status)
+	require.NotEqual(t, seedNone, <-r.seeds, "expired: a new key")
+	require.Equal(t, http.StatusCreated,
+		r.post("adm", "/v1/plans", "applied", `{}`).status)
+	require.Equal(t, seedApplied, <-r.seeds, "kept: its first seed")
+}
+
+// TestKeyCapRefusedAStop reproduces the stuck subscription: with the key
+// table full (some client sent a new key with every request), a cancel or
+// pause with a key was refused with a 429, so nobody could stop a
+// subscription. A stop is recorded in a reserve beyond the cap, and past
+// that executed without its key being recorded; other requests are still
+// refused, and requests without a key always pass.
+func TestKeyCapRefusedAStop(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.k.MaxKeys, r.k.StopReserve = 2, 1
+	for _, key := range []string{"a", "b"} {
+		require.Equal(t, http.StatusCreated,
+			r.post("adm", "/v1/plans", key, `{}`).status)
+		<-r.seeds
+	}
+	require.Equal(t, http.StatusTooManyRequests,
+		r.post("adm", "/v1/plans", "c", `{}`).status)
+	require.Equal(t, http.StatusCreated,
+		r.post("adm", "/v1/plans", "", `{}`).status, "no key")
+
+	stop := func(key string) answer {
+		req := httptest.NewRequest("POST", "/v1/subscriptions/s/cancel",
+			nil)
+		req.Header.Set("Authorization", "Bearer adm")
+		req.Header.Set(Header, key)
+		rec := httptest.NewRecorder()
+		r.k.WrapStop(r.handler)(rec, req)
+		return answer{rec.Code, rec.Body.String(),
+			rec.Header().Get(ReplayedHeader) == "true"}
+	}
+	runs := r.runs.Load()
+	first := stop("s1")
+	require.Equal(t, http.StatusCreated, first.status)
+	require.Equal(t, runs+1, r.runs.Load())
+	again := stop("s1")
+	require.True(t, again.replayed, "recorded in the reserve")
+	require.Equal(t, first.body, again.body)
+
+	// The reserve is full too: executed, not recorded.
+	require.Equal(t, http.StatusCreated, stop("s2").status)
+	require.Equal(t, http.StatusCreated, stop("s2").status)
+	require.Equal(t, runs+3, r.runs.Load())
+	require.Equal(t, http.StatusTooManyRequests,
+		r.post("adm", "/v1/plans", "c", `{}`).status)
+}
+
+// TestEffectCommittedAfterItsKeyWasPruned reproduces a create committed
+// with no key to remember it: a request still running when its key expired
+// had its record pruned by another request, then committed its effect
+// under a seed nobody keeps, so a retry would create a second one. The
+// effect's transaction needs the key's record (it marks it applied): it
+// fails, and nothing is created.
+func TestEffectCommittedAfterItsKeyWasPruned(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.effect.Store(true)
+	r.block = make(chan struct{})
+	done := make(chan answer)
+	go func() { done <- r.post("adm", "/v1/plans", "slow", `{}`) }()
+	<-r.seeds // executing, before its effect
+
+	r.now = r.now.Add(DefaultTTL + time.Minute)
+	other := make(chan answer)
+	go func() { other <- r.post("adm", "/v1/plans", "other", `{}`) }()
+	<-r.seeds // "other" pruned "slow" on its way in
+	close(r.block)
+	require.Equal(t, http.StatusCreated, (<-other).status)
+	got := <-done
+	require.Equal(t, http.StatusInternalServerError, got.status, got.body)
+	require.Contains(t, got.body, "idempotency key expired")
+	require.Equal(t, 1, r.plans(), "only the other key's plan")
 }
