@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/lightningnetwork/lnd/routing/route"
 	"github.com/satstream/satstream/store"
 )
 
@@ -65,10 +66,13 @@ func WithBackup(next http.Handler, tokens Tokens,
 // it refuses while a daemon holds the directory, when a ledger is already
 // there (a restore never merges into or replaces money records), when the
 // file is damaged (checksum, truncation) and when the backup is of another
-// network. It returns the restored ledger's binding, if it has one; the
-// daemon refuses it at start if lnd is another node.
+// network. node, if not nil, is the lnd node the daemon will run with: a
+// backup bound to another node is refused (its indices and open payments
+// mean nothing on that node), and an unbound one (made before ledgers were
+// bound) is bound to it. It returns the restored ledger's binding, if it
+// has one; the daemon refuses it at start if lnd is another node.
 func RestoreLedger(ctx context.Context, networkDir, network string,
-	r io.Reader) (store.Binding, bool, error) {
+	node *route.Vertex, r io.Reader) (store.Binding, bool, error) {
 
 	dir := filepath.Join(networkDir, "ledger")
 	if _, err := os.Stat(dir); err == nil {
@@ -94,24 +98,51 @@ func RestoreLedger(ctx context.Context, networkDir, network string,
 	if err := store.Restore(ctx, check, r); err != nil {
 		return store.Binding{}, false, err
 	}
-	db, err := store.Open(ctx, check, store.DefaultOptions())
-	if err != nil {
-		_ = os.RemoveAll(check)
-		return store.Binding{}, false, err
-	}
-	b, bound, err := db.NodeBinding(ctx)
-	if cerr := db.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil && bound && b.Network != network {
-		err = fmt.Errorf("%w: the backup is of a %s ledger (node %x), "+
-			"not %s", store.ErrWrongNode, b.Network, b.Node, network)
-	}
+	b, bound, err := checkRestored(ctx, check, network, node)
 	if err != nil {
 		_ = os.RemoveAll(check)
 		return store.Binding{}, false, err
 	}
 	if err := os.Rename(check, dir); err != nil {
+		return store.Binding{}, false, err
+	}
+	return b, bound, nil
+}
+
+// checkRestored checks the binding of the ledger restored in dir against
+// the network and node the daemon will run with, and binds an unbound one
+// to node.
+func checkRestored(ctx context.Context, dir, network string,
+	node *route.Vertex) (store.Binding, bool, error) {
+
+	db, err := store.Open(ctx, dir, store.DefaultOptions())
+	if err != nil {
+		return store.Binding{}, false, err
+	}
+	b, bound, err := db.NodeBinding(ctx)
+	switch {
+	case err != nil:
+	case bound && b.Network != network:
+		err = fmt.Errorf("%w: the backup is of a %s ledger (lnd node "+
+			"%x), not %s", store.ErrWrongNode, b.Network, b.Node,
+			network)
+	case node != nil:
+		want := store.Binding{Node: *node, Network: network}
+		if bound {
+			if b.Node != want.Node {
+				err = fmt.Errorf("%w: the backup belongs to "+
+					"lnd node %x, not --node %x",
+					store.ErrWrongNode, b.Node, want.Node)
+			}
+			break
+		}
+		_, err = db.Bind(ctx, want)
+		b, bound = want, err == nil
+	}
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return store.Binding{}, false, err
 	}
 	return b, bound, nil

@@ -3,6 +3,7 @@ package common
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lightningnetwork/lnd/routing/route"
 	"github.com/satstream/satstream/store"
 	"github.com/stretchr/testify/require"
 )
@@ -45,7 +47,7 @@ func TestRestoreRefusesWhatWouldLoseMoney(t *testing.T) {
 
 	// Another network: nothing is left in the data directory.
 	dir := t.TempDir()
-	_, _, err := RestoreLedger(ctx, dir, "mainnet", bytes.NewReader(backup))
+	_, _, err := RestoreLedger(ctx, dir, "mainnet", nil, bytes.NewReader(backup))
 	require.ErrorIs(t, err, store.ErrWrongNode)
 	require.ErrorContains(t, err, "regtest")
 	entries, err := os.ReadDir(dir)
@@ -53,7 +55,7 @@ func TestRestoreRefusesWhatWouldLoseMoney(t *testing.T) {
 	require.Empty(t, entries)
 
 	// A damaged file.
-	_, _, err = RestoreLedger(ctx, dir, "regtest", bytes.NewReader(damaged))
+	_, _, err = RestoreLedger(ctx, dir, "regtest", nil, bytes.NewReader(damaged))
 	require.ErrorIs(t, err, store.ErrCorrupt)
 	require.ErrorIs(t, store.VerifyBackup(ctx, bytes.NewReader(damaged)),
 		store.ErrCorrupt)
@@ -62,14 +64,14 @@ func TestRestoreRefusesWhatWouldLoseMoney(t *testing.T) {
 	require.NoError(t, store.VerifyBackup(ctx, bytes.NewReader(backup)))
 
 	// A good one.
-	b, bound, err := RestoreLedger(ctx, dir, "regtest",
+	b, bound, err := RestoreLedger(ctx, dir, "regtest", nil,
 		bytes.NewReader(backup))
 	require.NoError(t, err)
 	require.True(t, bound)
 	require.Equal(t, "regtest", b.Network)
 
 	// Not over an existing ledger.
-	_, _, err = RestoreLedger(ctx, dir, "regtest", bytes.NewReader(backup))
+	_, _, err = RestoreLedger(ctx, dir, "regtest", nil, bytes.NewReader(backup))
 	require.ErrorIs(t, err, store.ErrExists)
 
 	// Not over a running daemon's.
@@ -77,7 +79,7 @@ func TestRestoreRefusesWhatWouldLoseMoney(t *testing.T) {
 		store.DefaultOptions())
 	require.NoError(t, err)
 	defer db.Close()
-	_, _, err = RestoreLedger(ctx, dir, "regtest", bytes.NewReader(backup))
+	_, _, err = RestoreLedger(ctx, dir, "regtest", nil, bytes.NewReader(backup))
 	require.ErrorIs(t, err, ErrDaemonRunning)
 }
 
@@ -107,4 +109,76 @@ func TestBackupEndpointNeedsAdmin(t *testing.T) {
 				rec.Body))
 		}
 	}
+}
+
+// TestRestoreTookAnotherNodesBackup: restore checked only the network, so
+// a backup of another lnd node's ledger was restored and refused only at
+// the daemon's start, and an unbound backup was bound to whatever node
+// the daemon met first. Given the node the daemon will run with (--node),
+// restore refuses another node's backup in one line naming both pubkeys
+// and leaves nothing behind, and binds an unbound backup to that node, so
+// the daemon refuses any other at start.
+func TestRestoreTookAnotherNodesBackup(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, bound := boundLedger(t)
+	ours := route.Vertex{2, 7}
+	other := route.Vertex{3, 9}
+
+	// Another node's backup: refused, nothing left.
+	dir := t.TempDir()
+	_, _, err := RestoreLedger(ctx, dir, "regtest", &other,
+		bytes.NewReader(bound))
+	require.ErrorIs(t, err, store.ErrWrongNode)
+	require.ErrorContains(t, err, fmt.Sprintf("%x", ours[:]))
+	require.ErrorContains(t, err, fmt.Sprintf("%x", other[:]))
+	require.NotContains(t, err.Error(), "\n")
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Empty(t, entries)
+
+	// Its own node: restored.
+	b, isBound, err := RestoreLedger(ctx, dir, "regtest", &ours,
+		bytes.NewReader(bound))
+	require.NoError(t, err)
+	require.True(t, isBound)
+	require.Equal(t, [33]byte(ours), b.Node)
+
+	// An unbound backup (made before ledgers were bound) given --node is
+	// bound to it: the daemon refuses another node at start, naming
+	// both.
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "ledger"),
+		store.DefaultOptions())
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	require.NoError(t, db.Backup(ctx, &buf))
+	require.NoError(t, db.Close())
+	unbound := buf.Bytes()
+
+	dir = t.TempDir()
+	b, isBound, err = RestoreLedger(ctx, dir, "regtest", &ours,
+		bytes.NewReader(unbound))
+	require.NoError(t, err)
+	require.True(t, isBound)
+	require.Equal(t, store.Binding{Node: ours, Network: "regtest"}, b)
+	db, err = store.Open(ctx, filepath.Join(dir, "ledger"),
+		store.DefaultOptions())
+	require.NoError(t, err)
+	_, err = BindLedger(ctx, db, other, "regtest", dir)
+	require.ErrorIs(t, err, store.ErrWrongNode)
+	require.ErrorContains(t, err, fmt.Sprintf("%x", ours[:]))
+	require.ErrorContains(t, err, fmt.Sprintf("%x", other[:]))
+	_, err = BindLedger(ctx, db, ours, "mainnet", dir)
+	require.ErrorIs(t, err, store.ErrWrongNode)
+	require.ErrorContains(t, err, fmt.Sprintf("%x", ours[:]))
+	require.NoError(t, db.Close())
+
+	// Without --node it stays unbound, as before (the command says the
+	// daemon binds it at its first start).
+	dir = t.TempDir()
+	_, isBound, err = RestoreLedger(ctx, dir, "regtest", nil,
+		bytes.NewReader(unbound))
+	require.NoError(t, err)
+	require.False(t, isBound)
 }

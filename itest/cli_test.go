@@ -227,6 +227,12 @@ func TestCLI(t *testing.T) {
 			"--network=regtest", "--" + d + ".datadir=" + fresh,
 		}}).ok(d, "restore", file)
 		require.Contains(t, out, "on regtest")
+		// Given the lnd node the daemon will run with, another
+		// node's backup is refused, naming both.
+		(&cliRunner{t: t, bin: bin, global: []string{
+			"--network=regtest", "--" + d + ".datadir=" + t.TempDir(),
+		}}).fails("not --node "+nodes[1].PubKeyHex(), d, "restore",
+			"--node="+nodes[1].PubKeyHex(), file)
 		if d == "receiver" {
 			c.fails("daemon is running", d, "restore", file)
 		}

@@ -56,9 +56,11 @@ type Daemon struct {
 	metricsSrv *common.Server
 	dash       *dashboard.Kit
 
-	node         atomic.Pointer[route.Vertex]
-	lndConnected atomic.Bool
-	autoSettle   atomic.Bool
+	node atomic.Pointer[route.Vertex]
+	// lnd is the lnd connection state /healthz, /v1/health and
+	// satstream_lnd_connected follow.
+	lnd        *common.LndLink
+	autoSettle atomic.Bool
 
 	// ledgerReported is set once the ledger's failure has been logged,
 	// by watchStore or, when the failure raced shutdown, by Stop.
@@ -85,11 +87,13 @@ func New(cfg *Config, logs *common.LogManager) (*Daemon, error) {
 	}
 	// The store's logger is process-wide: the first daemon's wins.
 	storeLogOnce.Do(func() { store.UseLogger(logs.Logger(tagStore)) })
+	metrics := newMetrics()
 	return &Daemon{
 		cfg:     cfg,
 		logs:    logs,
 		log:     logs.Logger(tagDaemon),
-		metrics: newMetrics(),
+		metrics: metrics,
+		lnd:     common.NewLndLink(metrics.lndConnected),
 		errs:    make(chan error, 1),
 	}, nil
 }
@@ -192,7 +196,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	d.dash = dash
 	d.apiSrv, err = common.Listen("API", d.cfg.API.Listen,
-		common.WithBackup(common.WithHealthz(handler, d.healthy),
+		common.WithBackup(common.WithHealthz(handler, d.healthState().Err),
 			tokens, func() *store.DB { return d.db }), tlsConf,
 		d.cfg.API.Limits())
 	if err != nil {
@@ -441,8 +445,15 @@ func (d *Daemon) lndLoop(ctx context.Context) {
 		}
 		node := services.NodePubkey
 		d.node.Store(&node)
-		d.lndConnected.Store(true)
-		d.metrics.lndConnected.Set(1)
+		d.lnd.Set(true)
+		// The connection's state, not only the invoice stream,
+		// says whether lnd is there.
+		followCtx, stopFollow := context.WithCancel(ctx)
+		followed := make(chan struct{})
+		go func() {
+			defer close(followed)
+			d.lnd.Follow(followCtx, services.ClientConn)
+		}()
 
 		pipe := core.NewPipeline(core.PipelineConfig{
 			Store:     d.db.Receiver(),
@@ -468,8 +479,9 @@ func (d *Daemon) lndLoop(ctx context.Context) {
 		if pipe.AutoSettleDetected() {
 			d.autoSettle.Store(true)
 		}
-		d.lndConnected.Store(false)
-		d.metrics.lndConnected.Set(0)
+		stopFollow()
+		<-followed
+		d.lnd.Set(false)
 		services.Close()
 		if ctx.Err() != nil {
 			return
@@ -618,63 +630,21 @@ func (d *Daemon) metricsLoop(ctx context.Context) {
 	}
 }
 
-// healthy is the answer of the open /healthz: nil while the receiver can
-// decide payments (lnd connected, ledger writable).
-func (d *Daemon) healthy() error {
-	if err := d.ledgerErr(); err != nil {
-		return err
-	}
-	if db := d.db; db != nil {
-		// A full disk: nothing can be recorded until space returns.
-		if err := db.SpaceErr(); err != nil {
-			return err
-		}
-	}
-	if !d.lndConnected.Load() {
-		return errLndDisconnected
-	}
-	return nil
-}
-
-// errLndDisconnected is why /healthz answers 503 while lnd is away.
-var errLndDisconnected = errors.New("lnd not connected")
-
-// ledgerErr is the ledger's failure, if it failed or is not open.
-func (d *Daemon) ledgerErr() error {
-	db := d.db
-	if db == nil {
-		return store.ErrClosed
-	}
-	return db.Err()
+// healthState is what /healthz and /v1/health are made of.
+func (d *Daemon) healthState() common.Health {
+	return common.Health{DB: func() *store.DB { return d.db },
+		Lnd: d.lnd}
 }
 
 // health is the body of GET /v1/health: "ok" only when /healthz would
 // answer 200; "degraded" while lnd is away, "failing" when the ledger
 // can no longer be written (the daemon is stopping).
 func (d *Daemon) health() map[string]any {
-	h := map[string]any{
-		"status":                     "ok",
-		"lnd_connected":              d.lndConnected.Load(),
-		"lnd_settles_keysend_itself": d.autoSettle.Load(),
-		"ledger_writable":            d.ledgerErr() == nil,
-		"network":                    d.cfg.Network,
-	}
+	h := d.healthState().Status()
+	h["lnd_settles_keysend_itself"] = d.autoSettle.Load()
+	h["network"] = d.cfg.Network
 	if v := d.node.Load(); v != nil {
 		h["node_pubkey"] = v.String()
-	}
-	switch {
-	case d.ledgerErr() != nil:
-		h["status"] = "failing"
-	case !d.lndConnected.Load():
-		h["status"] = "degraded"
-	}
-	if db := d.db; db != nil {
-		if err := db.SpaceErr(); err != nil {
-			// Payments are not credited (lnd fails them back) until
-			// space returns.
-			h["status"] = "degraded"
-			h["ledger"] = err.Error()
-		}
 	}
 	return h
 }

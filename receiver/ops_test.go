@@ -78,7 +78,7 @@ func TestHealthzSaysOkWhileLndIsAwayOrLedgerBroken(t *testing.T) {
 	require.Equal(t, "degraded", d.health()["status"])
 
 	// Connected (as the lnd loop marks it): 200.
-	d.lndConnected.Store(true)
+	d.lnd.Set(true)
 	code, body = healthz(t, d)
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, "ok\n", body)

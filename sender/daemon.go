@@ -34,9 +34,6 @@ const (
 var subsystems = []string{TagDaemon, TagScheduler, TagPayments, TagAPI,
 	TagLnd, store.Subsystem}
 
-// errLndDisconnected is why /healthz answers 503 while lnd is away.
-var errLndDisconnected = errors.New("lnd not connected")
-
 // ErrAlreadyStarted is returned by a second Start.
 var ErrAlreadyStarted = errors.New("sender already started")
 
@@ -55,8 +52,10 @@ type Daemon struct {
 	metricsSv *common.Server
 	dash      *dashboard.Kit
 
-	lndState     atomic.Value // string
-	lndConnected atomic.Bool
+	lndState atomic.Value // string
+	// lnd is the lnd connection state /healthz, /v1/health and
+	// satstream_lnd_connected follow.
+	lnd *common.LndLink
 
 	started  atomic.Bool
 	stopOnce sync.Once
@@ -136,6 +135,7 @@ func (d *Daemon) Start(ctx context.Context) error {
 	d.metrics = NewMetrics(func() map[string]int {
 		return d.engine.StateCounts()
 	})
+	d.lnd = common.NewLndLink(d.metrics.lndConnected)
 	d.engine = NewEngine(cfg.engineConfig(), db.Sender(), nil,
 		d.logs.Logger(TagScheduler), d.logs.Logger(TagPayments),
 		d.metrics)
@@ -162,7 +162,7 @@ func (d *Daemon) Start(ctx context.Context) error {
 	}
 	d.dash = dash
 	d.apiSrv, err = common.Listen("API", cfg.API.Listen,
-		common.WithBackup(common.WithHealthz(handler, d.healthy), tokens,
+		common.WithBackup(common.WithHealthz(handler, d.healthState().Err), tokens,
 			func() *store.DB { return d.db }),
 		tlsCfg, cfg.API.Limits())
 	if err != nil {
@@ -253,11 +253,19 @@ func (d *Daemon) runPayments(ctx context.Context) {
 			services.NodePubkey, d.cfg.Network)
 	}
 	d.lndState.Store("connected to " + services.NodeAlias)
-	d.lndConnected.Store(true)
-	d.metrics.lndConnected.Set(1)
+	// The engine runs on through lnd going away (its calls fail and
+	// back off), so the connection's state says whether lnd is there.
+	d.lnd.Set(true)
+	followCtx, stopFollow := context.WithCancel(ctx)
+	followed := make(chan struct{})
+	go func() {
+		defer close(followed)
+		d.lnd.Follow(followCtx, services.ClientConn)
+	}()
 	defer func() {
-		d.lndConnected.Store(false)
-		d.metrics.lndConnected.Set(0)
+		stopFollow()
+		<-followed
+		d.lnd.Set(false)
 	}()
 	err = d.engine.Run(ctx, &routerAdapter{router: services.Router,
 		lightning: services.Client})
@@ -297,58 +305,21 @@ func (d *Daemon) MetricsAddr() string {
 // Engine gives in-process users (tests, the future CLI) the engine.
 func (d *Daemon) Engine() *Engine { return d.engine }
 
-// ledgerErr is the ledger's failure, if it failed or is not open.
-func (d *Daemon) ledgerErr() error {
-	if d.db == nil {
-		return store.ErrClosed
-	}
-	return d.db.Err()
-}
-
-// healthy is the answer of the open /healthz: nil while the sender can
-// pay (lnd connected, ledger writable).
-func (d *Daemon) healthy() error {
-	if err := d.ledgerErr(); err != nil {
-		return err
-	}
-	if db := d.db; db != nil {
-		// A full disk: nothing can be recorded until space returns.
-		if err := db.SpaceErr(); err != nil {
-			return err
-		}
-	}
-	if !d.lndConnected.Load() {
-		return errLndDisconnected
-	}
-	return nil
+// healthState is what /healthz and /v1/health are made of.
+func (d *Daemon) healthState() common.Health {
+	return common.Health{DB: func() *store.DB { return d.db },
+		Lnd: d.lnd}
 }
 
 // health is the /v1/health body: "ok" only when /healthz would answer
-// 200; "degraded" while lnd is away, "failing" when the ledger can no
+// 200; "degraded" while lnd is away or the disk is full (no payment is
+// sent until its attempt can be written), "failing" when the ledger can no
 // longer be written (the daemon is stopping).
 func (d *Daemon) health() map[string]any {
-	status := "ok"
-	switch {
-	case d.ledgerErr() != nil:
-		status = "failing"
-	case !d.lndConnected.Load():
-		status = "degraded"
-	}
-	h := map[string]any{
-		"status":          status,
-		"lnd":             d.lndState.Load(),
-		"lnd_connected":   d.lndConnected.Load(),
-		"ledger_writable": d.ledgerErr() == nil,
-		"network":         d.cfg.Network,
-		"subscriptions":   d.engine.StateCounts(),
-	}
-	if db := d.db; db != nil {
-		if err := db.SpaceErr(); err != nil {
-			// No payment is sent until its attempt can be written.
-			h["status"] = "degraded"
-			h["ledger"] = err.Error()
-		}
-	}
+	h := d.healthState().Status()
+	h["lnd"] = d.lndState.Load()
+	h["network"] = d.cfg.Network
+	h["subscriptions"] = d.engine.StateCounts()
 	return h
 }
 

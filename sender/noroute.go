@@ -17,20 +17,28 @@ import (
 // every route costs more than the payment's fee limit. A payer who sees
 // "receiver offline" for ever while the real fault is a fee limit below a
 // router's base fee can't fix anything, so on NO_ROUTE (and when
-// subscribing) the engine asks lnd for a route without the fee limit and
-// says which it is.
+// subscribing) the engine asks lnd for a route and says which it is.
+//
+// lnd's QueryRoutes does not return the cheapest route: it returns its
+// best one (success probability first) among those within the fee limit
+// asked with. Asked with no practical limit, it may answer a route that
+// costs more than a cheaper one that fits the payment's limit. So the
+// probe asks with the payment's own fee limit first (a route found means
+// the limit is not the problem), and only then without it, to report a
+// fee.
 
 // RouteProber is the part of lnd that finds a route without sending: the
 // seam that tells a fee limit too low from an unreachable receiver.
 type RouteProber interface {
-	// CheapestRouteFee returns the fee of the route lnd would pick for
-	// amt to dest with no practical fee limit, or ErrUnreachable.
-	CheapestRouteFee(ctx context.Context, dest route.Vertex,
-		amt lnwire.MilliSatoshi) (lnwire.MilliSatoshi, error)
+	// RouteFee returns the fee of the route lnd picks for amt to dest
+	// among those costing at most feeLimit, or ErrUnreachable if there
+	// is none.
+	RouteFee(ctx context.Context, dest route.Vertex,
+		amt, feeLimit lnwire.MilliSatoshi) (lnwire.MilliSatoshi, error)
 }
 
-// ErrUnreachable is CheapestRouteFee's answer when lnd finds no route at
-// any fee.
+// ErrUnreachable is RouteFee's answer when lnd finds no route within the
+// fee limit asked with; asked with probeFeeLimit, none at any fee.
 var ErrUnreachable = errors.New("no route to the receiver at any fee")
 
 // ErrFeeLimitBelowRoute reports terms whose fee limit is below the fee of
@@ -43,10 +51,9 @@ const probeFeeLimit = lnwire.MilliSatoshi(1_000_000_000)
 // probeTimeout bounds one probe.
 const probeTimeout = 15 * time.Second
 
-// CheapestRouteFee implements RouteProber with lnd's QueryRoutes.
-func (r *routerAdapter) CheapestRouteFee(ctx context.Context,
-	dest route.Vertex, amt lnwire.MilliSatoshi) (lnwire.MilliSatoshi,
-	error) {
+// RouteFee implements RouteProber with lnd's QueryRoutes.
+func (r *routerAdapter) RouteFee(ctx context.Context, dest route.Vertex,
+	amt, feeLimit lnwire.MilliSatoshi) (lnwire.MilliSatoshi, error) {
 
 	if r.lightning == nil {
 		return 0, errors.New("no lnd client to query routes with")
@@ -54,7 +61,7 @@ func (r *routerAdapter) CheapestRouteFee(ctx context.Context,
 	resp, err := r.lightning.QueryRoutes(ctx, lndclient.QueryRoutesRequest{
 		PubKey:            dest,
 		AmtMsat:           amt,
-		FeeLimitMsat:      probeFeeLimit,
+		FeeLimitMsat:      feeLimit,
 		UseMissionControl: true,
 	})
 	if err != nil {
@@ -68,12 +75,42 @@ func (r *routerAdapter) CheapestRouteFee(ctx context.Context,
 
 var _ RouteProber = (*routerAdapter)(nil)
 
+// probeRoute tells whether a payment of amt with fee limit maxFee can
+// route to dest: nil if lnd finds a route within maxFee, ErrUnreachable
+// if it finds none at any fee, an error wrapping ErrFeeLimitBelowRoute
+// (with the fee of lnd's route without the limit) if only the limit is in
+// the way, or lnd's error.
+func probeRoute(ctx context.Context, p RouteProber, dest route.Vertex,
+	amt, maxFee lnwire.MilliSatoshi) error {
+
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	_, err := p.RouteFee(ctx, dest, amt, maxFee)
+	if !errors.Is(err, ErrUnreachable) {
+		// A route within the limit (nil), or lnd could not say.
+		return err
+	}
+	fee, err := p.RouteFee(ctx, dest, amt, probeFeeLimit)
+	switch {
+	case err != nil:
+		return err
+	case fee <= maxFee:
+		// lnd found none within the limit a moment ago, and one now:
+		// the graph changed; the limit is not the fault.
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrFeeLimitBelowRoute,
+		feeLimitMessage(maxFee, fee))
+}
+
 // feeLimitMessage is the explanation of a fee limit below the cheapest
-// route's fee.
+// route's fee. fee is lnd's route without the limit: no route costs
+// maxFee or less, but a cheaper one than fee may exist.
 func feeLimitMessage(limit, fee lnwire.MilliSatoshi) string {
 	return fmt.Sprintf("fee limit %s msat is below the cheapest route's "+
-		"fee %s msat: raise --fee_limit_ppm or buy larger increments",
-		groupDigits(uint64(limit)), groupDigits(uint64(fee)))
+		"fee (lnd's route costs %s msat): raise --fee_limit_ppm or "+
+		"buy larger increments", groupDigits(uint64(limit)),
+		groupDigits(uint64(fee)))
 }
 
 // explainNoRoute returns why a payment of amt with fee limit maxFee to dest
@@ -85,16 +122,13 @@ func explainNoRoute(ctx context.Context, router PaymentSender,
 	if !ok {
 		return ""
 	}
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	defer cancel()
-	fee, err := p.CheapestRouteFee(ctx, dest, amt)
+	err := probeRoute(ctx, p, dest, amt, maxFee)
 	switch {
 	case errors.Is(err, ErrUnreachable):
 		return "receiver unreachable: no route at any fee (no_route)"
-	case err != nil:
-		return ""
-	case fee > maxFee:
-		return feeLimitMessage(maxFee, fee)
+	case errors.Is(err, ErrFeeLimitBelowRoute):
+		return strings.TrimPrefix(err.Error(),
+			ErrFeeLimitBelowRoute.Error()+": ")
 	}
 	return ""
 }

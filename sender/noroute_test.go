@@ -23,13 +23,14 @@ type probingRouter struct {
 	unreachable atomic.Bool
 }
 
-func (p *probingRouter) CheapestRouteFee(_ context.Context, _ route.Vertex,
-	_ lnwire.MilliSatoshi) (lnwire.MilliSatoshi, error) {
+func (p *probingRouter) RouteFee(_ context.Context, _ route.Vertex,
+	_, limit lnwire.MilliSatoshi) (lnwire.MilliSatoshi, error) {
 
-	if p.unreachable.Load() {
+	fee := lnwire.MilliSatoshi(p.fee.Load())
+	if p.unreachable.Load() || fee > limit {
 		return 0, ErrUnreachable
 	}
-	return lnwire.MilliSatoshi(p.fee.Load()), nil
+	return fee, nil
 }
 
 // runProbing runs h's engine with a probing router.
@@ -62,8 +63,8 @@ func TestNoRouteSaidReceiverOfflineWhenTheFeeLimitWasTooLow(t *testing.T) {
 		want        string
 	}{
 		{"fee limit", false, "fee limit 100 msat is below the cheapest " +
-			"route's fee 1,001 msat: raise --fee_limit_ppm or buy " +
-			"larger increments"},
+			"route's fee (lnd's route costs 1,001 msat): raise " +
+			"--fee_limit_ppm or buy larger increments"},
 		{"unreachable", true, "receiver unreachable: no route at any fee"},
 	}
 	for _, tc := range tests {
@@ -109,7 +110,7 @@ func TestSubscribeRefusesTermsThatCannotRoute(t *testing.T) {
 	require.ErrorIs(t, err, ErrBadTerms)
 	require.ErrorIs(t, err, ErrFeeLimitBelowRoute)
 	require.ErrorContains(t, err, "fee limit 100 msat is below the "+
-		"cheapest route's fee 1,001 msat")
+		"cheapest route's fee (lnd's route costs 1,001 msat)")
 
 	p.unreachable.Store(true)
 	_, err = h.eng.Add(context.Background(),
@@ -121,4 +122,73 @@ func mustSecret(t *testing.T, secret string) store.SubID {
 	id, err := tlv.ParseSubscriptionID(secret)
 	require.NoError(t, err)
 	return store.SubID(id)
+}
+
+// bestRouteRouter answers route queries as lnd does: with a fee limit it
+// returns a route within it if one exists, without one it returns lnd's
+// BEST route (probability first), which here costs more than a cheaper
+// route that fits the limit.
+type bestRouteRouter struct {
+	*sendertest.Router
+	// cheap is a route within the payment's fee limit; best is the
+	// route lnd prefers when the limit does not matter.
+	cheap, best lnwire.MilliSatoshi
+}
+
+func (b *bestRouteRouter) RouteFee(_ context.Context, _ route.Vertex,
+	_ lnwire.MilliSatoshi, limit lnwire.MilliSatoshi) (lnwire.MilliSatoshi,
+	error) {
+
+	switch {
+	case b.best <= limit:
+		return b.best, nil
+	case b.cheap <= limit:
+		return b.cheap, nil
+	}
+	return 0, ErrUnreachable
+}
+
+// TestRouteCheckBlamedTheFeeLimitForLndsBestRouteWhenACheaperOneFit: the
+// route check asked QueryRoutes with a huge fee limit, so lnd answered its
+// best route (1,001 msat) although a 50-msat route fits the 100-msat fee
+// limit: the subscription was refused with "fee limit below the cheapest
+// route's fee", and a NO_ROUTE (no liquidity) blamed the fee limit. The
+// check now asks with the payment's own fee limit first.
+func TestRouteCheckBlamedTheFeeLimitForLndsBestRouteWhenACheaperOneFit(
+	t *testing.T) {
+
+	h := newHarness(t, nil)
+	p := &bestRouteRouter{Router: h.router, cheap: 50, best: 1001}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.done = cancel, make(chan struct{})
+	go func() {
+		defer close(h.done)
+		_ = h.eng.Run(ctx, p)
+	}()
+	h.t.Cleanup(h.stop)
+	h.eventually(func() bool {
+		h.eng.mu.Lock()
+		defer h.eng.mu.Unlock()
+		return h.eng.router != nil
+	}, "engine running")
+
+	// 10-sat payments, 1% fee limit: 100 msat.
+	ppm := uint32(10_000)
+	_, err := h.eng.Add(context.Background(),
+		testOffer(t, 1000, time.Hour, false),
+		TermsRequest{Increment: dur(10 * time.Second),
+			FeeLimitPPM: &ppm}, false)
+	require.NoError(t, err, "a route within the fee limit exists")
+
+	// A NO_ROUTE while a route fits the limit is not the fee limit's
+	// fault: no explanation (the waiting reason stays lnd's).
+	require.Empty(t, explainNoRoute(context.Background(), p,
+		route.Vertex{2}, 10_000, 100))
+
+	// No route fits: the fee limit is the fault, and the fee reported is
+	// lnd's route without the limit.
+	p.cheap = 1001
+	require.Contains(t, explainNoRoute(context.Background(), p,
+		route.Vertex{2}, 10_000, 100), "fee limit 100 msat is below "+
+		"the cheapest route's fee")
 }

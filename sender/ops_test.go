@@ -56,7 +56,8 @@ func TestSenderHealthAlwaysSaidOk(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, healthz())
 	require.Equal(t, "degraded", d.health()["status"])
 
-	d.lndConnected.Store(true)
+	// Connected: /healthz and the gauge follow the same source.
+	d.lnd.Set(true)
 	require.Equal(t, http.StatusOK, healthz())
 	require.Equal(t, "ok", d.health()["status"])
 
@@ -69,7 +70,7 @@ func TestSenderHealthAlwaysSaidOk(t *testing.T) {
 	for _, want := range []string{"go_goroutines ",
 		"process_cpu_seconds_total ",
 		`satstream_build_info{daemon="sender",`,
-		`satstream_lnd_connected{daemon="sender"} 0`} {
+		`satstream_lnd_connected{daemon="sender"} 1`} {
 		require.Contains(t, string(b), want)
 	}
 

@@ -664,21 +664,16 @@ func (e *Engine) checkRoutable(ctx context.Context, o *tlv.Offer,
 	}
 	amt := PaymentAmount(o.PriceMsatPerSec, t.Increment)
 	maxFee := MaxFee(amt, t.FeeLimitPPM, t.FeeLimit)
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	defer cancel()
-	fee, err := p.CheapestRouteFee(ctx, route.Vertex(o.Node), amt)
+	err := probeRoute(ctx, p, route.Vertex(o.Node), amt, maxFee)
 	switch {
 	case errors.Is(err, ErrUnreachable):
 		e.log.Warnf("Subscribing to %x: %v; accepted, payments wait "+
 			"for a route", o.Node[:], err)
-		return nil
+	case errors.Is(err, ErrFeeLimitBelowRoute):
+		return fmt.Errorf("%w: %w", ErrBadTerms, err)
 	case err != nil:
 		e.log.Warnf("Subscribing to %x: asking lnd for a route: %v",
 			o.Node[:], err)
-		return nil
-	case fee > maxFee:
-		return fmt.Errorf("%w: %w: %s", ErrBadTerms,
-			ErrFeeLimitBelowRoute, feeLimitMessage(maxFee, fee))
 	}
 	return nil
 }

@@ -113,8 +113,9 @@ func (db *DB) Bind(ctx context.Context, want Binding) (bool, error) {
 func CheckBinding(have, want Binding) error {
 	switch {
 	case have.Network != want.Network:
-		return fmt.Errorf("%w: this ledger is for %s, not %s (node %x)",
-			ErrWrongNode, have.Network, want.Network, have.Node)
+		return fmt.Errorf("%w: this ledger is for %s, not %s (it "+
+			"belongs to lnd node %x, lnd is node %x)", ErrWrongNode,
+			have.Network, want.Network, have.Node, want.Node)
 	case have.Node != want.Node:
 		return fmt.Errorf("%w: this ledger belongs to lnd node %x, but "+
 			"lnd is node %x", ErrWrongNode, have.Node, want.Node)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/lightningnetwork/lnd/routing/route"
 	"github.com/satstream/satstream/common"
 	"github.com/satstream/satstream/store"
 	"github.com/urfave/cli"
@@ -44,6 +45,12 @@ func backupCommands(name string) []cli.Command {
 		Usage: "restore a backup into the data directory of a stopped " +
 			"daemon (--" + name + ".datadir, --network)",
 		ArgsUsage: "<file>",
+		Flags: []cli.Flag{cli.StringFlag{
+			Name: "node",
+			Usage: "identity pubkey of the lnd the daemon will run " +
+				"with (lncli getinfo): a backup of another " +
+				"node is refused, an unbound one is bound to it",
+		}},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return fmt.Errorf("restore takes one argument, the " +
@@ -53,6 +60,16 @@ func backupCommands(name string) []cli.Command {
 			if err := common.CheckNetwork(network); err != nil {
 				return err
 			}
+			var node *route.Vertex
+			if s := c.String("node"); s != "" {
+				v, err := route.NewVertexFromStr(s)
+				if err != nil {
+					return fmt.Errorf("--node=%q: not an lnd "+
+						"identity pubkey (66 hex digits): %v",
+						s, err)
+				}
+				node = &v
+			}
 			netDir := common.NetworkDir(common.ExpandHome(
 				c.GlobalString(name+".datadir")), network)
 			f, err := os.Open(c.Args().First())
@@ -61,7 +78,7 @@ func backupCommands(name string) []cli.Command {
 			}
 			defer f.Close()
 			b, bound, err := common.RestoreLedger(
-				context.Background(), netDir, network, f)
+				context.Background(), netDir, network, node, f)
 			if err != nil {
 				return fmt.Errorf("restore: %w", err)
 			}
@@ -70,6 +87,11 @@ func backupCommands(name string) []cli.Command {
 				fmt.Printf(" of lnd node %x on %s; satstream-%s "+
 					"refuses to start against any other node",
 					b.Node, b.Network, name)
+			} else {
+				fmt.Printf("; the backup names no lnd node: "+
+					"satstream-%s binds it to the node it "+
+					"first starts with (restore with --node "+
+					"to bind it now)", name)
 			}
 			fmt.Println()
 			return nil
