@@ -1,0 +1,11 @@
+package receiver
+
+import (
+	"context"
+	"errors"
+)
+
+// openPostgres opens the shared PostgreSQL ledger of cfg.
+func openPostgres(ctx context.Context, cfg *Config) (Ledger, error) {
+	return nil, errors.New("postgres ledger not built yet")
+}
