@@ -1,7 +1,13 @@
 package receiver
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+
+	flags "github.com/jessevdk/go-flags"
 
 	"github.com/satstream/satstream/common"
 )
@@ -27,4 +33,27 @@ func refuseBackup(next http.Handler, tokens common.Tokens) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// ErrBackupPostgres is returned by the backup and restore commands of a
+// receiver whose ledger is in PostgreSQL.
+var ErrBackupPostgres = errors.New(errBackupPostgres)
+
+// CheckRestorable refuses a restore into the data directory dataDir of a
+// receiver configured (in its config file, <dataDir>/receiver.conf) for a
+// PostgreSQL ledger: a badger ledger restored there would never be read.
+func CheckRestorable(dataDir string) error {
+	cfg := DefaultConfig()
+	path := filepath.Join(dataDir, defaultConfigName)
+	if _, err := os.Stat(path); err != nil {
+		return nil
+	}
+	parser := flags.NewParser(cfg, flags.IgnoreUnknown)
+	if err := flags.NewIniParser(parser).ParseFile(path); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	if cfg.DB.Backend == BackendPostgres {
+		return ErrBackupPostgres
+	}
+	return nil
 }

@@ -272,7 +272,7 @@ func (d *Daemon) openLedger(ctx context.Context, netDir string) error {
 		if err != nil {
 			return err
 		}
-		db, err := openPostgres(ctx, d.cfg)
+		db, err := openPostgres(ctx, d)
 		if err != nil {
 			return fmt.Errorf("open ledger: %w", err)
 		}
