@@ -205,9 +205,8 @@ func (c *DBConfig) validate() error {
 			"--db.postgres.dsn", ErrConfig)
 	}
 	if _, err := pgconn.ParseConfig(p.DSN); err != nil {
-		// pgconn's errors quote the DSN with its password masked.
-		return fmt.Errorf("%w: --db.postgres.dsn=%s: %v", ErrConfig,
-			RedactDSN(p.DSN), err)
+		// pgconn's error quotes the DSN with its password masked.
+		return fmt.Errorf("%w: --db.postgres.dsn: %v", ErrConfig, err)
 	}
 	if p.MaxConns < 1 {
 		return fmt.Errorf("%w: --db.postgres.maxconns must be at least "+
@@ -244,8 +243,13 @@ func RedactDSN(dsn string) string {
 		}
 		return u.String()
 	}
+	// An unparsable URL still hides its user info's password.
+	dsn = dsnUserinfo.ReplaceAllString(dsn, "${1}xxxxx@")
 	return dsnPassword.ReplaceAllString(dsn, "${1}xxxxx")
 }
+
+// dsnUserinfo finds user:password@ in a URL url.Parse refused.
+var dsnUserinfo = regexp.MustCompile(`^([a-zA-Z][a-zA-Z0-9+.-]*://[^:@/]*:)[^@]*@`)
 
 // dsnPassword finds password=... in a key=value DSN, quoted or not.
 var dsnPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
