@@ -667,6 +667,11 @@ func (d *Daemon) healthy() error {
 		if err := spaceErr(db); err != nil {
 			return err
 		}
+		// A database out of reach: payments are refused (lnd fails
+		// them back), not accepted uncredited.
+		if err := pingLedger(db); err != nil {
+			return err
+		}
 	}
 	if !d.lndConnected.Load() {
 		return errLndDisconnected
@@ -709,6 +714,10 @@ func (d *Daemon) health() map[string]any {
 		h["status"] = "degraded"
 	}
 	if db := d.db; db != nil {
+		if err := pingLedger(db); err != nil {
+			h["status"] = "degraded"
+			h["ledger"] = err.Error()
+		}
 		if err := spaceErr(db); err != nil {
 			// Payments are not credited (lnd fails them back) until
 			// space returns.
