@@ -32,21 +32,29 @@ func openPostgres(ctx context.Context, d *Daemon) (Ledger, error) {
 	if err != nil {
 		return nil, err
 	}
-	pc := d.cfg.DB.Postgres
+	return openPGLedger(ctx, d.cfg, node)
+}
+
+// openPGLedger opens cfg's PostgreSQL ledger as the store of lnd node
+// node, bound to cfg.Network.
+func openPGLedger(ctx context.Context, cfg *Config, node [33]byte) (Ledger,
+	error) {
+
+	pc := cfg.DB.Postgres
 	st, err := postgres.Open(ctx, postgres.Config{
 		DSN:            pc.DSN,
 		MaxConns:       pc.MaxConns,
 		MinConns:       pc.MinConns,
 		ConnectTimeout: pc.ConnectTimeout,
 		NodePubkey:     node,
-		Network:        d.cfg.Network,
+		Network:        cfg.Network,
 	})
 	if errors.Is(err, store.ErrWrongNode) {
 		return nil, &common.NodeError{Err: err, Msg: fmt.Sprintf(
 			"refusing to start: %v (PostgreSQL ledger %s, lnd node "+
 				"%s on %s); every receiver of one ledger must be on "+
 				"the network the ledger was made with", err,
-			RedactDSN(pc.DSN), route.Vertex(node), d.cfg.Network)}
+			RedactDSN(pc.DSN), route.Vertex(node), cfg.Network)}
 	}
 	if err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/satstream/satstream/common"
+	"github.com/satstream/satstream/store"
 	"github.com/satstream/satstream/store/postgres/pgtest"
 	"github.com/stretchr/testify/require"
 )
@@ -162,4 +163,51 @@ func TestLeaderConnectionKilledKeepsLeading(t *testing.T) {
 				round))
 		_ = next
 	}
+}
+
+// TestReceiverOnAnotherNetworkJoinsTheLedger: a receiver whose lnd is on
+// another network than the cluster's ledger (or whose node the ledger
+// bound to another network) would follow invoices that mean nothing to
+// it; it must be refused at start in one line that names the ledger
+// without its password.
+func TestReceiverOnAnotherNetworkJoinsTheLedger(t *testing.T) {
+	t.Parallel()
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg := func(network string) *Config {
+		c := DefaultConfig()
+		c.Network = network
+		c.DB.Backend = BackendPostgres
+		c.DB.Postgres.DSN = dsn + " password=hunter2secret"
+		return c
+	}
+	carol, dave := [33]byte{2, 1}, [33]byte{3, 2}
+
+	db, err := openPGLedger(ctx, cfg("regtest"), carol)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+
+	tests := []struct {
+		name    string
+		network string
+		node    [33]byte
+	}{
+		{"same node, other network", "testnet", carol},
+		{"another node, other network", "signet", dave},
+	}
+	for _, tc := range tests {
+		_, err := openPGLedger(ctx, cfg(tc.network), tc.node)
+		require.ErrorIs(t, err, store.ErrWrongNode, tc.name)
+		var nodeErr *common.NodeError
+		require.ErrorAs(t, err, &nodeErr, tc.name)
+		require.Contains(t, err.Error(), "refusing to start", tc.name)
+		require.NotContains(t, err.Error(), "hunter2secret", tc.name)
+	}
+
+	// Another node on the cluster's network joins.
+	db, err = openPGLedger(ctx, cfg("regtest"), dave)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
 }
