@@ -65,10 +65,16 @@ func CheckOldLayout(dataDir, network string, files ...string) error {
 		strings.Join(present, " "), network, network)
 }
 
+// Binder is a ledger that can be bound to a node (*store.DB, or the
+// PostgreSQL ledger, which binds each node of a cluster).
+type Binder interface {
+	Bind(ctx context.Context, want store.Binding) (bool, error)
+}
+
 // BindLedger binds the ledger to the node and network on first start and
 // refuses another node or network afterwards, in one line that says what
 // to do. It reports whether the binding was written now.
-func BindLedger(ctx context.Context, db *store.DB, node route.Vertex,
+func BindLedger(ctx context.Context, db Binder, node route.Vertex,
 	network, dataDir string) (bool, error) {
 
 	bound, err := db.Bind(ctx, store.Binding{Node: node,

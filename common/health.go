@@ -3,8 +3,10 @@ package common
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/satstream/satstream/store"
@@ -111,11 +113,44 @@ func (l *LndLink) Follow(ctx context.Context, conn ConnState) {
 	}
 }
 
+// HealthLedger is what health asks of a ledger: whether it failed for
+// good. A ledger that can fill its disk also has SpaceErr() error, one
+// behind a network (PostgreSQL) also has Ping(ctx) error; both are asked
+// when present.
+type HealthLedger interface {
+	Err() error
+}
+
+// spaceErr is the ledger's full-disk refusal, if it has one.
+func spaceErr(db HealthLedger) error {
+	if s, ok := db.(interface{ SpaceErr() error }); ok {
+		return s.SpaceErr()
+	}
+	return nil
+}
+
+// pingTimeout bounds the reachability check of a networked ledger.
+const pingTimeout = 2 * time.Second
+
+// pingErr is why a networked ledger can't be reached, if it can't.
+func pingErr(db HealthLedger) error {
+	p, ok := db.(interface{ Ping(context.Context) error })
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
+	defer cancel()
+	if err := p.Ping(ctx); err != nil {
+		return fmt.Errorf("ledger database unreachable: %w", err)
+	}
+	return nil
+}
+
 // Health is what both daemons' /healthz and the shared part of
 // /v1/health are made of: the ledger and the lnd link.
 type Health struct {
 	// DB returns the ledger, nil while it is not open.
-	DB func() *store.DB
+	DB func() HealthLedger
 
 	// Lnd is the daemon's lnd connection.
 	Lnd *LndLink
@@ -138,7 +173,12 @@ func (h Health) Err() error {
 	}
 	if db := h.DB(); db != nil {
 		// A full disk: nothing can be recorded until space returns.
-		if err := db.SpaceErr(); err != nil {
+		if err := spaceErr(db); err != nil {
+			return err
+		}
+		// A database out of reach: payments are refused (lnd fails
+		// them back), not accepted uncredited.
+		if err := pingErr(db); err != nil {
 			return err
 		}
 	}
@@ -168,7 +208,11 @@ func (h Health) Status() map[string]any {
 		m["status"] = "degraded"
 	}
 	if db := h.DB(); db != nil {
-		if err := db.SpaceErr(); err != nil {
+		err := spaceErr(db)
+		if err == nil {
+			err = pingErr(db)
+		}
+		if err != nil {
 			m["ledger"] = err.Error()
 			if ledgerErr == nil {
 				m["status"] = "degraded"

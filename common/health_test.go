@@ -82,7 +82,7 @@ func TestSenderHealthzSaid200AfterLndDropped(t *testing.T) {
 
 	gauge := NewLndConnectedGauge("sender")
 	link := NewLndLink(gauge)
-	health := Health{DB: func() *store.DB { return db }, Lnd: link}
+	health := Health{DB: func() HealthLedger { return db }, Lnd: link}
 	srv := httptest.NewServer(WithHealthz(http.NotFoundHandler(),
 		health.Err))
 	defer srv.Close()
@@ -141,7 +141,7 @@ func TestSenderHealthzSaid200AfterLndDropped(t *testing.T) {
 	// A ledger that is not open (or failed) outranks lnd.
 	link.Set(true)
 	waitFor(http.StatusOK, "ok", 1)
-	closed := Health{DB: func() *store.DB { return nil }, Lnd: link}
+	closed := Health{DB: func() HealthLedger { return nil }, Lnd: link}
 	require.ErrorIs(t, closed.Err(), store.ErrClosed)
 	require.Equal(t, "failing", closed.Status()["status"])
 	require.Equal(t, false, closed.Status()["ledger_writable"])

@@ -107,6 +107,10 @@ type faultRig struct {
 	// settle and cancel down.
 	proxy *lndProxy
 	subs  []string
+	// providers are the provider nodes whose settled invoices the
+	// invariant counts (carol alone when empty; carol and dave in the
+	// cluster test).
+	providers []*regtest.Node
 	// secrets are the subscriptions' secret ids (what payments
 	// carry), in the order of subs, which holds their public ids.
 	secrets []string
@@ -328,13 +332,22 @@ func (f *faultRig) receiverPayments(id string) []receiverPayment {
 }
 
 // carolSettled returns, per subscription id, the msat of every invoice
-// carol's lnd settled for it, by payment hash.
+// carol's lnd (or every node of f.providers) settled for it, by payment
+// hash.
 func (f *faultRig) carolSettled() map[string]map[string]uint64 {
 	out := map[string]map[string]uint64{}
-	resp, err := f.carol.RPC().ListInvoices(f.ctx,
-		&lnrpc.ListInvoiceRequest{NumMaxInvoices: 1_000_000})
-	require.NoError(f.t, err)
-	for _, inv := range resp.Invoices {
+	providers := f.providers
+	if len(providers) == 0 {
+		providers = []*regtest.Node{f.carol}
+	}
+	var invoices []*lnrpc.Invoice
+	for _, n := range providers {
+		resp, err := n.RPC().ListInvoices(f.ctx,
+			&lnrpc.ListInvoiceRequest{NumMaxInvoices: 1_000_000})
+		require.NoError(f.t, err)
+		invoices = append(invoices, resp.Invoices...)
+	}
+	for _, inv := range invoices {
 		if inv.State != lnrpc.Invoice_SETTLED || len(inv.Htlcs) == 0 {
 			continue
 		}

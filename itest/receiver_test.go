@@ -270,6 +270,8 @@ type hookServer struct {
 	bad  []string
 	// order is the delivery order per subscription.
 	order map[string][]uint64
+	// posts counts the deliveries accepted, repeats included.
+	posts int
 }
 
 func newHookServer(t *testing.T) *hookServer {
@@ -304,6 +306,7 @@ func newHookServer(t *testing.T) *hookServer {
 				h.order[env.SubscriptionID], env.Sequence)
 		}
 		h.got[env.Sequence] = env
+		h.posts++
 	}))
 	t.Cleanup(h.srv.Close)
 	return h

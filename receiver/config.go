@@ -9,9 +9,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/satstream/satstream/common"
 	"github.com/satstream/satstream/receiver/webhook"
 )
@@ -39,6 +41,31 @@ type WebhookConfig struct {
 	GiveUpAfter     time.Duration `long:"giveupafter" description:"Stop retrying an event at an endpoint this long after it was created (the dead-letter state; POST /v1/webhooks/events/{id}/retry tries again)"`
 }
 
+// Ledger backends (--db.backend).
+const (
+	// BackendBadger is the embedded ledger in <datadir>/<network>/ledger:
+	// one receiver, nothing to run beside it. The default.
+	BackendBadger = "badger"
+
+	// BackendPostgres is a PostgreSQL database that several receivers
+	// (one per provider lnd node) share.
+	BackendPostgres = "postgres"
+)
+
+// PostgresConfig is the [db] section's PostgreSQL part.
+type PostgresConfig struct {
+	DSN            string        `long:"dsn" description:"PostgreSQL connection string (postgres://user:password@host:5432/db?sslmode=... or key=value form); the password is never logged"`
+	MaxConns       int32         `long:"maxconns" description:"Most connections in the pool"`
+	MinConns       int32         `long:"minconns" description:"Connections kept open while idle"`
+	ConnectTimeout time.Duration `long:"timeout" description:"Timeout of one connection attempt and of the leader lock's health check"`
+}
+
+// DBConfig chooses and configures the ledger backend.
+type DBConfig struct {
+	Backend  string         `long:"backend" description:"Ledger backend: badger (embedded, one receiver) or postgres (several receivers, one per lnd node, on one database)" choice:"badger" choice:"postgres"`
+	Postgres PostgresConfig `group:"postgres" namespace:"postgres"`
+}
+
 // Config is the whole daemon configuration.
 type Config struct {
 	ConfigFile string `long:"configfile" description:"Path to the config file"`
@@ -61,6 +88,7 @@ type Config struct {
 	API     common.APIConfig     `group:"api" namespace:"api"`
 	Metrics common.MetricsConfig `group:"metrics" namespace:"metrics"`
 	Webhook WebhookConfig        `group:"webhook" namespace:"webhook"`
+	DB      DBConfig             `group:"db" namespace:"db"`
 }
 
 // NetworkDir is the directory of this network's ledger, TLS pair, tokens
@@ -88,6 +116,14 @@ func DefaultConfig() *Config {
 			MaxBackoff:     time.Hour,
 			Timeout:        10 * time.Second,
 			GiveUpAfter:    72 * time.Hour,
+		},
+		DB: DBConfig{
+			Backend: BackendBadger,
+			Postgres: PostgresConfig{
+				MaxConns:       10,
+				MinConns:       2,
+				ConnectTimeout: 10 * time.Second,
+			},
 		},
 	}
 }
@@ -157,6 +193,42 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: --webhook.giveupafter must be positive",
 			ErrConfig)
 	}
+	return c.DB.validate()
+}
+
+// validate checks the [db] section. A DSN is named only redacted: its
+// password must not reach a terminal or a log.
+func (c *DBConfig) validate() error {
+	switch c.Backend {
+	case BackendBadger:
+		return nil
+	case BackendPostgres:
+	default:
+		return fmt.Errorf("%w: --db.backend=%q: use %s or %s", ErrConfig,
+			c.Backend, BackendBadger, BackendPostgres)
+	}
+	p := &c.Postgres
+	if p.DSN == "" {
+		return fmt.Errorf("%w: --db.backend=postgres needs "+
+			"--db.postgres.dsn", ErrConfig)
+	}
+	if _, err := pgconn.ParseConfig(p.DSN); err != nil {
+		// pgconn's error quotes the DSN with its password masked.
+		return fmt.Errorf("%w: --db.postgres.dsn: %v", ErrConfig, err)
+	}
+	if p.MaxConns < 1 {
+		return fmt.Errorf("%w: --db.postgres.maxconns must be at least "+
+			"1, got %d", ErrConfig, p.MaxConns)
+	}
+	if p.MinConns < 0 || p.MinConns > p.MaxConns {
+		return fmt.Errorf("%w: --db.postgres.minconns must be between 0 "+
+			"and --db.postgres.maxconns (%d), got %d", ErrConfig,
+			p.MaxConns, p.MinConns)
+	}
+	if p.ConnectTimeout <= 0 {
+		return fmt.Errorf("%w: --db.postgres.timeout must be positive, "+
+			"got %v", ErrConfig, p.ConnectTimeout)
+	}
 	return nil
 }
 
@@ -191,3 +263,33 @@ func (w *WebhookConfig) SecretsByURL() (map[string][][]byte, error) {
 	}
 	return out, nil
 }
+
+// RedactDSN returns dsn with its password replaced by xxxxx, in URL or
+// key=value form, for logs and error messages.
+func RedactDSN(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" &&
+		u.User != nil {
+
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+		return u.String()
+	}
+	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" {
+		q := u.Query()
+		if q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		return u.String()
+	}
+	// An unparsable URL still hides its user info's password.
+	dsn = dsnUserinfo.ReplaceAllString(dsn, "${1}xxxxx@")
+	return dsnPassword.ReplaceAllString(dsn, "${1}xxxxx")
+}
+
+// dsnUserinfo finds user:password@ in a URL url.Parse refused.
+var dsnUserinfo = regexp.MustCompile(`^([a-zA-Z][a-zA-Z0-9+.-]*://[^:@/]*:)[^@]*@`)
+
+// dsnPassword finds password=... in a key=value DSN, quoted or not.
+var dsnPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)

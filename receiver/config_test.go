@@ -42,6 +42,27 @@ func TestConfigValidate(t *testing.T) {
 		{"bad backoff", func(c *Config) { c.Webhook.InitialBackoff = 0 }, "--webhook.initialbackoff"},
 		{"bad expiry", func(c *Config) { c.ExpiryInterval = -time.Second }, "--expiryinterval"},
 		{"empty datadir", func(c *Config) { c.DataDir = "" }, "--datadir"},
+		{"unknown backend", func(c *Config) { c.DB.Backend = "sqlite" }, "--db.backend"},
+		{"postgres without dsn", func(c *Config) { c.DB.Backend = BackendPostgres }, "--db.postgres.dsn"},
+		{"postgres", func(c *Config) {
+			c.DB.Backend = BackendPostgres
+			c.DB.Postgres.DSN = "postgres://satstream@db.internal/satstream"
+		}, ""},
+		{"postgres pool of zero", func(c *Config) {
+			c.DB.Backend = BackendPostgres
+			c.DB.Postgres.DSN = "host=/run/postgresql dbname=satstream"
+			c.DB.Postgres.MaxConns = 0
+		}, "--db.postgres.maxconns"},
+		{"postgres min above max", func(c *Config) {
+			c.DB.Backend = BackendPostgres
+			c.DB.Postgres.DSN = "host=/run/postgresql dbname=satstream"
+			c.DB.Postgres.MinConns = 50
+		}, "--db.postgres.minconns"},
+		{"postgres timeout", func(c *Config) {
+			c.DB.Backend = BackendPostgres
+			c.DB.Postgres.DSN = "host=/run/postgresql dbname=satstream"
+			c.DB.Postgres.ConnectTimeout = 0
+		}, "--db.postgres.timeout"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -100,4 +121,55 @@ func TestMetricsSectionInConfigFile(t *testing.T) {
 			[]string{"--configfile=" + path}, &c.ConfigFile, "x"), body)
 		require.Equal(t, "127.0.0.1:9998", c.Metrics.Listen, body)
 	}
+}
+
+// TestBadDSNPrintsItsPassword: a DSN the driver can't parse is named in the
+// configuration error, which reaches the terminal and the logs; its
+// password must not.
+func TestBadDSNPrintsItsPassword(t *testing.T) {
+	t.Parallel()
+	for _, dsn := range []string{
+		"postgres://satstream:hunter2secret@db:notaport/satstream",
+		"host=db port=notaport password=hunter2secret dbname=satstream",
+		"host=db port=notaport password='hunter2secret' dbname=x",
+	} {
+		c := validConfig(t)
+		c.DB.Backend = BackendPostgres
+		c.DB.Postgres.DSN = dsn
+		err := c.Validate()
+		require.ErrorIs(t, err, ErrConfig, dsn)
+		require.Contains(t, err.Error(), "--db.postgres.dsn")
+		require.NotContains(t, err.Error(), "hunter2secret")
+	}
+}
+
+func TestRedactDSN(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ in, want string }{
+		{"postgres://u:pw@h:5432/db?sslmode=disable",
+			"postgres://u:xxxxx@h:5432/db?sslmode=disable"},
+		{"postgres://u@h/db", "postgres://u@h/db"},
+		{"postgresql://h/db?password=pw&user=u",
+			"postgresql://h/db?password=xxxxx&user=u"},
+		{"host=h password=pw dbname=db", "host=h password=xxxxx dbname=db"},
+		{"host=h password = 'p w\\' x' dbname=db",
+			"host=h password = xxxxx dbname=db"},
+		{"host=/run/postgresql dbname=db", "host=/run/postgresql dbname=db"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got := RedactDSN(tc.in)
+			require.Equal(t, tc.want, got)
+			require.NotContains(t, got, "pw")
+		})
+	}
+}
+
+// TestRedactDSNOfABadURLKeepsItsPassword: an URL DSN that url.Parse
+// refuses (a bad port) went through the key=value rule, which left
+// user:password@ in place.
+func TestRedactDSNOfABadURLKeepsItsPassword(t *testing.T) {
+	t.Parallel()
+	got := RedactDSN("postgres://satstream:pw@db:notaport/satstream")
+	require.Equal(t, "postgres://satstream:xxxxx@db:notaport/satstream", got)
 }

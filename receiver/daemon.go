@@ -42,7 +42,7 @@ type Daemon struct {
 	logs *common.LogManager
 	log  btclog.Logger
 
-	db      *store.DB
+	db      Ledger
 	metrics *metrics
 	hooks   *webhook.Dispatcher
 
@@ -65,6 +65,19 @@ type Daemon struct {
 	// ledgerReported is set once the ledger's failure has been logged,
 	// by watchStore or, when the failure raced shutdown, by Stop.
 	ledgerReported atomic.Bool
+
+	// badger is db when the backend is badger (backups); nil on
+	// postgres, whose backups are pg_dump's job.
+	badger *store.DB
+
+	// elector picks the cluster's leader; leader is true while this
+	// receiver is it and runs the singletons under leadCancel/leadWG
+	// (touched only from the elector's goroutine).
+	elector    elector
+	leader     atomic.Bool
+	leadCancel context.CancelFunc
+	leadWG     sync.WaitGroup
+	runCtx     context.Context
 
 	// storeOpts lets tests change the ledger's options (to inject disk
 	// failures); nil in the daemon.
@@ -147,13 +160,8 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err := os.MkdirAll(netDir, 0o700); err != nil {
 		return fmt.Errorf("create --datadir: %w", err)
 	}
-	opts := store.DefaultOptions()
-	if d.storeOpts != nil {
-		d.storeOpts(&opts)
-	}
-	d.db, err = store.Open(ctx, filepath.Join(netDir, "ledger"), opts)
-	if err != nil {
-		return fmt.Errorf("open ledger: %w", err)
+	if err := d.openLedger(ctx, netDir); err != nil {
+		return err
 	}
 	tokens, err := common.LoadOrCreateTokens(netDir)
 	if err != nil {
@@ -195,10 +203,15 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return err
 	}
 	d.dash = dash
-	d.apiSrv, err = common.Listen("API", d.cfg.API.Listen,
-		common.WithBackup(common.WithHealthz(handler, d.healthState().Err),
-			tokens, func() *store.DB { return d.db }), tlsConf,
-		d.cfg.API.Limits())
+	handler = common.WithHealthz(handler, d.healthState().Err)
+	if d.badger != nil {
+		handler = common.WithBackup(handler, tokens,
+			func() *store.DB { return d.badger })
+	} else {
+		handler = refuseBackup(handler, tokens)
+	}
+	d.apiSrv, err = common.Listen("API", d.cfg.API.Listen, handler,
+		tlsConf, d.cfg.API.Limits())
 	if err != nil {
 		return fmt.Errorf("--api.listen %s: %w", d.cfg.API.Listen, err)
 	}
@@ -237,6 +250,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
+	d.runCtx = runCtx
 	for _, srv := range []*common.Server{d.apiSrv, d.metricsSrv} {
 		if srv == nil {
 			continue
@@ -249,21 +263,50 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	d.goRun(func() { d.watchStore(runCtx, d.db) })
 	d.goRun(func() { d.lndLoop(runCtx) })
-	d.goRun(func() { d.expiryLoop(runCtx) })
 	d.goRun(func() { d.metricsLoop(runCtx) })
-	if d.hooks != nil {
-		d.goRun(func() { _ = d.hooks.Run(runCtx) })
-	}
+	// Webhook delivery and the expiry sweep run on the leader only.
+	d.goRun(func() { d.elector.Run(runCtx, d.setLeader) })
 	d.log.Infof("satstream-receiver version %s started: API https://%s, data in "+
 		"%s", common.ReadBuildInfo(), d.APIAddr(), netDir)
 	d.logDashboard()
 	return nil
 }
 
+// openLedger opens the ledger of the configured backend and the elector
+// that goes with it: badger's directory lock admits one receiver, which
+// always leads; on postgres the receivers of a cluster elect one.
+func (d *Daemon) openLedger(ctx context.Context, netDir string) error {
+	if d.cfg.DB.Backend == BackendPostgres {
+		el, err := newPGLeader(d.cfg.DB.Postgres.DSN,
+			d.cfg.DB.Postgres.ConnectTimeout, d.logs.Logger(tagCluster))
+		if err != nil {
+			return err
+		}
+		db, err := openPostgres(ctx, d)
+		if err != nil {
+			return fmt.Errorf("open ledger: %w", err)
+		}
+		d.db, d.elector = db, el
+		d.log.Infof("ledger in PostgreSQL at %s",
+			RedactDSN(d.cfg.DB.Postgres.DSN))
+		return nil
+	}
+	opts := store.DefaultOptions()
+	if d.storeOpts != nil {
+		d.storeOpts(&opts)
+	}
+	db, err := store.Open(ctx, filepath.Join(netDir, "ledger"), opts)
+	if err != nil {
+		return fmt.Errorf("open ledger: %w", err)
+	}
+	d.db, d.badger, d.elector = db, db, alwaysLeader{}
+	return nil
+}
+
 // watchStore stops the daemon when the ledger fails (a write or fsync
 // error): what it holds in memory can no longer be trusted, and looping on
 // would only log the same error; a restart re-reads the ledger from disk.
-func (d *Daemon) watchStore(ctx context.Context, db *store.DB) {
+func (d *Daemon) watchStore(ctx context.Context, db Ledger) {
 	select {
 	case <-ctx.Done():
 	case <-db.Failed():
@@ -322,7 +365,7 @@ func (d *Daemon) Stop() error {
 }
 
 // ledgerErr is the failure of db (nil if db is nil or did not fail).
-func ledgerErr(db *store.DB) error {
+func ledgerErr(db Ledger) error {
 	if db == nil {
 		return nil
 	}
@@ -341,6 +384,7 @@ func (d *Daemon) closeAll() error {
 	if d.db != nil {
 		err := d.db.Close()
 		d.db = nil
+		d.badger = nil
 		return err
 	}
 	return nil
@@ -457,7 +501,7 @@ func (d *Daemon) lndLoop(ctx context.Context) {
 
 		pipe := core.NewPipeline(core.PipelineConfig{
 			Store:     d.db.Receiver(),
-			SpaceErr:  d.db.SpaceErr,
+			SpaceErr:  func() error { return spaceErr(d.db) },
 			Source:    &lndSource{lnd: &services.LndServices},
 			Log:       d.logs.Logger(tagInvoices),
 			Window:    d.cfg.SeqWindow,
@@ -632,8 +676,12 @@ func (d *Daemon) metricsLoop(ctx context.Context) {
 
 // healthState is what /healthz and /v1/health are made of.
 func (d *Daemon) healthState() common.Health {
-	return common.Health{DB: func() *store.DB { return d.db },
-		Lnd: d.lnd}
+	return common.Health{DB: func() common.HealthLedger {
+		if db := d.db; db != nil {
+			return db
+		}
+		return nil
+	}, Lnd: d.lnd}
 }
 
 // health is the body of GET /v1/health: "ok" only when /healthz would
@@ -643,6 +691,8 @@ func (d *Daemon) health() map[string]any {
 	h := d.healthState().Status()
 	h["lnd_settles_keysend_itself"] = d.autoSettle.Load()
 	h["network"] = d.cfg.Network
+	h["db_backend"] = d.cfg.DB.Backend
+	h["leader"] = d.leader.Load()
 	if v := d.node.Load(); v != nil {
 		h["node_pubkey"] = v.String()
 	}

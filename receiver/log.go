@@ -8,9 +8,10 @@ const (
 	tagAPI      = "API"
 	tagStore    = "STOR"
 	tagLnd      = "LNDC"
+	tagCluster  = "CLST"
 )
 
 // subsystems are the tags --debuglevel accepts, in the order --debuglevel
 // =show lists them.
 var subsystems = []string{tagDaemon, tagInvoices, tagWebhook, tagAPI,
-	tagStore, tagLnd}
+	tagStore, tagLnd, tagCluster}

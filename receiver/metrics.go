@@ -30,6 +30,7 @@ type metrics struct {
 	lndConnected prometheus.Gauge
 	subsByState  *prometheus.GaugeVec
 	eventsQueued prometheus.Gauge
+	leader       prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -77,6 +78,10 @@ func newMetrics() *metrics {
 			Name: "satstream_receiver_subscriptions",
 			Help: "Subscriptions by state.",
 		}, []string{"state"}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "satstream_receiver_leader",
+			Help: "1 while this receiver is its cluster's leader (runs webhook delivery and the expiry sweep; always 1 on badger), else 0.",
+		}),
 		eventsQueued: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "satstream_receiver_events_pending",
 			Help: "Events not yet delivered to every webhook.",
@@ -88,7 +93,7 @@ func newMetrics() *metrics {
 	m.collectors = []prometheus.Collector{m.settled, m.refused,
 		m.unclaimed, m.reversed, m.excess, m.credited, m.notOurs,
 		m.decision, m.webhooks, m.lndConnected, m.subsByState,
-		m.eventsQueued}
+		m.eventsQueued, m.leader}
 	m.reg.MustRegister(m.collectors...)
 	for _, r := range []string{webhookOK, webhookFailed} {
 		m.webhooks.WithLabelValues(r)

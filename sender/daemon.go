@@ -307,7 +307,12 @@ func (d *Daemon) Engine() *Engine { return d.engine }
 
 // healthState is what /healthz and /v1/health are made of.
 func (d *Daemon) healthState() common.Health {
-	return common.Health{DB: func() *store.DB { return d.db },
+	return common.Health{DB: func() common.HealthLedger {
+		if db := d.db; db != nil {
+			return db
+		}
+		return nil
+	},
 		Lnd: d.lnd}
 }
 

@@ -61,6 +61,14 @@ var (
 	// concurrent ones beyond the retry budget.
 	ErrConflict = errors.New("store: transaction conflict")
 
+	// ErrUnavailable is returned by a step of a database-server backend
+	// (store/postgres) when the database cannot be reached or is not
+	// serving. Nothing of the step is known to be written (a COMMIT
+	// whose answer was lost says so in the message): the receiver must
+	// refuse the payment rather than settle it uncredited, and try
+	// again later; the store itself stays usable.
+	ErrUnavailable = errors.New("store: database unavailable")
+
 	// ErrTooBig is returned when one logical step writes more than badger
 	// accepts in a single transaction; the caller must split the step.
 	ErrTooBig = errors.New("store: transaction too big")

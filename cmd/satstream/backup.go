@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/lightningnetwork/lnd/routing/route"
 	"github.com/satstream/satstream/common"
+	"github.com/satstream/satstream/receiver"
 	"github.com/satstream/satstream/store"
 	"github.com/urfave/cli"
 )
@@ -70,8 +72,14 @@ func backupCommands(name string) []cli.Command {
 				}
 				node = &v
 			}
-			netDir := common.NetworkDir(common.ExpandHome(
-				c.GlobalString(name+".datadir")), network)
+			dataDir := common.ExpandHome(c.GlobalString(name +
+				".datadir"))
+			if name == "receiver" {
+				if err := receiver.CheckRestorable(dataDir); err != nil {
+					return fmt.Errorf("restore: %w", err)
+				}
+			}
+			netDir := common.NetworkDir(dataDir, network)
 			f, err := os.Open(c.Args().First())
 			if err != nil {
 				return err
@@ -127,6 +135,17 @@ func backupTo(ctx context.Context, a *apiClient, file string) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		var e struct {
+			Error common.APIError `json:"error"`
+		}
+		if resp.StatusCode == http.StatusNotImplemented &&
+			json.Unmarshal(msg, &e) == nil && e.Error.Message != "" {
+
+			// A PostgreSQL ledger: the message says to use
+			// pg_dump.
+			return fmt.Errorf("satstream-%s: %s", a.name,
+				e.Error.Message)
+		}
 		return fmt.Errorf("satstream-%s answered %s: %s", a.name,
 			resp.Status, msg)
 	}

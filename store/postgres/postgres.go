@@ -1,0 +1,381 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/satstream/satstream/store"
+)
+
+// Defaults of Config's pool settings.
+const (
+	DefaultMaxConns       = 16
+	DefaultMinConns       = 1
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultMaxRetries     = 30
+)
+
+// Config says where the ledger is and which provider node this store
+// serves.
+type Config struct {
+	// DSN is a libpq connection string or URL
+	// ("postgres://user:pass@host:5432/satstream?sslmode=verify-full",
+	// "host=/run/postgresql dbname=satstream").
+	DSN string
+	// MaxConns and MinConns bound the connection pool (0: defaults).
+	MaxConns int32
+	MinConns int32
+	// ConnectTimeout bounds one connection attempt (0: default): past it
+	// the database counts as unreachable and steps fail with
+	// store.ErrUnavailable.
+	ConnectTimeout time.Duration
+	// NodePubkey is the identity key of the lnd node this store's
+	// receiver follows. The lnd resume points (settle and add index) and
+	// the held-HTLC table are kept per node; everything else is shared.
+	NodePubkey [33]byte
+	// Network, if set, binds the ledger to NodePubkey on this network at
+	// Open (see Store.Bind); empty leaves binding to the caller.
+	Network string
+	// MaxRetries bounds how often one Update is run again after a
+	// serialization failure or deadlock (0: DefaultMaxRetries).
+	MaxRetries int
+}
+
+// Validate reports a config Open cannot use, naming the field.
+func (c *Config) Validate() error {
+	switch {
+	case c.DSN == "":
+		return fmt.Errorf("%w: postgres DSN is empty", store.ErrInvalid)
+	case c.NodePubkey == [33]byte{}:
+		return fmt.Errorf("%w: postgres store needs the lnd node's "+
+			"public key", store.ErrInvalid)
+	case c.MaxConns < 0 || c.MinConns < 0 ||
+		(c.MaxConns > 0 && c.MinConns > c.MaxConns):
+		return fmt.Errorf("%w: postgres pool size min %d, max %d",
+			store.ErrInvalid, c.MinConns, c.MaxConns)
+	case c.ConnectTimeout < 0 || c.MaxRetries < 0:
+		return fmt.Errorf("%w: negative postgres timeout or retries",
+			store.ErrInvalid)
+	}
+	return nil
+}
+
+// Store is the PostgreSQL ledger of one provider node's receiver. Several
+// Stores (one per node, in one or several processes) may share one
+// database.
+type Store struct {
+	pool       *pgxpool.Pool
+	node       [33]byte
+	maxRetries int
+	failed     chan struct{}
+}
+
+// Compile-time check: the receiver's seam, the same one the badger store
+// implements.
+var _ store.ReceiverStore = (*Store)(nil)
+
+// Open connects to the database, applies the migrations this binary knows
+// (refusing a schema newer than it, store.ErrSchemaTooNew) and returns the
+// store of cfg.NodePubkey. An unreachable database is
+// store.ErrUnavailable.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	pc, err := pgxpool.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("%w: postgres DSN: %v", store.ErrInvalid,
+			err)
+	}
+	pc.MaxConns, pc.MinConns = DefaultMaxConns, DefaultMinConns
+	if cfg.MaxConns > 0 {
+		pc.MaxConns = cfg.MaxConns
+	}
+	if cfg.MinConns > 0 {
+		pc.MinConns = cfg.MinConns
+	}
+	pc.MinConns = min(pc.MinConns, pc.MaxConns)
+	pc.ConnConfig.ConnectTimeout = DefaultConnectTimeout
+	if cfg.ConnectTimeout > 0 {
+		pc.ConnConfig.ConnectTimeout = cfg.ConnectTimeout
+	}
+	// A step returns once it is durable, whatever the server's or the
+	// role's default: a COMMIT acknowledged before its WAL is flushed
+	// could be lost with the money already settled.
+	pc.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
+	pc.ConnConfig.RuntimeParams["application_name"] = "satstream"
+
+	s := &Store{
+		node:       cfg.NodePubkey,
+		maxRetries: DefaultMaxRetries,
+		failed:     make(chan struct{}),
+	}
+	if cfg.MaxRetries > 0 {
+		s.maxRetries = cfg.MaxRetries
+	}
+	s.pool, err = pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, translate(err)
+	}
+	if err := migrate(ctx, s.pool); err != nil {
+		s.pool.Close()
+		return nil, err
+	}
+	if cfg.Network != "" {
+		_, err := s.Bind(ctx, store.Binding{Node: cfg.NodePubkey,
+			Network: cfg.Network})
+		if err != nil {
+			s.pool.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Close closes the pool, waiting for connections in use to be returned.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// Node returns the lnd node this store serves.
+func (s *Store) Node() [33]byte { return s.node }
+
+// Failed never closes: unlike the badger store, a PostgreSQL store has no
+// state that an error can leave untrustworthy (a failed COMMIT is rolled
+// back by the server). An unreachable database fails each step with
+// store.ErrUnavailable instead, and steps work again once it is back. It
+// exists so the daemon can watch either backend the same way.
+func (s *Store) Failed() <-chan struct{} { return s.failed }
+
+// Err is always nil; see Failed.
+func (s *Store) Err() error { return nil }
+
+// SpaceErr is always nil: the database server watches its own disk, and a
+// full disk fails the step (store.ErrUnavailable or the server's error).
+func (s *Store) SpaceErr() error { return nil }
+
+// Ping reports whether the database answers now (store.ErrUnavailable if
+// not), for health checks.
+func (s *Store) Ping(ctx context.Context) error {
+	return translate(s.pool.Ping(ctx))
+}
+
+// Update implements store.ReceiverStore. It runs fn in a SERIALIZABLE
+// transaction and returns after COMMIT (synchronous_commit=on: durable).
+// A serialization failure (40001), deadlock (40P01) or a unique violation
+// caused by a concurrent step (23505) rolls back and runs fn again, with
+// jittered backoff, at most Config.MaxRetries times; past that the step
+// fails with store.ErrConflict. An unreachable database fails with
+// store.ErrUnavailable.
+func (s *Store) Update(ctx context.Context,
+	fn func(tx store.ReceiverTx) error) error {
+
+	return s.update(ctx, func(t *tx) error { return fn(t) })
+}
+
+// View implements store.ReceiverStore: fn runs in a REPEATABLE READ, READ
+// ONLY transaction, one consistent snapshot; writes fail.
+func (s *Store) View(ctx context.Context,
+	fn func(tx store.ReceiverTx) error) error {
+
+	return s.view(ctx, func(t *tx) error { return fn(t) })
+}
+
+func (s *Store) update(ctx context.Context, fn func(*tx) error) error {
+	backoff := 2 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		err := s.run(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable},
+			attempt >= slowLaneAfter, fn)
+		if err == nil || !retryable(err) {
+			return err
+		}
+		if attempt >= s.maxRetries {
+			return fmt.Errorf("%w: gave up after %d attempts: %v",
+				store.ErrConflict, attempt+1, err)
+		}
+		// Full jitter, so two receivers that collided do not collide
+		// again in step.
+		wait := time.Duration(rand.Int64N(int64(backoff))) + time.Millisecond
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, 100*time.Millisecond)
+	}
+}
+
+func (s *Store) view(ctx context.Context, fn func(*tx) error) error {
+	return s.run(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead,
+		AccessMode: pgx.ReadOnly}, false, fn)
+}
+
+// slowLaneAfter is the number of failed attempts after which a step runs
+// its next attempts alone. Optimistic retries by themselves can starve a
+// step on a hot row (many payments to one subscription at once, from
+// several nodes): each round one transaction wins and the others start
+// over, and a step can lose round after round. So every step takes the
+// advisory lock slowLaneLock, shared, inside its transaction (steps run
+// concurrently and SERIALIZABLE decides); a step that failed
+// slowLaneAfter times takes it exclusively, on its connection, before it
+// begins: it waits for the running steps to end, new ones wait for it,
+// and since its snapshot is taken after that, it cannot fail on a
+// conflict again. Correctness never depends on the lock: every step is
+// SERIALIZABLE either way.
+const slowLaneAfter = 2
+
+// slowLaneLock is the advisory lock key of the slow lane ("satslow").
+const slowLaneLock int64 = 0x736174736c6f77
+
+// beginShared is BEGIN for a step outside the slow lane, the shared lock
+// in the same round trip.
+var beginShared = fmt.Sprintf("BEGIN ISOLATION LEVEL SERIALIZABLE; "+
+	"SELECT pg_advisory_xact_lock_shared(%d)", slowLaneLock)
+
+// run is one attempt at one transaction; slow runs it in the slow lane
+// (see slowLaneAfter).
+func (s *Store) run(ctx context.Context, opts pgx.TxOptions, slow bool,
+	fn func(*tx) error) error {
+
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var begin interface {
+		BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
+	} = s.pool
+	switch {
+	case slow:
+		conn, err := s.pool.Acquire(ctx)
+		if err != nil {
+			return translate(err)
+		}
+		defer conn.Release()
+		_, err = conn.Exec(ctx, "SELECT pg_advisory_lock($1)",
+			slowLaneLock)
+		if err != nil {
+			return translate(err)
+		}
+		defer func() {
+			_, err := conn.Exec(context.WithoutCancel(ctx),
+				"SELECT pg_advisory_unlock($1)", slowLaneLock)
+			if err != nil {
+				// Closing the session releases the lock.
+				_ = conn.Conn().Close(context.Background())
+			}
+		}()
+		begin = conn
+
+	case opts.IsoLevel == pgx.Serializable:
+		opts.BeginQuery = beginShared
+	}
+	ptx, err := begin.BeginTx(ctx, opts)
+	if err != nil {
+		return translate(err)
+	}
+	t := &tx{ctx: ctx, tx: ptx, node: s.node}
+	if err := fn(t); err != nil {
+		_ = ptx.Rollback(context.WithoutCancel(ctx))
+		// A query that failed inside fn may have been wrapped by fn's
+		// own error, or swallowed; the transaction's first database
+		// error decides whether to retry.
+		if t.dbErr != nil && !errors.Is(err, t.dbErr) &&
+			retryable(t.dbErr) {
+
+			return t.dbErr
+		}
+		return err
+	}
+	if err := ptx.Commit(ctx); err != nil {
+		if t.dbErr != nil {
+			return t.dbErr
+		}
+		err = translate(err)
+		if errors.Is(err, store.ErrUnavailable) {
+			// The COMMIT may or may not have been applied.
+			return fmt.Errorf("commit outcome unknown: %w", err)
+		}
+		return err
+	}
+	return nil
+}
+
+// ErrUnavailable is store.ErrUnavailable, re-exported for callers that
+// import only this package.
+var ErrUnavailable = store.ErrUnavailable
+
+// retryable reports the errors a serializable step must be run again on.
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "40001", "40P01", "23505":
+			return true
+		}
+	}
+	// A pooled connection that died before anything was sent (the
+	// server restarted): nothing was done, try again on a fresh one.
+	return pgconn.SafeToRetry(err) && !errors.Is(err, context.Canceled) &&
+		!errors.Is(err, context.DeadlineExceeded)
+}
+
+// translate turns the driver's connection failures into
+// store.ErrUnavailable, leaving everything else as is.
+func translate(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) ||
+		errors.Is(err, context.DeadlineExceeded) &&
+			!isConnectErr(err) {
+
+		return err
+	}
+	if unavailable(err) {
+		return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+	}
+	return err
+}
+
+func isConnectErr(err error) bool {
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce)
+}
+
+// unavailable reports errors that mean "the database cannot be reached or
+// is not serving", as opposed to errors in what we asked.
+func unavailable(err error) bool {
+	if isConnectErr(err) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case len(pgErr.Code) >= 2 && pgErr.Code[:2] == "08", // connection
+			pgErr.Code == "57P01", // admin_shutdown
+			pgErr.Code == "57P02", // crash_shutdown
+			pgErr.Code == "57P03", // cannot_connect_now
+			pgErr.Code == "53300": // too_many_connections
+			return true
+		}
+		return false
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return true
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		pgconn.Timeout(err) || pgconn.SafeToRetry(err) ||
+		errors.Is(err, net.ErrClosed) {
+
+		return true
+	}
+	// pgconn reports a connection it lost earlier as "conn closed".
+	return strings.Contains(err.Error(), "conn closed")
+}

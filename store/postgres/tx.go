@@ -1,0 +1,919 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/lightningnetwork/lnd/lnwire"
+	"github.com/satstream/satstream/store"
+	"github.com/satstream/satstream/tlv"
+)
+
+// scanChunk is how many rows a ForEach reads per query. Rows are read
+// into memory before fn runs, so fn may run other queries of the same
+// transaction (one connection cannot interleave two result sets), and a
+// fn that stops early (store.ErrStop) has not made us read the whole
+// table.
+const scanChunk = 256
+
+// maxReasonLen bounds refusal reasons, as the badger store does.
+const maxReasonLen = 64
+
+// tx is one receiver transaction on one connection.
+type tx struct {
+	ctx  context.Context
+	tx   pgx.Tx
+	node [33]byte
+
+	// dbErr is the first error the database returned in this
+	// transaction: after it, the transaction is aborted whatever fn does
+	// with the error, and whether the step may be retried depends on it.
+	dbErr error
+}
+
+var _ store.ReceiverTx = (*tx)(nil)
+
+// note records the first database error and translates it.
+func (t *tx) note(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) ||
+		errors.Is(err, context.DeadlineExceeded) {
+
+		return err
+	}
+	if t.dbErr == nil {
+		t.dbErr = translate(err)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "23514", "23502", "22003", "22P02", "23503":
+			// check, not-null, out of range, invalid text, foreign
+			// key: a record the schema refuses.
+			return fmt.Errorf("%w: %v", store.ErrInvalid, err)
+		}
+	}
+	return translate(err)
+}
+
+func (t *tx) exec(sql string, args ...any) (pgconn.CommandTag, error) {
+	tag, err := t.tx.Exec(t.ctx, sql, args...)
+	return tag, t.note(err)
+}
+
+// queryRow scans one row; pgx.ErrNoRows becomes store.ErrNotFound.
+func (t *tx) queryRow(sql string, args []any, dst ...any) error {
+	err := t.tx.QueryRow(t.ctx, sql, args...).Scan(dst...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	return t.note(err)
+}
+
+// collect runs a query and scans every row with scan, closing the rows
+// before returning.
+func collect[T any](t *tx, scan func(pgx.Rows) (T, error), sql string,
+	args ...any) ([]T, error) {
+
+	rows, err := t.tx.Query(t.ctx, sql, args...)
+	if err != nil {
+		return nil, t.note(err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, t.note(err)
+		}
+		out = append(out, v)
+	}
+	return out, t.note(rows.Err())
+}
+
+// stop ends a ForEach: store.ErrStop means "stop, no error".
+func stop(err error) error {
+	if errors.Is(err, store.ErrStop) {
+		return nil
+	}
+	return err
+}
+
+// ns stores a time the way the badger codec does: Unix nanoseconds, 0 for
+// the zero time.
+func ns(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// fromNS reads a time stored by ns.
+func fromNS(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// nullSub stores the zero subscription id (a payment that named none) as
+// NULL.
+func nullSub(id store.SubID) []byte {
+	if id.IsZero() {
+		return nil
+	}
+	return id[:]
+}
+
+// copyFixed copies a bytea column into a fixed-size id, refusing a stored
+// value of another length.
+func copyFixed(dst []byte, src []byte, what string) error {
+	if src == nil {
+		return nil
+	}
+	if len(src) != len(dst) {
+		return fmt.Errorf("%w: %s of %d bytes", store.ErrCorrupt, what,
+			len(src))
+	}
+	copy(dst, src)
+	return nil
+}
+
+// ---- plans ----
+
+const planCols = `id, label, rate_msat, min_payment_msat, increment_msat,
+	grace_ns, max_prepay_ns, open_enrolment, created_ns, updated_ns,
+	default_increment_ns`
+
+func scanPlan(r pgx.Row) (*store.Plan, error) {
+	var (
+		p                     store.Plan
+		id                    string
+		rate, minPay, inc     int64
+		grace, prepay, defInc int64
+		created, updated      int64
+	)
+	err := r.Scan(&id, &p.Label, &rate, &minPay, &inc, &grace, &prepay,
+		&p.OpenEnrolment, &created, &updated, &defInc)
+	if err != nil {
+		return nil, err
+	}
+	p.ID = store.PlanID(id)
+	p.Terms = store.Terms{
+		RatePerSecond: lnwire.MilliSatoshi(rate),
+		MinPayment:    lnwire.MilliSatoshi(minPay),
+		Increment:     lnwire.MilliSatoshi(inc),
+		Grace:         time.Duration(grace),
+		MaxPrepay:     time.Duration(prepay),
+	}
+	p.CreatedAt, p.UpdatedAt = fromNS(created), fromNS(updated)
+	p.DefaultIncrement = time.Duration(defInc)
+	return &p, nil
+}
+
+func (t *tx) Plan(id store.PlanID) (*store.Plan, error) {
+	rows, err := collect(t, func(r pgx.Rows) (*store.Plan, error) {
+		return scanPlan(r)
+	}, "SELECT "+planCols+" FROM plans WHERE id = $1", string(id))
+	if err != nil {
+		return nil, fmt.Errorf("plan %q: %w", id, err)
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("plan %q: %w", id, store.ErrNotFound)
+	}
+	return rows[0], nil
+}
+
+func (t *tx) PutPlan(p *store.Plan) error {
+	if p.ID == "" || len(p.ID) > 64 {
+		return fmt.Errorf("%w: plan id %q must be 1..64 bytes",
+			store.ErrInvalid, p.ID)
+	}
+	_, err := t.exec(`INSERT INTO plans (`+planCols+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+		ON CONFLICT (id) DO UPDATE SET label = $2, rate_msat = $3,
+			min_payment_msat = $4, increment_msat = $5, grace_ns = $6,
+			max_prepay_ns = $7, open_enrolment = $8, created_ns = $9,
+			updated_ns = $10, default_increment_ns = $11`,
+		string(p.ID), p.Label, uint64(p.Terms.RatePerSecond),
+		uint64(p.Terms.MinPayment), uint64(p.Terms.Increment),
+		int64(p.Terms.Grace), int64(p.Terms.MaxPrepay), p.OpenEnrolment,
+		ns(p.CreatedAt), ns(p.UpdatedAt), int64(p.DefaultIncrement))
+	if err != nil {
+		return fmt.Errorf("plan %q: %w", p.ID, err)
+	}
+	return nil
+}
+
+func (t *tx) ForEachPlan(fn func(*store.Plan) error) error {
+	after := ""
+	for {
+		plans, err := collect(t, func(r pgx.Rows) (*store.Plan, error) {
+			return scanPlan(r)
+		}, "SELECT "+planCols+" FROM plans WHERE id COLLATE \"C\" > $1 "+
+			"ORDER BY id COLLATE \"C\" LIMIT $2", after, scanChunk)
+		if err != nil {
+			return err
+		}
+		for _, p := range plans {
+			if err := fn(p); err != nil {
+				return stop(err)
+			}
+		}
+		if len(plans) < scanChunk {
+			return nil
+		}
+		after = string(plans[len(plans)-1].ID)
+	}
+}
+
+// ---- subscriptions ----
+
+const subCols = `id, plan_id, rate_msat, min_payment_msat, increment_msat,
+	grace_ns, max_prepay_ns, state, paid_until_ns, remainder_msat,
+	last_seq, total_paid_msat, total_seconds, payments, created_ns,
+	updated_ns, cancelled_ns, credit_count`
+
+func scanSub(r pgx.Row) (*store.ReceiverSubscription, error) {
+	var (
+		s                                    store.ReceiverSubscription
+		id                                   []byte
+		plan                                 string
+		rate, minPay, inc, grace, prepay     int64
+		state                                int16
+		paid, rem, total, secs, pays         int64
+		created, updated, cancelled, credits int64
+	)
+	err := r.Scan(&id, &plan, &rate, &minPay, &inc, &grace, &prepay,
+		&state, &paid, &rem, &s.LastSeq, &total, &secs, &pays, &created,
+		&updated, &cancelled, &credits)
+	if err != nil {
+		return nil, err
+	}
+	if err := copyFixed(s.ID[:], id, "subscription id"); err != nil {
+		return nil, err
+	}
+	s.PlanID = store.PlanID(plan)
+	s.Terms = store.Terms{
+		RatePerSecond: lnwire.MilliSatoshi(rate),
+		MinPayment:    lnwire.MilliSatoshi(minPay),
+		Increment:     lnwire.MilliSatoshi(inc),
+		Grace:         time.Duration(grace),
+		MaxPrepay:     time.Duration(prepay),
+	}
+	s.State = store.SubState(state)
+	s.PaidUntil = fromNS(paid)
+	s.Remainder = lnwire.MilliSatoshi(rem)
+	s.TotalPaid = lnwire.MilliSatoshi(total)
+	s.TotalSeconds = uint64(secs)
+	s.Payments = uint64(pays)
+	s.CreatedAt, s.UpdatedAt = fromNS(created), fromNS(updated)
+	s.CancelledAt = fromNS(cancelled)
+	s.CreditCount = uint64(credits)
+	return &s, nil
+}
+
+func (t *tx) subWhere(where string, args ...any) (*store.ReceiverSubscription,
+	error) {
+
+	subs, err := collect(t, func(r pgx.Rows) (*store.ReceiverSubscription,
+		error) {
+
+		return scanSub(r)
+	}, "SELECT "+subCols+" FROM subscriptions WHERE "+where, args...)
+	switch {
+	case err != nil:
+		return nil, err
+	case len(subs) == 0:
+		return nil, store.ErrNotFound
+	}
+	return subs[0], nil
+}
+
+func (t *tx) Subscription(id store.SubID) (*store.ReceiverSubscription, error) {
+	s, err := t.subWhere("id = $1", id[:])
+	if err != nil {
+		return nil, fmt.Errorf("subscription %s: %w", id, err)
+	}
+	return s, nil
+}
+
+func (t *tx) SubscriptionByPublicID(p tlv.PublicID) (*store.ReceiverSubscription,
+	error) {
+
+	s, err := t.subWhere("public_id = $1", p[:])
+	if err != nil {
+		return nil, fmt.Errorf("subscription %s: %w", p, err)
+	}
+	return s, nil
+}
+
+// validSubState mirrors the store's state numbers (1..6).
+func validSubState(s store.SubState) bool {
+	return s >= store.SubPending && s <= store.SubCancelledByPayer
+}
+
+func (t *tx) PutSubscription(s *store.ReceiverSubscription) error {
+	switch {
+	case s.ID.IsZero():
+		return fmt.Errorf("%w: subscription without id", store.ErrInvalid)
+	case !validSubState(s.State):
+		return fmt.Errorf("%w: subscription %s state %d", store.ErrInvalid,
+			s.ID, s.State)
+	}
+	pub := s.ID.PublicID()
+	_, err := t.exec(`INSERT INTO subscriptions (public_id, `+subCols+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+			$14, $15, $16, $17, $18, $19)
+		ON CONFLICT (id) DO UPDATE SET plan_id = $3, rate_msat = $4,
+			min_payment_msat = $5, increment_msat = $6, grace_ns = $7,
+			max_prepay_ns = $8, state = $9, paid_until_ns = $10,
+			remainder_msat = $11, last_seq = $12,
+			total_paid_msat = $13, total_seconds = $14,
+			payments = $15, created_ns = $16, updated_ns = $17,
+			cancelled_ns = $18, credit_count = $19`,
+		pub[:], s.ID[:], string(s.PlanID), uint64(s.Terms.RatePerSecond),
+		uint64(s.Terms.MinPayment), uint64(s.Terms.Increment),
+		int64(s.Terms.Grace), int64(s.Terms.MaxPrepay), int16(s.State),
+		ns(s.PaidUntil), uint64(s.Remainder), s.LastSeq,
+		uint64(s.TotalPaid), s.TotalSeconds, s.Payments,
+		ns(s.CreatedAt), ns(s.UpdatedAt), ns(s.CancelledAt),
+		s.CreditCount)
+	if err != nil {
+		return fmt.Errorf("subscription %s: %w", s.ID, err)
+	}
+	return nil
+}
+
+func (t *tx) ForEachSubscription(state store.SubState, page store.Page,
+	fn func(*store.ReceiverSubscription) error) error {
+
+	after := []byte{}
+	if page.After != nil {
+		after = page.After[:]
+	}
+	left := page.Limit
+	for {
+		n := scanChunk
+		if page.Limit > 0 {
+			n = min(n, left)
+		}
+		subs, err := collect(t, func(r pgx.Rows) (
+			*store.ReceiverSubscription, error) {
+
+			return scanSub(r)
+		}, "SELECT "+subCols+" FROM subscriptions "+
+			"WHERE id > $1 AND ($2 = 0 OR state = $2) "+
+			"ORDER BY id LIMIT $3", after, int16(state), n)
+		if err != nil {
+			return err
+		}
+		for _, s := range subs {
+			if err := fn(s); err != nil {
+				return stop(err)
+			}
+		}
+		if page.Limit > 0 {
+			left -= len(subs)
+			if left <= 0 {
+				return nil
+			}
+		}
+		if len(subs) < n {
+			return nil
+		}
+		last := subs[len(subs)-1].ID
+		after = last[:]
+	}
+}
+
+func (t *tx) SubscriptionsDueBefore(before time.Time,
+	fn func(*store.ReceiverSubscription) error) error {
+
+	end := ns(before)
+	if before.UnixNano() < 0 {
+		end = 0
+	}
+	var (
+		afterPaid int64 = -1 << 63
+		afterID         = []byte{}
+	)
+	for {
+		subs, err := collect(t, func(r pgx.Rows) (
+			*store.ReceiverSubscription, error) {
+
+			return scanSub(r)
+		}, "SELECT "+subCols+" FROM subscriptions "+
+			"WHERE state IN (2, 3) AND paid_until_ns < $1 "+
+			"AND (paid_until_ns, id) > ($2, $3) "+
+			"ORDER BY paid_until_ns, id LIMIT $4",
+			end, afterPaid, afterID, scanChunk)
+		if err != nil {
+			return err
+		}
+		for _, s := range subs {
+			if err := fn(s); err != nil {
+				return stop(err)
+			}
+		}
+		if len(subs) < scanChunk {
+			return nil
+		}
+		last := subs[len(subs)-1]
+		afterPaid, afterID = ns(last.PaidUntil), last.ID[:]
+	}
+}
+
+// ---- payments ----
+
+const payCols = `hash, sub_id, seq, amount_msat, seconds, settle_index,
+	state, reason, received_ns, rate_msat, before_paid_until_ns,
+	before_remainder_msat, before_state, credit_no`
+
+func scanPayment(r pgx.Row) (*store.Payment, error) {
+	var (
+		p                         store.Payment
+		hash, sub                 []byte
+		amt, secs, settle         int64
+		state, beforeState        int16
+		received, rate, bpu, brem int64
+		creditNo                  int64
+	)
+	err := r.Scan(&hash, &sub, &p.Seq, &amt, &secs, &settle, &state,
+		&p.Reason, &received, &rate, &bpu, &brem, &beforeState, &creditNo)
+	if err != nil {
+		return nil, err
+	}
+	if err := copyFixed(p.Hash[:], hash, "payment hash"); err != nil {
+		return nil, err
+	}
+	if err := copyFixed(p.SubID[:], sub, "subscription id"); err != nil {
+		return nil, err
+	}
+	p.Amount = lnwire.MilliSatoshi(amt)
+	p.Seconds = uint64(secs)
+	p.SettleIndex = uint64(settle)
+	p.State = store.PaymentState(state)
+	p.ReceivedAt = fromNS(received)
+	p.Rate = lnwire.MilliSatoshi(rate)
+	p.BeforePaidUntil = fromNS(bpu)
+	p.BeforeRemainder = lnwire.MilliSatoshi(brem)
+	p.BeforeState = store.SubState(beforeState)
+	p.CreditNo = uint64(creditNo)
+	return &p, nil
+}
+
+func (t *tx) payments(sql string, args ...any) ([]*store.Payment, error) {
+	return collect(t, func(r pgx.Rows) (*store.Payment, error) {
+		return scanPayment(r)
+	}, "SELECT "+payCols+" FROM payments WHERE "+sql, args...)
+}
+
+func (t *tx) Payment(hash store.Hash) (*store.Payment, error) {
+	ps, err := t.payments("hash = $1", hash[:])
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("payment %s: %w", hash, err)
+	case len(ps) == 0:
+		return nil, fmt.Errorf("payment %s: %w", hash, store.ErrNotFound)
+	}
+	return ps[0], nil
+}
+
+func (t *tx) PaymentBySeq(sub store.SubID, seq uint64) (*store.Payment, error) {
+	ps, err := t.payments("sub_id = $1 AND seq = $2 ORDER BY hash LIMIT 1",
+		sub[:], seq)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("payment %s/%d: %w", sub, seq, err)
+	case len(ps) == 0:
+		return nil, fmt.Errorf("payment %s/%d: %w", sub, seq,
+			store.ErrNotFound)
+	}
+	return ps[0], nil
+}
+
+func (t *tx) PutPayment(p *store.Payment) error {
+	if p.State < store.PaymentCredited || p.State > store.PaymentUnclaimed {
+		return fmt.Errorf("%w: payment %s state %d", store.ErrInvalid,
+			p.Hash, p.State)
+	}
+	_, err := t.exec(`INSERT INTO payments (`+payCols+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+			$14)
+		ON CONFLICT (hash) DO UPDATE SET sub_id = $2, seq = $3,
+			amount_msat = $4, seconds = $5, settle_index = $6,
+			state = $7, reason = $8, received_ns = $9, rate_msat = $10,
+			before_paid_until_ns = $11, before_remainder_msat = $12,
+			before_state = $13, credit_no = $14`,
+		p.Hash[:], nullSub(p.SubID), p.Seq, uint64(p.Amount), p.Seconds,
+		p.SettleIndex, int16(p.State), p.Reason, ns(p.ReceivedAt),
+		uint64(p.Rate), ns(p.BeforePaidUntil), uint64(p.BeforeRemainder),
+		int16(p.BeforeState), p.CreditNo)
+	if err != nil {
+		return fmt.Errorf("payment %s: %w", p.Hash, err)
+	}
+	return nil
+}
+
+func (t *tx) ForEachPayment(sub store.SubID, afterSeq uint64,
+	fn func(*store.Payment) error) error {
+
+	ps, err := t.payments("sub_id = $1 AND seq > $2 ORDER BY seq, hash "+
+		"LIMIT $3", sub[:], afterSeq, scanChunk)
+	for {
+		if err != nil {
+			return err
+		}
+		for _, p := range ps {
+			if err := fn(p); err != nil {
+				return stop(err)
+			}
+		}
+		if len(ps) < scanChunk {
+			return nil
+		}
+		last := ps[len(ps)-1]
+		ps, err = t.payments("sub_id = $1 AND (seq, hash) > ($2, $3) "+
+			"ORDER BY seq, hash LIMIT $4", sub[:], last.Seq,
+			last.Hash[:], scanChunk)
+	}
+}
+
+func (t *tx) DeletePayment(hash store.Hash) error {
+	// A held mark of a deleted payment goes with it (only refused
+	// payments are deleted, and they are never held).
+	if _, err := t.exec("DELETE FROM held WHERE hash = $1",
+		hash[:]); err != nil {
+
+		return err
+	}
+	tag, err := t.exec("DELETE FROM payments WHERE hash = $1", hash[:])
+	switch {
+	case err != nil:
+		return fmt.Errorf("payment %s: %w", hash, err)
+	case tag.RowsAffected() == 0:
+		return fmt.Errorf("payment %s: %w", hash, store.ErrNotFound)
+	}
+	return nil
+}
+
+func (t *tx) PruneRefused(sub store.SubID, keep int) (int, error) {
+	keep = max(keep, 0)
+	tag, err := t.exec(`DELETE FROM payments WHERE hash IN (
+		SELECT hash FROM payments
+		WHERE state = 2 AND sub_id = $1
+		ORDER BY received_ns DESC, hash DESC OFFSET $2)`, sub[:], keep)
+	if err != nil {
+		return 0, fmt.Errorf("prune refused payments: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// ---- refusals ----
+
+func checkReason(reason string) error {
+	if reason == "" || len(reason) > maxReasonLen {
+		return fmt.Errorf("%w: refusal reason %q must be 1..%d bytes",
+			store.ErrInvalid, reason, maxReasonLen)
+	}
+	return nil
+}
+
+func (t *tx) AddRefusal(reason string) (uint64, error) {
+	if err := checkReason(reason); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := t.queryRow(`INSERT INTO refusal_counts (reason, n) VALUES ($1, 1)
+		ON CONFLICT (reason) DO UPDATE SET n = refusal_counts.n + 1
+		RETURNING n`, []any{reason}, &n)
+	return uint64(n), err
+}
+
+func (t *tx) ForEachRefusalCount(fn func(reason string, n uint64) error) error {
+	type count struct {
+		reason string
+		n      int64
+	}
+	counts, err := collect(t, func(r pgx.Rows) (count, error) {
+		var c count
+		return c, r.Scan(&c.reason, &c.n)
+	}, `SELECT reason, n FROM refusal_counts ORDER BY reason COLLATE "C"`)
+	if err != nil {
+		return err
+	}
+	for _, c := range counts {
+		if err := fn(c.reason, uint64(c.n)); err != nil {
+			return stop(err)
+		}
+	}
+	return nil
+}
+
+func (t *tx) LastRefusalEvent(sub store.SubID, reason string) (time.Time, error) {
+	if err := checkReason(reason); err != nil {
+		return time.Time{}, err
+	}
+	var at int64
+	err := t.queryRow("SELECT at_ns FROM refusal_events WHERE sub_id = $1 "+
+		"AND reason = $2", []any{sub[:], reason}, &at)
+	if errors.Is(err, store.ErrNotFound) {
+		return time.Time{}, nil
+	}
+	return fromNS(at), err
+}
+
+func (t *tx) SetLastRefusalEvent(sub store.SubID, reason string,
+	at time.Time) error {
+
+	if err := checkReason(reason); err != nil {
+		return err
+	}
+	_, err := t.exec(`INSERT INTO refusal_events (sub_id, reason, at_ns)
+		VALUES ($1, $2, $3) ON CONFLICT (sub_id, reason)
+		DO UPDATE SET at_ns = $3`, sub[:], reason, ns(at))
+	return err
+}
+
+func (t *tx) ClearRefusalEvents(sub store.SubID) error {
+	_, err := t.exec("DELETE FROM refusal_events WHERE sub_id = $1", sub[:])
+	return err
+}
+
+// ---- this node's lnd resume points ----
+
+func (t *tx) nodeIndex(col string) (uint64, error) {
+	var v int64
+	err := t.queryRow("SELECT "+col+" FROM node_state WHERE node = $1",
+		[]any{t.node[:]}, &v)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
+	}
+	return uint64(v), err
+}
+
+func (t *tx) setNodeIndex(col string, v uint64) error {
+	_, err := t.exec("INSERT INTO node_state (node, "+col+") "+
+		"VALUES ($1, $2) ON CONFLICT (node) DO UPDATE SET "+col+" = $2",
+		t.node[:], v)
+	return err
+}
+
+func (t *tx) SettleIndex() (uint64, error) { return t.nodeIndex("settle_index") }
+
+func (t *tx) SetSettleIndex(v uint64) error {
+	return t.setNodeIndex("settle_index", v)
+}
+
+func (t *tx) AddIndex() (uint64, error) { return t.nodeIndex("add_index") }
+
+func (t *tx) SetAddIndex(v uint64) error { return t.setNodeIndex("add_index", v) }
+
+// ---- events ----
+
+const eventCols = `id, uid, sub_id, type, payload, created_ns, attempts,
+	next_attempt_ns, last_error, delivered, delivered_ns`
+
+func scanEvent(r pgx.Row) (*store.Event, error) {
+	var (
+		ev                          store.Event
+		id, created, attempts, next int64
+		delivered                   int64
+		uid, sub                    []byte
+		typ                         int32
+	)
+	err := r.Scan(&id, &uid, &sub, &typ, &ev.Payload, &created, &attempts,
+		&next, &ev.LastError, &ev.Delivered, &delivered)
+	if err != nil {
+		return nil, err
+	}
+	if err := copyFixed(ev.UID[:], uid, "event uid"); err != nil {
+		return nil, err
+	}
+	if err := copyFixed(ev.SubID[:], sub, "subscription id"); err != nil {
+		return nil, err
+	}
+	ev.ID = store.EventID(id)
+	ev.Type = store.EventType(typ)
+	if len(ev.Payload) == 0 {
+		ev.Payload = nil
+	}
+	ev.CreatedAt = fromNS(created)
+	ev.Attempts = uint32(attempts)
+	ev.NextAttempt = fromNS(next)
+	ev.DeliveredAt = fromNS(delivered)
+	return &ev, nil
+}
+
+func (t *tx) events(sql string, args ...any) ([]*store.Event, error) {
+	return collect(t, func(r pgx.Rows) (*store.Event, error) {
+		return scanEvent(r)
+	}, "SELECT "+eventCols+" FROM events WHERE "+sql, args...)
+}
+
+func (t *tx) AppendEvent(ev *store.Event) error {
+	if ev.UID.IsZero() {
+		uid, err := store.NewEventUID()
+		if err != nil {
+			return err
+		}
+		ev.UID = uid
+	}
+	payload := ev.Payload
+	if payload == nil {
+		payload = []byte{}
+	}
+	var id int64
+	err := t.queryRow(`INSERT INTO events (uid, sub_id, type, payload,
+			created_ns, attempts, next_attempt_ns, last_error, delivered,
+			delivered_ns)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id`,
+		[]any{ev.UID[:], ev.SubID[:], int32(ev.Type), payload,
+			ns(ev.CreatedAt), int64(ev.Attempts), ns(ev.NextAttempt),
+			ev.LastError, ev.Delivered, ns(ev.DeliveredAt)}, &id)
+	if err != nil {
+		return fmt.Errorf("append event: %w", err)
+	}
+	ev.ID = store.EventID(id)
+	return nil
+}
+
+func (t *tx) Event(id store.EventID) (*store.Event, error) {
+	evs, err := t.events("id = $1", int64(id))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("event %d: %w", id, err)
+	case len(evs) == 0:
+		return nil, fmt.Errorf("event %d: %w", id, store.ErrNotFound)
+	}
+	return evs[0], nil
+}
+
+func (t *tx) PutEvent(ev *store.Event) error {
+	payload := ev.Payload
+	if payload == nil {
+		payload = []byte{}
+	}
+	tag, err := t.exec(`UPDATE events SET uid = $2, sub_id = $3, type = $4,
+			payload = $5, created_ns = $6, attempts = $7,
+			next_attempt_ns = $8, last_error = $9, delivered = $10,
+			delivered_ns = $11
+		WHERE id = $1`, int64(ev.ID), ev.UID[:], ev.SubID[:],
+		int32(ev.Type), payload, ns(ev.CreatedAt), int64(ev.Attempts),
+		ns(ev.NextAttempt), ev.LastError, ev.Delivered,
+		ns(ev.DeliveredAt))
+	switch {
+	case err != nil:
+		return fmt.Errorf("event %d: %w", ev.ID, err)
+	case tag.RowsAffected() == 0:
+		return fmt.Errorf("event %d: %w (use AppendEvent for new events)",
+			ev.ID, store.ErrNotFound)
+	}
+	return nil
+}
+
+func (t *tx) MarkEventDelivered(id store.EventID, at time.Time) error {
+	tag, err := t.exec("UPDATE events SET delivered = true, "+
+		"delivered_ns = $2 WHERE id = $1", int64(id), ns(at))
+	switch {
+	case err != nil:
+		return fmt.Errorf("event %d: %w", id, err)
+	case tag.RowsAffected() == 0:
+		return fmt.Errorf("event %d: %w", id, store.ErrNotFound)
+	}
+	return nil
+}
+
+func (t *tx) ForEachPendingEvent(after store.EventID,
+	fn func(*store.Event) error) error {
+
+	if uint64(after) > 1<<63-1 {
+		return nil
+	}
+	cursor := int64(after)
+	for {
+		evs, err := t.events("NOT delivered AND id > $1 ORDER BY id "+
+			"LIMIT $2", cursor, scanChunk)
+		if err != nil {
+			return err
+		}
+		for _, ev := range evs {
+			if err := fn(ev); err != nil {
+				return stop(err)
+			}
+		}
+		if len(evs) < scanChunk {
+			return nil
+		}
+		cursor = int64(evs[len(evs)-1].ID)
+	}
+}
+
+func (t *tx) EventByUID(uid store.EventUID) (*store.Event, error) {
+	evs, err := t.events("uid = $1", uid[:])
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("event %s: %w", uid, err)
+	case len(evs) == 0:
+		return nil, fmt.Errorf("event %s: %w", uid, store.ErrNotFound)
+	}
+	return evs[0], nil
+}
+
+// ---- webhook deliveries ----
+
+func (t *tx) Delivery(ep store.EndpointID, id store.EventID) (*store.Delivery,
+	error) {
+
+	d := &store.Delivery{Endpoint: ep, Event: id}
+	var (
+		state                                int16
+		attempts, next, finished, retrySince int64
+	)
+	err := t.queryRow(`SELECT state, attempts, next_attempt_ns, last_error,
+			finished_ns, retry_since_ns
+		FROM deliveries WHERE endpoint = $1 AND event_id = $2`,
+		[]any{ep[:], int64(id)}, &state, &attempts, &next, &d.LastError,
+		&finished, &retrySince)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return d, nil
+	case err != nil:
+		return nil, err
+	}
+	d.State = store.DeliveryState(state)
+	d.Attempts = uint32(attempts)
+	d.NextAttempt = fromNS(next)
+	d.FinishedAt = fromNS(finished)
+	d.RetrySince = fromNS(retrySince)
+	return d, nil
+}
+
+func (t *tx) PutDelivery(d *store.Delivery) error {
+	_, err := t.exec(`INSERT INTO deliveries (endpoint, event_id, state,
+			attempts, next_attempt_ns, last_error, finished_ns,
+			retry_since_ns)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (endpoint, event_id) DO UPDATE SET state = $3,
+			attempts = $4, next_attempt_ns = $5, last_error = $6,
+			finished_ns = $7, retry_since_ns = $8`,
+		d.Endpoint[:], int64(d.Event), int16(d.State), int64(d.Attempts),
+		ns(d.NextAttempt), d.LastError, ns(d.FinishedAt),
+		ns(d.RetrySince))
+	if err != nil {
+		return fmt.Errorf("delivery of event %d to %s: %w", d.Event,
+			d.Endpoint, err)
+	}
+	return nil
+}
+
+// ---- this node's held HTLCs ----
+
+func (t *tx) MarkHeld(hash store.Hash) error {
+	_, err := t.exec("INSERT INTO held (node, hash) VALUES ($1, $2) "+
+		"ON CONFLICT DO NOTHING", t.node[:], hash[:])
+	return err
+}
+
+func (t *tx) ClearHeld(hash store.Hash) error {
+	_, err := t.exec("DELETE FROM held WHERE node = $1 AND hash = $2",
+		t.node[:], hash[:])
+	return err
+}
+
+func (t *tx) ForEachHeld(fn func(store.Hash) error) error {
+	after := []byte{}
+	for {
+		hashes, err := collect(t, func(r pgx.Rows) (store.Hash, error) {
+			var (
+				h   store.Hash
+				raw []byte
+			)
+			if err := r.Scan(&raw); err != nil {
+				return h, err
+			}
+			return h, copyFixed(h[:], raw, "held hash")
+		}, "SELECT hash FROM held WHERE node = $1 AND hash > $2 "+
+			"ORDER BY hash LIMIT $3", t.node[:], after, scanChunk)
+		if err != nil {
+			return err
+		}
+		for _, h := range hashes {
+			if err := fn(h); err != nil {
+				return stop(err)
+			}
+		}
+		if len(hashes) < scanChunk {
+			return nil
+		}
+		last := hashes[len(hashes)-1]
+		after = last[:]
+	}
+}
