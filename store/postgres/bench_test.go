@@ -1,0 +1,119 @@
+package postgres_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+
+	"github.com/satstream/satstream/store"
+	"github.com/satstream/satstream/store/postgres/pgtest"
+	"github.com/satstream/satstream/store/storetest"
+)
+
+// benchParallelism is goroutines per GOMAXPROCS in the concurrent cases,
+// as in store's BenchmarkCredit.
+const benchParallelism = 32
+
+// BenchmarkDurableCredits measures durable credits per second, the
+// receiver's whole step (dedupe by hash, credit the subscription, ledger
+// entry, settle index, event) acknowledged only once it is on disk: the
+// badger store (group commit) against PostgreSQL (SERIALIZABLE, COMMIT
+// with synchronous_commit=on) on the same machine, one payer at a time
+// and many at once (64 subscriptions).
+func BenchmarkDurableCredits(b *testing.B) {
+
+	srv := pgtest.Start(b)
+	backends := []struct {
+		name string
+		open func(b *testing.B) store.ReceiverStore
+	}{
+		{"badger", func(b *testing.B) store.ReceiverStore {
+			db, err := store.Open(context.Background(), b.TempDir(),
+				store.DefaultOptions())
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = db.Close() })
+			return db.Receiver()
+		}},
+		{"postgres", func(b *testing.B) store.ReceiverStore {
+			return open(b, srv.NewDatabase(b), 1)
+		}},
+	}
+	b.Run("postgres/two-nodes-concurrent", func(b *testing.B) {
+		// Two receivers (nodes) on one database, each crediting its
+		// own payments: each node's settle index is its own row.
+		dsn := srv.NewDatabase(b)
+		nodes := []store.ReceiverStore{open(b, dsn, 1), open(b, dsn, 2)}
+		ctx := context.Background()
+		const subs = 64
+		for i := uint64(0); i < subs; i++ {
+			err := storetest.PutActiveSub(ctx, nodes[0],
+				storetest.SubID(i))
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		var n atomic.Uint64
+		b.ResetTimer()
+		b.SetParallelism(benchParallelism)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				k := n.Add(1)
+				err := storetest.Credit(ctx, nodes[k%2],
+					storetest.SubID(k%subs), k, 1500)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "credits/s")
+	})
+	for _, be := range backends {
+		for _, parallel := range []bool{false, true} {
+			name := be.name + "/single"
+			if parallel {
+				name = be.name + "/concurrent"
+			}
+			b.Run(name, func(b *testing.B) {
+				rs, ctx := be.open(b), context.Background()
+				const subs = 64
+				for i := uint64(0); i < subs; i++ {
+					err := storetest.PutActiveSub(ctx, rs,
+						storetest.SubID(i))
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				var n atomic.Uint64
+				one := func() error {
+					k := n.Add(1)
+					return storetest.Credit(ctx, rs,
+						storetest.SubID(k%subs), k, 1500)
+				}
+				b.ResetTimer()
+				if parallel {
+					b.SetParallelism(benchParallelism)
+					b.RunParallel(func(pb *testing.PB) {
+						for pb.Next() {
+							if err := one(); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					})
+				} else {
+					for i := 0; i < b.N; i++ {
+						if err := one(); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(),
+					"credits/s")
+
+			})
+		}
+	}
+}
