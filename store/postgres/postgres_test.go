@@ -243,6 +243,30 @@ func testNewerSchemaOpened(t *testing.T, srv *pgtest.Server) {
 	require.ErrorIs(t, err, store.ErrSchemaTooNew)
 }
 
+// TestStoreDeadAfterDatabaseRestart reproduces a store whose pooled
+// connections died with a database restart: the next steps must work on
+// fresh connections, not fail until the daemon restarts. (pgxpool pings a
+// connection idle for a second before handing it out; the store also runs
+// a step once more when its connection failed before sending anything.)
+func TestStoreDeadAfterDatabaseRestart(t *testing.T) {
+	t.Parallel()
+	srv := pgtest.Start(t) // its own server: the test restarts it
+	dsn := srv.NewDatabase(t)
+	ctx := storetest.Ctx(t)
+	s := open(t, dsn, 1)
+	sub := storetest.SubID(1)
+	require.NoError(t, storetest.PutActiveSub(ctx, s, sub))
+	require.NoError(t, storetest.Credit(ctx, s, sub, 1, 1000))
+
+	srv.Restart(t)
+
+	require.NoError(t, storetest.Credit(ctx, s, sub, 2, 1000))
+	sum, err := storetest.Summarize(ctx, s, sub)
+	require.NoError(t, err)
+	require.Len(t, sum.Payments, 2)
+	require.NoError(t, s.Ping(ctx))
+}
+
 // TestDatabaseDownCreditsAnyway reproduces a receiver that, with its
 // database gone, would settle payments it cannot record: every step must
 // fail with store.ErrUnavailable, so the receiver refuses.
