@@ -42,6 +42,9 @@ type apiServer struct {
 	// webhookURLs are the configured webhook endpoints, whose
 	// per-endpoint delivery state events show.
 	webhookURLs []string
+	// webhookRetried tells the dispatcher that a manual retry made an
+	// event pending again (nil: no dispatcher).
+	webhookRetried func(store.EventID)
 }
 
 // apiRoute is one endpoint of the API.
@@ -876,6 +879,12 @@ func (s *apiServer) newEventView(tx store.ReceiverTx, ev *store.Event) (
 	}
 	var err error
 	v.Deliveries, err = webhook.Deliveries(tx, s.webhookURLs, ev)
+	// A dead letter leaves the pending queue, but it was not delivered.
+	for _, dl := range v.Deliveries {
+		if dl.State == store.DeliveryDead.String() {
+			v.Delivered = false
+		}
+	}
 	return v, err
 }
 
@@ -890,13 +899,17 @@ func (s *apiServer) retryEvent(w http.ResponseWriter, r *http.Request) {
 			"characters"))
 		return
 	}
-	var view eventView
+	var (
+		view eventView
+		id   store.EventID
+	)
 	err = s.db.Update(r.Context(), func(tx store.ReceiverTx) error {
 		ev, err := webhook.Retry(tx, s.webhookURLs, store.EventUID(b),
 			s.now())
 		if err != nil {
 			return err
 		}
+		id = ev.ID
 		view, err = s.newEventView(tx, ev)
 		return err
 	})
@@ -910,6 +923,9 @@ func (s *apiServer) retryEvent(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.writeErr(w, err)
 		return
+	}
+	if s.webhookRetried != nil {
+		s.webhookRetried(id)
 	}
 	s.notify()
 	common.WriteJSON(w, http.StatusOK, view)

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/satstream/satstream/common"
@@ -26,12 +27,16 @@ const (
 
 // WebhookConfig configures event delivery.
 type WebhookConfig struct {
-	URLs           []string      `long:"url" description:"Webhook URL events are POSTed to (repeatable)"`
-	Secret         string        `long:"secret" description:"HMAC secret for the Satstream-Signature header, at least 32 bytes; config file only, refused on the command line (default: generated into <datadir>/<network>/webhook.secret, mode 0600)"`
-	InitialBackoff time.Duration `long:"initialbackoff" description:"First retry delay"`
-	MaxBackoff     time.Duration `long:"maxbackoff" description:"Longest retry delay"`
-	Timeout        time.Duration `long:"timeout" description:"Timeout of one delivery"`
-	GiveUpAfter    time.Duration `long:"giveupafter" description:"Stop retrying an event at an endpoint this long after it was created (the dead-letter state; POST /v1/webhooks/events/{id}/retry tries again)"`
+	URLs   []string `long:"url" description:"Webhook URL events are POSTed to (repeatable)"`
+	Secret string   `long:"secret" description:"HMAC secret signing the requests to every --webhook.url without a secret of its own, at least 32 bytes; config file only, refused on the command line (default: generated into <datadir>/<network>/webhook.secret, mode 0600)"`
+	// EndpointSecrets are "<url> <secret>" pairs: a URL with any signs
+	// with those instead of the global secret, with all of them at
+	// once while one is being rotated.
+	EndpointSecrets []string      `long:"endpointsecret" description:"'<url> <secret>': a secret of its own for one --webhook.url (at least 32 bytes); repeat it for the same URL to sign with several during a rotation; config file only, refused on the command line"`
+	InitialBackoff  time.Duration `long:"initialbackoff" description:"First retry delay"`
+	MaxBackoff      time.Duration `long:"maxbackoff" description:"Longest retry delay"`
+	Timeout         time.Duration `long:"timeout" description:"Timeout of one delivery"`
+	GiveUpAfter     time.Duration `long:"giveupafter" description:"Stop retrying an event at an endpoint this long after it was created (the dead-letter state; POST /v1/webhooks/events/{id}/retry tries again)"`
 }
 
 // Config is the whole daemon configuration.
@@ -135,6 +140,9 @@ func (c *Config) Validate() error {
 				"URL", ErrConfig, webhook.RedactURL(u))
 		}
 	}
+	if _, err := c.Webhook.SecretsByURL(); err != nil {
+		return err
+	}
 	if c.Webhook.InitialBackoff <= 0 || c.Webhook.MaxBackoff <
 		c.Webhook.InitialBackoff {
 
@@ -150,4 +158,36 @@ func (c *Config) Validate() error {
 			ErrConfig)
 	}
 	return nil
+}
+
+// SecretsByURL parses --webhook.endpointsecret into the secrets of each
+// URL, in the order given. Each names a configured --webhook.url and holds
+// a secret of at least webhook.MinSecretLength bytes; errors never repeat
+// the secret.
+func (w *WebhookConfig) SecretsByURL() (map[string][][]byte, error) {
+	urls := make(map[string]bool, len(w.URLs))
+	for _, u := range w.URLs {
+		urls[u] = true
+	}
+	out := make(map[string][][]byte)
+	for i, v := range w.EndpointSecrets {
+		f := strings.Fields(v)
+		if len(f) != 2 {
+			return nil, fmt.Errorf("%w: --webhook.endpointsecret number "+
+				"%d is not '<url> <secret>'", ErrConfig, i+1)
+		}
+		u, secret := f[0], []byte(f[1])
+		if !urls[u] {
+			return nil, fmt.Errorf("%w: --webhook.endpointsecret names "+
+				"%s, which is not a --webhook.url", ErrConfig,
+				webhook.RedactURL(u))
+		}
+		err := webhook.CheckSecret(secret, "--webhook.endpointsecret of "+
+			webhook.RedactURL(u))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		out[u] = append(out[u], secret)
+	}
+	return out, nil
 }

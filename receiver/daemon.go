@@ -211,18 +211,24 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 
 	if len(d.cfg.Webhook.URLs) > 0 {
+		secrets, err := d.cfg.Webhook.SecretsByURL()
+		if err != nil {
+			return err
+		}
 		d.hooks = webhook.New(webhook.Config{
-			Store:          rs,
-			URLs:           d.cfg.Webhook.URLs,
-			Secret:         secret,
-			Network:        d.cfg.Network,
-			Client:         &http.Client{Timeout: d.cfg.Webhook.Timeout},
-			Log:            d.logs.Logger(tagWebhook),
-			InitialBackoff: d.cfg.Webhook.InitialBackoff,
-			MaxBackoff:     d.cfg.Webhook.MaxBackoff,
-			GiveUpAfter:    d.cfg.Webhook.GiveUpAfter,
-			OnResult:       d.metrics.webhookResult,
+			Store:           rs,
+			URLs:            d.cfg.Webhook.URLs,
+			Secret:          secret,
+			EndpointSecrets: secrets,
+			Network:         d.cfg.Network,
+			Client:          &http.Client{Timeout: d.cfg.Webhook.Timeout},
+			Log:             d.logs.Logger(tagWebhook),
+			InitialBackoff:  d.cfg.Webhook.InitialBackoff,
+			MaxBackoff:      d.cfg.Webhook.MaxBackoff,
+			GiveUpAfter:     d.cfg.Webhook.GiveUpAfter,
+			OnResult:        d.metrics.webhookResult,
 		})
+		api.webhookRetried = d.hooks.Rewind
 	}
 
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -689,7 +695,8 @@ func Main(args []string) error {
 	}
 	// The webhook secret belongs in its 0600 file or the config file,
 	// not in the process list.
-	if err := common.RefuseSecretFlags(args, "webhook.secret"); err != nil {
+	if err := common.RefuseSecretFlags(args, "webhook.secret",
+		"webhook.endpointsecret"); err != nil {
 		return fmt.Errorf("%w: %w (or leave it out to use <datadir>/<network>/%s)",
 			ErrConfig, err, webhook.SecretFile)
 	}

@@ -17,6 +17,9 @@ func TestRetryEventEndpoint(t *testing.T) {
 		Payload: []byte(`{}`), CreatedAt: a.now}
 	require.NoError(t, a.db.Update(context.Background(),
 		func(tx store.ReceiverTx) error {
+			// Given up at its only endpoint: out of the pending
+			// queue, its dead row kept.
+			ev.Delivered = true
 			if err := tx.AppendEvent(ev); err != nil {
 				return err
 			}
@@ -33,11 +36,21 @@ func TestRetryEventEndpoint(t *testing.T) {
 	a.api.webhookURLs = []string{"https://h.example/x"}
 	code, body = a.call(a.tokens.Admin, "GET", "/v1/events", nil)
 	require.Equal(t, 200, code)
-	dl := body["events"].([]any)[0].(map[string]any)["deliveries"].([]any)
+	view := body["events"].([]any)[0].(map[string]any)
+	dl := view["deliveries"].([]any)
 	require.Equal(t, "dead", dl[0].(map[string]any)["state"])
+	require.Equal(t, false, view["delivered"],
+		"a dead letter out of the pending queue is not delivered")
 
+	// The dispatcher is told, or the event would wait below its
+	// endpoints' cursors until the next start.
+	var rewound []store.EventID
+	a.api.webhookRetried = func(id store.EventID) {
+		rewound = append(rewound, id)
+	}
 	code, body = a.call(a.tokens.Admin, "POST", path, nil)
 	require.Equal(t, 200, code, body)
+	require.Equal(t, []store.EventID{ev.ID}, rewound)
 	dl = body["deliveries"].([]any)
 	require.Equal(t, "pending", dl[0].(map[string]any)["state"])
 	require.EqualValues(t, 9, dl[0].(map[string]any)["attempts"])

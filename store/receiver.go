@@ -124,6 +124,13 @@ type ReceiverTx interface {
 	Delivery(ep EndpointID, id EventID) (*Delivery, error)
 	// PutDelivery stores an event's delivery state at an endpoint.
 	PutDelivery(d *Delivery) error
+	// DeleteDelivery removes an event's row at an endpoint.
+	DeleteDelivery(ep EndpointID, id EventID) error
+	// DeleteDeliveries removes up to max rows of an endpoint and
+	// reports how many it removed.
+	DeleteDeliveries(ep EndpointID, max int) (int, error)
+	// DeliveryEndpoints lists the endpoints that have delivery rows.
+	DeliveryEndpoints() ([]EndpointID, error)
 
 	// MarkHeld records that the payment with this hash was credited while
 	// its HTLC is still held by lnd (not yet settled).

@@ -15,7 +15,10 @@ import (
 // down never holds back the others: each (endpoint, event) pair has its own
 // attempts, next attempt and final state. An event leaves the pending queue
 // (Event.Delivered) once every configured endpoint has it delivered or
-// given up. The prefix value is on disk and never changes.
+// given up; its rows are then deleted except the dead ones (the dead-letter
+// record a manual retry starts from), and the rows of an endpoint no longer
+// configured are deleted at the next start. The prefix value is on disk
+// and never changes.
 const (
 	// pDelivery | endpoint(8) | event id(8) -> Delivery.
 	pDelivery byte = 0x32
@@ -113,6 +116,84 @@ func (t *receiverTx) Delivery(ep EndpointID, id EventID) (*Delivery, error) {
 // PutDelivery stores d.
 func (t *receiverTx) PutDelivery(d *Delivery) error {
 	return t.put(deliveryKey(d.Endpoint, d.Event), d)
+}
+
+// DeleteDelivery removes the row of event id at endpoint ep (nothing if
+// there is none); the pair then reads as never attempted.
+func (t *receiverTx) DeleteDelivery(ep EndpointID, id EventID) error {
+	return t.del(deliveryKey(ep, id))
+}
+
+// DeleteDeliveries removes up to max rows of endpoint ep, oldest event
+// first, and reports how many it removed: an endpoint dropped from the
+// config leaves its rows behind, to be deleted in steps that fit a
+// transaction.
+func (t *receiverTx) DeleteDeliveries(ep EndpointID, max int) (int, error) {
+	var keys [][]byte
+	err := t.scan(key(pDelivery, ep[:]), nil, false,
+		func(k []byte, _ *badger.Item) error {
+			keys = append(keys, append([]byte(nil), k...))
+			if len(keys) >= max {
+				return ErrStop
+			}
+			return nil
+		})
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range keys {
+		if err := t.del(k); err != nil {
+			return 0, err
+		}
+	}
+	return len(keys), nil
+}
+
+// DeliveryEndpoints lists every endpoint that has delivery rows, in id
+// order. It seeks from one endpoint's rows to the next, so it costs one
+// seek per endpoint, not one step per row.
+func (t *receiverTx) DeliveryEndpoints() ([]EndpointID, error) {
+	var (
+		out   []EndpointID
+		start = []byte{pDelivery}
+	)
+	for {
+		var (
+			ep    EndpointID
+			found bool
+		)
+		err := t.scan([]byte{pDelivery}, start, false,
+			func(k []byte, _ *badger.Item) error {
+				if len(k) != 1+len(ep)+8 {
+					return fmt.Errorf("%w: delivery key of %d "+
+						"bytes", ErrCorrupt, len(k))
+				}
+				copy(ep[:], k[1:])
+				found = true
+				return ErrStop
+			})
+		if err != nil || !found {
+			return out, err
+		}
+		out = append(out, ep)
+		next, ok := nextEndpointID(ep)
+		if !ok {
+			return out, nil
+		}
+		start = key(pDelivery, next[:])
+	}
+}
+
+// nextEndpointID is ep plus one as a big-endian number (false after the
+// last id).
+func nextEndpointID(ep EndpointID) (EndpointID, bool) {
+	for i := len(ep) - 1; i >= 0; i-- {
+		ep[i]++
+		if ep[i] != 0 {
+			return ep, true
+		}
+	}
+	return ep, false
 }
 
 // EventByUID returns the event with that public id, or ErrNotFound. It

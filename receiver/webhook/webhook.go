@@ -7,9 +7,6 @@ package webhook
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,7 +14,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -26,54 +22,6 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/satstream/satstream/store"
 )
-
-// SignatureHeader is the HTTP header carrying the signature.
-const SignatureHeader = "Satstream-Signature"
-
-// ErrBadSignature is returned by Verify for a missing, malformed, stale or
-// wrong signature.
-var ErrBadSignature = errors.New("bad webhook signature")
-
-// Sign returns the Satstream-Signature header value for body sent at t:
-// "t=<unix>,v1=<hex HMAC-SHA256(secret, t + "." + body)>".
-func Sign(secret []byte, t time.Time, body []byte) string {
-	ts := strconv.FormatInt(t.Unix(), 10)
-	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte(ts))
-	mac.Write([]byte("."))
-	mac.Write(body)
-	return "t=" + ts + ",v1=" + hex.EncodeToString(mac.Sum(nil))
-}
-
-// Verify checks a signature header the way a provider's endpoint should:
-// the HMAC must match and the timestamp be within tolerance of now.
-func Verify(secret []byte, header string, body []byte, now time.Time,
-	tolerance time.Duration) error {
-
-	var ts, sig string
-	for _, part := range strings.Split(header, ",") {
-		k, v, _ := strings.Cut(part, "=")
-		switch k {
-		case "t":
-			ts = v
-		case "v1":
-			sig = v
-		}
-	}
-	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil || sig == "" {
-		return fmt.Errorf("%w: malformed header %q", ErrBadSignature, header)
-	}
-	want := Sign(secret, time.Unix(sec, 0), body)
-	if !hmac.Equal([]byte(want), []byte("t="+ts+",v1="+sig)) {
-		return fmt.Errorf("%w: HMAC mismatch", ErrBadSignature)
-	}
-	if d := now.Sub(time.Unix(sec, 0)); d > tolerance || d < -tolerance {
-		return fmt.Errorf("%w: timestamp %d outside tolerance",
-			ErrBadSignature, sec)
-	}
-	return nil
-}
 
 // APIVersion names the shape of event bodies (this envelope and the
 // views in data). It changes, to the date of the change, whenever a field
@@ -144,9 +92,15 @@ const DefaultGiveUpAfter = 3 * 24 * time.Hour
 
 // Config wires a Dispatcher.
 type Config struct {
-	Store  store.ReceiverStore
-	URLs   []string
+	Store store.ReceiverStore
+	URLs  []string
+	// Secret signs the requests to every URL without secrets of its
+	// own in EndpointSecrets.
 	Secret []byte
+	// EndpointSecrets are per-URL secrets: each request to the URL is
+	// signed with every one of them (several while rotating, so the
+	// endpoint can switch to the new one at its own pace).
+	EndpointSecrets map[string][][]byte
 	// Network is the Bitcoin network of the receiver's lnd, shown in
 	// every body.
 	Network string
@@ -169,9 +123,68 @@ type Config struct {
 // endpoint is one webhook URL with its own queue: its own pass over the
 // outbox, its own retry schedule and its own wake-up.
 type endpoint struct {
-	url  string
-	id   store.EndpointID
-	wake chan struct{}
+	url string
+	id  store.EndpointID
+	// secrets sign every request to this endpoint (several while one
+	// is being rotated).
+	secrets [][]byte
+	wake    chan struct{}
+
+	mu sync.Mutex
+	// floor is the endpoint's cursor: every event up to it is finished
+	// here (delivered or dead) or out of the pending queue, so a pass
+	// starts after it instead of rescanning the backlog. It lives in
+	// memory: after a restart the first pass scans once from the start.
+	floor store.EventID
+	// rewound tells a pass running while Rewind lowered the floor not
+	// to move it up again with what it scanned before.
+	rewound bool
+
+	// Touched only by the endpoint's goroutine.
+	//
+	// unmarked is an event the endpoint accepted (2xx) whose delivery
+	// could not be recorded: the next pass records it before anything
+	// else instead of POSTing it again.
+	unmarked *accepted
+	// passErrs counts the passes in a row that failed (store errors),
+	// for the backoff between them.
+	passErrs uint32
+}
+
+// accepted is a 2xx not yet recorded: the event, its delivery row as it
+// was read before the POST, and when the endpoint answered.
+type accepted struct {
+	ev   *store.Event
+	read store.Delivery
+	at   time.Time
+}
+
+// startPass returns where a pass starts (after the floor).
+func (ep *endpoint) startPass() store.EventID {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	ep.rewound = false
+	return ep.floor
+}
+
+// advance moves the floor up to floor after a complete pass, unless a
+// rewind came in meanwhile.
+func (ep *endpoint) advance(floor store.EventID) {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if !ep.rewound && floor > ep.floor {
+		ep.floor = floor
+	}
+}
+
+// rewind lowers the floor below id, so the next pass scans it again.
+func (ep *endpoint) rewind(id store.EventID) {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if id > 0 && id-1 < ep.floor {
+		ep.floor = id - 1
+	}
+	ep.rewound = true
 }
 
 // Dispatcher delivers pending events, one independent queue per endpoint,
@@ -214,8 +227,12 @@ func New(cfg Config) *Dispatcher {
 			continue
 		}
 		seen[id] = true
+		secrets := cfg.EndpointSecrets[u]
+		if len(secrets) == 0 {
+			secrets = [][]byte{cfg.Secret}
+		}
 		d.eps = append(d.eps, &endpoint{url: u, id: id,
-			wake: make(chan struct{}, 1)})
+			secrets: secrets, wake: make(chan struct{}, 1)})
 	}
 	return d
 }
@@ -239,6 +256,16 @@ func (d *Dispatcher) Notify() {
 	}
 }
 
+// Rewind tells the dispatcher that event id is pending again (a manual
+// Retry committed): each endpoint's cursor moves back to it and the
+// endpoints wake up. Without it the event waits for the next start.
+func (d *Dispatcher) Rewind(id store.EventID) {
+	for _, ep := range d.eps {
+		ep.rewind(id)
+	}
+	d.Notify()
+}
+
 // Delay returns the wait before retry number attempts (1-based) on the
 // exponential schedule, capped at maxDelay (before jitter).
 func Delay(attempts uint32, initial, maxDelay time.Duration) time.Duration {
@@ -256,8 +283,15 @@ func Delay(attempts uint32, initial, maxDelay time.Duration) time.Duration {
 	return d
 }
 
-// Run delivers until ctx ends, one goroutine per endpoint.
+// Run delivers until ctx ends, one goroutine per endpoint. It first
+// tidies what a change of the configured endpoints left behind.
 func (d *Dispatcher) Run(ctx context.Context) error {
+	if err := d.tidy(ctx); err != nil && ctx.Err() == nil {
+		// Not fatal: delivery works without it, and the next start
+		// tries again.
+		d.cfg.Log.Warnf("webhook: tidying after a change of "+
+			"endpoints: %v", err)
+	}
 	var wg sync.WaitGroup
 	for _, ep := range d.eps {
 		wg.Add(1)
@@ -270,14 +304,23 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	return nil
 }
 
-// runEndpoint is one endpoint's queue.
+// runEndpoint is one endpoint's queue. A pass that fails (the store
+// refused a read or write) is retried on the same exponential schedule,
+// with jitter, as a failed delivery.
 func (d *Dispatcher) runEndpoint(ctx context.Context, ep *endpoint) {
 	for {
 		next, err := d.pass(ctx, ep)
-		if err != nil && ctx.Err() == nil {
-			d.cfg.Log.Errorf("webhook pass for %s: %v",
-				RedactURL(ep.url), err)
-			next = d.cfg.Now().Add(d.cfg.InitialBackoff)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			ep.passErrs++
+			wait := d.cfg.Jitter(Delay(ep.passErrs,
+				d.cfg.InitialBackoff, d.cfg.MaxBackoff))
+			next = d.cfg.Now().Add(wait)
+			d.cfg.Log.Warnf("webhook pass for %s failed %d times in "+
+				"a row, next in %v: %v", RedactURL(ep.url),
+				ep.passErrs, wait, err)
+		case err == nil:
+			ep.passErrs = 0
 		}
 		wait := time.Minute
 		if !next.IsZero() {
@@ -300,9 +343,21 @@ func (d *Dispatcher) runEndpoint(ctx context.Context, ep *endpoint) {
 
 // pass tries every event due at ep once, oldest first, holding back later
 // events of a subscription whose earlier event waits for a retry there. It
+// starts after the endpoint's floor and, once it has seen the whole queue,
+// moves the floor up to just below the oldest event still pending here. It
 // returns the earliest time a retry is due (zero: none).
 func (d *Dispatcher) pass(ctx context.Context, ep *endpoint) (time.Time,
 	error) {
+
+	// An event the endpoint accepted but we could not record is
+	// recorded first, never POSTed again.
+	if a := ep.unmarked; a != nil {
+		dl := a.read
+		if err := d.record(ctx, ep, a.ev, &dl, nil, a.at); err != nil {
+			return time.Time{}, err
+		}
+		ep.unmarked = nil
+	}
 
 	const batch = 500
 	type item struct {
@@ -312,7 +367,9 @@ func (d *Dispatcher) pass(ctx context.Context, ep *endpoint) (time.Time,
 	var (
 		next    time.Time
 		blocked = map[store.SubID]bool{}
-		after   store.EventID
+		after   = ep.startPass()
+		// open is the oldest event seen still pending here (0: none).
+		open store.EventID
 	)
 	for {
 		var items []item
@@ -334,42 +391,63 @@ func (d *Dispatcher) pass(ctx context.Context, ep *endpoint) (time.Time,
 			return next, err
 		}
 		if len(items) == 0 {
+			floor := after
+			if open != 0 {
+				floor = open - 1
+			}
+			ep.advance(floor)
 			return next, nil
 		}
 		for _, it := range items {
 			ev, dl := it.ev, it.dl
 			after = ev.ID
-			if dl.State != store.DeliveryPending || blocked[ev.SubID] {
-				continue
-			}
-			if dl.NextAttempt.After(d.cfg.Now()) {
-				blocked[ev.SubID] = true
-				if next.IsZero() || dl.NextAttempt.Before(next) {
-					next = dl.NextAttempt
-				}
-				continue
-			}
-			err := d.deliver(ctx, ep, ev, dl)
+			err := d.try(ctx, ep, ev, dl, blocked, &next)
 			if ctx.Err() != nil {
 				return next, nil
 			}
 			if err != nil {
 				return next, err
 			}
-			if dl.State == store.DeliveryPending {
-				blocked[ev.SubID] = true
-				if next.IsZero() || dl.NextAttempt.Before(next) {
-					next = dl.NextAttempt
-				}
+			if dl.State == store.DeliveryPending && open == 0 {
+				open = ev.ID
 			}
 		}
 	}
 }
 
+// try delivers ev at ep if it is pending and due there and no earlier
+// event of its subscription waits; otherwise it notes when it is due.
+func (d *Dispatcher) try(ctx context.Context, ep *endpoint, ev *store.Event,
+	dl *store.Delivery, blocked map[store.SubID]bool, next *time.Time) error {
+
+	if dl.State != store.DeliveryPending || blocked[ev.SubID] {
+		return nil
+	}
+	due := func() {
+		blocked[ev.SubID] = true
+		if next.IsZero() || dl.NextAttempt.Before(*next) {
+			*next = dl.NextAttempt
+		}
+	}
+	if dl.NextAttempt.After(d.cfg.Now()) {
+		due()
+		return nil
+	}
+	if err := d.deliver(ctx, ep, ev, dl); err != nil || ctx.Err() != nil {
+		return err
+	}
+	if dl.State == store.DeliveryPending {
+		due()
+	}
+	return nil
+}
+
 // deliver sends ev to ep and records the result in ep's delivery state
-// (and the event's summary). The record is written after the 2xx: a crash
-// in between sends the event again after the restart (at least once;
-// endpoints deduplicate by the event id).
+// (and the event's summary); on return dl is the row as stored. The
+// record is written after the 2xx: a crash in between sends the event
+// again after the restart (at least once; endpoints deduplicate by the
+// event id). If only the record fails, the 2xx is kept in memory and the
+// next pass records it without a second POST.
 func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint,
 	ev *store.Event, dl *store.Delivery) error {
 
@@ -377,7 +455,7 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint,
 	if err != nil {
 		return err
 	}
-	postErr := d.post(ctx, ep.url, body)
+	postErr := d.post(ctx, ep, ev.UID.String(), body)
 	if d.cfg.OnResult != nil && ctx.Err() == nil {
 		d.cfg.OnResult(postErr == nil)
 	}
@@ -385,49 +463,114 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint,
 		return nil
 	}
 	now := d.cfg.Now()
-	if postErr == nil {
-		dl.State, dl.FinishedAt = store.DeliveryDelivered, now
-		dl.LastError = ""
-		d.cfg.Log.Debugf("event %d (%v) delivered to %s", ev.ID,
-			ev.Type, RedactURL(ep.url))
-	} else {
-		dl.Attempts++
-		dl.LastError = postErr.Error()
-		since := dl.RetrySince
-		if since.IsZero() {
-			since = ev.CreatedAt
-		}
-		dl.NextAttempt = now.Add(d.cfg.Jitter(Delay(dl.Attempts,
-			d.cfg.InitialBackoff, d.cfg.MaxBackoff)))
-		if now.Sub(since) >= d.cfg.GiveUpAfter {
-			dl.State, dl.FinishedAt = store.DeliveryDead, now
-			dl.NextAttempt = time.Time{}
-			d.cfg.Log.Warnf("event %d (%v) given up at %s after %d "+
-				"attempts over %v (dead letter; POST "+
-				"/v1/webhooks/events/%v/retry to try again): %v",
-				ev.ID, ev.Type, RedactURL(ep.url), dl.Attempts,
-				now.Sub(since).Round(time.Second), ev.UID, postErr)
-		} else {
-			d.cfg.Log.Warnf("event %d (%v) not delivered to %s "+
-				"(attempt %d, next at %v): %v", ev.ID, ev.Type,
-				RedactURL(ep.url), dl.Attempts,
-				dl.NextAttempt.Format(time.RFC3339), postErr)
-		}
+	read := *dl
+	err = d.record(ctx, ep, ev, dl, postErr, now)
+	if err != nil && postErr == nil {
+		ep.unmarked = &accepted{ev: ev, read: read, at: now}
 	}
-	// Record the result even if we are shutting down, so a delivered
-	// event is not sent again after a restart.
-	return d.cfg.Store.Update(context.WithoutCancel(ctx),
-		func(tx store.ReceiverTx) error {
-			if err := tx.PutDelivery(dl); err != nil {
-				return err
-			}
-			return d.settle(tx, ev.ID, ep, postErr, now)
-		})
+	return err
 }
 
-// settle updates the event's summary after an attempt at ep: it leaves the
-// outbox once every endpoint has it delivered; an event given up anywhere
-// stays listed as pending (the dead letters) until retried.
+// sameDelivery tells whether a row is unchanged since it was read.
+func sameDelivery(a, b *store.Delivery) bool {
+	return a.State == b.State && a.Attempts == b.Attempts &&
+		a.NextAttempt.Equal(b.NextAttempt) &&
+		a.RetrySince.Equal(b.RetrySince) &&
+		a.FinishedAt.Equal(b.FinishedAt) && a.LastError == b.LastError
+}
+
+// record writes the outcome of one attempt at ep over the row dl was read
+// as, and sets dl to what it stored. The write is conditional: if the row
+// changed since it was read (a manual Retry reset it during the POST), a
+// failure is dropped so the reset stands, and a success is written over
+// the new row (the retry wanted the event delivered, and it is).
+func (d *Dispatcher) record(ctx context.Context, ep *endpoint,
+	ev *store.Event, dl *store.Delivery, postErr error, now time.Time) error {
+
+	read := *dl
+	var (
+		out     store.Delivery
+		dropped bool
+	)
+	// Record the result even if we are shutting down, so a delivered
+	// event is not sent again after a restart.
+	err := d.cfg.Store.Update(context.WithoutCancel(ctx),
+		func(tx store.ReceiverTx) error {
+			cur, err := tx.Delivery(ep.id, ev.ID)
+			if err != nil {
+				return err
+			}
+			dropped = false
+			upd := read
+			if !sameDelivery(cur, &read) {
+				if postErr != nil {
+					out, dropped = *cur, true
+					return nil
+				}
+				upd = *cur
+			}
+			d.outcome(&upd, ev, postErr, now)
+			if err := tx.PutDelivery(&upd); err != nil {
+				return err
+			}
+			out = upd
+			return d.settle(tx, ev.ID, ep, postErr, now)
+		})
+	if err != nil {
+		return err
+	}
+	*dl = out
+	switch {
+	case dropped:
+		d.cfg.Log.Infof("event %d (%v): attempt at %s failed while "+
+			"its delivery was reset (manual retry); the retry "+
+			"stands: %v", ev.ID, ev.Type, RedactURL(ep.url), postErr)
+	case postErr == nil:
+		d.cfg.Log.Debugf("event %d (%v) delivered to %s", ev.ID,
+			ev.Type, RedactURL(ep.url))
+	case out.State == store.DeliveryDead:
+		d.cfg.Log.Warnf("event %d (%v) given up at %s after %d "+
+			"attempts (dead letter; POST /v1/webhooks/events/%v/"+
+			"retry to try again): %v", ev.ID, ev.Type,
+			RedactURL(ep.url), out.Attempts, ev.UID, postErr)
+	default:
+		d.cfg.Log.Warnf("event %d (%v) not delivered to %s "+
+			"(attempt %d, next at %v): %v", ev.ID, ev.Type,
+			RedactURL(ep.url), out.Attempts,
+			out.NextAttempt.Format(time.RFC3339), postErr)
+	}
+	return nil
+}
+
+// outcome applies one attempt's result to dl: delivered, or the next
+// attempt on the backoff schedule, or dead once the give-up time is over.
+func (d *Dispatcher) outcome(dl *store.Delivery, ev *store.Event,
+	postErr error, now time.Time) {
+
+	if postErr == nil {
+		dl.State, dl.FinishedAt = store.DeliveryDelivered, now
+		dl.LastError, dl.NextAttempt = "", time.Time{}
+		return
+	}
+	dl.Attempts++
+	dl.LastError = postErr.Error()
+	since := dl.RetrySince
+	if since.IsZero() {
+		since = ev.CreatedAt
+	}
+	dl.NextAttempt = now.Add(d.cfg.Jitter(Delay(dl.Attempts,
+		d.cfg.InitialBackoff, d.cfg.MaxBackoff)))
+	if now.Sub(since) >= d.cfg.GiveUpAfter {
+		dl.State, dl.FinishedAt = store.DeliveryDead, now
+		dl.NextAttempt = time.Time{}
+	}
+}
+
+// settle updates the event's summary after an attempt at ep (nil: none):
+// it leaves the pending queue once every configured endpoint has it
+// delivered or given up. Its delivered rows are then deleted (an absent
+// row of a finished event reads as delivered); dead rows stay, as the
+// dead-letter record a manual retry works from.
 func (d *Dispatcher) settle(tx store.ReceiverTx, id store.EventID,
 	ep *endpoint, postErr error, now time.Time) error {
 
@@ -439,25 +582,33 @@ func (d *Dispatcher) settle(tx store.ReceiverTx, id store.EventID,
 		ev.Attempts++
 		ev.LastError = RedactURL(ep.url) + ": " + postErr.Error()
 	}
-	all := true
+	done := true
 	ev.NextAttempt = time.Time{}
+	var delivered []store.EndpointID
 	for _, e := range d.eps {
 		dl, err := tx.Delivery(e.id, id)
 		if err != nil {
 			return err
 		}
-		if dl.State != store.DeliveryDelivered {
-			all = false
-		}
-		if dl.State == store.DeliveryPending &&
-			(ev.NextAttempt.IsZero() || dl.NextAttempt.Before(
-				ev.NextAttempt)) {
+		switch dl.State {
+		case store.DeliveryPending:
+			done = false
+			if ev.NextAttempt.IsZero() ||
+				dl.NextAttempt.Before(ev.NextAttempt) {
 
-			ev.NextAttempt = dl.NextAttempt
+				ev.NextAttempt = dl.NextAttempt
+			}
+		case store.DeliveryDelivered:
+			delivered = append(delivered, e.id)
 		}
 	}
-	if all {
+	if done {
 		ev.Delivered, ev.DeliveredAt = true, now
+		for _, e := range delivered {
+			if err := tx.DeleteDelivery(e, id); err != nil {
+				return err
+			}
+		}
 	}
 	return tx.PutEvent(ev)
 }
@@ -487,7 +638,9 @@ func Deliveries(tx store.ReceiverTx, urls []string, ev *store.Event) (
 			URL: RedactURL(u), State: dl.State.String(),
 			Attempts: dl.Attempts, LastError: dl.LastError}
 		if ev.Delivered && dl.State == store.DeliveryPending {
-			// Delivered before per-endpoint state was kept.
+			// The row of a delivered endpoint is deleted once the
+			// event is finished everywhere (and events delivered
+			// before per-endpoint state was kept have none).
 			v.State = store.DeliveryDelivered.String()
 		}
 		if dl.State == store.DeliveryPending && dl.Attempts > 0 {
@@ -537,6 +690,12 @@ func Retry(tx store.ReceiverTx, urls []string, uid store.EventUID,
 	}
 	for _, dl := range dls {
 		if open > 0 && dl.State == store.DeliveryDelivered {
+			// Written back: the row of a finished event may have
+			// been deleted, and read as pending once the event is
+			// pending again it would be sent there a second time.
+			if err := tx.PutDelivery(dl); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		dl.State = store.DeliveryPending
@@ -557,17 +716,17 @@ var ErrRedirect = errors.New("redirect not followed")
 // post sends one signed request; any 2xx is success, anything else
 // (redirects included) a failure. Errors never contain the URL's
 // credentials or query.
-func (d *Dispatcher) post(ctx context.Context, rawURL string,
+func (d *Dispatcher) post(ctx context.Context, ep *endpoint, id string,
 	body []byte) error {
 
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rawURL,
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.url,
 		bytes.NewReader(body))
 	if err != nil {
 		return errors.New("bad URL")
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "satstream-receiver")
-	req.Header.Set(SignatureHeader, Sign(d.cfg.Secret, d.cfg.Now(), body))
+	SetSignatureHeaders(req.Header, ep.secrets, id, d.cfg.Now(), body)
 	resp, err := d.cfg.Client.Do(req)
 	if err != nil {
 		// *url.Error repeats the URL, query included.
