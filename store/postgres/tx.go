@@ -874,6 +874,61 @@ func (t *tx) PutDelivery(d *store.Delivery) error {
 	return nil
 }
 
+// DeleteDelivery removes the row of event id at endpoint ep (nothing if
+// there is none); the pair then reads as never attempted.
+func (t *tx) DeleteDelivery(ep store.EndpointID, id store.EventID) error {
+	_, err := t.exec("DELETE FROM deliveries WHERE endpoint = $1 AND "+
+		"event_id = $2", ep[:], int64(id))
+	if err != nil {
+		return fmt.Errorf("delete delivery of event %d to %s: %w", id, ep,
+			err)
+	}
+	return nil
+}
+
+// DeleteDeliveries removes up to max rows of endpoint ep, oldest event
+// first, and reports how many it removed, as the badger store does.
+func (t *tx) DeleteDeliveries(ep store.EndpointID, max int) (int, error) {
+	if max <= 0 {
+		return 0, nil
+	}
+	tag, err := t.exec(`DELETE FROM deliveries WHERE endpoint = $1 AND
+		event_id IN (SELECT event_id FROM deliveries WHERE endpoint = $1
+			ORDER BY event_id LIMIT $2)`, ep[:], max)
+	if err != nil {
+		return 0, fmt.Errorf("delete deliveries of %s: %w", ep, err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// DeliveryEndpoints lists every endpoint that has delivery rows, in id
+// order. The recursive query skips from one endpoint to the next on the
+// primary key (a loose index scan): one index probe per endpoint, not a
+// read of every row.
+func (t *tx) DeliveryEndpoints() ([]store.EndpointID, error) {
+	eps, err := collect(t, func(r pgx.Rows) (store.EndpointID, error) {
+		var (
+			ep  store.EndpointID
+			raw []byte
+		)
+		if err := r.Scan(&raw); err != nil {
+			return ep, err
+		}
+		return ep, copyFixed(ep[:], raw, "endpoint id")
+	}, `WITH RECURSIVE eps (endpoint) AS (
+			(SELECT endpoint FROM deliveries ORDER BY endpoint LIMIT 1)
+			UNION ALL
+			SELECT (SELECT d.endpoint FROM deliveries d
+				WHERE d.endpoint > eps.endpoint
+				ORDER BY d.endpoint LIMIT 1)
+			FROM eps WHERE eps.endpoint IS NOT NULL)
+		SELECT endpoint FROM eps WHERE endpoint IS NOT NULL`)
+	if err != nil {
+		return nil, fmt.Errorf("delivery endpoints: %w", err)
+	}
+	return eps, nil
+}
+
 // ---- this node's held HTLCs ----
 
 func (t *tx) MarkHeld(hash store.Hash) error {

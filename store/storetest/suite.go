@@ -27,6 +27,7 @@ func RunReceiverSuite(t *testing.T, open Open) {
 		{"Indices", testReceiverIndices},
 		{"Events", testReceiverEvents},
 		{"Deliveries", testDeliveries},
+		{"RemovedEndpointRowsFoundAndDeleted", testRemovedEndpointRowsFoundAndDeleted},
 		{"Held", testHeld},
 		{"Refusals", testRefusals},
 		{"UpdateSemantics", testUpdateSemantics},
