@@ -29,6 +29,9 @@ type tx struct {
 	tx   pgx.Tx
 	node [33]byte
 
+	// eventOrder is set once this transaction holds eventOrderLock.
+	eventOrder bool
+
 	// dbErr is the first error the database returned in this
 	// transaction: after it, the transaction is aborted whatever fn does
 	// with the error, and whether the step may be retried depends on it.
@@ -718,7 +721,39 @@ func (t *tx) events(sql string, args ...any) ([]*store.Event, error) {
 	}, "SELECT "+eventCols+" FROM events WHERE "+sql, args...)
 }
 
+// eventOrderLock is the advisory lock key ("satevnt") that makes event ids
+// commit in id order; see lockEventOrder.
+const eventOrderLock int64 = 0x73617465766e74
+
+// lockEventOrder takes eventOrderLock for the rest of the transaction,
+// before its first event id is drawn from the sequence. A sequence hands
+// out ids as transactions ask, not as they commit: a step that drew N+1
+// could commit before the one that drew N, and a reader that moved its
+// cursor past N+1 (the webhook dispatcher) would never see N. Under the
+// lock, a step draws its ids only once every step that drew a lower one
+// has ended, and that step's commit is visible before the lock is
+// released, so a reader that sees N+1 sees N (or N was rolled back: a gap,
+// never an id committed below a cursor). The lock is per database: steps
+// that append events queue behind each other cluster-wide, from the
+// append to their COMMIT; the rest of a step still runs concurrently. A
+// waiting step is not aborted: it goes on from where it waited.
+func (t *tx) lockEventOrder() error {
+	if t.eventOrder {
+		return nil
+	}
+	if _, err := t.exec("SELECT pg_advisory_xact_lock($1)",
+		eventOrderLock); err != nil {
+
+		return fmt.Errorf("event order lock: %w", err)
+	}
+	t.eventOrder = true
+	return nil
+}
+
 func (t *tx) AppendEvent(ev *store.Event) error {
+	if err := t.lockEventOrder(); err != nil {
+		return err
+	}
 	if ev.UID.IsZero() {
 		uid, err := store.NewEventUID()
 		if err != nil {

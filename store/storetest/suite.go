@@ -26,6 +26,7 @@ func RunReceiverSuite(t *testing.T, open Open) {
 		{"Payments", testReceiverPayments},
 		{"Indices", testReceiverIndices},
 		{"Events", testReceiverEvents},
+		{"EventCommittedBelowCursor", testEventCommittedBelowCursor},
 		{"Deliveries", testDeliveries},
 		{"RemovedEndpointRowsFoundAndDeleted", testRemovedEndpointRowsFoundAndDeleted},
 		{"Held", testHeld},
