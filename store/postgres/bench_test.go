@@ -149,3 +149,73 @@ func prefill(b *testing.B, rs store.ReceiverStore) {
 		b.Fatal(err)
 	}
 }
+
+// streamBatch is how many credits BenchmarkReceiverCreditShapes records
+// per step in its stream case; the receiver's invoice stream records up to
+// 256 waiting events per step (receiver/core maxStreamBatch), as many as
+// queued up behind the last step.
+const streamBatch = 16
+
+// BenchmarkReceiverCreditShapes measures PostgreSQL durable credits/s in
+// the two shapes the receiver really writes them (receiver/core): a held
+// HTLC's decision, one payment per step, concurrently, not moving the
+// settle index (only the stream does); and the invoice stream's step,
+// one goroutine, several payments per step, moving the settle index.
+// Both from a 20,000-payment ledger, over 64 subscriptions.
+func BenchmarkReceiverCreditShapes(b *testing.B) {
+	srv := pgtest.Start(b)
+	const subs = 64
+	setup := func(b *testing.B) store.ReceiverStore {
+		rs := open(b, srv.NewDatabase(b), 1)
+		prefill(b, rs)
+		for i := uint64(0); i < subs; i++ {
+			err := storetest.PutActiveSub(context.Background(), rs,
+				storetest.SubID(i))
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		return rs
+	}
+	b.Run("held-decisions-concurrent", func(b *testing.B) {
+		rs, ctx := setup(b), context.Background()
+		var n atomic.Uint64
+		b.ResetTimer()
+		b.SetParallelism(benchParallelism)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				k := n.Add(1)
+				err := rs.Update(ctx, func(tx store.ReceiverTx) error {
+					return storetest.CreditTx(tx,
+						storetest.SubID(k%subs), k, 1500, false)
+				})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "credits/s")
+	})
+	b.Run("stream-batch", func(b *testing.B) {
+		rs, ctx := setup(b), context.Background()
+		b.ResetTimer()
+		for i := 0; i < b.N; i += streamBatch {
+			err := rs.Update(ctx, func(tx store.ReceiverTx) error {
+				for j := i; j < min(i+streamBatch, b.N); j++ {
+					k := uint64(j + 1)
+					err := storetest.CreditTx(tx,
+						storetest.SubID(k%subs), k, 1500, true)
+					if err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "credits/s")
+	})
+}

@@ -64,6 +64,20 @@
 // locks cannot cover. SERIALIZABLE gives that guarantee for every read,
 // and the contract already says fn may run again.
 //
+// # Event ids commit in id order
+//
+// The webhook dispatcher keeps a cursor per endpoint and reads the pending
+// events after it (ForEachPendingEvent); an event whose id is below the
+// cursor when it commits would never be delivered. A sequence alone hands
+// out ids in the order transactions ask, not the order they commit, so
+// AppendEvent first takes a transaction-scoped advisory lock (per
+// database, so for every node): a step draws event ids only after every
+// step that drew lower ones has committed or rolled back, and a reader
+// that sees id N+1 sees N. Event-appending steps thereby queue behind each
+// other from their first append to their COMMIT (the append is the last
+// write of the receiver's credit step); they wait, they are not aborted.
+// A rolled-back step leaves a gap in the ids, never a late lower id.
+//
 // # When the database is unreachable
 //
 // Update, View, Open and Ping fail with an error wrapping
