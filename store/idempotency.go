@@ -320,6 +320,17 @@ func WithIdemKey(ctx context.Context, scope [32]byte, seed [16]byte,
 		seed: seed, active: active})
 }
 
+// IdemMarkOf returns the key a write transaction made under ctx must mark
+// applied (see WithIdemKey), for a store other than this one (PostgreSQL)
+// to do the same; ok is false when there is none or the handler returned.
+func IdemMarkOf(ctx context.Context) (scope [32]byte, seed [16]byte, ok bool) {
+	m, ok := ctx.Value(idemKeyCtx{}).(idemMark)
+	if !ok || !m.active.Load() {
+		return scope, seed, false
+	}
+	return m.scope, m.seed, true
+}
+
 // withIdemMark wraps a write transaction's fn so that, when it wrote
 // something under a request's key, it also marks the key applied.
 func withIdemMark(ctx context.Context, fn func(t *txn) error) func(t *txn) error {

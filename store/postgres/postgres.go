@@ -196,7 +196,15 @@ func (s *Store) update(ctx context.Context, fn func(*tx) error) error {
 	for attempt := 0; ; attempt++ {
 		err := s.run(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable},
 			attempt >= slowLaneAfter, fn)
-		if err == nil || !retryable(err) {
+		switch {
+		case err == nil:
+			return nil
+		case staleConn(err) && attempt == 0:
+			// A pooled connection the server closed (it
+			// restarted) failed before anything was sent: once,
+			// on a fresh connection, without waiting.
+			continue
+		case !retryable(err):
 			return err
 		}
 		if attempt >= s.maxRetries {
@@ -283,13 +291,17 @@ func (s *Store) run(ctx context.Context, opts pgx.TxOptions, slow bool,
 		return translate(err)
 	}
 	t := &tx{ctx: ctx, tx: ptx, node: s.node}
-	if err := fn(t); err != nil {
+	err = fn(t)
+	if err == nil && opts.AccessMode != pgx.ReadOnly {
+		err = t.markIdem()
+	}
+	if err != nil {
 		_ = ptx.Rollback(context.WithoutCancel(ctx))
 		// A query that failed inside fn may have been wrapped by fn's
 		// own error, or swallowed; the transaction's first database
 		// error decides whether to retry.
 		if t.dbErr != nil && !errors.Is(err, t.dbErr) &&
-			retryable(t.dbErr) {
+			(retryable(t.dbErr) || staleConn(t.dbErr)) {
 
 			return t.dbErr
 		}
@@ -322,8 +334,12 @@ func retryable(err error) bool {
 			return true
 		}
 	}
-	// A pooled connection that died before anything was sent (the
-	// server restarted): nothing was done, try again on a fresh one.
+	return false
+}
+
+// staleConn reports a failure that happened before anything of the step
+// reached the server, so running it again cannot apply it twice.
+func staleConn(err error) bool {
 	return pgconn.SafeToRetry(err) && !errors.Is(err, context.Canceled) &&
 		!errors.Is(err, context.DeadlineExceeded)
 }
@@ -338,7 +354,7 @@ func translate(err error) error {
 		return err
 	}
 	if unavailable(err) {
-		return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 	}
 	return err
 }

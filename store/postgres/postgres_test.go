@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -243,6 +244,30 @@ func testNewerSchemaOpened(t *testing.T, srv *pgtest.Server) {
 	require.ErrorIs(t, err, store.ErrSchemaTooNew)
 }
 
+// TestStoreDeadAfterDatabaseRestart reproduces a store whose pooled
+// connections died with a database restart: the next steps must work on
+// fresh connections, not fail until the daemon restarts. (pgxpool pings a
+// connection idle for a second before handing it out; the store also runs
+// a step once more when its connection failed before sending anything.)
+func TestStoreDeadAfterDatabaseRestart(t *testing.T) {
+	t.Parallel()
+	srv := pgtest.Start(t) // its own server: the test restarts it
+	dsn := srv.NewDatabase(t)
+	ctx := storetest.Ctx(t)
+	s := open(t, dsn, 1)
+	sub := storetest.SubID(1)
+	require.NoError(t, storetest.PutActiveSub(ctx, s, sub))
+	require.NoError(t, storetest.Credit(ctx, s, sub, 1, 1000))
+
+	srv.Restart(t)
+
+	require.NoError(t, storetest.Credit(ctx, s, sub, 2, 1000))
+	sum, err := storetest.Summarize(ctx, s, sub)
+	require.NoError(t, err)
+	require.Len(t, sum.Payments, 2)
+	require.NoError(t, s.Ping(ctx))
+}
+
 // TestDatabaseDownCreditsAnyway reproduces a receiver that, with its
 // database gone, would settle payments it cannot record: every step must
 // fail with store.ErrUnavailable, so the receiver refuses.
@@ -327,7 +352,7 @@ func testIdempotencyKeySharedByNodes(t *testing.T, srv *pgtest.Server) {
 	done := *got
 	done.Done, done.Status, done.ContentType = true, 201, "application/json"
 	done.Body = []byte(`{"ok":true}`)
-	require.NoError(t, a.IdemFinish(ctx, &done))
+	require.NoError(t, a.IdemFinish(ctx, &done, storetest.At(1001)))
 
 	again := *rec
 	again.Seed = [16]byte{9}
@@ -353,6 +378,69 @@ func testIdempotencyKeySharedByNodes(t *testing.T, srv *pgtest.Server) {
 	require.EqualValues(t, 1, n)
 }
 
+// testAppliedKeyLostItsSeedPastItsTTL reproduces, on PostgreSQL, a key
+// whose request took effect but was never answered being pruned or
+// replaced after its time to live: its retry would run with a new seed and
+// create a second subscription. The write marks the key applied in the
+// same commit; the record then outlives its time to live until answered,
+// and a write for a key whose record is gone commits nothing.
+func testAppliedKeyLostItsSeedPastItsTTL(t *testing.T, srv *pgtest.Server) {
+	dsn := srv.NewDatabase(t)
+	ctx := storetest.Ctx(t)
+	a, b := open(t, dsn, 1), open(t, dsn, 2)
+	rec := &store.IdemRecord{Scope: [32]byte{1}, BodyHash: [32]byte{2},
+		Seed: [16]byte{3}, CreatedAt: storetest.At(1000)}
+	_, created, err := a.IdemBegin(ctx, rec, time.Hour, 10)
+	require.NoError(t, err)
+	require.True(t, created)
+
+	var active atomic.Bool
+	active.Store(true)
+	under := store.WithIdemKey(ctx, rec.Scope, rec.Seed, &active)
+	require.NoError(t, a.Update(under, func(tx store.ReceiverTx) error {
+		return tx.SetAddIndex(7)
+	}))
+
+	// Another key past the first one's time to live prunes what it may:
+	// not the applied one.
+	other := &store.IdemRecord{Scope: [32]byte{5}, BodyHash: [32]byte{6},
+		Seed: [16]byte{7}, CreatedAt: storetest.At(1000 + 7200)}
+	_, created, err = b.IdemBegin(ctx, other, time.Hour, 10)
+	require.NoError(t, err)
+	require.True(t, created)
+
+	retry := *rec
+	retry.Seed = [16]byte{9}
+	retry.CreatedAt = storetest.At(1000 + 7201)
+	got, created, err := b.IdemBegin(ctx, &retry, time.Hour, 10)
+	require.NoError(t, err)
+	require.False(t, created, "the applied key was replaced")
+	require.Equal(t, rec.Seed, got.Seed)
+	require.True(t, got.Applied)
+
+	// Answered, it is replayed a time to live from its answer.
+	done := *got
+	done.Done, done.Status = true, 201
+	require.NoError(t, b.IdemFinish(ctx, &done, storetest.At(9000)))
+	got, created, err = a.IdemBegin(ctx, &retry, time.Hour, 10)
+	require.NoError(t, err)
+	require.False(t, created)
+	require.True(t, got.Done)
+	require.Equal(t, storetest.At(9000), got.CreatedAt)
+
+	// A write for a key no record remembers is refused whole.
+	lost := store.WithIdemKey(ctx, [32]byte{42}, [16]byte{1}, &active)
+	err = a.Update(lost, func(tx store.ReceiverTx) error {
+		return tx.SetAddIndex(8)
+	})
+	require.ErrorIs(t, err, store.ErrIdemLost)
+	require.NoError(t, a.View(ctx, func(tx store.ReceiverTx) error {
+		v, err := tx.AddIndex()
+		require.EqualValues(t, 7, v)
+		return err
+	}))
+}
+
 // TestPostgresStore runs the PostgreSQL store's tests on one throw-away
 // server (starting one costs seconds), each test in its own database.
 func TestPostgresStore(t *testing.T) {
@@ -370,6 +458,7 @@ func TestPostgresStore(t *testing.T) {
 		{"NewerSchemaOpened", testNewerSchemaOpened},
 		{"LedgerOfAnotherNodeIsRefused", testLedgerOfAnotherNodeIsRefused},
 		{"IdempotencyKeySharedByNodes", testIdempotencyKeySharedByNodes},
+		{"AppliedKeyLostItsSeedPastItsTTL", testAppliedKeyLostItsSeedPastItsTTL},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -29,6 +29,14 @@ type tx struct {
 	tx   pgx.Tx
 	node [33]byte
 
+	// eventOrder is set once this transaction holds eventOrderLock.
+	eventOrder bool
+
+	// wrote is set once a statement of this transaction changed a row:
+	// a write made under a request's Idempotency-Key then marks the key
+	// applied in the same commit (markIdem).
+	wrote bool
+
 	// dbErr is the first error the database returned in this
 	// transaction: after it, the transaction is aborted whatever fn does
 	// with the error, and whether the step may be retried depends on it.
@@ -64,6 +72,11 @@ func (t *tx) note(err error) error {
 
 func (t *tx) exec(sql string, args ...any) (pgconn.CommandTag, error) {
 	tag, err := t.tx.Exec(t.ctx, sql, args...)
+	if err == nil && tag.RowsAffected() > 0 &&
+		(tag.Insert() || tag.Update() || tag.Delete()) {
+
+		t.wrote = true
+	}
 	return tag, t.note(err)
 }
 
@@ -594,6 +607,9 @@ func (t *tx) AddRefusal(reason string) (uint64, error) {
 	err := t.queryRow(`INSERT INTO refusal_counts (reason, n) VALUES ($1, 1)
 		ON CONFLICT (reason) DO UPDATE SET n = refusal_counts.n + 1
 		RETURNING n`, []any{reason}, &n)
+	if err == nil {
+		t.wrote = true
+	}
 	return uint64(n), err
 }
 
@@ -718,7 +734,39 @@ func (t *tx) events(sql string, args ...any) ([]*store.Event, error) {
 	}, "SELECT "+eventCols+" FROM events WHERE "+sql, args...)
 }
 
+// eventOrderLock is the advisory lock key ("satevnt") that makes event ids
+// commit in id order; see lockEventOrder.
+const eventOrderLock int64 = 0x73617465766e74
+
+// lockEventOrder takes eventOrderLock for the rest of the transaction,
+// before its first event id is drawn from the sequence. A sequence hands
+// out ids as transactions ask, not as they commit: a step that drew N+1
+// could commit before the one that drew N, and a reader that moved its
+// cursor past N+1 (the webhook dispatcher) would never see N. Under the
+// lock, a step draws its ids only once every step that drew a lower one
+// has ended, and that step's commit is visible before the lock is
+// released, so a reader that sees N+1 sees N (or N was rolled back: a gap,
+// never an id committed below a cursor). The lock is per database: steps
+// that append events queue behind each other cluster-wide, from the
+// append to their COMMIT; the rest of a step still runs concurrently. A
+// waiting step is not aborted: it goes on from where it waited.
+func (t *tx) lockEventOrder() error {
+	if t.eventOrder {
+		return nil
+	}
+	if _, err := t.exec("SELECT pg_advisory_xact_lock($1)",
+		eventOrderLock); err != nil {
+
+		return fmt.Errorf("event order lock: %w", err)
+	}
+	t.eventOrder = true
+	return nil
+}
+
 func (t *tx) AppendEvent(ev *store.Event) error {
+	if err := t.lockEventOrder(); err != nil {
+		return err
+	}
 	if ev.UID.IsZero() {
 		uid, err := store.NewEventUID()
 		if err != nil {
@@ -741,6 +789,7 @@ func (t *tx) AppendEvent(ev *store.Event) error {
 	if err != nil {
 		return fmt.Errorf("append event: %w", err)
 	}
+	t.wrote = true
 	ev.ID = store.EventID(id)
 	return nil
 }
@@ -872,6 +921,61 @@ func (t *tx) PutDelivery(d *store.Delivery) error {
 			d.Endpoint, err)
 	}
 	return nil
+}
+
+// DeleteDelivery removes the row of event id at endpoint ep (nothing if
+// there is none); the pair then reads as never attempted.
+func (t *tx) DeleteDelivery(ep store.EndpointID, id store.EventID) error {
+	_, err := t.exec("DELETE FROM deliveries WHERE endpoint = $1 AND "+
+		"event_id = $2", ep[:], int64(id))
+	if err != nil {
+		return fmt.Errorf("delete delivery of event %d to %s: %w", id, ep,
+			err)
+	}
+	return nil
+}
+
+// DeleteDeliveries removes up to max rows of endpoint ep, oldest event
+// first, and reports how many it removed, as the badger store does.
+func (t *tx) DeleteDeliveries(ep store.EndpointID, max int) (int, error) {
+	if max <= 0 {
+		return 0, nil
+	}
+	tag, err := t.exec(`DELETE FROM deliveries WHERE endpoint = $1 AND
+		event_id IN (SELECT event_id FROM deliveries WHERE endpoint = $1
+			ORDER BY event_id LIMIT $2)`, ep[:], max)
+	if err != nil {
+		return 0, fmt.Errorf("delete deliveries of %s: %w", ep, err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// DeliveryEndpoints lists every endpoint that has delivery rows, in id
+// order. The recursive query skips from one endpoint to the next on the
+// primary key (a loose index scan): one index probe per endpoint, not a
+// read of every row.
+func (t *tx) DeliveryEndpoints() ([]store.EndpointID, error) {
+	eps, err := collect(t, func(r pgx.Rows) (store.EndpointID, error) {
+		var (
+			ep  store.EndpointID
+			raw []byte
+		)
+		if err := r.Scan(&raw); err != nil {
+			return ep, err
+		}
+		return ep, copyFixed(ep[:], raw, "endpoint id")
+	}, `WITH RECURSIVE eps (endpoint) AS (
+			(SELECT endpoint FROM deliveries ORDER BY endpoint LIMIT 1)
+			UNION ALL
+			SELECT (SELECT d.endpoint FROM deliveries d
+				WHERE d.endpoint > eps.endpoint
+				ORDER BY d.endpoint LIMIT 1)
+			FROM eps WHERE eps.endpoint IS NOT NULL)
+		SELECT endpoint FROM eps WHERE endpoint IS NOT NULL`)
+	if err != nil {
+		return nil, fmt.Errorf("delivery endpoints: %w", err)
+	}
+	return eps, nil
 }
 
 // ---- this node's held HTLCs ----

@@ -76,35 +76,47 @@ func PutActiveSub(ctx context.Context, rs store.ReceiverStore,
 func Credit(ctx context.Context, rs store.ReceiverStore, sub store.SubID,
 	n uint64, amt lnwire.MilliSatoshi) error {
 
-	h := HashOf(n)
 	return rs.Update(ctx, func(tx store.ReceiverTx) error {
-		if _, err := tx.Payment(h); err == nil {
-			return nil
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
-		s, err := tx.Subscription(sub)
-		if err != nil {
-			return err
-		}
-		total := s.Remainder + amt
-		secs := uint64(total / s.Terms.RatePerSecond)
-		s.Remainder = total % s.Terms.RatePerSecond
-		s.PaidUntil = s.PaidUntil.Add(time.Duration(secs) * time.Second)
-		s.TotalPaid += amt
-		s.TotalSeconds += secs
-		s.Payments++
-		s.LastSeq = max(s.LastSeq, n)
-		if err := tx.PutPayment(&store.Payment{
-			Hash: h, SubID: sub, Seq: n, Amount: amt, Seconds: secs,
-			SettleIndex: n, State: store.PaymentCredited,
-			ReceivedAt: At(int64(n)),
-		}); err != nil {
-			return err
-		}
-		if err := tx.PutSubscription(s); err != nil {
-			return err
-		}
+		return CreditTx(tx, sub, n, amt, true)
+	})
+}
+
+// CreditTx is Credit's work inside a caller's step, so several credits can
+// share one step (the receiver's invoice stream records a batch per
+// step). Without moveSettle it leaves the settle index alone, as the
+// receiver's decision on a held HTLC does (only the stream moves it).
+func CreditTx(tx store.ReceiverTx, sub store.SubID, n uint64,
+	amt lnwire.MilliSatoshi, moveSettle bool) error {
+
+	h := HashOf(n)
+	if _, err := tx.Payment(h); err == nil {
+		return nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	s, err := tx.Subscription(sub)
+	if err != nil {
+		return err
+	}
+	total := s.Remainder + amt
+	secs := uint64(total / s.Terms.RatePerSecond)
+	s.Remainder = total % s.Terms.RatePerSecond
+	s.PaidUntil = s.PaidUntil.Add(time.Duration(secs) * time.Second)
+	s.TotalPaid += amt
+	s.TotalSeconds += secs
+	s.Payments++
+	s.LastSeq = max(s.LastSeq, n)
+	if err := tx.PutPayment(&store.Payment{
+		Hash: h, SubID: sub, Seq: n, Amount: amt, Seconds: secs,
+		SettleIndex: n, State: store.PaymentCredited,
+		ReceivedAt: At(int64(n)),
+	}); err != nil {
+		return err
+	}
+	if err := tx.PutSubscription(s); err != nil {
+		return err
+	}
+	if moveSettle {
 		idx, err := tx.SettleIndex()
 		if err != nil {
 			return err
@@ -114,11 +126,11 @@ func Credit(ctx context.Context, rs store.ReceiverStore, sub store.SubID,
 				return err
 			}
 		}
-		return tx.AppendEvent(&store.Event{
-			SubID: sub, Type: store.EventPaymentReceived,
-			CreatedAt: At(int64(n)),
-			Payload:   []byte(fmt.Sprintf(`{"seq":%d}`, n)),
-		})
+	}
+	return tx.AppendEvent(&store.Event{
+		SubID: sub, Type: store.EventPaymentReceived,
+		CreatedAt: At(int64(n)),
+		Payload:   []byte(fmt.Sprintf(`{"seq":%d}`, n)),
 	})
 }
 

@@ -346,3 +346,73 @@ func testConcurrentCredits(t *testing.T, open Open) {
 	require.EqualValues(t, workers*each, s.Sub.LastSeq)
 	require.Equal(t, s.MaxSettle, s.SettleIndex)
 }
+
+// testRemovedEndpointRowsFoundAndDeleted: the webhook dispatcher's tidy
+// lists the endpoints that have rows (an endpoint id of all 0xff
+// included), deletes one removed endpoint's rows in bounded steps without
+// touching another's, and deletes a finished event's row one at a time
+// (the pair then reads as never attempted).
+func testRemovedEndpointRowsFoundAndDeleted(t *testing.T, open Open) {
+	rs, ctx := open(t), Ctx(t)
+	a, b := store.NewEndpointID("https://a.example"), store.EndpointID{
+		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	var ids []store.EventID
+	require.NoError(t, rs.Update(ctx, func(tx store.ReceiverTx) error {
+		ids = ids[:0]
+		for i := 0; i < 5; i++ {
+			ev := &store.Event{SubID: SubID(1),
+				Type: store.EventPaymentReceived, CreatedAt: At(1)}
+			if err := tx.AppendEvent(ev); err != nil {
+				return err
+			}
+			ids = append(ids, ev.ID)
+			for _, ep := range []store.EndpointID{a, b} {
+				err := tx.PutDelivery(&store.Delivery{Endpoint: ep,
+					Event: ev.ID, State: store.DeliveryDelivered})
+				if err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}))
+	endpoints := func() []store.EndpointID {
+		var eps []store.EndpointID
+		require.NoError(t, rs.View(ctx, func(tx store.ReceiverTx) error {
+			var err error
+			eps, err = tx.DeliveryEndpoints()
+			return err
+		}))
+		return eps
+	}
+	require.Equal(t, []store.EndpointID{a, b}, endpoints(), "id order")
+
+	for _, want := range []int{3, 2, 0} {
+		var n int
+		require.NoError(t, rs.Update(ctx, func(tx store.ReceiverTx) error {
+			var err error
+			n, err = tx.DeleteDeliveries(b, 3)
+			return err
+		}))
+		require.Equal(t, want, n)
+	}
+	require.Equal(t, []store.EndpointID{a}, endpoints())
+
+	require.NoError(t, rs.Update(ctx, func(tx store.ReceiverTx) error {
+		if err := tx.DeleteDelivery(a, ids[0]); err != nil {
+			return err
+		}
+		// A pair without a row: nothing to delete, no error.
+		return tx.DeleteDelivery(b, ids[0])
+	}))
+	require.NoError(t, rs.View(ctx, func(tx store.ReceiverTx) error {
+		dl, err := tx.Delivery(a, ids[0])
+		require.NoError(t, err)
+		require.Equal(t, &store.Delivery{Endpoint: a, Event: ids[0],
+			State: store.DeliveryPending}, dl)
+		dl, err = tx.Delivery(a, ids[4])
+		require.NoError(t, err)
+		require.Equal(t, store.DeliveryDelivered, dl.State)
+		return nil
+	}))
+}

@@ -157,6 +157,9 @@ CREATE TABLE idempotency (
 	seed         bytea NOT NULL CHECK (octet_length(seed) = 16),
 	created_ns   bigint NOT NULL,
 	done         boolean NOT NULL,
+	-- applied: the request's effect committed (in the same transaction);
+	-- such a record is never pruned before its answer is recorded.
+	applied      boolean NOT NULL DEFAULT false,
 	status       bigint NOT NULL CHECK (status BETWEEN 0 AND 4294967295),
 	content_type text NOT NULL,
 	body         bytea NOT NULL

@@ -202,6 +202,12 @@ func (s *Server) start() error {
 	if err != nil {
 		return err
 	}
+	return s.startOn(port)
+}
+
+// startOn runs the postmaster on port and waits until it accepts
+// connections.
+func (s *Server) startOn(port int) error {
 	logf, err := os.OpenFile(s.logPath(), os.O_CREATE|os.O_WRONLY|
 		os.O_APPEND, 0o644)
 	if err != nil {
@@ -297,6 +303,21 @@ func (s *Server) Stop(t testing.TB) {
 	t.Helper()
 	if err := s.stop(); err != nil {
 		t.Fatalf("pgtest: %v", err)
+	}
+}
+
+// Restart stops the server (fast shutdown, closing every connection) and
+// starts it again on the same port, so DSNs handed out stay valid: tests
+// use it to see a store come back after a database restart.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	if err := s.stop(); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	if err := s.startOn(s.Port); err != nil {
+		log, _ := os.ReadFile(s.logPath())
+		t.Fatalf("pgtest: restart postgres: %v\nserver log:\n%s", err,
+			log)
 	}
 }
 

@@ -1,0 +1,196 @@
+package storetest
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/satstream/satstream/store"
+	"github.com/stretchr/testify/require"
+)
+
+// holdOpen is how long the first appender of
+// testEventCommittedBelowCursor keeps its step open for the second one to
+// commit past it. It is not a synchronisation: on a backend that commits
+// event ids in order the second step cannot commit in that time, and the
+// test only costs the wait.
+const holdOpen = 500 * time.Millisecond
+
+// cursorReader is the webhook dispatcher's view of the outbox: it reads the
+// pending events after its cursor and moves the cursor to the last one
+// read, never looking below it again.
+type cursorReader struct {
+	rs     store.ReceiverStore
+	mu     sync.Mutex
+	cursor store.EventID
+	seen   map[store.EventID]bool
+}
+
+func newCursorReader(rs store.ReceiverStore) *cursorReader {
+	return &cursorReader{rs: rs, seen: map[store.EventID]bool{}}
+}
+
+// poll reads once past the cursor and advances it.
+func (r *cursorReader) poll(t *testing.T) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rs.View(Ctx(t), func(tx store.ReceiverTx) error {
+		return tx.ForEachPendingEvent(r.cursor, func(ev *store.Event) error {
+			r.seen[ev.ID] = true
+			r.cursor = ev.ID
+			return nil
+		})
+	})
+}
+
+// missed returns the ids in want the reader never saw.
+func (r *cursorReader) missed(want []store.EventID) []store.EventID {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []store.EventID
+	for _, id := range want {
+		if !r.seen[id] {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// testEventCommittedBelowCursor reproduces a lost webhook: two steps
+// append events at once, the one with the higher id commits first, a
+// reader that advances its cursor past it then never sees the lower id
+// when it commits. A backend must commit event ids in id order: a reader
+// never sees id N+1 committed before N is visible.
+func testEventCommittedBelowCursor(t *testing.T, open Open) {
+	t.Run("second step commits while the first is open", func(t *testing.T) {
+		rs, ctx := open(t), Ctx(t)
+		r := newCursorReader(rs)
+		var (
+			appended = make(chan struct{})
+			once     sync.Once
+			second   = make(chan error, 1)
+			secondID store.EventID
+		)
+		go func() {
+			select {
+			case <-appended:
+			case <-ctx.Done():
+				second <- ctx.Err()
+				return
+			}
+			second <- rs.Update(ctx, func(tx store.ReceiverTx) error {
+				ev := &store.Event{SubID: SubID(2),
+					Type: store.EventPaymentReceived}
+				err := tx.AppendEvent(ev)
+				secondID = ev.ID
+				return err
+			})
+		}()
+
+		var (
+			firstID    store.EventID
+			secondErr  error
+			secondDone bool
+		)
+		err := rs.Update(ctx, func(tx store.ReceiverTx) error {
+			ev := &store.Event{SubID: SubID(1),
+				Type: store.EventPaymentReceived}
+			if err := tx.AppendEvent(ev); err != nil {
+				return err
+			}
+			firstID = ev.ID
+			once.Do(func() { close(appended) })
+			if !secondDone {
+				select {
+				case secondErr = <-second:
+					secondDone = true
+				case <-time.After(holdOpen):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			// The reader runs while this step is still open.
+			return r.poll(t)
+		})
+		require.NoError(t, err)
+		if !secondDone {
+			select {
+			case secondErr = <-second:
+			case <-ctx.Done():
+				t.Fatal("second appender never finished")
+			}
+		}
+		require.NoError(t, secondErr)
+		require.NotEqual(t, firstID, secondID)
+		require.NoError(t, r.poll(t))
+		require.Empty(t, r.missed([]store.EventID{firstID, secondID}),
+			"events the cursor skipped (first %d, second %d)",
+			firstID, secondID)
+	})
+
+	t.Run("two appenders and a polling reader", func(t *testing.T) {
+		const (
+			appenders = 2
+			each      = 40
+		)
+		rs, ctx := open(t), Ctx(t)
+		r := newCursorReader(rs)
+		var (
+			wg      sync.WaitGroup
+			mu      sync.Mutex
+			want    []store.EventID
+			errs    = make(chan error, appenders+1)
+			stopped = make(chan struct{})
+			reader  = make(chan struct{})
+		)
+		go func() {
+			defer close(reader)
+			for {
+				if err := r.poll(t); err != nil {
+					errs <- err
+					return
+				}
+				select {
+				case <-stopped:
+					return
+				default:
+				}
+			}
+		}()
+		for a := 0; a < appenders; a++ {
+			wg.Add(1)
+			go func(a int) {
+				defer wg.Done()
+				for i := 0; i < each; i++ {
+					var id store.EventID
+					err := rs.Update(ctx, func(tx store.ReceiverTx) error {
+						ev := &store.Event{
+							SubID: SubID(uint64(a + 1)),
+							Type:  store.EventPaymentReceived,
+						}
+						err := tx.AppendEvent(ev)
+						id = ev.ID
+						return err
+					})
+					if err != nil {
+						errs <- err
+						return
+					}
+					mu.Lock()
+					want = append(want, id)
+					mu.Unlock()
+				}
+			}(a)
+		}
+		wg.Wait()
+		close(stopped)
+		<-reader
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+		require.NoError(t, r.poll(t))
+		require.Len(t, want, appenders*each)
+		require.Empty(t, r.missed(want), "events the cursor skipped")
+	})
+}
