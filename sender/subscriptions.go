@@ -77,12 +77,19 @@ func (e *Engine) Add(ctx context.Context, offer string, req TermsRequest,
 	// The same request executed again under its Idempotency-Key (after a
 	// crash between the create and the key's answer) finds what the first
 	// run made before anything else is checked: a route check that fails
-	// now must not report "refused" for a subscription that pays.
+	// now must not report "refused" for a subscription that pays. An
+	// open-enrolment offer's id comes from the key's seed; a personal
+	// offer carries its id, looked up only when the key's first run
+	// committed (else "exists" is a true conflict).
 	if o.SubscriptionID == nil {
 		if seeded, ok := idem.SeededID(ctx, "subscription"); ok {
 			if v, err := e.Get(store.SubID(seeded)); err == nil {
 				return v, nil
 			}
+		}
+	} else if idem.Applied(ctx) {
+		if v, err := e.Get(store.SubID(*o.SubscriptionID)); err == nil {
+			return v, nil
 		}
 	}
 	t, err := ResolveTerms(o, req, nil)

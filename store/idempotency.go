@@ -117,9 +117,11 @@ func (db *DB) IdemBegin(ctx context.Context, rec *IdemRecord, ttl time.Duration,
 	var (
 		out     *IdemRecord
 		created bool
+		full    bool
+		fullN   uint64
 	)
 	err := db.update(ctx, func(t *txn) error {
-		out, created = nil, false
+		out, created, full = nil, false, false
 		cutoff := rec.CreatedAt.Add(-ttl)
 		n, err := pruneIdem(t, cutoff)
 		if err != nil {
@@ -148,18 +150,28 @@ func (db *DB) IdemBegin(ctx context.Context, rec *IdemRecord, ttl time.Duration,
 			out = old
 			return nil
 		case err == nil:
-			// Expired but not yet pruned: replace it.
+			// Expired but not yet pruned: replace it (or, at the
+			// cap, drop it).
 			if err := t.del(idemTimeKey(old.CreatedAt,
 				old.Scope)); err != nil {
 				return err
 			}
+			if err := t.del(idemKey(old.Scope)); err != nil {
+				return err
+			}
 			n--
+			if err := t.set(keyIdemCount, be64(n)); err != nil {
+				return err
+			}
 		case !errors.Is(err, ErrNotFound):
 			return err
 		}
 		if n >= maxRecords {
-			return fmt.Errorf("%w: %d keys seen in the last %v (the "+
-				"cap)", ErrIdemFull, n, ttl)
+			// Refused, but what was pruned on the way stays
+			// pruned: a rolled-back prune would never drain a
+			// table filled past the cap (the stop reserve).
+			full, fullN = true, n
+			return nil
 		}
 		if err := t.put(idemKey(rec.Scope), rec); err != nil {
 			return err
@@ -173,6 +185,10 @@ func (db *DB) IdemBegin(ctx context.Context, rec *IdemRecord, ttl time.Duration,
 	})
 	if err != nil {
 		return nil, false, err
+	}
+	if full {
+		return nil, false, fmt.Errorf("%w: %d keys seen in the last "+
+			"%v (the cap)", ErrIdemFull, fullN, ttl)
 	}
 	return out, created, nil
 }
