@@ -236,6 +236,11 @@ type DB struct {
 	synced        atomic.Uint64
 	trackSync     bool
 
+	// durableTs is the badger version (commit timestamp) the last good
+	// sync round covered: every step at or below it is on disk. A View
+	// reading records no newer than it does not wait (see txn.durable).
+	durableTs atomic.Uint64
+
 	// space refuses writes while the disk is (nearly) full.
 	space *spaceGuard
 
@@ -324,6 +329,7 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 	// badger replays from its logs but nobody synced: make them durable
 	// before the daemon reads (and acts on) them.
 	if !opts.InMemory {
+		db.durableTs.Store(db.readTs())
 		if err := syncFn(); err != nil {
 			_ = bdb.Close()
 			return nil, fmt.Errorf("store: sync %s at open: %w: %w", dir,
@@ -332,7 +338,7 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 	}
 	db.syncer = newSyncer(syncFn, func() bool { return db.committing.Load() > 0 },
 		opts.MaxCommitDelay, opts.StallTimeout, db.commitDone.Load,
-		db.synced.Store, db.fail, db.Err, db.quit)
+		db.readTs, db.setDurable, db.fail, db.Err, db.quit)
 	db.bg.Add(1)
 	go func() {
 		defer db.bg.Done()
@@ -764,12 +770,59 @@ func (db *DB) view(ctx context.Context, fn func(t *txn) error) error {
 	}
 	bt := db.bdb.NewTransaction(false)
 	defer bt.Discard()
-	// Read after the snapshot: a step it holds was counted before badger
-	// made it visible.
-	if err := db.waitSynced(ctx, db.commitStarted.Load()); err != nil {
-		return err
+	t := &txn{bt: bt}
+	if db.trackSync && bt.ReadTs() > db.durableTs.Load() {
+		// The snapshot holds steps not yet on disk: each read waits
+		// for them only if what it found was written by one of them.
+		t.durable = func(ver uint64) error {
+			return db.waitDurable(ctx, ver)
+		}
 	}
-	return translateErr(fn(&txn{bt: bt}))
+	err := fn(t)
+	if t.durableErr != nil {
+		return t.durableErr
+	}
+	return translateErr(err)
+}
+
+// waitDurable returns once a good sync round covered every step up to the
+// badger version ver, at once in the common case that one has.
+func (db *DB) waitDurable(ctx context.Context, ver uint64) error {
+	for db.durableTs.Load() < ver {
+		// The step at ver is visible, so it finished committing: the
+		// round joined now reads a version at least ver before its
+		// fsync.
+		round, err := db.syncer.join()
+		if err != nil {
+			return err
+		}
+		select {
+		case <-round.done:
+			if round.err != nil {
+				return round.err
+			}
+		case <-db.failed:
+			return db.Err()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// readTs is badger's newest version whose commit has finished: every step
+// at or below it is in badger's logs.
+func (db *DB) readTs() uint64 {
+	bt := db.bdb.NewTransaction(false)
+	defer bt.Discard()
+	return bt.ReadTs()
+}
+
+// setDurable records, after a good sync round, the commit sequence and the
+// badger version it covered.
+func (db *DB) setDurable(seq, ver uint64) {
+	db.synced.Store(seq)
+	db.durableTs.Store(ver)
 }
 
 // translateErr turns badger's errors into ours where they leave the store;
