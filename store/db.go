@@ -65,6 +65,13 @@ type Options struct {
 	// BlockCacheSize is badger's block cache in bytes.
 	BlockCacheSize int64
 
+	// NumCompactors is how many compaction goroutines badger runs (at
+	// least 2: badger needs two, one of them for level 0). Each wakes
+	// every 50 ms to look for work, idle or not; badger's default of 4
+	// is for far bigger trees than a ledger's, and was most of an idle
+	// daemon's CPU.
+	NumCompactors int
+
 	// MaxCommitDelay is how long a group-commit fsync may wait for steps
 	// that are still committing to join it; zero syncs at once. It only
 	// applies when other steps are running, so a lone writer never waits.
@@ -140,6 +147,7 @@ func DefaultOptions() Options {
 		MemTableSize:       16 << 20,
 		ValueLogFileSize:   64 << 20,
 		BlockCacheSize:     32 << 20,
+		NumCompactors:      2,
 		MaxCommitDelay:     2 * time.Millisecond,
 		StallTimeout:       30 * time.Second,
 		MinFreeBytes:       64 << 20,
@@ -168,6 +176,9 @@ func (o Options) validate() error {
 		return fmt.Errorf("store: StallTimeout %v must be positive", o.StallTimeout)
 	case o.BlockCacheSize <= 0:
 		return fmt.Errorf("store: BlockCacheSize %d must be positive", o.BlockCacheSize)
+	case o.NumCompactors < 2:
+		return fmt.Errorf("store: NumCompactors %d must be at least 2",
+			o.NumCompactors)
 	}
 	return nil
 }
@@ -283,6 +294,7 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 		WithMemTableSize(opts.MemTableSize).
 		WithValueLogFileSize(opts.ValueLogFileSize).
 		WithBlockCacheSize(opts.BlockCacheSize).
+		WithNumCompactors(opts.NumCompactors).
 		WithNumVersionsToKeep(1).
 		WithChecksumVerificationMode(options.OnTableRead).
 		WithMetricsEnabled(false)
