@@ -233,19 +233,20 @@ hold-mode keysend costs carol an extra SubscribeSingleInvoice stream and a
 SettleInvoice RPC per payment (A' against A), and each HTLC's commitment
 dance.
 
-**Sender: two fsyncs per payment sit on the in-flight slot's critical path.**
-The scheduler (sender/scheduler.go, step) creates attempts one at a time and
-waits for each attempt's durable write before the next (the preimage must be
-on disk before lnd sees the hash, so one fsync before the send is
-inherent); and a slot is given back only after the outcome (SUCCEEDED) is
-durably recorded (sender/attempts.go, runAttempt). So each slot turns over
-in lnd's time plus two of the sender's fsyncs, which plain keysend (A, A')
-does not pay; at one payment in flight it is the whole gap between B and
-A'. Not changed in this round (the payer's engine; a concurrency change
-there needs its own tests): creating attempts concurrently (their writes
-would share one group-commit fsync) and freeing the slot as soon as lnd
-reports the final state, recording it after, would remove both from the
-critical path.
+**Sender: one shared fsync per payment before the send, none after.** The
+preimage must be on disk before lnd sees the hash, so one fsync before the
+send is inherent. The scheduler (sender/scheduler.go, step) hands each due
+subscription's new attempt to a goroutine of its own (createAndRun), so the
+attempts of all due subscriptions commit concurrently and share one
+group-commit fsync instead of waiting for one each in turn. A payment's
+in-flight slot is given back as soon as lnd reports the final state
+(sender/attempts.go, runAttempt, freeSlot); the outcome is booked after,
+off the next payment's critical path. The attempt stays open in the engine
+until booked, so its time is not paid twice and its cap reservation is
+released only by the booking; a crash before the booking leaves it open in
+the ledger, and the next start tracks it with lnd and books it once. The
+NO_ROUTE explanation (QueryRoutes, up to 15 s) runs after the slot is
+freed.
 `
 
 // changed is what issue 13's profiling changed, with the before and after
@@ -281,13 +282,12 @@ var missedWhy = map[string]string{
 		"lnd work (an HTLC interceptor-style accept/settle in one RPC), " +
 		"not satstream's.",
 	"B/A' at": "B pays, per payment, the sender's durable attempt " +
-		"write before the send and its durable outcome write before " +
-		"the slot is free again, and the receiver's durable credit " +
-		"before the settle: fsyncs plain keysend does not make, on a " +
-		"disk lnd's own fsyncs keep busy and two shared cores. See " +
-		"\"Are decisions serialised\" below: creating attempts " +
-		"concurrently and freeing the slot at lnd's final state would " +
-		"take the sender's two fsyncs off the critical path.",
+		"write before the send (shared by the attempts created " +
+		"together) and the receiver's durable credit before the " +
+		"settle: fsyncs plain keysend does not make, on a disk lnd's " +
+		"own fsyncs keep busy and two shared cores. The outcome's " +
+		"write no longer holds the slot (see \"Are decisions " +
+		"serialised\" below).",
 	"synthetic credits/s": "the store's group commit bounds it: " +
 		"durable credits per second = fsyncs per second x commits per " +
 		"fsync; more outstanding payments per fsync (a larger batch) " +
@@ -303,19 +303,16 @@ var missedWhy = map[string]string{
 		"smaller memtable shortens it.",
 	"paid check p99": "each check is a TLS request, one badger read and " +
 		"JSON, on two cores shared with lnd, btcd and the 200 clients " +
-		"themselves. A store read also waits until every commit its " +
-		"snapshot sees is on disk (store.View, so nothing not yet durable " +
-		"is ever shown), and during the window the expiry loop ages the " +
-		"expiring subscriptions one transaction and one fsync each: a " +
-		"check that lands behind one waits for that fsync. Ageing in " +
-		"batches (one transaction per pass) and serving the paid check " +
-		"from a snapshot that does not wait for unrelated commits would " +
-		"close most of it.",
+		"themselves. A store read waits only when a record it reads " +
+		"was written by a step not yet on disk (store.View gates each " +
+		"read on the last durable version), and the expiry loop ages " +
+		"the expiring subscriptions in batches of core.AgeBatch, one " +
+		"fsync per batch; what remains is CPU and the TLS handshake " +
+		"of clients on a loaded machine.",
 	"sender CPU": "the sender has no timer per subscription (its " +
-		"scheduler sleeps until the earliest due one, a day away here), " +
-		"so the idle cost is most likely badger's background goroutines " +
-		"(its compactors poll every 50 ms) and the Go runtime on a busy " +
-		"machine; not profiled in this round. Fewer badger compactors " +
-		"for the small ledgers satstream keeps would lower it.",
+		"scheduler sleeps until the earliest due one, a day away here); " +
+		"the idle cost is badger's compactors (each polls every 50 ms; " +
+		"the store runs 2, badger's default is 4) and the Go runtime " +
+		"on a busy machine.",
 	"sender RSS": "every subscription is held in memory with its offer.",
 }
