@@ -2,6 +2,8 @@ package bench
 
 import (
 	"fmt"
+
+	"github.com/satstream/satstream/receiver/core"
 	"strings"
 	"time"
 )
@@ -166,8 +168,8 @@ func (r *Result) markdown() string {
 			s.Clients, paidPerClient, s.PaidRate, ms(s.PaidLat.Pct(50)), ms(s.PaidLat.Pct(99)), s.PaidErrs)
 		p("| the same, saturated: each client checks again as soon as answered | %.0f req/s, p50 %.1f ms, p99 %.1f ms, %d errors |\n",
 			s.PaidSatRate, ms(s.PaidSatLat.Pct(50)), ms(s.PaidSatLat.Pct(99)), s.PaidSatErrs)
-		p("| one expiry pass as the daemon runs it (at most 1,000 ageings, one transaction each) | %v for %d subscriptions (%.2f ms each) |\n",
-			s.ExpiryPass.Round(time.Millisecond), s.ExpiryAged,
+		p("| one expiry pass as the daemon runs it (at most 1,000 ageings, in transactions of %d) | %v for %d subscriptions (%.2f ms each) |\n",
+			core.AgeBatch, s.ExpiryPass.Round(time.Millisecond), s.ExpiryAged,
 			ms(s.ExpiryPass)/float64(max(1, s.ExpiryAged)))
 		p("| the due scan alone over the paid-until index | %v, %d due |\n\n",
 			s.ExpiryScan.Round(time.Millisecond), s.ExpiryDue)
