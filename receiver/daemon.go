@@ -617,44 +617,29 @@ func (d *Daemon) expiryLoop(ctx context.Context) {
 }
 
 // ageSubscriptions moves the subscriptions ids to the state their paid
-// time gives at now, one step each, and reports whether any changed. A
-// change is logged once committed. A step refused for a full disk ends the
-// pass (the next tick tries again): every other step would be refused too.
+// time gives at now, in batches (see core.AgeSubscriptions), and reports
+// whether any changed. A change is logged once committed. A step refused
+// for a full disk ends the pass (the next tick tries again): every other
+// step would be refused too.
 func ageSubscriptions(ctx context.Context, rs store.ReceiverStore,
 	log btclog.Logger, ids []store.SubID, now time.Time) bool {
 
-	changed := false
-	for _, id := range ids {
-		var (
-			aged  bool
-			state store.SubState
-		)
-		err := rs.Update(ctx, func(tx store.ReceiverTx) error {
-			sub, err := tx.Subscription(id)
-			if err != nil {
-				return err
-			}
-			aged, err = core.Age(tx, sub, now)
-			state = sub.State
-			return err
-		})
-		switch {
-		case err == nil:
-			if aged {
-				changed = true
-				log.Infof("subscription %v is now %v", id, state)
-			}
-		case ctx.Err() != nil:
-			return changed
-		case errors.Is(err, store.ErrDiskFull):
-			log.Errorf("ageing subscriptions: %v; trying again at the "+
-				"next pass", err)
-			return changed
-		default:
+	aged, err := core.AgeSubscriptions(ctx, rs, ids, now,
+		func(id store.SubID, err error) {
 			log.Errorf("ageing subscription %v: %v", id, err)
-		}
+		})
+	for _, a := range aged {
+		log.Infof("subscription %v is now %v", a.ID, a.State)
 	}
-	return changed
+	switch {
+	case err == nil, ctx.Err() != nil:
+	case errors.Is(err, store.ErrDiskFull):
+		log.Errorf("ageing subscriptions: %v; trying again at the "+
+			"next pass", err)
+	default:
+		log.Errorf("ageing subscriptions: %v", err)
+	}
+	return len(aged) > 0
 }
 
 // metricsLoop refreshes the gauges that come from the store.

@@ -231,6 +231,16 @@ func (e *Engine) runAttempt(ctx context.Context, r *subRun, ar *attemptRun,
 		// next start.
 		return
 	}
+	// lnd has said where the payment stands: nothing of it is in
+	// flight any more (or, after an error, it waits for a retry that
+	// takes a slot again), so its slot goes to the next payment now.
+	// The booking below is off that payment's critical path. The
+	// attempt stays open (and running) until it is booked, so the
+	// scheduler neither pays its time again nor retries it meanwhile,
+	// and its reservation against the caps is only released by the
+	// booking itself. A crash before the booking leaves it open: the
+	// next start tracks it with lnd and books it once.
+	e.freeSlot()
 
 	failed := err == nil && st.State == lnrpc.Payment_FAILED
 	switch {
@@ -272,6 +282,15 @@ func (e *Engine) runAttempt(ctx context.Context, r *subRun, ar *attemptRun,
 		e.setLocalWaitingLocked(r, err)
 	}
 	ar.running = false
+	e.scheduleLocked(r, e.clock.Now())
+	e.mu.Unlock()
+	e.wake()
+}
+
+// freeSlot gives a payment's in-flight slot back and lets the
+// subscriptions waiting for one decide again.
+func (e *Engine) freeSlot() {
+	e.mu.Lock()
 	e.slots++
 	e.inFlight--
 	e.metricsInFlightLocked()
@@ -279,7 +298,6 @@ func (e *Engine) runAttempt(ctx context.Context, r *subRun, ar *attemptRun,
 		e.scheduleLocked(w, e.clock.Now())
 		delete(e.slotWait, id)
 	}
-	e.scheduleLocked(r, e.clock.Now())
 	e.mu.Unlock()
 	e.wake()
 }

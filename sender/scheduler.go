@@ -253,30 +253,64 @@ func (e *Engine) step(ctx context.Context, r *subRun) {
 			}
 
 		case actCreate, actCancelMsg:
-			ar, err := e.createAttempt(ctx, r, act == actCancelMsg)
-			e.mu.Lock()
-			r.creating = false
-			if err != nil {
-				e.slots++
-				e.mu.Unlock()
-				switch {
-				case errors.Is(err, errNotActive),
-					errors.Is(err, ErrCapReached):
-					continue
-				default:
-					e.failStep(r, "store payment attempt", err)
-					return
-				}
-			}
-			r.open[ar.a.Seq] = ar
-			ar.running = true
-			e.inFlight++
-			e.metricsInFlightLocked()
+			// The attempt is written and sent in its own goroutine,
+			// so the attempts of every due subscription are created
+			// concurrently and share one group-commit fsync instead
+			// of waiting for one each, in turn. r.creating keeps
+			// this subscription's next decision until it is stored.
 			e.wg.Add(1)
-			go e.runAttempt(ctx, r, ar, false)
-			e.mu.Unlock()
+			go e.createAndRun(ctx, r, act == actCancelMsg)
+			return
 		}
 	}
+}
+
+// createAndRun stores a new attempt (it holds one of the slots step took)
+// and, once that is durable, hands it to lnd. A shutdown (or crash) between
+// the two leaves the attempt open, and the next start tracks it with lnd
+// and sends it only if lnd never saw it.
+func (e *Engine) createAndRun(ctx context.Context, r *subRun, cancel bool) {
+	defer e.wg.Done()
+	ar, err := e.createAttempt(ctx, r, cancel)
+	e.mu.Lock()
+	r.creating = false
+	if err != nil {
+		e.slots++
+		e.mu.Unlock()
+		switch {
+		case errors.Is(err, errNotActive), errors.Is(err, ErrCapReached):
+			e.mu.Lock()
+			e.scheduleLocked(r, e.clock.Now())
+			e.mu.Unlock()
+		case ctx.Err() != nil:
+		default:
+			e.failStep(r, "store payment attempt", err)
+		}
+		// The scheduler looks at its queue again (this
+		// subscription's backoff, or its next decision).
+		e.wake()
+		return
+	}
+	r.open[ar.a.Seq] = ar
+	ar.running = true
+	e.inFlight++
+	e.metricsInFlightLocked()
+	if ctx.Err() != nil {
+		// Stopping: the stored attempt is resolved with lnd at the
+		// next start.
+		ar.running = false
+		e.slots++
+		e.inFlight--
+		e.mu.Unlock()
+		return
+	}
+	// More may be due for this subscription now that it is not
+	// creating.
+	e.scheduleLocked(r, e.clock.Now())
+	e.mu.Unlock()
+	e.wake()
+	e.wg.Add(1)
+	e.runAttempt(ctx, r, ar, false)
 }
 
 // openTime is the service time the subscription's open payments will buy

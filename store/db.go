@@ -65,6 +65,13 @@ type Options struct {
 	// BlockCacheSize is badger's block cache in bytes.
 	BlockCacheSize int64
 
+	// NumCompactors is how many compaction goroutines badger runs (at
+	// least 2: badger needs two, one of them for level 0). Each wakes
+	// every 50 ms to look for work, idle or not; badger's default of 4
+	// is for far bigger trees than a ledger's, and was most of an idle
+	// daemon's CPU.
+	NumCompactors int
+
 	// MaxCommitDelay is how long a group-commit fsync may wait for steps
 	// that are still committing to join it; zero syncs at once. It only
 	// applies when other steps are running, so a lone writer never waits.
@@ -140,6 +147,7 @@ func DefaultOptions() Options {
 		MemTableSize:       16 << 20,
 		ValueLogFileSize:   64 << 20,
 		BlockCacheSize:     32 << 20,
+		NumCompactors:      2,
 		MaxCommitDelay:     2 * time.Millisecond,
 		StallTimeout:       30 * time.Second,
 		MinFreeBytes:       64 << 20,
@@ -168,6 +176,9 @@ func (o Options) validate() error {
 		return fmt.Errorf("store: StallTimeout %v must be positive", o.StallTimeout)
 	case o.BlockCacheSize <= 0:
 		return fmt.Errorf("store: BlockCacheSize %d must be positive", o.BlockCacheSize)
+	case o.NumCompactors < 2:
+		return fmt.Errorf("store: NumCompactors %d must be at least 2",
+			o.NumCompactors)
 	}
 	return nil
 }
@@ -236,6 +247,11 @@ type DB struct {
 	synced        atomic.Uint64
 	trackSync     bool
 
+	// durableTs is the badger version (commit timestamp) the last good
+	// sync round covered: every step at or below it is on disk. A View
+	// reading records no newer than it does not wait (see txn.durable).
+	durableTs atomic.Uint64
+
 	// space refuses writes while the disk is (nearly) full.
 	space *spaceGuard
 
@@ -278,6 +294,7 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 		WithMemTableSize(opts.MemTableSize).
 		WithValueLogFileSize(opts.ValueLogFileSize).
 		WithBlockCacheSize(opts.BlockCacheSize).
+		WithNumCompactors(opts.NumCompactors).
 		WithNumVersionsToKeep(1).
 		WithChecksumVerificationMode(options.OnTableRead).
 		WithMetricsEnabled(false)
@@ -324,6 +341,7 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 	// badger replays from its logs but nobody synced: make them durable
 	// before the daemon reads (and acts on) them.
 	if !opts.InMemory {
+		db.durableTs.Store(db.readTs())
 		if err := syncFn(); err != nil {
 			_ = bdb.Close()
 			return nil, fmt.Errorf("store: sync %s at open: %w: %w", dir,
@@ -332,7 +350,7 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 	}
 	db.syncer = newSyncer(syncFn, func() bool { return db.committing.Load() > 0 },
 		opts.MaxCommitDelay, opts.StallTimeout, db.commitDone.Load,
-		db.synced.Store, db.fail, db.Err, db.quit)
+		db.readTs, db.setDurable, db.fail, db.Err, db.quit)
 	db.bg.Add(1)
 	go func() {
 		defer db.bg.Done()
@@ -767,12 +785,59 @@ func (db *DB) view(ctx context.Context, fn func(t *txn) error) error {
 	}
 	bt := db.bdb.NewTransaction(false)
 	defer bt.Discard()
-	// Read after the snapshot: a step it holds was counted before badger
-	// made it visible.
-	if err := db.waitSynced(ctx, db.commitStarted.Load()); err != nil {
-		return err
+	t := &txn{bt: bt}
+	if db.trackSync && bt.ReadTs() > db.durableTs.Load() {
+		// The snapshot holds steps not yet on disk: each read waits
+		// for them only if what it found was written by one of them.
+		t.durable = func(ver uint64) error {
+			return db.waitDurable(ctx, ver)
+		}
 	}
-	return translateErr(fn(&txn{bt: bt}))
+	err := fn(t)
+	if t.durableErr != nil {
+		return t.durableErr
+	}
+	return translateErr(err)
+}
+
+// waitDurable returns once a good sync round covered every step up to the
+// badger version ver, at once in the common case that one has.
+func (db *DB) waitDurable(ctx context.Context, ver uint64) error {
+	for db.durableTs.Load() < ver {
+		// The step at ver is visible, so it finished committing: the
+		// round joined now reads a version at least ver before its
+		// fsync.
+		round, err := db.syncer.join()
+		if err != nil {
+			return err
+		}
+		select {
+		case <-round.done:
+			if round.err != nil {
+				return round.err
+			}
+		case <-db.failed:
+			return db.Err()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// readTs is badger's newest version whose commit has finished: every step
+// at or below it is in badger's logs.
+func (db *DB) readTs() uint64 {
+	bt := db.bdb.NewTransaction(false)
+	defer bt.Discard()
+	return bt.ReadTs()
+}
+
+// setDurable records, after a good sync round, the commit sequence and the
+// badger version it covered.
+func (db *DB) setDurable(seq, ver uint64) {
+	db.synced.Store(seq)
+	db.durableTs.Store(ver)
 }
 
 // translateErr turns badger's errors into ours where they leave the store;

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -109,9 +110,11 @@ func TestReadSeesCreditBeforeItsSync(t *testing.T) {
 				go func() {
 					err := read(ctx, rs, func(tx ReceiverTx) error {
 						ran = true
-						syncedFirst = held.released.Load()
 						_, err := tx.Payment(hashOf(1))
 						sawCredit = err == nil
+						// A View's read hands the credit
+						// over only once it is on disk.
+						syncedFirst = held.released.Load()
 						return nil
 					})
 					syncedBeforeReturn = held.released.Load()
@@ -164,7 +167,7 @@ func TestReadSeesCreditBeforeItsSync(t *testing.T) {
 				require.ErrorIs(t, readErr, ErrFailed)
 				require.ErrorIs(t, readErr, ErrSyncFailed)
 				if r.fnWaits {
-					require.False(t, ran, "view ran on a credit whose sync failed")
+					require.False(t, sawCredit, "view saw a credit whose sync failed")
 				}
 			})
 		}
@@ -390,4 +393,73 @@ func TestNewLedgerDirectoryNameNotSynced(t *testing.T) {
 	_, err = Open(testCtx(t), filepath.Join(t.TempDir(), "ledger"), opts)
 	require.ErrorIs(t, err, ErrSyncFailed)
 	require.ErrorIs(t, err, errDiskOnFire)
+}
+
+// TestPaidCheckWaitsForUnrelatedCommitsFsync reproduces the paid check's
+// tail: a View waited until every step its snapshot could see was on disk,
+// so a read of a subscription written long ago waited for the fsync of an
+// unrelated credit (or expiry) that happened to commit just before. A read
+// of records already on disk must not wait; a read of the unsynced step
+// still does, and a read that finds nothing (the absence may be a deletion
+// not yet on disk) too.
+func TestPaidCheckWaitsForUnrelatedCommitsFsync(t *testing.T) {
+	t.Parallel()
+	held := newHeldSync(FaultSync, nil)
+	db, _ := openTestDB(t, func(o *Options) { o.FaultHook = held.hook })
+	t.Cleanup(held.letGo)
+	rs, ctx := db.Receiver(), testCtx(t)
+	require.NoError(t, putActiveSub(ctx, rs, subID(1)))
+	require.NoError(t, putActiveSub(ctx, rs, subID(2)))
+
+	held.armed.Store(true)
+	credited := make(chan error, 1)
+	go func() { credited <- credit(ctx, rs, subID(2), 1, 1500) }()
+	waitClosed(t, held.entered, "the unrelated credit's fsync")
+
+	// The durable subscription is read while the fsync is held.
+	require.NoError(t, rs.View(ctx, func(tx ReceiverTx) error {
+		s, err := tx.Subscription(subID(1))
+		require.NoError(t, err)
+		require.Equal(t, subID(1), s.ID)
+		return nil
+	}))
+	require.False(t, held.released.Load())
+
+	// The credited subscription and a missing record wait for it.
+	reads := map[string]func(tx ReceiverTx) error{
+		"unsynced step": func(tx ReceiverTx) error {
+			_, err := tx.Subscription(subID(2))
+			return err
+		},
+		"absent record": func(tx ReceiverTx) error {
+			_, err := tx.Subscription(subID(3))
+			if !errors.Is(err, ErrNotFound) {
+				return fmt.Errorf("want ErrNotFound, got %w", err)
+			}
+			return nil
+		},
+	}
+	done := map[string]chan error{}
+	for name, read := range reads {
+		ch := make(chan error, 1)
+		done[name] = ch
+		go func() { ch <- rs.View(ctx, read) }()
+	}
+	for name, ch := range done {
+		select {
+		case err := <-ch:
+			t.Fatalf("%s: read returned (%v) before the fsync", name, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	held.letGo()
+	for name, ch := range done {
+		select {
+		case err := <-ch:
+			require.NoError(t, err, name)
+		case <-time.After(testTimeout):
+			t.Fatalf("%s: read did not return after the fsync", name)
+		}
+	}
+	require.NoError(t, <-credited)
 }

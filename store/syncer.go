@@ -33,11 +33,13 @@ type syncer struct {
 	// (ErrStalled), so its waiters and every later operation return.
 	stall time.Duration
 
-	// commitDone reads the commit sequence, before a round's fsync, and
-	// setSynced records it once the fsync succeeded: every step counted
-	// by then is on disk.
+	// commitDone reads the commit sequence and readTs badger's newest
+	// finished version, before a round's fsync, and setSynced records
+	// both once the fsync succeeded: every step counted by then is on
+	// disk.
 	commitDone func() uint64
-	setSynced  func(uint64)
+	readTs     func() uint64
+	setSynced  func(seq, ver uint64)
 
 	mu   sync.Mutex
 	next *syncRound
@@ -53,13 +55,13 @@ type syncRound struct {
 }
 
 func newSyncer(fn func() error, busy func() bool, gather, stall time.Duration,
-	commitDone func() uint64, setSynced func(uint64),
+	commitDone, readTs func() uint64, setSynced func(seq, ver uint64),
 	fail func(error) error, failed func() error, quit <-chan struct{}) *syncer {
 
 	return &syncer{
 		sync: fn, busy: busy, gather: gather, quit: quit,
 		fail: fail, failed: failed, stall: stall,
-		commitDone: commitDone, setSynced: setSynced,
+		commitDone: commitDone, readTs: readTs, setSynced: setSynced,
 		kick:     make(chan struct{}, 1),
 		progress: make(chan struct{}, 1),
 	}
@@ -142,6 +144,7 @@ func (s *syncer) flush() {
 	if err == nil {
 		// Every commit counted here finished before the fsync starts.
 		covered := s.commitDone()
+		coveredVer := s.readTs()
 		watchdog := time.AfterFunc(s.stall, func() {
 			s.fail(fmt.Errorf("%w: sync round took longer than %v",
 				ErrStalled, s.stall))
@@ -152,7 +155,7 @@ func (s *syncer) flush() {
 		if err != nil {
 			err = s.fail(fmt.Errorf("%w: %w", ErrSyncFailed, err))
 		} else {
-			s.setSynced(covered)
+			s.setSynced(covered, coveredVer)
 		}
 	}
 	r.err = err

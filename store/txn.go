@@ -15,6 +15,47 @@ type txn struct {
 	update    bool
 	dirty     bool
 	iterating bool
+
+	// durable, set on a View's transaction, returns once every step up
+	// to the badger version ver is on disk. Each read calls it before
+	// handing data to the caller: a record written by a step that is
+	// committed but not yet synced is never shown, while a read of
+	// records that are on disk does not wait for unrelated commits. A
+	// read that finds nothing (the absence may be a deletion not yet on
+	// disk) or walks a range waits for the whole snapshot.
+	durable func(ver uint64) error
+	// durableErr keeps the first failed wait, so the View fails even if
+	// fn swallowed the read's error.
+	durableErr error
+}
+
+// seen gates a read that found a record of version ver.
+func (t *txn) seen(ver uint64) error {
+	if t.durable == nil {
+		return nil
+	}
+	return t.wait(ver)
+}
+
+// wait runs the durability gate and remembers its failure.
+func (t *txn) wait(ver uint64) error {
+	if t.durableErr != nil {
+		return t.durableErr
+	}
+	if err := t.durable(ver); err != nil {
+		t.durableErr = err
+		return err
+	}
+	return nil
+}
+
+// seenSnapshot gates a read whose answer may rest on any step of the
+// snapshot.
+func (t *txn) seenSnapshot() error {
+	if t.durable == nil {
+		return nil
+	}
+	return t.wait(t.bt.ReadTs())
 }
 
 // errNestedIteration guards a badger limit: a read-write transaction may
@@ -25,10 +66,16 @@ var errNestedIteration = fmt.Errorf("%w: nested ForEach inside an Update", ErrIn
 func (t *txn) getRaw(k []byte) ([]byte, error) {
 	item, err := t.bt.Get(k)
 	if errors.Is(err, badger.ErrKeyNotFound) {
+		if err := t.seenSnapshot(); err != nil {
+			return nil, err
+		}
 		return nil, ErrNotFound
 	}
 	if err != nil {
 		return nil, translateErr(err)
+	}
+	if err := t.seen(item.Version()); err != nil {
+		return nil, err
 	}
 	return item.ValueCopy(nil)
 }
@@ -37,10 +84,16 @@ func (t *txn) getRaw(k []byte) ([]byte, error) {
 func (t *txn) get(k []byte, r recorder) error {
 	item, err := t.bt.Get(k)
 	if errors.Is(err, badger.ErrKeyNotFound) {
+		if err := t.seenSnapshot(); err != nil {
+			return err
+		}
 		return ErrNotFound
 	}
 	if err != nil {
 		return translateErr(err)
+	}
+	if err := t.seen(item.Version()); err != nil {
+		return err
 	}
 	return item.Value(func(v []byte) error {
 		return decodeRecord(v, r)
@@ -49,14 +102,14 @@ func (t *txn) get(k []byte, r recorder) error {
 
 // exists reports whether k is present.
 func (t *txn) exists(k []byte) (bool, error) {
-	_, err := t.bt.Get(k)
+	item, err := t.bt.Get(k)
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):
-		return false, nil
+		return false, t.seenSnapshot()
 	case err != nil:
 		return false, translateErr(err)
 	}
-	return true, nil
+	return true, t.seen(item.Version())
 }
 
 // set writes k = v.
@@ -109,6 +162,9 @@ func (t *txn) scan(prefix, start []byte, values bool,
 
 	if t.update && t.iterating {
 		return errNestedIteration
+	}
+	if err := t.seenSnapshot(); err != nil {
+		return err
 	}
 	t.iterating = true
 	defer func() { t.iterating = false }()

@@ -326,8 +326,8 @@ func receiverScale(ctx context.Context, bin, dir string, carol *regtest.Node,
 		return res, err
 	}
 
-	// One expiry pass as the daemon runs it (at most 1,000 ageings, one
-	// transaction each), at a time when every expiring subscription is
+	// One expiry pass as the daemon runs it (at most 1,000 ageings, in
+	// transactions of core.AgeBatch), at a time when every expiring subscription is
 	// past its grace period.
 	db, err = store.Open(ctx, ledger, store.DefaultOptions())
 	if err != nil {
@@ -356,18 +356,16 @@ func receiverScale(ctx context.Context, bin, dir string, carol *regtest.Node,
 	if err != nil {
 		return res, err
 	}
-	for _, id := range due {
-		err := rs.Update(ctx, func(tx store.ReceiverTx) error {
-			sub, err := tx.Subscription(id)
-			if err != nil {
-				return err
-			}
-			_, err = core.Age(tx, sub, at)
-			return err
+	var ageErr error
+	_, err = core.AgeSubscriptions(ctx, rs, due, at,
+		func(id store.SubID, err error) {
+			ageErr = fmt.Errorf("age %v: %w", id, err)
 		})
-		if err != nil {
-			return res, err
-		}
+	if err == nil {
+		err = ageErr
+	}
+	if err != nil {
+		return res, err
 	}
 	res.ExpiryPass, res.ExpiryAged = time.Since(t0), len(due)
 	return res, nil

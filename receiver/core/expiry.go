@@ -1,6 +1,8 @@
 package core
 
 import (
+	"context"
+	"errors"
 	"time"
 
 	"github.com/satstream/satstream/store"
@@ -50,4 +52,88 @@ func DueSubscriptions(tx store.ReceiverTx, now time.Time,
 			return nil
 		})
 	return ids, err
+}
+
+// AgeBatch is the most subscriptions one expiry transaction ages. Each
+// ageing writes the subscription, its index entries and an event: a few
+// hundred bytes, so a batch stays far below badger's transaction limit and
+// a short step for the writers queued behind it.
+const AgeBatch = 200
+
+// Aged is a subscription whose state an expiry pass changed.
+type Aged struct {
+	ID    store.SubID
+	State store.SubState
+}
+
+// AgeSubscriptions ages ids at now in transactions of at most AgeBatch
+// subscriptions: one commit and one fsync per batch instead of one each,
+// so the expiry pass of many subscriptions whose paid time ends together
+// does not fill the group commit with single steps that readers and
+// payments queue behind. It returns the changes that were committed. A
+// batch too big for one transaction, or failing on one subscription, is
+// split until the failure is isolated, so one bad record only costs its own
+// ageing. ErrDiskFull and a cancelled ctx end the pass (every further step
+// would be refused too); the error is returned with what was committed.
+func AgeSubscriptions(ctx context.Context, rs store.ReceiverStore,
+	ids []store.SubID, now time.Time,
+	onErr func(id store.SubID, err error)) ([]Aged, error) {
+
+	var out []Aged
+	for len(ids) > 0 {
+		n := min(len(ids), AgeBatch)
+		aged, err := ageSplit(ctx, rs, ids[:n], now, onErr)
+		out = append(out, aged...)
+		if err != nil {
+			return out, err
+		}
+		ids = ids[n:]
+	}
+	return out, nil
+}
+
+// ageSplit ages ids in one transaction, halving on failure.
+func ageSplit(ctx context.Context, rs store.ReceiverStore, ids []store.SubID,
+	now time.Time, onErr func(id store.SubID, err error)) ([]Aged, error) {
+
+	var aged []Aged
+	err := rs.Update(ctx, func(tx store.ReceiverTx) error {
+		aged = aged[:0]
+		for _, id := range ids {
+			sub, err := tx.Subscription(id)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			changed, err := Age(tx, sub, now)
+			if err != nil {
+				return err
+			}
+			if changed {
+				aged = append(aged, Aged{ID: id, State: sub.State})
+			}
+		}
+		return nil
+	})
+	switch {
+	case err == nil:
+		return aged, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case errors.Is(err, store.ErrDiskFull), errors.Is(err, store.ErrFailed),
+		errors.Is(err, store.ErrClosed):
+		return nil, err
+	case len(ids) == 1:
+		onErr(ids[0], err)
+		return nil, nil
+	}
+	half := len(ids) / 2
+	first, err := ageSplit(ctx, rs, ids[:half], now, onErr)
+	if err != nil {
+		return first, err
+	}
+	second, err := ageSplit(ctx, rs, ids[half:], now, onErr)
+	return append(first, second...), err
 }
