@@ -42,6 +42,9 @@ type apiServer struct {
 	// webhookURLs are the configured webhook endpoints, whose
 	// per-endpoint delivery state events show.
 	webhookURLs []string
+	// extraNodes are the provider's other nodes (--offer.extranode),
+	// listed in offers after this node.
+	extraNodes []route.Vertex
 }
 
 // apiRoute is one endpoint of the API.
@@ -259,6 +262,7 @@ func (s *apiServer) offer(p *store.Plan, t store.Terms,
 	}
 	o := &tlv.Offer{
 		Node:             node,
+		ExtraNodes:       offerExtraNodes(node, s.extraNodes),
 		SubscriptionID:   sub,
 		PlanID:           plan,
 		PriceMsatPerSec:  t.RatePerSecond,

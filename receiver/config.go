@@ -56,6 +56,7 @@ type Config struct {
 	API     common.APIConfig     `group:"api" namespace:"api"`
 	Metrics common.MetricsConfig `group:"metrics" namespace:"metrics"`
 	Webhook WebhookConfig        `group:"webhook" namespace:"webhook"`
+	Offer   OfferConfig          `group:"offer" namespace:"offer"`
 }
 
 // NetworkDir is the directory of this network's ledger, TLS pair, tokens
@@ -125,6 +126,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SeqWindow < 1 {
 		return fmt.Errorf("%w: --seqwindow must be at least 1", ErrConfig)
+	}
+	if err := c.Offer.Validate(); err != nil {
+		return err
 	}
 	for _, u := range c.Webhook.URLs {
 		pu, err := url.Parse(u)
