@@ -19,7 +19,7 @@ import (
 // older binary that rewrote such a record would silently drop them. Every
 // layout change bumps it, with a step in migrations; TestStoredFieldAddedWithoutSchemaBump
 // fails until both are done (see the package comment).
-const SchemaVersion uint32 = 5
+const SchemaVersion uint32 = 6
 
 // migration upgrades a store by one schema version.
 type migration struct {
@@ -88,6 +88,13 @@ var migrations = []migration{
 			"reasons and event payloads that named the secret " +
 			"subscription id name its public id",
 		batch: migratePublicIDs,
+	},
+	{
+		from: 5,
+		what: "sender: Attempt.Destination, the provider node an " +
+			"attempt is sent to (nothing to rewrite: older attempts " +
+			"read it as zero, which means the offer's primary node)",
+		apply: func(*txn) error { return nil },
 	},
 }
 
