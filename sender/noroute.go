@@ -81,22 +81,33 @@ func feeLimitMessage(limit, fee lnwire.MilliSatoshi) string {
 func explainNoRoute(ctx context.Context, router PaymentSender,
 	dest route.Vertex, amt, maxFee lnwire.MilliSatoshi) string {
 
+	why, _ := probeNoRoute(ctx, router, dest, amt, maxFee)
+	return why
+}
+
+// probeNoRoute is explainNoRoute that also says whether the fee limit is
+// the fault (a route exists, above maxFee): then no other node of the
+// provider would help either.
+func probeNoRoute(ctx context.Context, router PaymentSender,
+	dest route.Vertex, amt, maxFee lnwire.MilliSatoshi) (string, bool) {
+
 	p, ok := router.(RouteProber)
 	if !ok {
-		return ""
+		return "", false
 	}
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	fee, err := p.CheapestRouteFee(ctx, dest, amt)
 	switch {
 	case errors.Is(err, ErrUnreachable):
-		return "receiver unreachable: no route at any fee (no_route)"
+		return "receiver unreachable: no route at any fee (no_route)",
+			false
 	case err != nil:
-		return ""
+		return "", false
 	case fee > maxFee:
-		return feeLimitMessage(maxFee, fee)
+		return feeLimitMessage(maxFee, fee), true
 	}
-	return ""
+	return "", false
 }
 
 // groupDigits writes n with thousands separators (1,001).
