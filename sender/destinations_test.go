@@ -359,3 +359,51 @@ func (f *feeRouter) CheapestRouteFee(_ context.Context, dest route.Vertex,
 
 	return f.fee[dest], nil
 }
+
+// TestRestartSendsOpenAttemptToPrimaryAfterFailover reproduces a restart
+// that forgot where an open attempt was going: the attempt had failed over
+// to the second node, lnd never got it (a crash before it stored the
+// send), and after the restart (which starts new payments at the primary
+// again) it went to the primary. The stored destination is kept: the
+// attempt goes out to the second node, under its hash.
+func TestRestartSendsOpenAttemptToPrimaryAfterFailover(t *testing.T) {
+	primary, second := randomNode(t), randomNode(t)
+	h := newHarness(t, func(c *EngineConfig) { c.MaxInFlightPerSub = 1 })
+	c := newClusterRouter(h)
+	c.setDown(primary, true)
+	h.router.SetDecide(func(req lndclient.SendPaymentRequest) sendertest.Outcome {
+		if req.Target == primary {
+			return noRoute
+		}
+		return sendertest.Outcome{Hold: true}
+	})
+	runCluster(h, c)
+	id := h.add(clusterOffer(t, primary, second), TermsRequest{
+		Increment: dur(time.Minute), Buffer: dur(0),
+	})
+	h.drive(func() bool { return len(h.router.Held()) == 1 },
+		"first payment held at the second node")
+	hash := h.router.Held()[0]
+
+	// Crash; lnd lost the send. The primary is back up, but the
+	// attempt's stored node is the second.
+	h.stop()
+	h.router.Forget(hash)
+	c.setDown(primary, false)
+	h.router.SetDecide(func(lndclient.SendPaymentRequest) sendertest.Outcome {
+		return sendertest.Succeed(10)
+	})
+	h.load()
+	runCluster(h, c)
+	h.drive(func() bool { return h.view(id).Payments >= 1 },
+		"the open attempt is paid")
+	var found bool
+	for _, p := range h.router.Payments() {
+		if *p.Req.PaymentHash == hash {
+			found = true
+			require.Equal(t, second, p.Req.Target)
+		}
+	}
+	require.True(t, found)
+	require.Equal(t, [33]byte(second), storedAttempt(t, h, id, 1).Destination)
+}
