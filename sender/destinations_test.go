@@ -206,8 +206,17 @@ func TestUnreachablePrimaryStopsStreamDespiteOtherNode(t *testing.T) {
 		return sendsTo(h.router.Payments(), primary) > 0 &&
 			h.view(id).PayingNode == primary.String()
 	}, "back on the primary")
+	h.eventually(h.idle, "idle")
+	target := map[string]route.Vertex{}
 	for _, p := range h.router.Payments() {
 		require.LessOrEqual(t, p.Sends, 2)
+		target[p.Req.PaymentHash.String()] = p.Req.Target
+	}
+	pays, err = h.eng.Payments(context.Background(), id, 0, 1000)
+	require.NoError(t, err)
+	for _, p := range pays.Payments {
+		require.Equal(t, target[p.Hash].String(), p.Node,
+			"seq %d", p.Sequence)
 	}
 }
 
