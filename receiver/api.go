@@ -45,6 +45,9 @@ type apiServer struct {
 	// webhookRetried tells the dispatcher that a manual retry made an
 	// event pending again (nil: no dispatcher).
 	webhookRetried func(store.EventID)
+	// extraNodes are the provider's other nodes (--offer.extranode),
+	// listed in offers after this node.
+	extraNodes []route.Vertex
 }
 
 // apiRoute is one endpoint of the API.
@@ -267,6 +270,7 @@ func (s *apiServer) offer(p *store.Plan, t store.Terms,
 	}
 	o := &tlv.Offer{
 		Node:             node,
+		ExtraNodes:       offerExtraNodes(node, s.extraNodes),
 		SubscriptionID:   sub,
 		PlanID:           plan,
 		PriceMsatPerSec:  t.RatePerSecond,

@@ -89,6 +89,7 @@ type Config struct {
 	Metrics common.MetricsConfig `group:"metrics" namespace:"metrics"`
 	Webhook WebhookConfig        `group:"webhook" namespace:"webhook"`
 	DB      DBConfig             `group:"db" namespace:"db"`
+	Offer   OfferConfig          `group:"offer" namespace:"offer"`
 }
 
 // NetworkDir is the directory of this network's ledger, TLS pair, tokens
@@ -166,6 +167,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SeqWindow < 1 {
 		return fmt.Errorf("%w: --seqwindow must be at least 1", ErrConfig)
+	}
+	if err := c.Offer.Validate(); err != nil {
+		return err
 	}
 	for _, u := range c.Webhook.URLs {
 		pu, err := url.Parse(u)

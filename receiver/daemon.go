@@ -197,6 +197,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		idem:    idem.New(d.db, d.logs.Logger(tagAPI)),
 
 		webhookURLs: d.cfg.Webhook.URLs,
+		extraNodes:  d.cfg.Offer.Keys(),
 	}
 	dash, handler, err := newDashboard(api, len(d.cfg.Webhook.URLs))
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/lightningnetwork/lnd/routing/route"
 	"time"
 
 	"github.com/btcsuite/btcd/btcutil"
@@ -37,7 +36,7 @@ func (e *Engine) request(r *subRun, a *store.Attempt) (
 	custom[record.KeySendType] = append([]byte{}, a.Preimage[:]...)
 	hash := lntypes.Hash(a.Hash)
 	return lndclient.SendPaymentRequest{
-		Target:        r.offer.Node,
+		Target:        attemptDestination(r, a),
 		Amount:        btcutil.Amount(a.Amount / 1000),
 		MaxFeeMsat:    a.MaxFee,
 		Timeout:       e.cfg.PaymentTimeout,
@@ -128,7 +127,17 @@ func (e *Engine) pay(ctx context.Context, r *subRun, ar *attemptRun,
 						return st, sentAt, nil
 					}
 					// A transient failure we decided
-					// to retry: same hash again.
+					// to retry: same hash again, at
+					// another node if this one is
+					// unreachable (lnd's FAILED is
+					// final: nothing is in flight).
+					if err := e.failoverBeforeResend(ctx,
+						r, ar, st); err != nil {
+
+						return lndclient.PaymentStatus{},
+							sentAt, err
+					}
+					a = ar.a
 					send = true
 					break recv
 				}
@@ -421,8 +430,9 @@ func (e *Engine) finishSucceeded(ctx context.Context, r *subRun,
 	if err != nil {
 		return err
 	}
-	e.payLog.Infof("Paid %s seq %d: %v + fee %v (tries %d)", a.SubID,
-		a.Seq, a.Amount, st.Fee, a.Tries+1)
+	e.payLog.Infof("Paid %s seq %d: %v + fee %v (tries %d) to node %s",
+		a.SubID, a.Seq, a.Amount, st.Fee, a.Tries+1,
+		attemptDestination(r, &a))
 	e.metrics.paid(a.Amount, st.Fee)
 
 	e.mu.Lock()
@@ -527,19 +537,24 @@ func (e *Engine) retryLater(ctx context.Context, r *subRun, ar *attemptRun,
 	st lndclient.PaymentStatus, cause error) error {
 
 	reason := waitingReason(st, cause)
+	unreachable := false
 	if cause == nil && st.FailureReason ==
 		lnrpc.PaymentFailureReason_FAILURE_REASON_NO_ROUTE {
 
 		// Say whether the fee limit or the receiver is the fault.
 		e.mu.Lock()
-		router, dest := e.router, route.Vertex(r.sub.Offer.Destination)
-		a := ar.a
+		router, a := e.router, ar.a
+		dest := attemptDestination(r, a)
 		e.mu.Unlock()
-		if why := explainNoRoute(ctx, router, dest, a.Amount,
-			a.MaxFee); why != "" {
-
+		why, feeLimit := probeNoRoute(ctx, router, dest, a.Amount,
+			a.MaxFee)
+		if why != "" {
 			reason = why
 		}
+		if len(r.dest.nodes) > 1 {
+			reason += " at node " + dest.String()
+		}
+		unreachable = !feeLimit
 	}
 	if cause != nil {
 		e.metrics.failed("lnd_error")
@@ -569,6 +584,7 @@ func (e *Engine) retryLater(ctx context.Context, r *subRun, ar *attemptRun,
 	ar.needsRetry = true
 	ar.lndFailed = cause == nil && st.State == lnrpc.Payment_FAILED
 	e.setWaitingLocked(r, reason)
+	e.quickFailoverLocked(r, ar, ar.lndFailed && unreachable)
 	if errors.Is(cause, errMaybeStarting) {
 		// Ask again once lnd's answer can be final.
 		final := ar.notFoundAt.Add(e.cfg.PaymentTimeout)

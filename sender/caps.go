@@ -23,6 +23,7 @@ func (e *Engine) createAttempt(ctx context.Context, r *subRun,
 		return nil, fmt.Errorf("make preimage: %w", err)
 	}
 	hash := sha256.Sum256(preimage[:])
+	dest := e.pickDestination(r)
 
 	var (
 		a        *store.Attempt
@@ -94,17 +95,20 @@ func (e *Engine) createAttempt(ctx context.Context, r *subRun,
 		}
 
 		a = &store.Attempt{
-			SubID:     s.ID,
-			Seq:       s.NextSeq,
-			Preimage:  store.Preimage(preimage),
-			Hash:      store.Hash(hash),
-			Amount:    amt,
-			MaxFee:    maxFee,
-			Day:       day,
-			Cancel:    cancel,
-			State:     store.AttemptCreated,
-			CreatedAt: now,
-			UpdatedAt: now,
+			SubID:    s.ID,
+			Seq:      s.NextSeq,
+			Preimage: store.Preimage(preimage),
+			Hash:     store.Hash(hash),
+			Amount:   amt,
+			MaxFee:   maxFee,
+			Day:      day,
+			Cancel:   cancel,
+			State:    store.AttemptCreated,
+			// The node it is sent to; it changes only after lnd
+			// failed it there (destinations.go).
+			Destination: dest,
+			CreatedAt:   now,
+			UpdatedAt:   now,
 		}
 		s.NextSeq++
 		s.Reserved += need

@@ -55,6 +55,7 @@ func (b *dashBackend) Subscriptions(ctx context.Context) ([]dashboard.Sub, error
 		buf := time.Duration(v.Terms.Buffer) * time.Second
 		out[i] = dashboard.Sub{
 			ID: v.ID, Label: v.Label, Node: v.Node, State: v.State,
+			PayingNode: v.PayingNode, Nodes: len(v.Nodes),
 			Reason: v.Reason, Waiting: v.Waiting,
 			RetryAt:         parseTime(v.RetryAt),
 			PaidUntil:       parseTime(v.PaidUntil),

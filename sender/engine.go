@@ -140,6 +140,9 @@ type attemptRun struct {
 	// attempt since it was last handed; the answer is final only once it
 	// still holds a payment timeout later (see neverSawFinal).
 	notFoundAt time.Time
+	// failovers counts the quick retries at other nodes since the
+	// attempt last waited out a backoff (see quickFailoverLocked).
+	failovers int
 }
 
 // subRun is the engine's live view of one subscription.
@@ -167,6 +170,9 @@ type subRun struct {
 	// restart starts the doubling over (a probe costs nothing), and a
 	// success or the payer's resume ends it.
 	refusedProbes uint32
+
+	// dest is the choice among the offer's nodes (destinations.go).
+	dest destinations
 
 	// heap bookkeeping: due is when to evaluate next; idx < 0 if not
 	// queued.
@@ -254,7 +260,7 @@ func (e *Engine) newSubRun(s *store.SenderSubscription) (*subRun, error) {
 	bo.Clock = e.clock
 	bo.Reset()
 	return &subRun{id: s.ID, sub: s, offer: o, open: map[uint64]*attemptRun{},
-		bo: bo, idx: -1}, nil
+		bo: bo, idx: -1, dest: newDestinations(o)}, nil
 }
 
 // Load reads every subscription and open attempt from the store. It runs

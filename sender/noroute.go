@@ -118,19 +118,30 @@ func feeLimitMessage(limit, fee lnwire.MilliSatoshi) string {
 func explainNoRoute(ctx context.Context, router PaymentSender,
 	dest route.Vertex, amt, maxFee lnwire.MilliSatoshi) string {
 
+	why, _ := probeNoRoute(ctx, router, dest, amt, maxFee)
+	return why
+}
+
+// probeNoRoute is explainNoRoute that also says whether the fee limit is
+// the fault (a route exists, above maxFee): then no other node of the
+// provider would help either.
+func probeNoRoute(ctx context.Context, router PaymentSender,
+	dest route.Vertex, amt, maxFee lnwire.MilliSatoshi) (string, bool) {
+
 	p, ok := router.(RouteProber)
 	if !ok {
-		return ""
+		return "", false
 	}
 	err := probeRoute(ctx, p, dest, amt, maxFee)
 	switch {
 	case errors.Is(err, ErrUnreachable):
-		return "receiver unreachable: no route at any fee (no_route)"
+		return "receiver unreachable: no route at any fee (no_route)",
+			false
 	case errors.Is(err, ErrFeeLimitBelowRoute):
 		return strings.TrimPrefix(err.Error(),
-			ErrFeeLimitBelowRoute.Error()+": ")
+			ErrFeeLimitBelowRoute.Error()+": "), true
 	}
-	return ""
+	return "", false
 }
 
 // groupDigits writes n with thousands separators (1,001).

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/lightningnetwork/lnd/routing/route"
 	"sort"
 	"strconv"
 	"time"
@@ -345,7 +344,12 @@ type View struct {
 	// probe of the receiver by a refused one.
 	RetryAt string `json:"retry_at,omitempty"`
 
-	Node        string `json:"node"`
+	Node string `json:"node"`
+	// Nodes are the offer's nodes in failover order (Node first).
+	Nodes []string `json:"nodes"`
+	// PayingNode is the node new payments go to: Node, or the node the
+	// sender failed over to while Node is unreachable.
+	PayingNode  string `json:"paying_node"`
 	PlanID      string `json:"plan_id,omitempty"`
 	Label       string `json:"label,omitempty"`
 	Offer       string `json:"offer"`
@@ -416,6 +420,8 @@ func (e *Engine) viewLocked(r *subRun) *View {
 		StoredState:    s.State.String(),
 		Reason:         s.Reason,
 		Node:           fmt.Sprintf("%x", s.Offer.Destination[:]),
+		Nodes:          nodeStrings(r.dest.nodes),
+		PayingNode:     r.dest.paying().String(),
 		PlanID:         string(s.Offer.PlanID),
 		Label:          s.Offer.Label,
 		Offer:          s.OfferString,
@@ -525,14 +531,16 @@ func (e *Engine) StateCounts() map[string]int {
 
 // PaymentView is one payment attempt as the API shows it.
 type PaymentView struct {
-	Sequence  uint64 `json:"sequence"`
-	Hash      string `json:"payment_hash"`
-	State     string `json:"state"`
-	Cancel    bool   `json:"cancel,omitempty"`
-	Amount    uint64 `json:"amount_msat"`
-	Fee       uint64 `json:"fee_msat"`
-	MaxFee    uint64 `json:"max_fee_msat"`
-	Tries     uint32 `json:"tries"`
+	Sequence uint64 `json:"sequence"`
+	Hash     string `json:"payment_hash"`
+	State    string `json:"state"`
+	Cancel   bool   `json:"cancel,omitempty"`
+	Amount   uint64 `json:"amount_msat"`
+	Fee      uint64 `json:"fee_msat"`
+	MaxFee   uint64 `json:"max_fee_msat"`
+	Tries    uint32 `json:"tries"`
+	// Node is the provider node the payment is (last) sent to.
+	Node      string `json:"node"`
 	Failure   string `json:"failure,omitempty"`
 	CreatedAt string `json:"created_at"`
 	UpdatedAt string `json:"updated_at"`
@@ -568,19 +576,21 @@ type PaymentsView struct {
 func (e *Engine) Payments(ctx context.Context, id store.SubID, after uint64,
 	limit int) (*PaymentsView, error) {
 
-	if _, err := e.lookup(id); err != nil {
+	r, err := e.lookup(id)
+	if err != nil {
 		return nil, err
 	}
 	out := &PaymentsView{Payments: []PaymentView{}}
 	days := map[store.Day]*DaySpend{}
-	err := e.db.View(ctx, func(tx store.SenderTx) error {
+	err = e.db.View(ctx, func(tx store.SenderTx) error {
 		out.Payments = out.Payments[:0]
 		days = map[store.Day]*DaySpend{}
 		*out = PaymentsView{Payments: out.Payments}
 		err := tx.ForEachAttempt(id, 0, func(a *store.Attempt) error {
 			if a.Seq > after && len(out.Payments) < limit {
-				out.Payments = append(out.Payments,
-					paymentView(a))
+				pv := paymentView(a)
+				pv.Node = attemptDestination(r, a).String()
+				out.Payments = append(out.Payments, pv)
 				out.NextAfter = strconv.FormatUint(a.Seq, 10)
 			}
 			d := days[a.Day]
@@ -656,9 +666,10 @@ func msat(v uint64) *lnwire.MilliSatoshi {
 }
 
 // checkRoutable refuses terms whose fee limit is below the fee of the
-// cheapest route to the receiver (lnd would answer NO_ROUTE to every
-// payment). A receiver lnd can't reach at all is accepted: it may be
-// offline for a while, and the waiting state will say so.
+// cheapest route to every node of the offer (lnd would answer NO_ROUTE to
+// every payment, and failing over would not help). A node lnd can't reach
+// at all is no reason to refuse: it may be offline for a while, and the
+// waiting state will say so.
 func (e *Engine) checkRoutable(ctx context.Context, o *tlv.Offer,
 	t *Terms) error {
 
@@ -671,16 +682,25 @@ func (e *Engine) checkRoutable(ctx context.Context, o *tlv.Offer,
 	}
 	amt := PaymentAmount(o.PriceMsatPerSec, t.Increment)
 	maxFee := MaxFee(amt, t.FeeLimitPPM, t.FeeLimit)
-	err := probeRoute(ctx, p, route.Vertex(o.Node), amt, maxFee)
-	switch {
-	case errors.Is(err, ErrUnreachable):
-		e.log.Warnf("Subscribing to %x: %v; accepted, payments wait "+
-			"for a route", o.Node[:], err)
-	case errors.Is(err, ErrFeeLimitBelowRoute):
-		return fmt.Errorf("%w: %w", ErrBadTerms, err)
-	case err != nil:
-		e.log.Warnf("Subscribing to %x: asking lnd for a route: %v",
-			o.Node[:], err)
+	var tooDear error
+	for _, node := range o.Nodes() {
+		err := probeRoute(ctx, p, node, amt, maxFee)
+		switch {
+		case errors.Is(err, ErrUnreachable):
+			e.log.Warnf("Subscribing to %s: %v; accepted, payments "+
+				"wait for a route", node, err)
+			return nil
+		case errors.Is(err, ErrFeeLimitBelowRoute):
+			if tooDear == nil {
+				tooDear = fmt.Errorf("%w: %w", ErrBadTerms, err)
+			}
+		case err != nil:
+			e.log.Warnf("Subscribing to %s: asking lnd for a "+
+				"route: %v", node, err)
+			return nil
+		default:
+			return nil
+		}
 	}
-	return nil
+	return tooDear
 }

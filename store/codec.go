@@ -351,6 +351,7 @@ func (a *Attempt) records() []tlv.Record {
 		recU32(12, (*uint32)(&a.Day)),
 		recBool(13, &a.Cancel),
 		recU32(14, &a.Tries),
+		rec33(15, &a.Destination),
 	}
 }
 

@@ -26,7 +26,7 @@ func TestSenderFieldsRoundTrip(t *testing.T) {
 			func() recorder { return &SenderSubscription{} }},
 		{"attempt", &Attempt{SubID: subID(1), Seq: 4, Hash: hashOf(4),
 			State: AttemptCreated, MaxFee: 5000, Day: 19000, Cancel: true,
-			Tries: 3},
+			Tries: 3, Destination: [33]byte{2, 9, 9}},
 			func() recorder { return &Attempt{} }},
 	}
 	for _, tc := range tests {

@@ -539,4 +539,11 @@ type Attempt struct {
 	// Tries counts how often the attempt was handed to lnd; retries after
 	// a transient failure reuse the same hash.
 	Tries uint32
+	// Destination is the provider node the attempt is sent to: one of
+	// the offer's nodes, chosen when it was created and changed only
+	// after lnd reported the payment to the previous one FAILED, so one
+	// hash is never in flight to two nodes. Zero (records written before
+	// offers listed several nodes) means the offer's primary node,
+	// Offer.Destination.
+	Destination [33]byte
 }

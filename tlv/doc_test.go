@@ -86,7 +86,12 @@ func renderVectors(t *testing.T, v *vectorFile) string {
 			id, idVal = "plan_id", d.PlanID
 		}
 		p("| field | value |\n|---|---|\n")
-		p("| node_id | `%s` |\n| %s | `%s` |\n", d.Node, id, *idVal)
+		p("| node_id | `%s` |\n", d.Node)
+		if len(d.ExtraNodes) > 0 {
+			p("| extra_node_ids | `%s` |\n",
+				strings.Join(d.ExtraNodes, "`, `"))
+		}
+		p("| %s | `%s` |\n", id, *idVal)
 		p("| price_msat_per_sec | %d |\n| min_payment_msat | %d |\n",
 			d.PriceMsatPerSec, d.MinPaymentMsat)
 		p("| default_increment_sec | %d |\n| grace_period_sec | %d |\n",

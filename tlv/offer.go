@@ -26,8 +26,14 @@ const OfferHRP = "satoffer"
 
 // MaxOfferLength bounds the offer string accepted by ParseOffer, so a pasted
 // blob is refused before any decoding work. The longest offer this version
-// writes is 267 characters; the rest leaves room for future odd fields.
+// writes is 428 characters (four nodes); the rest leaves room for future odd
+// fields.
 const MaxOfferLength = 1024
+
+// MaxOfferNodes bounds how many nodes of one provider an offer lists
+// (node_id plus extra_node_ids): enough for a small cluster, few enough that
+// the offer stays pasteable and a sender's failover stays short.
+const MaxOfferNodes = 4
 
 // MaxLabelLength bounds Offer.Label in bytes: enough for a product name, small
 // enough that the offer stays pasteable and fits in a QR code.
@@ -39,6 +45,7 @@ const MaxLabelLength = 64
 // fields are odd and may be ignored ("it's OK to be odd").
 const (
 	offerTypeNode             uint64 = 2
+	offerTypeExtraNodes       uint64 = 3
 	offerTypeSubscriptionID   uint64 = 4
 	offerTypePlanID           uint64 = 6
 	offerTypePriceMsatPerSec  uint64 = 8
@@ -52,6 +59,7 @@ const (
 // offerFieldNames names the offer's fields for error messages and the spec.
 var offerFieldNames = map[uint64]string{
 	offerTypeNode:             "node_id",
+	offerTypeExtraNodes:       "extra_node_ids",
 	offerTypeSubscriptionID:   "subscription_id",
 	offerTypePlanID:           "plan_id",
 	offerTypePriceMsatPerSec:  "price_msat_per_sec",
@@ -72,8 +80,15 @@ func offerField(typ uint64) string {
 // subscription id the provider created; for an open-enrolment plan it carries
 // the plan id and each sender makes up its own subscription id.
 type Offer struct {
-	// Node is the receiver's node public key, the keysend destination.
+	// Node is the receiver's node public key, the keysend destination a
+	// sender tries first. Senders that predate ExtraNodes pay only this one.
 	Node route.Vertex
+
+	// ExtraNodes are the provider's other nodes, in the order a sender
+	// fails over to them when Node is unreachable. Nil when the provider
+	// runs one node; never empty but non-nil. At most MaxOfferNodes-1, all
+	// distinct from each other and from Node.
+	ExtraNodes []route.Vertex
 
 	// SubscriptionID is set for a personal offer. Exactly one of
 	// SubscriptionID and PlanID is set. Because the id authorises cancels,
@@ -115,6 +130,10 @@ func (o *Offer) Validate() error {
 	if _, err := btcec.ParsePubKey(o.Node[:]); err != nil {
 		return offerErr(nil, "node_id %x is not a valid compressed "+
 			"public key: %v", o.Node[:], err)
+	}
+
+	if err := o.validateExtraNodes(); err != nil {
+		return err
 	}
 
 	switch {
@@ -167,6 +186,53 @@ func (o *Offer) Validate() error {
 	}
 
 	return validateLabel(o.Label)
+}
+
+// Nodes returns every destination of the offer in the order a sender tries
+// them: node_id first, then the extra nodes as listed.
+func (o *Offer) Nodes() []route.Vertex {
+	nodes := make([]route.Vertex, 0, 1+len(o.ExtraNodes))
+	nodes = append(nodes, o.Node)
+
+	return append(nodes, o.ExtraNodes...)
+}
+
+// validateExtraNodes refuses extra nodes that a sender could not pay (not a
+// valid point), that would make it pay one node under two entries
+// (duplicates, or the primary repeated), or more than MaxOfferNodes in all.
+func (o *Offer) validateExtraNodes() error {
+	field := offerField(offerTypeExtraNodes)
+	switch {
+	case o.ExtraNodes == nil:
+		return nil
+
+	case len(o.ExtraNodes) == 0:
+		// No extra nodes is encoded by omission; accepting an empty
+		// field too would give one offer two strings.
+		return offerErr(ErrBadValue, "%s is present but empty", field)
+
+	case len(o.ExtraNodes)+1 > MaxOfferNodes:
+		return offerErr(ErrOversized, "%s lists %d nodes, so the offer "+
+			"has %d; at most %d", field, len(o.ExtraNodes),
+			len(o.ExtraNodes)+1, MaxOfferNodes)
+	}
+
+	seen := map[route.Vertex]bool{o.Node: true}
+	for i, n := range o.ExtraNodes {
+		if _, err := btcec.ParsePubKey(n[:]); err != nil {
+			return offerErr(ErrBadValue, "%s entry %d: %x is not a "+
+				"valid compressed public key: %v", field, i,
+				n[:], err)
+		}
+		if seen[n] {
+			return offerErr(ErrBadValue, "%s entry %d: node %x is "+
+				"listed twice (node_id included)", field, i,
+				n[:])
+		}
+		seen[n] = true
+	}
+
+	return nil
 }
 
 // validateLabel rejects labels that are too long, not UTF-8, or that could
@@ -240,6 +306,15 @@ func (o *Offer) payload() []byte {
 
 	recs := []lndtlv.Record{
 		lndtlv.MakePrimitiveRecord(lndtlv.Type(offerTypeNode), &node),
+	}
+	if len(o.ExtraNodes) > 0 {
+		extra := make([]byte, 0, len(o.ExtraNodes)*33)
+		for _, n := range o.ExtraNodes {
+			extra = append(extra, n[:]...)
+		}
+		recs = append(recs, lndtlv.MakePrimitiveRecord(
+			lndtlv.Type(offerTypeExtraNodes), &extra,
+		))
 	}
 	if o.SubscriptionID != nil {
 		recs = append(recs, idRecord(offerTypeSubscriptionID,
@@ -430,6 +505,14 @@ func offerFromFields(fields map[uint64][]byte) (*Offer, error) {
 	}
 	o.Node = node
 
+	if extra, ok := fields[offerTypeExtraNodes]; ok {
+		nodes, err := decodeExtraNodes(extra)
+		if err != nil {
+			return nil, err
+		}
+		o.ExtraNodes = nodes
+	}
+
 	if _, ok := fields[offerTypeSubscriptionID]; ok {
 		var id SubscriptionID
 		err := offerDecodeField(fields, offerTypeSubscriptionID, IDSize,
@@ -488,6 +571,33 @@ func offerFromFields(fields map[uint64][]byte) (*Offer, error) {
 	}
 
 	return &o, nil
+}
+
+// decodeExtraNodes splits the extra_node_ids field into 33-byte keys. The
+// count and the keys themselves are checked by Validate.
+func decodeExtraNodes(v []byte) ([]route.Vertex, error) {
+	field := offerField(offerTypeExtraNodes)
+	switch {
+	case len(v) == 0:
+		return nil, offerErr(ErrBadLength, "%s is present but empty",
+			field)
+
+	case len(v)%33 != 0:
+		return nil, offerErr(ErrBadLength, "%s has %d bytes, want a "+
+			"multiple of 33", field, len(v))
+
+	case len(v)/33+1 > MaxOfferNodes:
+		return nil, offerErr(ErrOversized, "%s lists %d nodes, so the "+
+			"offer has %d; at most %d", field, len(v)/33,
+			len(v)/33+1, MaxOfferNodes)
+	}
+
+	nodes := make([]route.Vertex, len(v)/33)
+	for i := range nodes {
+		copy(nodes[i][:], v[i*33:(i+1)*33])
+	}
+
+	return nodes, nil
 }
 
 // offerDecodeField checks one field's presence and length bounds and decodes

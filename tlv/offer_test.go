@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/btcutil/bech32"
 	"github.com/lightningnetwork/lnd/lnwire"
 	"github.com/lightningnetwork/lnd/routing/route"
 	"github.com/stretchr/testify/require"
@@ -89,6 +90,27 @@ func TestOfferValidate(t *testing.T) {
 			ErrBadValue},
 		{"label_bad_utf8", func(o *Offer) { o.Label = "a\xc3" },
 			ErrBadValue},
+		{"valid_extra_nodes", func(o *Offer) {
+			o.ExtraNodes = []route.Vertex{newNode(t), newNode(t),
+				newNode(t)}
+		}, nil},
+		{"extra_node_bad_point", func(o *Offer) {
+			o.ExtraNodes = []route.Vertex{newNode(t), {}}
+		}, ErrBadValue},
+		{"extra_node_repeats_primary", func(o *Offer) {
+			o.ExtraNodes = []route.Vertex{o.Node}
+		}, ErrBadValue},
+		{"extra_node_twice", func(o *Offer) {
+			n := newNode(t)
+			o.ExtraNodes = []route.Vertex{n, n}
+		}, ErrBadValue},
+		{"too_many_nodes", func(o *Offer) {
+			o.ExtraNodes = []route.Vertex{newNode(t), newNode(t),
+				newNode(t), newNode(t)}
+		}, ErrOversized},
+		{"extra_nodes_empty_not_nil", func(o *Offer) {
+			o.ExtraNodes = []route.Vertex{}
+		}, ErrBadValue},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -115,6 +137,62 @@ func TestOfferValidate(t *testing.T) {
 			require.ErrorIs(t, err, ErrBadOffer)
 		})
 	}
+}
+
+// newNode returns a fresh random node key.
+func newNode(t *testing.T) route.Vertex {
+	t.Helper()
+
+	key, err := btcec.NewPrivateKey()
+	require.NoError(t, err)
+
+	return route.NewVertex(key.PubKey())
+}
+
+// TestOfferNodesPrimaryFirst pins the order senders try destinations in:
+// the primary node_id, then the extra nodes as listed.
+func TestOfferNodesPrimaryFirst(t *testing.T) {
+	t.Parallel()
+
+	o := testOffer(t)
+	require.Equal(t, []route.Vertex{o.Node}, o.Nodes())
+
+	a, b := newNode(t), newNode(t)
+	o.ExtraNodes = []route.Vertex{a, b}
+	require.Equal(t, []route.Vertex{o.Node, a, b}, o.Nodes())
+
+	got, err := ParseOffer(o.String())
+	require.NoError(t, err)
+	require.Equal(t, []route.Vertex{o.Node, a, b}, got.Nodes())
+}
+
+// TestOldParserPaysPrimaryOfMultiNodeOffer reproduces what a sender built
+// before extra nodes existed does with a new offer: it must still parse it
+// (the extra nodes ride in an odd field it skips) and pay node_id. The old
+// parser is this one with the extra-node field unknown.
+func TestOldParserPaysPrimaryOfMultiNodeOffer(t *testing.T) {
+	t.Parallel()
+
+	o := testOffer(t)
+	o.ExtraNodes = []route.Vertex{newNode(t)}
+	s := o.String()
+
+	_, data, err := bech32.DecodeNoLimit(s)
+	require.NoError(t, err)
+	payload, err := bech32.ConvertBits(data, 5, 8, false)
+	require.NoError(t, err)
+	fields, err := streamToMap(payload)
+	require.NoError(t, err)
+	require.Contains(t, fields, offerTypeExtraNodes)
+	require.Equal(t, uint64(1), offerTypeExtraNodes%2,
+		"extra nodes must be an odd (skippable) type")
+
+	// An old parser ignores the unknown odd field.
+	delete(fields, offerTypeExtraNodes)
+	old, err := offerFromFields(fields)
+	require.NoError(t, err)
+	require.Equal(t, o.Node, old.Node)
+	require.Nil(t, old.ExtraNodes)
 }
 
 // TestOfferRoundTripRandom round-trips many random offers, including the
@@ -196,9 +274,12 @@ func TestOfferMaxLength(t *testing.T) {
 	o.GracePeriod = (1<<32 - 1) * time.Second
 	o.MaxPrepay = (1<<32 - 1) * time.Second
 	o.Label = strings.Repeat("x", MaxLabelLength)
+	for len(o.ExtraNodes) < MaxOfferNodes-1 {
+		o.ExtraNodes = append(o.ExtraNodes, newNode(t))
+	}
 
 	s := o.String()
-	require.Len(t, s, 267)
+	require.Len(t, s, 428)
 	require.Less(t, len(s), MaxOfferLength)
 	got, err := ParseOffer(s)
 	require.NoError(t, err)

@@ -55,15 +55,16 @@ type recordsVector struct {
 
 // offerFieldsJSON is the decoded form of an offer vector.
 type offerFieldsJSON struct {
-	Node             string  `json:"node"`
-	SubscriptionID   *string `json:"subscription_id"`
-	PlanID           *string `json:"plan_id"`
-	PriceMsatPerSec  uint64  `json:"price_msat_per_sec"`
-	MinPaymentMsat   uint64  `json:"min_payment_msat"`
-	DefaultIncrement uint64  `json:"default_increment_sec"`
-	GracePeriod      uint64  `json:"grace_period_sec"`
-	MaxPrepay        uint64  `json:"max_prepay_sec"`
-	Label            string  `json:"label"`
+	Node             string   `json:"node"`
+	ExtraNodes       []string `json:"extra_node_ids"`
+	SubscriptionID   *string  `json:"subscription_id"`
+	PlanID           *string  `json:"plan_id"`
+	PriceMsatPerSec  uint64   `json:"price_msat_per_sec"`
+	MinPaymentMsat   uint64   `json:"min_payment_msat"`
+	DefaultIncrement uint64   `json:"default_increment_sec"`
+	GracePeriod      uint64   `json:"grace_period_sec"`
+	MaxPrepay        uint64   `json:"max_prepay_sec"`
+	Label            string   `json:"label"`
 }
 
 // offerVector is one entry of offers_valid or offers_invalid.
@@ -295,6 +296,13 @@ func offerFromJSON(t *testing.T, d *offerFieldsJSON) *Offer {
 		GracePeriod:      time.Duration(d.GracePeriod) * time.Second,
 		MaxPrepay:        time.Duration(d.MaxPrepay) * time.Second,
 		Label:            d.Label,
+	}
+	for _, n := range d.ExtraNodes {
+		b, err := hex.DecodeString(n)
+		require.NoError(t, err)
+		v, err := route.NewVertexFromBytes(b)
+		require.NoError(t, err)
+		o.ExtraNodes = append(o.ExtraNodes, v)
 	}
 	if d.SubscriptionID != nil {
 		id, err := ParseSubscriptionID(*d.SubscriptionID)

@@ -47,8 +47,16 @@ var offerCommand = cli.Command{
 			if err != nil {
 				return err
 			}
+			// nodes lists every destination in the order a
+			// sender tries them; node is the primary, kept for
+			// scripts that read it.
+			nodes := make([]string, 0, len(o.Nodes()))
+			for _, n := range o.Nodes() {
+				nodes = append(nodes, n.String())
+			}
 			v := map[string]any{
 				"node":                  o.Node.String(),
+				"nodes":                 nodes,
 				"price_msat_per_sec":    uint64(o.PriceMsatPerSec),
 				"min_payment_msat":      uint64(o.MinPayment),
 				"default_increment_sec": int64(o.DefaultIncrement.Seconds()),

@@ -147,7 +147,7 @@ var senderCommand = cli.Command{
 						"/v1/subscriptions/%s/payments", true,
 						"payments", "sequence", "state",
 						"amount_msat", "fee_msat",
-						"payment_hash", "updated_at"),
+						"payment_hash", "node", "updated_at"),
 				},
 			},
 		},
@@ -196,7 +196,7 @@ func listSenderSubs(c *cli.Context) error {
 	}
 	return call(c, "sender", "GET", path, nil, "subscriptions", "id",
 		"label", "state", "retry_at", "paid_until", "service_until",
-		"payments",
+		"payments", "paying_node",
 		"sent_msat", "fees_msat")
 }
 

@@ -30,13 +30,18 @@ var templates embed.FS
 type Sub struct {
 	// ID is the subscription's public id ("sub_..."), never the secret
 	// id its payments carry.
-	ID      string
-	Label   string
-	Node    string
-	State   string
-	Reason  string
-	Waiting string
-	RetryAt time.Time
+	ID    string
+	Label string
+	Node  string
+	// PayingNode is the node new payments go to, and Nodes how many
+	// nodes the offer lists: PayingNode differs from Node while the
+	// sender has failed over from the offer's primary.
+	PayingNode string
+	Nodes      int
+	State      string
+	Reason     string
+	Waiting    string
+	RetryAt    time.Time
 
 	PaidUntil    time.Time
 	ServiceUntil time.Time
@@ -231,8 +236,11 @@ type addData struct {
 
 // decodedOffer is an offer in the words a payer reads.
 type decodedOffer struct {
-	Label        string
-	Node         string
+	Label string
+	Node  string
+	// Extra are the provider's other nodes the offer lists, which the
+	// sender fails over to.
+	Extra        []string
 	Open         bool
 	PerHour      uint64
 	PerDay       uint64
@@ -253,6 +261,7 @@ func decode(offer string) (*decodedOffer, error) {
 	return &decodedOffer{
 		Label:        o.Label,
 		Node:         o.Node.String(),
+		Extra:        extraNodes(o),
 		Open:         o.PlanID != nil,
 		PerHour:      p * 3600,
 		PerDay:       p * 86400,
@@ -357,4 +366,13 @@ func (d *Dashboard) apply(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// extraNodes lists the offer's nodes after the primary, as hex.
+func extraNodes(o *tlv.Offer) []string {
+	var out []string
+	for _, n := range o.ExtraNodes {
+		out = append(out, n.String())
+	}
+	return out
 }

@@ -209,3 +209,51 @@ func TestPastedOfferIsShownInPlainWordsBeforeSubscribing(t *testing.T) {
 	require.Contains(t, rec.Body.String(), "not a valid offer")
 	require.Len(t, b.added, 1)
 }
+
+// TestPayerPageHidesWhichNodeIsPaid reproduces a payer who cannot tell
+// that payments go to another node of the provider after a failover: a
+// subscription to a multi-node offer shows the node it pays and says when
+// that is not the primary; a single-node one shows nothing extra.
+func TestPayerPageHidesWhichNodeIsPaid(t *testing.T) {
+	t.Parallel()
+	h, b := newTest(t)
+	primary := strings.Repeat("02", 1) + strings.Repeat("aa", 32)
+	other := strings.Repeat("03", 1) + strings.Repeat("bb", 32)
+	b.mu.Lock()
+	b.subs[0].Node, b.subs[0].PayingNode, b.subs[0].Nodes = primary,
+		other, 2
+	b.subs = append(b.subs, Sub{ID: "sub_ff", Label: "Single",
+		State: "active", Node: primary, PayingNode: primary, Nodes: 1})
+	b.mu.Unlock()
+
+	page := logIn(t, h, tokens.ReadOnly).get("/")
+	require.Contains(t, page, other)
+	require.Contains(t, page, "failed over: the primary is unreachable")
+	require.Equal(t, 1, strings.Count(page, `data-role="paying-node"`))
+}
+
+// TestPastedMultiNodeOfferListsEveryNode: the preview of an offer with
+// several nodes lists them all, so the payer sees whom they may pay.
+func TestPastedMultiNodeOfferListsEveryNode(t *testing.T) {
+	t.Parallel()
+	h, _ := newTest(t)
+	var nodes []route.Vertex
+	for i := 0; i < 3; i++ {
+		key, err := btcec.NewPrivateKey()
+		require.NoError(t, err)
+		nodes = append(nodes, route.NewVertex(key.PubKey()))
+	}
+	plan, err := tlv.NewPlanID()
+	require.NoError(t, err)
+	offer := (&tlv.Offer{Node: nodes[0], ExtraNodes: nodes[1:],
+		PlanID: &plan, PriceMsatPerSec: 1000, MinPayment: 60_000,
+		DefaultIncrement: time.Minute, GracePeriod: 5 * time.Minute,
+		MaxPrepay: time.Hour, Label: "Gym"}).String()
+
+	rec := logIn(t, h, tokens.Admin).post("/add", url.Values{
+		"offer": {offer}, "step": {"preview"}})
+	require.Equal(t, http.StatusOK, rec.Code)
+	for _, n := range nodes {
+		require.Contains(t, rec.Body.String(), n.String())
+	}
+}

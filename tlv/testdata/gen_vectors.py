@@ -16,6 +16,7 @@ KEYSEND, PODCAST, ACCOUNTABLE = 5482373484, 7629169, 106823
 G1 = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
 G2 = "02c6047f9441ed7d6d3045406e95c07cd85c778e4b8cef3ca7abac09b95c709ee5"
 G3 = "02f9308a019258c31049344f85f89d5229b531c845836f99b08601f113bce036f9"
+G4 = "02e493dbf1c10d80f3581e4904930b1404cc6c13900ee0758474fa94abe8c4cd13"
 BAD_POINT = "02" + "ff" * 32
 
 SUB_A = "000102030405060708090a0b0c0d0e0f"
@@ -87,8 +88,11 @@ def to5(data, pad=True):
 
 
 def offer_fields(node=G1, sub=SUB_A, plan=None, price=1000, minpay=60000,
-                 inc=60, grace=300, maxpre=3600, label=None, extra=()):
+                 inc=60, grace=300, maxpre=3600, label=None, extra=(),
+                 nodes=None):
     recs = [(2, bytes.fromhex(node))]
+    if nodes is not None:
+        recs.append((3, b"".join(bytes.fromhex(n) for n in nodes)))
     if sub is not None:
         recs.append((4, bytes.fromhex(sub)))
     if plan is not None:
@@ -107,8 +111,9 @@ def offer_str(recs, hrp="satoffer", const=BECH32M, raw=None):
 
 
 def decoded(node=G1, sub=SUB_A, plan=None, price=1000, minpay=60000, inc=60,
-            grace=300, maxpre=3600, label=""):
-    return {"node": node, "subscription_id": sub, "plan_id": plan,
+            grace=300, maxpre=3600, label="", nodes=()):
+    return {"node": node, "extra_node_ids": list(nodes),
+            "subscription_id": sub, "plan_id": plan,
             "price_msat_per_sec": price, "min_payment_msat": minpay,
             "default_increment_sec": inc, "grace_period_sec": grace,
             "max_prepay_sec": maxpre, "label": label}
@@ -286,6 +291,17 @@ offers_valid = [
      "offer": offer_str(offer_fields(extra=[(19, b"future")])),
      "canonical": offer_str(offer_fields()),
      "decoded": decoded()},
+    {"name": "two_nodes", "description": "A provider with two nodes: "
+     "node_id 1G is tried first, extra_node_ids (odd type 3) lists 2G. A "
+     "sender that predates type 3 skips it and pays 1G.",
+     "offer": offer_str(offer_fields(nodes=[G2])),
+     "decoded": decoded(nodes=[G2])},
+    {"name": "four_nodes", "description": "The most nodes an offer may "
+     "list: node_id 3G, then 1G, 4G, 2G in the order a sender fails over.",
+     "offer": offer_str(offer_fields(node=G3, sub=None, plan=PLAN_A,
+                                     nodes=[G1, G4, G2])),
+     "decoded": decoded(node=G3, sub=None, plan=PLAN_A,
+                        nodes=[G1, G4, G2])},
 ]
 
 
@@ -344,6 +360,22 @@ offers_invalid = [
               offer_str(offer_fields(node=BAD_POINT)), "ErrBadOffer"),
     inv_offer("node_32_bytes", "",
               offer_str(offer_fields(node=G1[:64])), "ErrBadLength"),
+    inv_offer("extra_nodes_empty", "Type 3 present with no key: no extra "
+              "nodes is written by omission.",
+              offer_str(offer_fields(nodes=[])), "ErrBadLength"),
+    inv_offer("extra_nodes_not_multiple_of_33", "A 32-byte extra key.",
+              offer_str(offer_fields(nodes=[G2[:64]])), "ErrBadLength"),
+    inv_offer("extra_node_bad_point", "Second extra key not on secp256k1.",
+              offer_str(offer_fields(nodes=[G2, BAD_POINT])), "ErrBadValue"),
+    inv_offer("extra_node_repeats_primary", "node_id listed again as an "
+              "extra node.", offer_str(offer_fields(nodes=[G2, G1])),
+              "ErrBadValue"),
+    inv_offer("extra_node_twice", "", offer_str(offer_fields(nodes=[G2, G2])),
+              "ErrBadValue"),
+    inv_offer("five_nodes", "node_id plus four extra nodes: one more than "
+              "the four allowed.",
+              offer_str(offer_fields(nodes=[G2, G3, G4, BAD_POINT])),
+              "ErrOversized"),
     inv_offer("zero_increment", "", offer_str(offer_fields(inc=0)),
               "ErrBadValue"),
     inv_offer("max_prepay_below_increment", "",
