@@ -51,18 +51,22 @@ func (c *clusterRouter) setDown(node route.Vertex, down bool) {
 	c.down[node] = down
 }
 
-func (c *clusterRouter) CheapestRouteFee(_ context.Context, dest route.Vertex,
-	_ lnwire.MilliSatoshi) (lnwire.MilliSatoshi, error) {
+func (c *clusterRouter) RouteFee(_ context.Context, dest route.Vertex,
+	_, feeLimit lnwire.MilliSatoshi) (lnwire.MilliSatoshi, error) {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var fee lnwire.MilliSatoshi
 	switch {
 	case c.down[dest]:
 		return 0, ErrUnreachable
 	case c.feeTrouble:
-		return 1_000_000, nil
+		fee = 1_000_000
 	}
-	return 0, nil
+	if fee > feeLimit {
+		return 0, ErrUnreachable
+	}
+	return fee, nil
 }
 
 // runCluster runs h's engine with router c.
@@ -363,9 +367,12 @@ type feeRouter struct {
 	fee map[route.Vertex]lnwire.MilliSatoshi
 }
 
-func (f *feeRouter) CheapestRouteFee(_ context.Context, dest route.Vertex,
-	_ lnwire.MilliSatoshi) (lnwire.MilliSatoshi, error) {
+func (f *feeRouter) RouteFee(_ context.Context, dest route.Vertex,
+	_, feeLimit lnwire.MilliSatoshi) (lnwire.MilliSatoshi, error) {
 
+	if f.fee[dest] > feeLimit {
+		return 0, ErrUnreachable
+	}
 	return f.fee[dest], nil
 }
 
