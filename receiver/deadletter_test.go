@@ -3,14 +3,18 @@ package receiver
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/btcsuite/btclog/v2"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/satstream/satstream/common"
 	rt "github.com/satstream/satstream/receiver/receivertest"
+	"github.com/satstream/satstream/receiver/webhook"
 	"github.com/satstream/satstream/store"
 	"github.com/stretchr/testify/require"
 )
@@ -211,4 +215,85 @@ func TestDeadLetterMetricMissing(t *testing.T) {
 	require.NoError(t, m.refresh(t.Context(), db))
 	require.InDelta(t, 4, testutil.ToFloat64(m.webhookDead), 0)
 	require.InDelta(t, 1, testutil.ToFloat64(m.eventsQueued), 0)
+}
+
+// TestDashboardRetryNeverReachedTheDispatcher: end to end with a real
+// dispatcher, an event given up at a down endpoint stayed dead after the
+// dashboard's retry; now the click makes it due, rewinds the dispatcher's
+// cursor below it, and the endpoint, back up, gets it.
+func TestDashboardRetryNeverReachedTheDispatcher(t *testing.T) {
+	t.Parallel()
+	var (
+		down     atomic.Bool
+		received atomic.Int32
+	)
+	down.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(
+		func(w http.ResponseWriter, r *http.Request) {
+			if down.Load() {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			}
+			received.Add(1)
+		}))
+	t.Cleanup(srv.Close)
+
+	d := newDashHarness(t, srv.URL)
+	start := time.Now()
+	var now atomic.Int64
+	now.Store(start.UnixNano())
+	hooks := webhook.New(webhook.Config{Store: d.api.db,
+		URLs: []string{srv.URL}, Secret: []byte("s"),
+		Log: btclog.Disabled, InitialBackoff: time.Millisecond,
+		MaxBackoff: time.Millisecond, GiveUpAfter: time.Hour,
+		Now:    func() time.Time { return time.Unix(0, now.Load()) },
+		Jitter: func(d time.Duration) time.Duration { return d }})
+	d.api.api.webhookRetried = hooks.Rewind
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = hooks.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	ev := &store.Event{SubID: store.SubID{1},
+		Type: store.EventPaymentReceived, Payload: []byte(`{}`),
+		CreatedAt: start}
+	require.NoError(t, d.api.db.Update(t.Context(),
+		func(tx store.ReceiverTx) error { return tx.AppendEvent(ev) }))
+	hooks.Notify()
+	state := func() store.DeliveryState {
+		var dl *store.Delivery
+		require.NoError(t, d.api.db.View(t.Context(),
+			func(tx store.ReceiverTx) error {
+				var err error
+				dl, err = tx.Delivery(store.NewEndpointID(srv.URL),
+					ev.ID)
+				return err
+			}))
+		return dl.State
+	}
+	delivered := func() bool {
+		var got *store.Event
+		require.NoError(t, d.api.db.View(t.Context(),
+			func(tx store.ReceiverTx) error {
+				var err error
+				got, err = tx.Event(ev.ID)
+				return err
+			}))
+		return got.Delivered
+	}
+	// Past the give-up time at the down endpoint: a dead letter.
+	now.Store(start.Add(time.Hour).UnixNano())
+	hooks.Notify()
+	require.Eventually(t, func() bool {
+		return state() == store.DeliveryDead && delivered()
+	}, 10*time.Second, 5*time.Millisecond, "dead, out of the queue")
+
+	down.Store(false)
+	admin := d.login(common.AccessAdmin)
+	code, _ := admin.post("/webhooks/retry", url.Values{})
+	require.Equal(t, http.StatusSeeOther, code)
+	require.Eventually(t, func() bool {
+		return received.Load() == 1 && delivered() &&
+			state() != store.DeliveryDead
+	}, 10*time.Second, 5*time.Millisecond, "delivered after the retry")
 }
