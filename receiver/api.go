@@ -84,6 +84,7 @@ func (s *apiServer) routes() []apiRoute {
 		{"GET /v1/events", h((*apiServer).listEvents)},
 		{"GET /v1/refusals", h((*apiServer).listRefusals)},
 		{"POST /v1/webhooks/events/{id}/retry", h((*apiServer).retryEvent)},
+		{"GET /v1/webhooks/dead", h((*apiServer).listDeadLetters)},
 		{"GET /v1/openapi.json", h((*apiServer).getOpenAPI)},
 	}
 }
@@ -908,18 +909,18 @@ func (s *apiServer) retryEvent(w http.ResponseWriter, r *http.Request) {
 			"characters"))
 		return
 	}
-	var (
-		view eventView
-		id   store.EventID
-	)
-	err = s.db.Update(r.Context(), func(tx store.ReceiverTx) error {
-		ev, err := webhook.Retry(tx, s.webhookURLs, store.EventUID(b),
-			s.now())
+	var view eventView
+	_, err = s.retryWebhooks(r.Context(), func(tx store.ReceiverTx) (
+		[]*store.Event, error) {
+
+		ev, err := tx.EventByUID(store.EventUID(b))
 		if err != nil {
-			return err
+			return nil, err
 		}
-		id = ev.ID
-		view, err = s.newEventView(tx, ev)
+		return []*store.Event{ev}, nil
+	}, func(tx store.ReceiverTx, evs []*store.Event) error {
+		var err error
+		view, err = s.newEventView(tx, evs[0])
 		return err
 	})
 	switch {
@@ -933,11 +934,134 @@ func (s *apiServer) retryEvent(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
-	if s.webhookRetried != nil {
-		s.webhookRetried(id)
+	common.WriteJSON(w, http.StatusOK, view)
+}
+
+// retryWebhooks is the one way a provider retries webhook events, the
+// API's retry of one event and the dashboard's button alike: in one
+// transaction it runs webhook.RetryEvent on the events pick returns, and
+// then, if set, done (to read the result); once committed it rewinds the
+// dispatcher to the oldest of them (they may lie below its cursors) and
+// wakes it and the pages. It returns how many events it retried.
+func (s *apiServer) retryWebhooks(ctx context.Context,
+	pick func(tx store.ReceiverTx) ([]*store.Event, error),
+	done func(tx store.ReceiverTx, evs []*store.Event) error) (int, error) {
+
+	var (
+		oldest store.EventID
+		n      int
+	)
+	err := s.db.Update(ctx, func(tx store.ReceiverTx) error {
+		oldest, n = 0, 0
+		if len(s.webhookURLs) == 0 {
+			return webhook.ErrNoEndpoints
+		}
+		evs, err := pick(tx)
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		for _, ev := range evs {
+			err := webhook.RetryEvent(tx, s.webhookURLs, ev, now)
+			if err != nil {
+				return err
+			}
+			if oldest == 0 || ev.ID < oldest {
+				oldest = ev.ID
+			}
+		}
+		n = len(evs)
+		if done != nil {
+			return done(tx, evs)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if oldest != 0 && s.webhookRetried != nil {
+		s.webhookRetried(oldest)
 	}
 	s.notify()
-	common.WriteJSON(w, http.StatusOK, view)
+	return n, nil
+}
+
+// maxRetryBatch bounds the dead letters one retry of them all makes due
+// (one store transaction); the next call takes the next ones.
+const maxRetryBatch = 500
+
+// retryDeadLetters retries the oldest maxRetryBatch dead letters as the
+// API's retry does each, for the dashboard's button.
+func (s *apiServer) retryDeadLetters(ctx context.Context) (int, error) {
+	return s.retryWebhooks(ctx, func(tx store.ReceiverTx) ([]*store.Event,
+		error) {
+
+		ids, err := webhook.DeadLetters(tx,
+			webhook.Endpoints(s.webhookURLs), 0, maxRetryBatch)
+		if err != nil {
+			return nil, err
+		}
+		evs := make([]*store.Event, 0, len(ids))
+		for _, id := range ids {
+			ev, err := tx.Event(id)
+			if err != nil {
+				return nil, err
+			}
+			evs = append(evs, ev)
+		}
+		return evs, nil
+	}, nil)
+}
+
+// listDeadLetters lists the events given up at one configured endpoint at
+// least (the dead letters), oldest first, after a sequence number (after=):
+// they left the pending queue, and a manual retry is what brings them back.
+func (s *apiServer) listDeadLetters(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, err := common.ParseLimit(q.Get("limit"))
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	var after uint64
+	if a := q.Get("after"); a != "" {
+		if after, err = strconv.ParseUint(a, 10, 64); err != nil {
+			s.writeErr(w, badField("after", "must be an event's "+
+				"sequence number"))
+			return
+		}
+	}
+	evs := []eventView{}
+	err = s.db.View(r.Context(), func(tx store.ReceiverTx) error {
+		evs = evs[:0]
+		ids, err := webhook.DeadLetters(tx,
+			webhook.Endpoints(s.webhookURLs), store.EventID(after),
+			limit)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			ev, err := tx.Event(id)
+			if err != nil {
+				return err
+			}
+			v, err := s.newEventView(tx, ev)
+			if err != nil {
+				return err
+			}
+			evs = append(evs, v)
+		}
+		return nil
+	})
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	resp := map[string]any{"events": evs}
+	if len(evs) == limit {
+		resp["next_after"] = strconv.FormatUint(evs[len(evs)-1].Sequence, 10)
+	}
+	common.WriteJSON(w, http.StatusOK, resp)
 }
 
 // listEvents lists events after a sequence number (after=); pending=true

@@ -9,6 +9,7 @@ import (
 	"github.com/satstream/satstream/common"
 	kit "github.com/satstream/satstream/common/dashboard"
 	"github.com/satstream/satstream/receiver/dashboard"
+	"github.com/satstream/satstream/receiver/webhook"
 	"github.com/satstream/satstream/store"
 	"github.com/satstream/satstream/tlv"
 )
@@ -37,13 +38,16 @@ func newDashboard(api *apiServer, webhooks int) (*kit.Kit, http.Handler,
 			id := tlv.SubscriptionID(sub.ID)
 			return api.offer(p, sub.Terms, &id, nil)
 		},
-		SavePlan: api.savePlanFromDashboard,
-		Health:   api.health,
-		Webhooks: webhooks,
-		// The API's notify wakes the dispatcher (and the pages).
-		WakeWebhooks: func() { api.notify() },
-		Now:          api.now,
-		Changes:      changes,
+		SavePlan:  api.savePlanFromDashboard,
+		Health:    api.health,
+		Webhooks:  webhooks,
+		Endpoints: webhook.Endpoints(api.webhookURLs),
+		// The API's retry, so the button does what it does (the
+		// dispatcher's rewind included, read at each click: the
+		// daemon sets it after building the dashboard).
+		RetryDeadLetters: api.retryDeadLetters,
+		Now:              api.now,
+		Changes:          changes,
 	})
 	if err != nil {
 		return nil, nil, err

@@ -28,7 +28,9 @@ type dashHarness struct {
 	api *apiHarness
 }
 
-func newDashHarness(t *testing.T) *dashHarness {
+// newDashHarness builds the dashboard over an API with the webhook urls
+// configured.
+func newDashHarness(t *testing.T, urls ...string) *dashHarness {
 	t.Helper()
 	key, err := btcec.NewPrivateKey()
 	require.NoError(t, err)
@@ -44,8 +46,11 @@ func newDashHarness(t *testing.T) *dashHarness {
 		node:   func() (route.Vertex, bool) { return node, true },
 		health: func() map[string]any { return map[string]any{"lnd_connected": true} },
 		tokens: tokens,
+
+		webhookURLs: urls,
 	}
-	k, h, err := newDashboard(s, 0)
+	a.api = s
+	k, h, err := newDashboard(s, len(urls))
 	// The API tells the open pages about its changes, as the daemon's
 	// notifyEvents does.
 	s.notify = k.Notify
@@ -224,55 +229,4 @@ func TestDashboardSubscriptionsSearchAndPage(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, page, `data-state-count="pending">60<`)
 	require.Contains(t, page, "lnd connected")
-}
-
-func TestWebhookRetryMakesQueuedEventsDueNow(t *testing.T) {
-	t.Parallel()
-	d := newDashHarness(t)
-	admin := d.login(common.AccessAdmin)
-	code, _ := admin.post("/plans", planForm("Gym", "3600"))
-	require.Equal(t, http.StatusSeeOther, code)
-	_, plans := d.api.call(d.api.tokens.Admin, http.MethodGet, "/v1/plans", nil)
-	planID := plans["plans"].([]any)[0].(map[string]any)["id"].(string)
-	code, _ = d.api.call(d.api.tokens.Admin, http.MethodPost,
-		"/v1/subscriptions", map[string]any{"plan_id": planID})
-	require.Equal(t, http.StatusCreated, code)
-
-	// A failed delivery waits an hour.
-	later := time.Now().Add(time.Hour)
-	pending := func() []*store.Event {
-		var evs []*store.Event
-		require.NoError(t, d.api.db.View(t.Context(), func(tx store.ReceiverTx) error {
-			evs = nil
-			return tx.ForEachPendingEvent(0, func(ev *store.Event) error {
-				evs = append(evs, ev)
-				return nil
-			})
-		}))
-		return evs
-	}
-	require.NoError(t, d.api.db.Update(t.Context(), func(tx store.ReceiverTx) error {
-		for _, ev := range pending() {
-			ev.Attempts, ev.LastError, ev.NextAttempt = 1, "503", later
-			if err := tx.PutEvent(ev); err != nil {
-				return err
-			}
-		}
-		return nil
-	}))
-	require.NotEmpty(t, pending())
-
-	ro := d.login(common.AccessReadOnly)
-	code, _ = ro.post("/webhooks/retry", url.Values{})
-	require.Equal(t, http.StatusForbidden, code)
-	for _, ev := range pending() {
-		require.True(t, ev.NextAttempt.Equal(later))
-	}
-
-	code, _ = admin.post("/webhooks/retry", url.Values{})
-	require.Equal(t, http.StatusSeeOther, code)
-	for _, ev := range pending() {
-		require.False(t, ev.NextAttempt.After(time.Now()))
-		require.EqualValues(t, 1, ev.Attempts)
-	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/satstream/satstream/common"
 	"github.com/satstream/satstream/receiver/core"
+	"github.com/satstream/satstream/receiver/webhook"
 	"github.com/satstream/satstream/store"
 )
 
@@ -31,6 +32,7 @@ type metrics struct {
 	subsByState  *prometheus.GaugeVec
 	eventsQueued prometheus.Gauge
 	leader       prometheus.Gauge
+	webhookDead  prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -86,6 +88,10 @@ func newMetrics() *metrics {
 			Name: "satstream_receiver_events_pending",
 			Help: "Events not yet delivered to every webhook.",
 		}),
+		webhookDead: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "satstream_receiver_webhook_dead",
+			Help: "Dead letters: events given up at a webhook endpoint, out of the pending queue until retried.",
+		}),
 	}
 	for _, r := range core.Reasons {
 		m.refused.WithLabelValues(string(r))
@@ -93,7 +99,7 @@ func newMetrics() *metrics {
 	m.collectors = []prometheus.Collector{m.settled, m.refused,
 		m.unclaimed, m.reversed, m.excess, m.credited, m.notOurs,
 		m.decision, m.webhooks, m.lndConnected, m.subsByState,
-		m.eventsQueued, m.leader}
+		m.eventsQueued, m.leader, m.webhookDead}
 	m.reg.MustRegister(m.collectors...)
 	for _, r := range []string{webhookOK, webhookFailed} {
 		m.webhooks.WithLabelValues(r)
@@ -146,7 +152,7 @@ func (m *metrics) outcome(out core.Outcome, latency time.Duration) {
 // refresh recomputes the gauges from the store.
 func (m *metrics) refresh(ctx context.Context, db store.ReceiverStore) error {
 	counts := map[store.SubState]int{}
-	pending := 0
+	pending, dead := 0, 0
 	err := db.View(ctx, func(tx store.ReceiverTx) error {
 		for s := store.SubPending; s <= store.SubCancelledByPayer; s++ {
 			n := 0
@@ -160,6 +166,15 @@ func (m *metrics) refresh(ctx context.Context, db store.ReceiverStore) error {
 			}
 			counts[s] = n
 		}
+		// The endpoints that have rows: those configured, and until
+		// the dispatcher's next start tidies them, removed ones.
+		eps, err := tx.DeliveryEndpoints()
+		if err != nil {
+			return err
+		}
+		if dead, err = webhook.CountDead(tx, eps); err != nil {
+			return err
+		}
 		return tx.ForEachPendingEvent(0, func(*store.Event) error {
 			pending++
 			return nil
@@ -172,5 +187,6 @@ func (m *metrics) refresh(ctx context.Context, db store.ReceiverStore) error {
 		m.subsByState.WithLabelValues(s.String()).Set(float64(n))
 	}
 	m.eventsQueued.Set(float64(pending))
+	m.webhookDead.Set(float64(dead))
 	return nil
 }

@@ -137,7 +137,21 @@ func TestReadOnlyTokenSawPayersSecret(t *testing.T) {
 		"GET /v1/events":                      {"/v1/events", "/v1/events?pending=true", "/v1/events?after=1"},
 		"GET /v1/refusals":                    {"/v1/refusals"},
 		"GET /v1/openapi.json":                {"/v1/openapi.json"},
+		"GET /v1/webhooks/dead":               {"/v1/webhooks/dead"},
 	}
+	// Every event is a dead letter at a configured endpoint, so the
+	// dead-letter list shows them all.
+	a.api.webhookURLs = []string{"https://h.example/x"}
+	require.NoError(t, a.db.Update(t.Context(), func(tx store.ReceiverTx) error {
+		return tx.ForEachPendingEvent(0, func(ev *store.Event) error {
+			return tx.PutDelivery(&store.Delivery{
+				Endpoint: store.NewEndpointID(a.api.webhookURLs[0]),
+				Event:    ev.ID, State: store.DeliveryDead})
+		})
+	}))
+	code, dead := a.call(a.tokens.ReadOnly, "GET", "/v1/webhooks/dead", nil)
+	require.Equal(t, 200, code)
+	require.NotEmpty(t, dead["events"])
 	for _, h := range f.hashes {
 		paths["GET /v1/payments/{hash}"] = append(
 			paths["GET /v1/payments/{hash}"], "/v1/payments/"+h.String())

@@ -131,6 +131,9 @@ type ReceiverTx interface {
 	DeleteDeliveries(ep EndpointID, max int) (int, error)
 	// DeliveryEndpoints lists the endpoints that have delivery rows.
 	DeliveryEndpoints() ([]EndpointID, error)
+	// ForEachDelivery calls fn for every row of endpoint ep with an
+	// event id greater than after, in event id order.
+	ForEachDelivery(ep EndpointID, after EventID, fn func(*Delivery) error) error
 
 	// MarkHeld records that the payment with this hash was credited while
 	// its HTLC is still held by lnd (not yet settled).

@@ -184,6 +184,34 @@ func (t *receiverTx) DeliveryEndpoints() ([]EndpointID, error) {
 	}
 }
 
+// ForEachDelivery calls fn for every row of endpoint ep with an event id
+// greater than after, in event id order. The rows left are pending or dead
+// (a finished event's delivered rows are deleted), so this is how the dead
+// letters are found without reading every event.
+func (t *receiverTx) ForEachDelivery(ep EndpointID, after EventID,
+	fn func(*Delivery) error) error {
+
+	if uint64(after) == ^uint64(0) {
+		return nil
+	}
+	return t.scan(key(pDelivery, ep[:]), deliveryKey(ep, after+1), true,
+		func(k []byte, item *badger.Item) error {
+			if len(k) != 1+len(ep)+8 {
+				return fmt.Errorf("%w: delivery key of %d bytes",
+					ErrCorrupt, len(k))
+			}
+			d := &Delivery{}
+			err := item.Value(func(v []byte) error {
+				return decodeRecord(v, d)
+			})
+			if err != nil {
+				return err
+			}
+			d.Endpoint, d.Event = ep, EventID(beU64(k[1+len(ep):]))
+			return fn(d)
+		})
+}
+
 // nextEndpointID is ep plus one as a big-endian number (false after the
 // last id).
 func nextEndpointID(ep EndpointID) (EndpointID, bool) {

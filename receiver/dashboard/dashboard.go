@@ -52,8 +52,12 @@ type Config struct {
 	SavePlan func(ctx context.Context, id string, in PlanInput) (*store.Plan, error)
 	// Webhooks counts the webhook URLs (0: events are kept, not sent).
 	Webhooks int
-	// WakeWebhooks makes the webhook dispatcher look at its queue now.
-	WakeWebhooks func()
+	// Endpoints are the configured webhook endpoints, whose dead
+	// letters the overview counts.
+	Endpoints []store.EndpointID
+	// RetryDeadLetters retries the oldest dead letters as the API's
+	// retry of an event does, and reports how many.
+	RetryDeadLetters func(ctx context.Context) (int, error)
 	// Health is the body of /v1/health.
 	Health func() map[string]any
 	// Now is the clock (time.Now if nil).

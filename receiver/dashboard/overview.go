@@ -12,6 +12,7 @@ import (
 	kit "github.com/satstream/satstream/common/dashboard"
 
 	"github.com/satstream/satstream/receiver/core"
+	"github.com/satstream/satstream/receiver/webhook"
 	"github.com/satstream/satstream/store"
 )
 
@@ -37,6 +38,9 @@ type overview struct {
 	Unclaimed   []core.PaymentView
 	UnclaimedMs uint64
 	Pending     int
+	// Dead counts the dead letters: events given up at an endpoint,
+	// out of the pending queue until retried.
+	Dead        int
 	Webhooks    int
 	LastError   string
 	NextAttempt time.Time
@@ -159,6 +163,10 @@ func (d *Dashboard) loadOverview(ctx context.Context) (*overview, error) {
 			o.Refused += n
 			return nil
 		})
+		if err != nil {
+			return err
+		}
+		o.Dead, err = webhook.CountDead(tx, d.cfg.Endpoints)
 		if err != nil {
 			return err
 		}

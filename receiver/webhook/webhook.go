@@ -659,10 +659,7 @@ func Deliveries(tx store.ReceiverTx, urls []string, ev *store.Event) (
 // ErrNoEndpoints is returned by Retry when no webhook URL is configured.
 var ErrNoEndpoints = errors.New("no webhook endpoints configured")
 
-// Retry makes the event with public id uid due now at urls: at the
-// endpoints where it is dead or still pending, or, if every endpoint has
-// it, at all of them again (a resend). The give-up clock restarts. The
-// caller wakes the dispatcher.
+// Retry makes the event with public id uid due now at urls (RetryEvent).
 func Retry(tx store.ReceiverTx, urls []string, uid store.EventUID,
 	now time.Time) (*store.Event, error) {
 
@@ -673,12 +670,26 @@ func Retry(tx store.ReceiverTx, urls []string, uid store.EventUID,
 	if err != nil {
 		return nil, err
 	}
+	return ev, RetryEvent(tx, urls, ev, now)
+}
+
+// RetryEvent makes ev due now at urls: at the endpoints where it is dead or
+// still pending, or, if every endpoint has it, at all of them again (a
+// resend). The give-up clock restarts. The caller tells the dispatcher
+// (Dispatcher.Rewind) once the transaction committed: the event may lie
+// below the endpoints' cursors.
+func RetryEvent(tx store.ReceiverTx, urls []string, ev *store.Event,
+	now time.Time) error {
+
+	if len(urls) == 0 {
+		return ErrNoEndpoints
+	}
 	var dls []*store.Delivery
 	open := 0
 	for _, u := range urls {
 		dl, err := tx.Delivery(store.NewEndpointID(u), ev.ID)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if ev.Delivered && dl.State == store.DeliveryPending {
 			dl.State = store.DeliveryDelivered
@@ -694,7 +705,7 @@ func Retry(tx store.ReceiverTx, urls []string, uid store.EventUID,
 			// been deleted, and read as pending once the event is
 			// pending again it would be sent there a second time.
 			if err := tx.PutDelivery(dl); err != nil {
-				return nil, err
+				return err
 			}
 			continue
 		}
@@ -702,11 +713,11 @@ func Retry(tx store.ReceiverTx, urls []string, uid store.EventUID,
 		dl.NextAttempt, dl.RetrySince = now, now
 		dl.FinishedAt = time.Time{}
 		if err := tx.PutDelivery(dl); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	ev.Delivered, ev.DeliveredAt, ev.NextAttempt = false, time.Time{}, now
-	return ev, tx.PutEvent(ev)
+	return tx.PutEvent(ev)
 }
 
 // ErrRedirect reports an endpoint that answered with a redirect, which is

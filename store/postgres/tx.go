@@ -1021,3 +1021,45 @@ func (t *tx) ForEachHeld(fn func(store.Hash) error) error {
 		after = last[:]
 	}
 }
+
+func (t *tx) ForEachDelivery(ep store.EndpointID, after store.EventID,
+	fn func(*store.Delivery) error) error {
+
+	if uint64(after) > 1<<63-1 {
+		return nil
+	}
+	cursor := int64(after)
+	for {
+		ds, err := collect(t, func(r pgx.Rows) (*store.Delivery, error) {
+			d := &store.Delivery{Endpoint: ep}
+			var (
+				id, attempts, next, finished, since int64
+				state                               int16
+			)
+			err := r.Scan(&id, &state, &attempts, &next,
+				&d.LastError, &finished, &since)
+			d.Event = store.EventID(id)
+			d.State = store.DeliveryState(state)
+			d.Attempts = uint32(attempts)
+			d.NextAttempt = fromNS(next)
+			d.FinishedAt = fromNS(finished)
+			d.RetrySince = fromNS(since)
+			return d, err
+		}, `SELECT event_id, state, attempts, next_attempt_ns, last_error,
+				finished_ns, retry_since_ns
+			FROM deliveries WHERE endpoint = $1 AND event_id > $2
+			ORDER BY event_id LIMIT $3`, ep[:], cursor, scanChunk)
+		if err != nil {
+			return err
+		}
+		for _, d := range ds {
+			if err := fn(d); err != nil {
+				return stop(err)
+			}
+		}
+		if len(ds) < scanChunk {
+			return nil
+		}
+		cursor = int64(ds[len(ds)-1].Event)
+	}
+}
