@@ -447,8 +447,15 @@ func (f *faultRig) checkInvariant(what string) {
 		if len(credited) > 0 {
 			sp, err := time.Parse(time.RFC3339, sv.PaidUntil)
 			require.NoError(t, err, "sender paid_until %q", sv.PaidUntil)
+			// The two clocks start a payment's time at different
+			// moments (the receiver at its credit, the sender at
+			// lnd's SUCCEEDED), so they differ by the settle
+			// latency, seconds on a loaded 2-core machine (3.1 s
+			// seen at load 18; the soak saw 16 s at 1,000
+			// subscriptions). Money is checked exactly above; this
+			// bounds only the estimate.
 			diff := sp.Sub(rv.PaidUntil)
-			require.True(t, diff > -3*time.Second && diff < 3*time.Second,
+			require.True(t, diff > -paidUntilSkew && diff < paidUntilSkew,
 				"%s: %s: sender estimates paid until %v, receiver "+
 					"says %v", what, id, sp, rv.PaidUntil)
 		}
@@ -459,6 +466,10 @@ func (f *faultRig) checkInvariant(what string) {
 		"payments (%d faults injected so far)", what, len(f.subs), total,
 		f.faults)
 }
+
+// paidUntilSkew bounds how far the sender's paid_until estimate may be
+// from the receiver's.
+const paidUntilSkew = 10 * time.Second
 
 // TestFaults streams several subscriptions from a sender process to a
 // receiver process and breaks things the way real nodes, networks and
