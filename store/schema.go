@@ -19,7 +19,7 @@ import (
 // older binary that rewrote such a record would silently drop them. Every
 // layout change bumps it, with a step in migrations; TestStoredFieldAddedWithoutSchemaBump
 // fails until both are done (see the package comment).
-const SchemaVersion uint32 = 6
+const SchemaVersion uint32 = 7
 
 // migration upgrades a store by one schema version.
 type migration struct {
@@ -94,6 +94,14 @@ var migrations = []migration{
 		what: "IdemRecord.Applied: an idempotency key whose request " +
 			"committed its effect (nothing to rewrite: an older " +
 			"record reads it as false, and expires as before)",
+		apply: func(*txn) error { return nil },
+	},
+	{
+		from: 6,
+		what: "Event.FinishedAt: the webhook endpoints an event " +
+			"finished at (nothing to rewrite: an older record " +
+			"reads it as not kept, and its deliveries read as " +
+			"before)",
 		apply: func(*txn) error { return nil },
 	},
 }

@@ -109,8 +109,9 @@ type Config struct {
 	// InitialBackoff and MaxBackoff shape the retry schedule.
 	InitialBackoff, MaxBackoff time.Duration
 	// GiveUpAfter is how long an event is retried at one endpoint,
-	// counted from its creation (or from a manual retry), before it is
-	// given up there: the dead-letter state (DefaultGiveUpAfter if 0).
+	// counted from its first failed attempt there (or from a manual
+	// retry), before it is given up there: the dead-letter state
+	// (DefaultGiveUpAfter if 0).
 	GiveUpAfter time.Duration
 	// Jitter spreads a retry delay (nil: a uniform pick in [d/2, d]).
 	Jitter func(d time.Duration) time.Duration
@@ -552,12 +553,20 @@ func (d *Dispatcher) outcome(dl *store.Delivery, ev *store.Event,
 		dl.LastError, dl.NextAttempt = "", time.Time{}
 		return
 	}
+	// The give-up clock runs from the first attempt at this endpoint
+	// (or a manual retry), not from the event's creation: an event that
+	// waited in order behind another one, through downtime, or for an
+	// endpoint added later gets its whole retry period here. A row
+	// attempted before the clock was kept falls back to the creation.
+	switch {
+	case dl.RetrySince.IsZero() && dl.Attempts == 0:
+		dl.RetrySince = now
+	case dl.RetrySince.IsZero():
+		dl.RetrySince = ev.CreatedAt
+	}
+	since := dl.RetrySince
 	dl.Attempts++
 	dl.LastError = postErr.Error()
-	since := dl.RetrySince
-	if since.IsZero() {
-		since = ev.CreatedAt
-	}
 	dl.NextAttempt = now.Add(d.cfg.Jitter(Delay(dl.Attempts,
 		d.cfg.InitialBackoff, d.cfg.MaxBackoff)))
 	if now.Sub(since) >= d.cfg.GiveUpAfter {
@@ -568,9 +577,11 @@ func (d *Dispatcher) outcome(dl *store.Delivery, ev *store.Event,
 
 // settle updates the event's summary after an attempt at ep (nil: none):
 // it leaves the pending queue once every configured endpoint has it
-// delivered or given up. Its delivered rows are then deleted (an absent
-// row of a finished event reads as delivered); dead rows stay, as the
-// dead-letter record a manual retry works from.
+// delivered or given up, and records which endpoints those were. Its
+// delivered rows are then deleted (an absent row of a finished event
+// reads as delivered at the endpoints it finished at, as not sent at any
+// other); dead rows stay, as the dead-letter record a manual retry works
+// from.
 func (d *Dispatcher) settle(tx store.ReceiverTx, id store.EventID,
 	ep *endpoint, postErr error, now time.Time) error {
 
@@ -604,6 +615,10 @@ func (d *Dispatcher) settle(tx store.ReceiverTx, id store.EventID,
 	}
 	if done {
 		ev.Delivered, ev.DeliveredAt = true, now
+		ev.FinishedAt = make([]store.EndpointID, 0, len(d.eps))
+		for _, e := range d.eps {
+			ev.FinishedAt = append(ev.FinishedAt, e.id)
+		}
 		for _, e := range delivered {
 			if err := tx.DeleteDelivery(e, id); err != nil {
 				return err
@@ -624,6 +639,22 @@ type DeliveryView struct {
 	FinishedAt  *time.Time `json:"finished_at,omitempty"`
 }
 
+// StateNotSent is the API's state of a finished event at an endpoint it
+// was never sent to (one configured after the event left the queue).
+const StateNotSent = "not_sent"
+
+// finishedState is the state of a finished event at ep whose row reads
+// pending (absent): the row of a delivered endpoint is deleted once the
+// event is finished everywhere, and events delivered before per-endpoint
+// state was kept have none; an endpoint the event did not finish at
+// never had it.
+func finishedState(ev *store.Event, ep store.EndpointID) string {
+	if at, known := ev.FinishedAtEndpoint(ep); known && !at {
+		return StateNotSent
+	}
+	return store.DeliveryDelivered.String()
+}
+
 // Deliveries returns ev's state at each of urls.
 func Deliveries(tx store.ReceiverTx, urls []string, ev *store.Event) (
 	[]DeliveryView, error) {
@@ -638,10 +669,7 @@ func Deliveries(tx store.ReceiverTx, urls []string, ev *store.Event) (
 			URL: RedactURL(u), State: dl.State.String(),
 			Attempts: dl.Attempts, LastError: dl.LastError}
 		if ev.Delivered && dl.State == store.DeliveryPending {
-			// The row of a delivered endpoint is deleted once the
-			// event is finished everywhere (and events delivered
-			// before per-endpoint state was kept have none).
-			v.State = store.DeliveryDelivered.String()
+			v.State = finishedState(ev, dl.Endpoint)
 		}
 		if dl.State == store.DeliveryPending && dl.Attempts > 0 {
 			t := dl.NextAttempt.UTC()
@@ -660,9 +688,10 @@ func Deliveries(tx store.ReceiverTx, urls []string, ev *store.Event) (
 var ErrNoEndpoints = errors.New("no webhook endpoints configured")
 
 // Retry makes the event with public id uid due now at urls: at the
-// endpoints where it is dead or still pending, or, if every endpoint has
-// it, at all of them again (a resend). The give-up clock restarts. The
-// caller wakes the dispatcher.
+// endpoints where it is dead or still pending or was never sent (added
+// after the event finished), or, if every endpoint has it, at all of
+// them again (a resend). The give-up clock restarts. The caller wakes the
+// dispatcher.
 func Retry(tx store.ReceiverTx, urls []string, uid store.EventUID,
 	now time.Time) (*store.Event, error) {
 
@@ -680,7 +709,9 @@ func Retry(tx store.ReceiverTx, urls []string, uid store.EventUID,
 		if err != nil {
 			return nil, err
 		}
-		if ev.Delivered && dl.State == store.DeliveryPending {
+		if ev.Delivered && dl.State == store.DeliveryPending &&
+			finishedState(ev, dl.Endpoint) != StateNotSent {
+
 			dl.State = store.DeliveryDelivered
 		}
 		if dl.State != store.DeliveryDelivered {
@@ -706,6 +737,7 @@ func Retry(tx store.ReceiverTx, urls []string, uid store.EventUID,
 		}
 	}
 	ev.Delivered, ev.DeliveredAt, ev.NextAttempt = false, time.Time{}, now
+	ev.FinishedAt = nil
 	return ev, tx.PutEvent(ev)
 }
 

@@ -1,0 +1,137 @@
+package webhook_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/btcsuite/btclog/v2"
+	rt "github.com/satstream/satstream/receiver/receivertest"
+	"github.com/satstream/satstream/receiver/webhook"
+	"github.com/satstream/satstream/store"
+	"github.com/stretchr/testify/require"
+)
+
+// TestDownEndpointRescansBacklogOnEveryEvent: while an endpoint is down,
+// its cursor stays below its oldest pending event, so every new event
+// (every Notify) makes its pass read the whole backlog again: O(backlog)
+// reads per event, O(n^2) over an outage of up to giveupafter (72h).
+func TestDownEndpointRescansBacklogOnEveryEvent(t *testing.T) {
+	t.Parallel()
+	base := rt.OpenStore(t).Receiver()
+	down := newEndpoint(t)
+	down.down.Store(true)
+	spy := &spyStore{ReceiverStore: base,
+		watch: store.NewEndpointID(down.srv.URL)}
+	const backlog = 300
+	appendEvents(t, base, backlog, time.Now())
+	d := webhook.New(webhook.Config{Store: spy,
+		URLs: []string{down.srv.URL}, Secret: []byte("s"),
+		Log: btclog.Disabled, InitialBackoff: time.Hour,
+		MaxBackoff: time.Hour})
+	runDispatcher(t, d)
+	require.Eventually(t, func() bool {
+		return delivery(t, base, down.srv.URL, 1).Attempts == 1
+	}, 30*time.Second, 5*time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
+
+	spy.reads.Store(0)
+	appendEvents(t, base, 1, time.Now())
+	d.Notify()
+	time.Sleep(time.Second)
+	require.Less(t, spy.reads.Load(), int64(20),
+		"one new event made the down endpoint read %d delivery rows",
+		spy.reads.Load())
+}
+
+// TestRetryRecordedAddedEndpointAsDelivered: an event given up at its
+// only endpoint A leaves the queue; endpoint C is added later. The API
+// read C's missing row as "delivered" (the deleted row of a finished
+// event), and a manual retry wrote a delivered row for C and sent the
+// event to A only: the ledger and the API said C had an event it never
+// got. Now C reads "not_sent" and the retry sends it there too.
+func TestRetryRecordedAddedEndpointAsDelivered(t *testing.T) {
+	t.Parallel()
+	db := rt.OpenStore(t).Receiver()
+	a, c := newEndpoint(t), newEndpoint(t)
+	a.down.Store(true)
+	appendEvents(t, db, 1, time.Now())
+	stop := runDispatcher(t, webhook.New(webhook.Config{Store: db,
+		URLs: []string{a.srv.URL}, Secret: []byte("s"),
+		Log: btclog.Disabled, InitialBackoff: time.Millisecond,
+		MaxBackoff: time.Millisecond, GiveUpAfter: time.Nanosecond}))
+	require.Eventually(t, func() bool {
+		return pendingEvents(t, db) == 0
+	}, 10*time.Second, 5*time.Millisecond)
+	stop()
+	require.Equal(t, store.DeliveryDead,
+		delivery(t, db, a.srv.URL, 1).State)
+
+	urls := []string{a.srv.URL, c.srv.URL}
+	views := deliveries(t, db, urls, 1)
+	require.Equal(t, "dead", views[0].State)
+	require.Equal(t, webhook.StateNotSent, views[1].State,
+		"an endpoint added after the event finished")
+
+	a.down.Store(false)
+	require.NoError(t, db.Update(context.Background(),
+		func(tx store.ReceiverTx) error {
+			ev, err := tx.Event(1)
+			if err != nil {
+				return err
+			}
+			_, err = webhook.Retry(tx, urls, ev.UID, time.Now())
+			return err
+		}))
+	d := webhook.New(webhook.Config{Store: db, URLs: urls,
+		Secret: []byte("s"), Log: btclog.Disabled,
+		InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+	runDispatcher(t, d)
+	require.Eventually(t, func() bool {
+		return len(a.received()) == 1 && len(c.received()) == 1 &&
+			pendingEvents(t, db) == 0
+	}, 10*time.Second, 5*time.Millisecond,
+		"C shows %q for an event it never received",
+		deliveries(t, db, urls, 1)[1].State)
+	for _, v := range deliveries(t, db, urls, 1) {
+		require.Equal(t, "delivered", v.State)
+	}
+}
+
+// TestBlockedEventsDieAfterOneAttempt: later events of a subscription
+// wait (in order) behind an earlier one that is retried at a down
+// endpoint. When that one is given up, the give-up clock of the waiting
+// events, counted from their creation, is also over: each is tried once
+// and given up in the same pass, without its retry period.
+func TestBlockedEventsDieAfterOneAttempt(t *testing.T) {
+	t.Parallel()
+	db := rt.OpenStore(t).Receiver()
+	ep := newEndpoint(t)
+	ep.down.Store(true)
+	start := time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)
+	var offset atomic.Int64
+	clock := func() time.Time {
+		return start.Add(time.Duration(offset.Load()))
+	}
+	appendEvents(t, db, 3, start)
+	d := webhook.New(webhook.Config{Store: db, URLs: []string{ep.srv.URL},
+		Secret: []byte("s"), Log: btclog.Disabled,
+		InitialBackoff: time.Minute, MaxBackoff: 10 * time.Minute,
+		GiveUpAfter: time.Hour, Now: clock,
+		Jitter: func(d time.Duration) time.Duration { return d }})
+	runDispatcher(t, d)
+	require.Eventually(t, func() bool {
+		return delivery(t, db, ep.srv.URL, 1).Attempts == 1
+	}, 10*time.Second, 5*time.Millisecond)
+	offset.Store(int64(time.Hour + time.Minute))
+	d.Notify()
+	require.Eventually(t, func() bool {
+		return delivery(t, db, ep.srv.URL, 1).State ==
+			store.DeliveryDead
+	}, 10*time.Second, 5*time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
+	dl2 := delivery(t, db, ep.srv.URL, 2)
+	require.NotEqual(t, store.DeliveryDead, dl2.State,
+		"event 2 given up after %d attempt(s)", dl2.Attempts)
+}
