@@ -31,15 +31,26 @@ func TestDownEndpointRescansBacklogOnEveryEvent(t *testing.T) {
 		Log: btclog.Disabled, InitialBackoff: time.Hour,
 		MaxBackoff: time.Hour})
 	runDispatcher(t, d)
+	// The first pass reads the backlog's rows in one batch before its
+	// first POST.
 	require.Eventually(t, func() bool {
 		return delivery(t, base, down.srv.URL, 1).Attempts == 1
 	}, 30*time.Second, 5*time.Millisecond)
-	time.Sleep(200 * time.Millisecond)
 
 	spy.reads.Store(0)
 	appendEvents(t, base, 1, time.Now())
+	// An event of another subscription, tried at once: its attempt
+	// shows the pass woken by Notify is over.
+	require.NoError(t, base.Update(context.Background(),
+		func(tx store.ReceiverTx) error {
+			return tx.AppendEvent(&store.Event{SubID: store.SubID{8},
+				Type:    store.EventPaymentReceived,
+				Payload: []byte(`{}`), CreatedAt: time.Now()})
+		}))
 	d.Notify()
-	time.Sleep(time.Second)
+	require.Eventually(t, func() bool {
+		return delivery(t, base, down.srv.URL, backlog+2).Attempts == 1
+	}, 30*time.Second, 5*time.Millisecond)
 	require.Less(t, spy.reads.Load(), int64(20),
 		"one new event made the down endpoint read %d delivery rows",
 		spy.reads.Load())
@@ -130,8 +141,59 @@ func TestBlockedEventsDieAfterOneAttempt(t *testing.T) {
 		return delivery(t, db, ep.srv.URL, 1).State ==
 			store.DeliveryDead
 	}, 10*time.Second, 5*time.Millisecond)
-	time.Sleep(200 * time.Millisecond)
+	require.Eventually(t, func() bool {
+		return delivery(t, db, ep.srv.URL, 2).Attempts >= 1
+	}, 10*time.Second, 5*time.Millisecond)
 	dl2 := delivery(t, db, ep.srv.URL, 2)
 	require.NotEqual(t, store.DeliveryDead, dl2.State,
 		"event 2 given up after %d attempt(s)", dl2.Attempts)
+}
+
+// TestNewEventOvertakesRetriedEventOfItsSubscription: a pass woken by a
+// new event looks only at the events after the last one seen; it must
+// still hold back a new event of a subscription whose earlier event
+// waits for a retry, while delivering other subscriptions' events, and
+// deliver both in order once the retry is due.
+func TestNewEventOvertakesRetriedEventOfItsSubscription(t *testing.T) {
+	t.Parallel()
+	db := rt.OpenStore(t).Receiver()
+	ep := newEndpoint(t)
+	ep.down.Store(true)
+	start := time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)
+	var offset atomic.Int64
+	clock := func() time.Time {
+		return start.Add(time.Duration(offset.Load()))
+	}
+	appendEvents(t, db, 1, start)
+	d := webhook.New(webhook.Config{Store: db, URLs: []string{ep.srv.URL},
+		Secret: []byte("s"), Log: btclog.Disabled,
+		InitialBackoff: time.Hour, MaxBackoff: time.Hour, Now: clock,
+		Jitter: func(d time.Duration) time.Duration { return d }})
+	runDispatcher(t, d)
+	require.Eventually(t, func() bool {
+		return delivery(t, db, ep.srv.URL, 1).Attempts == 1
+	}, 10*time.Second, 5*time.Millisecond)
+
+	ep.down.Store(false)
+	appendEvents(t, db, 1, start)
+	require.NoError(t, db.Update(context.Background(),
+		func(tx store.ReceiverTx) error {
+			return tx.AppendEvent(&store.Event{SubID: store.SubID{8},
+				Type:    store.EventPaymentReceived,
+				Payload: []byte(`{}`), CreatedAt: start})
+		}))
+	d.Notify()
+	// Event 3 (another subscription) goes through; event 2 waits
+	// behind event 1, which is not due yet.
+	require.Eventually(t, func() bool {
+		return len(ep.received()) > 0
+	}, 10*time.Second, 5*time.Millisecond)
+	require.Equal(t, []uint64{3}, ep.received())
+
+	offset.Store(int64(time.Hour))
+	d.Notify()
+	require.Eventually(t, func() bool {
+		return len(ep.received()) == 3
+	}, 10*time.Second, 5*time.Millisecond)
+	require.Equal(t, []uint64{3, 1, 2}, ep.received())
 }

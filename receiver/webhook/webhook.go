@@ -140,6 +140,16 @@ type endpoint struct {
 	// rewound tells a pass running while Rewind lowered the floor not
 	// to move it up again with what it scanned before.
 	rewound bool
+	// seen is the last event the previous pass looked at (0: the next
+	// pass is a full one). While no retry is due, a pass only looks at
+	// the events after it, with blocked and due as that pass left them:
+	// a down endpoint does not reread its backlog for every new event.
+	seen store.EventID
+	// blocked are the subscriptions with an event waiting for a retry
+	// here, as of seen.
+	blocked map[store.SubID]bool
+	// due is the earliest retry due here, as of seen (zero: none).
+	due time.Time
 
 	// Touched only by the endpoint's goroutine.
 	//
@@ -160,22 +170,59 @@ type accepted struct {
 	at   time.Time
 }
 
-// startPass returns where a pass starts (after the floor).
-func (ep *endpoint) startPass() store.EventID {
+// passStart is where a pass starts and what it knows already.
+type passStart struct {
+	after store.EventID
+	// full is a pass over the whole queue from the floor; otherwise it
+	// looks only at the events after the last one seen.
+	full    bool
+	blocked map[store.SubID]bool
+	next    time.Time
+}
+
+// startPass returns where a pass starts: after the floor (a full pass)
+// when a retry is due or nothing was seen since the start or a rewind,
+// else after the last event seen, with the blocked subscriptions and the
+// earliest retry the previous pass left.
+func (ep *endpoint) startPass(now time.Time) passStart {
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
 	ep.rewound = false
-	return ep.floor
+	if ep.seen == 0 || ep.seen < ep.floor ||
+		(!ep.due.IsZero() && !now.Before(ep.due)) {
+
+		return passStart{after: ep.floor, full: true,
+			blocked: map[store.SubID]bool{}}
+	}
+	blocked := make(map[store.SubID]bool, len(ep.blocked))
+	for sub := range ep.blocked {
+		blocked[sub] = true
+	}
+	return passStart{after: ep.seen, blocked: blocked, next: ep.due}
 }
 
-// advance moves the floor up to floor after a complete pass, unless a
-// rewind came in meanwhile.
-func (ep *endpoint) advance(floor store.EventID) {
+// advance moves the floor up to floor after a complete pass and keeps
+// what it saw for the next one, unless a rewind came in meanwhile.
+func (ep *endpoint) advance(floor, seen store.EventID,
+	blocked map[store.SubID]bool, due time.Time) {
+
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
-	if !ep.rewound && floor > ep.floor {
+	if ep.rewound {
+		return
+	}
+	if floor > ep.floor {
 		ep.floor = floor
 	}
+	ep.seen, ep.blocked, ep.due = seen, blocked, due
+}
+
+// forget makes the next pass a full one (after a pass that failed half
+// way, whose view of the queue is incomplete).
+func (ep *endpoint) forget() {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	ep.seen = 0
 }
 
 // rewind lowers the floor below id, so the next pass scans it again.
@@ -186,6 +233,7 @@ func (ep *endpoint) rewind(id store.EventID) {
 		ep.floor = id - 1
 	}
 	ep.rewound = true
+	ep.seen = 0
 }
 
 // Dispatcher delivers pending events, one independent queue per endpoint,
@@ -311,6 +359,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 func (d *Dispatcher) runEndpoint(ctx context.Context, ep *endpoint) {
 	for {
 		next, err := d.pass(ctx, ep)
+		if err != nil {
+			ep.forget()
+		}
 		switch {
 		case err != nil && ctx.Err() == nil:
 			ep.passErrs++
@@ -343,10 +394,12 @@ func (d *Dispatcher) runEndpoint(ctx context.Context, ep *endpoint) {
 }
 
 // pass tries every event due at ep once, oldest first, holding back later
-// events of a subscription whose earlier event waits for a retry there. It
-// starts after the endpoint's floor and, once it has seen the whole queue,
-// moves the floor up to just below the oldest event still pending here. It
-// returns the earliest time a retry is due (zero: none).
+// events of a subscription whose earlier event waits for a retry there. A
+// full pass (a retry is due) starts after the endpoint's floor and, once
+// it has seen the whole queue, moves the floor up to just below the oldest
+// event still pending here; a pass woken by new events only looks at the
+// events after the last one seen. It returns the earliest time a retry is
+// due (zero: none).
 func (d *Dispatcher) pass(ctx context.Context, ep *endpoint) (time.Time,
 	error) {
 
@@ -365,10 +418,11 @@ func (d *Dispatcher) pass(ctx context.Context, ep *endpoint) (time.Time,
 		ev *store.Event
 		dl *store.Delivery
 	}
+	start := ep.startPass(d.cfg.Now())
 	var (
-		next    time.Time
-		blocked = map[store.SubID]bool{}
-		after   = ep.startPass()
+		next    = start.next
+		blocked = start.blocked
+		after   = start.after
 		// open is the oldest event seen still pending here (0: none).
 		open store.EventID
 	)
@@ -392,11 +446,18 @@ func (d *Dispatcher) pass(ctx context.Context, ep *endpoint) (time.Time,
 			return next, err
 		}
 		if len(items) == 0 {
-			floor := after
-			if open != 0 {
+			// A pass after seen knows nothing pending below it
+			// only if nothing was blocked before it: every event
+			// pending here blocks its subscription.
+			var floor store.EventID
+			switch {
+			case !start.full && len(start.blocked) > 0:
+			case open != 0:
 				floor = open - 1
+			default:
+				floor = after
 			}
-			ep.advance(floor)
+			ep.advance(floor, after, blocked, next)
 			return next, nil
 		}
 		for _, it := range items {
