@@ -78,8 +78,10 @@ type Delivery struct {
 	LastError   string
 	// FinishedAt is when it was delivered or given up.
 	FinishedAt time.Time
-	// RetrySince restarts the give-up clock after a manual retry (zero:
-	// the event's creation time).
+	// RetrySince is when the give-up clock started: the first failed
+	// attempt at this endpoint, or the last manual retry (zero: not
+	// attempted yet, or attempted before the clock was kept, which
+	// counts from the event's creation).
 	RetrySince time.Time
 }
 
