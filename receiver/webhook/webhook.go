@@ -844,7 +844,10 @@ func (d *Dispatcher) post(ctx context.Context, ep *endpoint, id string,
 
 // RedactURL is rawURL fit for logs and last_error: user information and
 // query (where endpoints keep tokens) are replaced by "REDACTED", the
-// fragment dropped.
+// fragment dropped, and the path kept to its first segment, the rest
+// replaced by "REDACTED": Slack, Discord and Zapier put the token in the
+// path (/services/T../B../<token>, /api/webhooks/<id>/<token>). The
+// endpoint's we_ id tells endpoints apart.
 func RedactURL(rawURL string) string {
 	if rawURL == "" {
 		return `""`
@@ -858,6 +861,11 @@ func RedactURL(rawURL string) string {
 	out.RawQuery = ""
 	out.ForceQuery = false
 	out.Fragment, out.RawFragment = "", ""
+	if first, rest, ok := strings.Cut(strings.TrimPrefix(u.Path, "/"),
+		"/"); ok && rest != "" {
+
+		out.Path, out.RawPath = "/"+first+"/REDACTED", ""
+	}
 	s := out.String()
 	if u.User != nil {
 		s = strings.Replace(s, "//", "//REDACTED@", 1)
