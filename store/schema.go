@@ -99,9 +99,9 @@ var migrations = []migration{
 	{
 		from: 6,
 		what: "Event.FinishedAt: the webhook endpoints an event " +
-			"finished at (nothing to rewrite: an older record " +
-			"reads it as not kept, and its deliveries read as " +
-			"before)",
+			"finished at, and Delivery.Manual: a manual retry " +
+			"(nothing to rewrite: an older record reads them as " +
+			"not kept and false, and reads as before)",
 		apply: func(*txn) error { return nil },
 	},
 }

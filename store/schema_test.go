@@ -228,7 +228,8 @@ var schemaHistory = map[uint32]schemaLayout{
 			"Event": {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12},
 			// IdemRecord.Applied (9): false in older records.
 			"IdemRecord": {1, 2, 3, 4, 5, 6, 7, 8, 9},
-			"Delivery":   {1, 2, 3, 4, 5, 6},
+			// Delivery.Manual (7): false in older records.
+			"Delivery": {1, 2, 3, 4, 5, 6, 7},
 			"SenderSubscription": {1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12,
 				20, 21, 22, 23, 24, 30, 31, 32, 33,
 				40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53},

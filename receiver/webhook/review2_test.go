@@ -197,3 +197,63 @@ func TestNewEventOvertakesRetriedEventOfItsSubscription(t *testing.T) {
 	}, 10*time.Second, 5*time.Millisecond)
 	require.Equal(t, []uint64{3, 1, 2}, ep.received())
 }
+
+// TestRetriedDeadLetterHoldsBackLaterEvents: a dead letter retried by
+// hand while its endpoint still fails waits for its next attempt; it held
+// back every newer event of its subscription at that endpoint for up to
+// the whole retry period, though those had gone on when it was given up.
+func TestRetriedDeadLetterHoldsBackLaterEvents(t *testing.T) {
+	t.Parallel()
+	db := rt.OpenStore(t).Receiver()
+	ep := newEndpoint(t)
+	ep.down.Store(true)
+	urls := []string{ep.srv.URL}
+	start := time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)
+	var offset atomic.Int64
+	clock := func() time.Time {
+		return start.Add(time.Duration(offset.Load()))
+	}
+	appendEvents(t, db, 1, start)
+	d := webhook.New(webhook.Config{Store: db, URLs: urls,
+		Secret: []byte("s"), Log: btclog.Disabled,
+		InitialBackoff: time.Hour, MaxBackoff: time.Hour,
+		GiveUpAfter: time.Hour, Now: clock,
+		Jitter: func(d time.Duration) time.Duration { return d }})
+	runDispatcher(t, d)
+	require.Eventually(t, func() bool {
+		return delivery(t, db, ep.srv.URL, 1).Attempts == 1
+	}, 10*time.Second, 5*time.Millisecond)
+	offset.Store(int64(time.Hour))
+	d.Notify()
+	require.Eventually(t, func() bool {
+		return delivery(t, db, ep.srv.URL, 1).State ==
+			store.DeliveryDead
+	}, 10*time.Second, 5*time.Millisecond)
+
+	// Retried while the endpoint still fails: attempt 3 fails, the
+	// next is an hour away.
+	require.NoError(t, db.Update(context.Background(),
+		func(tx store.ReceiverTx) error {
+			ev, err := tx.Event(1)
+			if err != nil {
+				return err
+			}
+			_, err = webhook.Retry(tx, urls, ev.UID, clock())
+			return err
+		}))
+	d.Rewind(1)
+	require.Eventually(t, func() bool {
+		return delivery(t, db, ep.srv.URL, 1).Attempts == 3
+	}, 10*time.Second, 5*time.Millisecond)
+
+	ep.down.Store(false)
+	appendEvents(t, db, 1, clock())
+	d.Notify()
+	require.Eventually(t, func() bool {
+		return len(ep.received()) == 1
+	}, 10*time.Second, 5*time.Millisecond,
+		"event 2 waits behind the retried dead letter")
+	require.Equal(t, []uint64{2}, ep.received())
+	require.Equal(t, store.DeliveryPending,
+		delivery(t, db, ep.srv.URL, 1).State)
+}

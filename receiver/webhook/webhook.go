@@ -150,6 +150,8 @@ type endpoint struct {
 	blocked map[store.SubID]bool
 	// due is the earliest retry due here, as of seen (zero: none).
 	due time.Time
+	// open is the oldest event pending here, as of seen (0: none).
+	open store.EventID
 
 	// Touched only by the endpoint's goroutine.
 	//
@@ -178,6 +180,9 @@ type passStart struct {
 	full    bool
 	blocked map[store.SubID]bool
 	next    time.Time
+	// open is the oldest event still pending here as of after (0:
+	// none).
+	open store.EventID
 }
 
 // startPass returns where a pass starts: after the floor (a full pass)
@@ -198,12 +203,13 @@ func (ep *endpoint) startPass(now time.Time) passStart {
 	for sub := range ep.blocked {
 		blocked[sub] = true
 	}
-	return passStart{after: ep.seen, blocked: blocked, next: ep.due}
+	return passStart{after: ep.seen, blocked: blocked, next: ep.due,
+		open: ep.open}
 }
 
 // advance moves the floor up to floor after a complete pass and keeps
 // what it saw for the next one, unless a rewind came in meanwhile.
-func (ep *endpoint) advance(floor, seen store.EventID,
+func (ep *endpoint) advance(floor, seen, open store.EventID,
 	blocked map[store.SubID]bool, due time.Time) {
 
 	ep.mu.Lock()
@@ -214,7 +220,7 @@ func (ep *endpoint) advance(floor, seen store.EventID,
 	if floor > ep.floor {
 		ep.floor = floor
 	}
-	ep.seen, ep.blocked, ep.due = seen, blocked, due
+	ep.seen, ep.open, ep.blocked, ep.due = seen, open, blocked, due
 }
 
 // forget makes the next pass a full one (after a pass that failed half
@@ -424,7 +430,7 @@ func (d *Dispatcher) pass(ctx context.Context, ep *endpoint) (time.Time,
 		blocked = start.blocked
 		after   = start.after
 		// open is the oldest event seen still pending here (0: none).
-		open store.EventID
+		open = start.open
 	)
 	for {
 		var items []item
@@ -446,18 +452,11 @@ func (d *Dispatcher) pass(ctx context.Context, ep *endpoint) (time.Time,
 			return next, err
 		}
 		if len(items) == 0 {
-			// A pass after seen knows nothing pending below it
-			// only if nothing was blocked before it: every event
-			// pending here blocks its subscription.
-			var floor store.EventID
-			switch {
-			case !start.full && len(start.blocked) > 0:
-			case open != 0:
+			floor := after
+			if open != 0 {
 				floor = open - 1
-			default:
-				floor = after
 			}
-			ep.advance(floor, after, blocked, next)
+			ep.advance(floor, after, open, blocked, next)
 			return next, nil
 		}
 		for _, it := range items {
@@ -486,7 +485,13 @@ func (d *Dispatcher) try(ctx context.Context, ep *endpoint, ev *store.Event,
 		return nil
 	}
 	due := func() {
-		blocked[ev.SubID] = true
+		// A manually retried event does not hold back the later
+		// events of its subscription: they went on when it was
+		// given up, and waiting behind it could take the whole
+		// retry period.
+		if !dl.Manual {
+			blocked[ev.SubID] = true
+		}
 		if next.IsZero() || dl.NextAttempt.Before(*next) {
 			*next = dl.NextAttempt
 		}
@@ -538,7 +543,8 @@ func sameDelivery(a, b *store.Delivery) bool {
 	return a.State == b.State && a.Attempts == b.Attempts &&
 		a.NextAttempt.Equal(b.NextAttempt) &&
 		a.RetrySince.Equal(b.RetrySince) &&
-		a.FinishedAt.Equal(b.FinishedAt) && a.LastError == b.LastError
+		a.FinishedAt.Equal(b.FinishedAt) && a.LastError == b.LastError &&
+		a.Manual == b.Manual
 }
 
 // record writes the outcome of one attempt at ep over the row dl was read
@@ -612,6 +618,7 @@ func (d *Dispatcher) outcome(dl *store.Delivery, ev *store.Event,
 	if postErr == nil {
 		dl.State, dl.FinishedAt = store.DeliveryDelivered, now
 		dl.LastError, dl.NextAttempt = "", time.Time{}
+		dl.Manual = false
 		return
 	}
 	// The give-up clock runs from the first attempt at this endpoint
@@ -632,7 +639,7 @@ func (d *Dispatcher) outcome(dl *store.Delivery, ev *store.Event,
 		d.cfg.InitialBackoff, d.cfg.MaxBackoff)))
 	if now.Sub(since) >= d.cfg.GiveUpAfter {
 		dl.State, dl.FinishedAt = store.DeliveryDead, now
-		dl.NextAttempt = time.Time{}
+		dl.NextAttempt, dl.Manual = time.Time{}, false
 	}
 }
 
@@ -792,7 +799,7 @@ func Retry(tx store.ReceiverTx, urls []string, uid store.EventUID,
 		}
 		dl.State = store.DeliveryPending
 		dl.NextAttempt, dl.RetrySince = now, now
-		dl.FinishedAt = time.Time{}
+		dl.FinishedAt, dl.Manual = time.Time{}, true
 		if err := tx.PutDelivery(dl); err != nil {
 			return nil, err
 		}
