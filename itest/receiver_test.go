@@ -128,8 +128,9 @@ func newRcv(t *testing.T, node *regtest.Node, hookURL string) *rcv {
 }
 
 // hookSecret is written into the receiver's webhook.secret file (0600):
-// the daemon refuses --webhook.secret on the command line.
-const hookSecret = "whsec_itest_0123456789abcdef0123456789abcdef"
+// the daemon refuses --webhook.secret on the command line. A "whsec_"
+// secret must continue in base64 of at least 32 bytes (64 hex digits are).
+const hookSecret = "whsec_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 // data is the daemon's data directory.
 func (r *rcv) data() string {

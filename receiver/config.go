@@ -38,7 +38,7 @@ type WebhookConfig struct {
 	InitialBackoff  time.Duration `long:"initialbackoff" description:"First retry delay"`
 	MaxBackoff      time.Duration `long:"maxbackoff" description:"Longest retry delay"`
 	Timeout         time.Duration `long:"timeout" description:"Timeout of one delivery"`
-	GiveUpAfter     time.Duration `long:"giveupafter" description:"Stop retrying an event at an endpoint this long after it was created (the dead-letter state; POST /v1/webhooks/events/{id}/retry tries again)"`
+	GiveUpAfter     time.Duration `long:"giveupafter" description:"Stop retrying an event at an endpoint this long after its first attempt there (the dead-letter state; POST /v1/webhooks/events/{id}/retry tries again)"`
 }
 
 // Ledger backends (--db.backend).

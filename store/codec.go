@@ -100,6 +100,48 @@ func recBytes(t tlv.Type, v *[]byte) tlv.Record {
 		tlv.EVarBytes, dBytes)
 }
 
+// recEndpoints stores a list of endpoint ids as their bytes, one after
+// the other. A record of length zero (written for a nil list) reads as
+// nil: "not kept".
+func recEndpoints(t tlv.Type, v *[]EndpointID) tlv.Record {
+	return tlv.MakeDynamicRecord(t, v, func() uint64 {
+		return uint64(len(*v) * len(EndpointID{}))
+	}, eEndpoints, dEndpoints)
+}
+
+func eEndpoints(w io.Writer, val interface{}, _ *[8]byte) error {
+	v, ok := val.(*[]EndpointID)
+	if !ok {
+		return tlv.NewTypeForEncodingErr(val, "[]EndpointID")
+	}
+	for _, ep := range *v {
+		if _, err := w.Write(ep[:]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func dEndpoints(r io.Reader, val interface{}, _ *[8]byte, l uint64) error {
+	v, ok := val.(*[]EndpointID)
+	size := uint64(len(EndpointID{}))
+	if !ok || l > maxFieldLen || l%size != 0 {
+		return tlv.NewTypeForDecodingErr(val, "[]EndpointID", l,
+			maxFieldLen)
+	}
+	b, err := readN(r, l)
+	if err != nil || l == 0 {
+		*v = nil
+		return err
+	}
+	out := make([]EndpointID, 0, l/size)
+	for i := uint64(0); i < l; i += size {
+		out = append(out, EndpointID(b[i:i+size]))
+	}
+	*v = out
+	return nil
+}
+
 func e16(w io.Writer, val interface{}, _ *[8]byte) error {
 	v, ok := val.(*[16]byte)
 	if !ok {
@@ -295,6 +337,7 @@ func (e *Event) records() []tlv.Record {
 		recBool(9, &e.Delivered),
 		recTime(10, &e.DeliveredAt),
 		rec16(11, (*[16]byte)(&e.UID)),
+		recEndpoints(12, &e.FinishedAt),
 	}
 }
 

@@ -78,9 +78,15 @@ type Delivery struct {
 	LastError   string
 	// FinishedAt is when it was delivered or given up.
 	FinishedAt time.Time
-	// RetrySince restarts the give-up clock after a manual retry (zero:
-	// the event's creation time).
+	// RetrySince is when the give-up clock started: the first failed
+	// attempt at this endpoint, or the last manual retry (zero: not
+	// attempted yet, or attempted before the clock was kept, which
+	// counts from the event's creation).
 	RetrySince time.Time
+	// Manual marks a row made pending by a manual retry until it
+	// finishes again: it does not hold back later events of its
+	// subscription, which went on when it was given up.
+	Manual bool
 }
 
 func (d *Delivery) records() []tlv.Record {
@@ -91,6 +97,7 @@ func (d *Delivery) records() []tlv.Record {
 		recString(4, &d.LastError),
 		recTime(5, &d.FinishedAt),
 		recTime(6, &d.RetrySince),
+		recBool(7, &d.Manual),
 	}
 }
 

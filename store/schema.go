@@ -19,7 +19,7 @@ import (
 // older binary that rewrote such a record would silently drop them. Every
 // layout change bumps it, with a step in migrations; TestStoredFieldAddedWithoutSchemaBump
 // fails until both are done (see the package comment).
-const SchemaVersion uint32 = 7
+const SchemaVersion uint32 = 8
 
 // migration upgrades a store by one schema version.
 type migration struct {
@@ -101,6 +101,14 @@ var migrations = []migration{
 		what: "sender: Attempt.Destination, the provider node an " +
 			"attempt is sent to (nothing to rewrite: older attempts " +
 			"read it as zero, which means the offer's primary node)",
+		apply: func(*txn) error { return nil },
+	},
+	{
+		from: 7,
+		what: "Event.FinishedAt: the webhook endpoints an event " +
+			"finished at, and Delivery.Manual: a manual retry " +
+			"(nothing to rewrite: an older record reads them as " +
+			"not kept and false, and reads as before)",
 		apply: func(*txn) error { return nil },
 	},
 }

@@ -431,6 +431,26 @@ type Event struct {
 	LastError   string
 	Delivered   bool
 	DeliveredAt time.Time
+	// FinishedAt lists the webhook endpoints the event was delivered or
+	// given up at when it left the pending queue, so an endpoint added
+	// later is not taken for one that has it (its delivered rows are
+	// deleted then). Nil for an event finished before the list was kept.
+	FinishedAt []EndpointID
+}
+
+// FinishedAtEndpoint tells whether a finished event was delivered or
+// given up at ep; known is false for an event whose list was not kept
+// (finished before it was, or never finished).
+func (e *Event) FinishedAtEndpoint(ep EndpointID) (at, known bool) {
+	if !e.Delivered || e.FinishedAt == nil {
+		return false, false
+	}
+	for _, f := range e.FinishedAt {
+		if f == ep {
+			return true, true
+		}
+	}
+	return false, true
 }
 
 // Offer is what the payer subscribed to: whom to pay and on what terms.

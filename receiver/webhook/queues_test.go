@@ -192,11 +192,18 @@ func TestDeadLetterAfterGiveUpThenRetry(t *testing.T) {
 		return deliveries(t, db, urls, 1)[0].Attempts >= 1
 	}, 10*time.Second, 5*time.Millisecond)
 
+	// Event 2 waits behind event 1; its own give-up clock starts at
+	// its first attempt, when event 1 is given up.
 	now.Store(start.Add(time.Hour).UnixNano())
+	require.Eventually(t, func() bool {
+		return deliveries(t, db, urls, 2)[0].Attempts >= 1
+	}, 10*time.Second, 5*time.Millisecond)
+	require.Equal(t, "dead", deliveries(t, db, urls, 1)[0].State)
+	require.Equal(t, "pending", deliveries(t, db, urls, 2)[0].State)
+	now.Store(start.Add(2 * time.Hour).UnixNano())
 	require.Eventually(t, func() bool {
 		return deliveries(t, db, urls, 2)[0].State == "dead"
 	}, 10*time.Second, 5*time.Millisecond)
-	require.Equal(t, "dead", deliveries(t, db, urls, 1)[0].State)
 	var uid store.EventUID
 	require.NoError(t, db.View(context.Background(),
 		func(tx store.ReceiverTx) error {

@@ -175,6 +175,13 @@ func TestRedactURL(t *testing.T) {
 		{"https://u:p@h.example/hook", "https://REDACTED@h.example/hook"},
 		{"https://h.example/hook?k=v#frag", "https://h.example/hook?REDACTED"},
 		{"https://u@h.example:8443/?", "https://REDACTED@h.example:8443/?REDACTED"},
+		// Tokens in the path (Slack, Discord): the first segment stays.
+		{"https://hooks.slack.com/services/T0001/B0002/abcdefghijklmnopqrstuvwx",
+			"https://hooks.slack.com/services/REDACTED"},
+		{"https://discord.com/api/webhooks/1234567890/tok-en_value",
+			"https://discord.com/api/REDACTED"},
+		{"https://h.example/hook/", "https://h.example/hook/"},
+		{"https://h.example", "https://h.example"},
 		{"", `""`},
 		{"http://[::1", "(unparsable URL)"},
 	}

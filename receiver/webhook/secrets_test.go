@@ -173,3 +173,47 @@ func TestStandardKeyOfAnyOtherSecret(t *testing.T) {
 	require.NoError(t, verifyStandard("whsec_"+
 		base64.StdEncoding.EncodeToString(secret), h, body, ts))
 }
+
+// TestWhsecSecretThatIsNotBase64Accepted: a secret written "whsec_..."
+// whose rest is not valid padded base64 (here 62 hex digits, e.g.
+// `openssl rand -hex 31`) passed the config check, and the Standard
+// Webhooks key silently fell back to the raw bytes, so a Standard
+// Webhooks library given the secret "as it is" (what the docs say for
+// whsec_ secrets) failed to decode it or verified with a different key.
+// "whsec_" + 28 base64 characters is 34 bytes, enough for the length
+// check, but its Standard Webhooks key was only 21 bytes. Both are now
+// refused, naming the option and never repeating the secret.
+func TestWhsecSecretThatIsNotBase64Accepted(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		secret string
+		refuse bool
+	}{
+		{"rest not base64", "whsec_" + strings.Repeat("ab", 31), true},
+		{"rest unpadded base64", "whsec_" + strings.Repeat("QUFB", 11) +
+			"QQ", true},
+		{"decoded key of 21 bytes", "whsec_" +
+			strings.Repeat("QUFB", 7), true},
+		{"generated (64 hex digits)", "whsec_" +
+			strings.Repeat("0f", 32), false},
+		{"base64 of 32 bytes", "whsec_" + base64.StdEncoding.
+			EncodeToString([]byte(strings.Repeat("k", 32))), false},
+		{"no prefix", strings.Repeat("ab", 31), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := webhook.CheckSecret([]byte(tc.secret),
+				"--the.option")
+			if !tc.refuse {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, webhook.ErrWeakSecret)
+			require.Contains(t, err.Error(), "--the.option")
+			rest := strings.TrimPrefix(tc.secret, "whsec_")
+			require.NotContains(t, err.Error(), rest)
+		})
+	}
+}

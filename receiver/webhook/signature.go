@@ -101,12 +101,17 @@ func Verify(secret []byte, header string, body []byte, now time.Time,
 	return nil
 }
 
+// standardPrefix marks a secret written the Standard Webhooks way: the
+// prefix, then the key in padded standard base64.
+const standardPrefix = "whsec_"
+
 // StandardKey is the HMAC key a Standard Webhooks library derives from a
 // secret: the base64 after "whsec_" decoded (the generated secrets,
-// "whsec_" and 64 hex digits, are such base64). Any other secret is used
-// as it is; a library then needs it as "whsec_" + base64(secret).
+// "whsec_" and 64 hex digits, are such base64; CheckSecret refuses a
+// "whsec_" secret that does not decode). Any other secret is used as it
+// is; a library then needs it as "whsec_" + base64(secret).
 func StandardKey(secret []byte) []byte {
-	if rest, ok := strings.CutPrefix(string(secret), "whsec_"); ok {
+	if rest, ok := strings.CutPrefix(string(secret), standardPrefix); ok {
 		if key, err := base64.StdEncoding.DecodeString(rest); err == nil &&
 			len(key) > 0 {
 

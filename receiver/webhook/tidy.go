@@ -99,9 +99,15 @@ func (d *Dispatcher) tidy(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			d.cfg.Log.Infof("webhook: %d events left the pending "+
-				"queue (finished at every configured endpoint)",
-				len(done))
+			// Named, so an endpoint removed by mistake can be
+			// given them again: re-added, it shows them
+			// not_sent, and a retry sends them there.
+			d.cfg.Log.Warnf("webhook: %d events (%d to %d) left "+
+				"the pending queue, finished at every "+
+				"configured endpoint; an endpoint removed "+
+				"from the config does not get them (re-add "+
+				"it and POST /v1/webhooks/events/{id}/retry)",
+				len(done), done[0], done[len(done)-1])
 		}
 		if scanned < tidyBatch {
 			return nil

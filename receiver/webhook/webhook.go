@@ -109,8 +109,9 @@ type Config struct {
 	// InitialBackoff and MaxBackoff shape the retry schedule.
 	InitialBackoff, MaxBackoff time.Duration
 	// GiveUpAfter is how long an event is retried at one endpoint,
-	// counted from its creation (or from a manual retry), before it is
-	// given up there: the dead-letter state (DefaultGiveUpAfter if 0).
+	// counted from its first failed attempt there (or from a manual
+	// retry), before it is given up there: the dead-letter state
+	// (DefaultGiveUpAfter if 0).
 	GiveUpAfter time.Duration
 	// Jitter spreads a retry delay (nil: a uniform pick in [d/2, d]).
 	Jitter func(d time.Duration) time.Duration
@@ -139,6 +140,18 @@ type endpoint struct {
 	// rewound tells a pass running while Rewind lowered the floor not
 	// to move it up again with what it scanned before.
 	rewound bool
+	// seen is the last event the previous pass looked at (0: the next
+	// pass is a full one). While no retry is due, a pass only looks at
+	// the events after it, with blocked and due as that pass left them:
+	// a down endpoint does not reread its backlog for every new event.
+	seen store.EventID
+	// blocked are the subscriptions with an event waiting for a retry
+	// here, as of seen.
+	blocked map[store.SubID]bool
+	// due is the earliest retry due here, as of seen (zero: none).
+	due time.Time
+	// open is the oldest event pending here, as of seen (0: none).
+	open store.EventID
 
 	// Touched only by the endpoint's goroutine.
 	//
@@ -159,22 +172,63 @@ type accepted struct {
 	at   time.Time
 }
 
-// startPass returns where a pass starts (after the floor).
-func (ep *endpoint) startPass() store.EventID {
+// passStart is where a pass starts and what it knows already.
+type passStart struct {
+	after store.EventID
+	// full is a pass over the whole queue from the floor; otherwise it
+	// looks only at the events after the last one seen.
+	full    bool
+	blocked map[store.SubID]bool
+	next    time.Time
+	// open is the oldest event still pending here as of after (0:
+	// none).
+	open store.EventID
+}
+
+// startPass returns where a pass starts: after the floor (a full pass)
+// when a retry is due or nothing was seen since the start or a rewind,
+// else after the last event seen, with the blocked subscriptions and the
+// earliest retry the previous pass left.
+func (ep *endpoint) startPass(now time.Time) passStart {
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
 	ep.rewound = false
-	return ep.floor
+	if ep.seen == 0 || ep.seen < ep.floor ||
+		(!ep.due.IsZero() && !now.Before(ep.due)) {
+
+		return passStart{after: ep.floor, full: true,
+			blocked: map[store.SubID]bool{}}
+	}
+	blocked := make(map[store.SubID]bool, len(ep.blocked))
+	for sub := range ep.blocked {
+		blocked[sub] = true
+	}
+	return passStart{after: ep.seen, blocked: blocked, next: ep.due,
+		open: ep.open}
 }
 
-// advance moves the floor up to floor after a complete pass, unless a
-// rewind came in meanwhile.
-func (ep *endpoint) advance(floor store.EventID) {
+// advance moves the floor up to floor after a complete pass and keeps
+// what it saw for the next one, unless a rewind came in meanwhile.
+func (ep *endpoint) advance(floor, seen, open store.EventID,
+	blocked map[store.SubID]bool, due time.Time) {
+
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
-	if !ep.rewound && floor > ep.floor {
+	if ep.rewound {
+		return
+	}
+	if floor > ep.floor {
 		ep.floor = floor
 	}
+	ep.seen, ep.open, ep.blocked, ep.due = seen, open, blocked, due
+}
+
+// forget makes the next pass a full one (after a pass that failed half
+// way, whose view of the queue is incomplete).
+func (ep *endpoint) forget() {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	ep.seen = 0
 }
 
 // rewind lowers the floor below id, so the next pass scans it again.
@@ -185,6 +239,7 @@ func (ep *endpoint) rewind(id store.EventID) {
 		ep.floor = id - 1
 	}
 	ep.rewound = true
+	ep.seen = 0
 }
 
 // Dispatcher delivers pending events, one independent queue per endpoint,
@@ -310,6 +365,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 func (d *Dispatcher) runEndpoint(ctx context.Context, ep *endpoint) {
 	for {
 		next, err := d.pass(ctx, ep)
+		if err != nil {
+			ep.forget()
+		}
 		switch {
 		case err != nil && ctx.Err() == nil:
 			ep.passErrs++
@@ -342,10 +400,12 @@ func (d *Dispatcher) runEndpoint(ctx context.Context, ep *endpoint) {
 }
 
 // pass tries every event due at ep once, oldest first, holding back later
-// events of a subscription whose earlier event waits for a retry there. It
-// starts after the endpoint's floor and, once it has seen the whole queue,
-// moves the floor up to just below the oldest event still pending here. It
-// returns the earliest time a retry is due (zero: none).
+// events of a subscription whose earlier event waits for a retry there. A
+// full pass (a retry is due) starts after the endpoint's floor and, once
+// it has seen the whole queue, moves the floor up to just below the oldest
+// event still pending here; a pass woken by new events only looks at the
+// events after the last one seen. It returns the earliest time a retry is
+// due (zero: none).
 func (d *Dispatcher) pass(ctx context.Context, ep *endpoint) (time.Time,
 	error) {
 
@@ -364,12 +424,13 @@ func (d *Dispatcher) pass(ctx context.Context, ep *endpoint) (time.Time,
 		ev *store.Event
 		dl *store.Delivery
 	}
+	start := ep.startPass(d.cfg.Now())
 	var (
-		next    time.Time
-		blocked = map[store.SubID]bool{}
-		after   = ep.startPass()
+		next    = start.next
+		blocked = start.blocked
+		after   = start.after
 		// open is the oldest event seen still pending here (0: none).
-		open store.EventID
+		open = start.open
 	)
 	for {
 		var items []item
@@ -395,7 +456,7 @@ func (d *Dispatcher) pass(ctx context.Context, ep *endpoint) (time.Time,
 			if open != 0 {
 				floor = open - 1
 			}
-			ep.advance(floor)
+			ep.advance(floor, after, open, blocked, next)
 			return next, nil
 		}
 		for _, it := range items {
@@ -424,7 +485,13 @@ func (d *Dispatcher) try(ctx context.Context, ep *endpoint, ev *store.Event,
 		return nil
 	}
 	due := func() {
-		blocked[ev.SubID] = true
+		// A manually retried event does not hold back the later
+		// events of its subscription: they went on when it was
+		// given up, and waiting behind it could take the whole
+		// retry period.
+		if !dl.Manual {
+			blocked[ev.SubID] = true
+		}
 		if next.IsZero() || dl.NextAttempt.Before(*next) {
 			*next = dl.NextAttempt
 		}
@@ -476,7 +543,8 @@ func sameDelivery(a, b *store.Delivery) bool {
 	return a.State == b.State && a.Attempts == b.Attempts &&
 		a.NextAttempt.Equal(b.NextAttempt) &&
 		a.RetrySince.Equal(b.RetrySince) &&
-		a.FinishedAt.Equal(b.FinishedAt) && a.LastError == b.LastError
+		a.FinishedAt.Equal(b.FinishedAt) && a.LastError == b.LastError &&
+		a.Manual == b.Manual
 }
 
 // record writes the outcome of one attempt at ep over the row dl was read
@@ -550,27 +618,38 @@ func (d *Dispatcher) outcome(dl *store.Delivery, ev *store.Event,
 	if postErr == nil {
 		dl.State, dl.FinishedAt = store.DeliveryDelivered, now
 		dl.LastError, dl.NextAttempt = "", time.Time{}
+		dl.Manual = false
 		return
 	}
+	// The give-up clock runs from the first attempt at this endpoint
+	// (or a manual retry), not from the event's creation: an event that
+	// waited in order behind another one, through downtime, or for an
+	// endpoint added later gets its whole retry period here. A row
+	// attempted before the clock was kept falls back to the creation.
+	switch {
+	case dl.RetrySince.IsZero() && dl.Attempts == 0:
+		dl.RetrySince = now
+	case dl.RetrySince.IsZero():
+		dl.RetrySince = ev.CreatedAt
+	}
+	since := dl.RetrySince
 	dl.Attempts++
 	dl.LastError = postErr.Error()
-	since := dl.RetrySince
-	if since.IsZero() {
-		since = ev.CreatedAt
-	}
 	dl.NextAttempt = now.Add(d.cfg.Jitter(Delay(dl.Attempts,
 		d.cfg.InitialBackoff, d.cfg.MaxBackoff)))
 	if now.Sub(since) >= d.cfg.GiveUpAfter {
 		dl.State, dl.FinishedAt = store.DeliveryDead, now
-		dl.NextAttempt = time.Time{}
+		dl.NextAttempt, dl.Manual = time.Time{}, false
 	}
 }
 
 // settle updates the event's summary after an attempt at ep (nil: none):
 // it leaves the pending queue once every configured endpoint has it
-// delivered or given up. Its delivered rows are then deleted (an absent
-// row of a finished event reads as delivered); dead rows stay, as the
-// dead-letter record a manual retry works from.
+// delivered or given up, and records which endpoints those were. Its
+// delivered rows are then deleted (an absent row of a finished event
+// reads as delivered at the endpoints it finished at, as not sent at any
+// other); dead rows stay, as the dead-letter record a manual retry works
+// from.
 func (d *Dispatcher) settle(tx store.ReceiverTx, id store.EventID,
 	ep *endpoint, postErr error, now time.Time) error {
 
@@ -604,6 +683,10 @@ func (d *Dispatcher) settle(tx store.ReceiverTx, id store.EventID,
 	}
 	if done {
 		ev.Delivered, ev.DeliveredAt = true, now
+		ev.FinishedAt = make([]store.EndpointID, 0, len(d.eps))
+		for _, e := range d.eps {
+			ev.FinishedAt = append(ev.FinishedAt, e.id)
+		}
 		for _, e := range delivered {
 			if err := tx.DeleteDelivery(e, id); err != nil {
 				return err
@@ -624,6 +707,22 @@ type DeliveryView struct {
 	FinishedAt  *time.Time `json:"finished_at,omitempty"`
 }
 
+// StateNotSent is the API's state of a finished event at an endpoint it
+// was never sent to (one configured after the event left the queue).
+const StateNotSent = "not_sent"
+
+// finishedState is the state of a finished event at ep whose row reads
+// pending (absent): the row of a delivered endpoint is deleted once the
+// event is finished everywhere, and events delivered before per-endpoint
+// state was kept have none; an endpoint the event did not finish at
+// never had it.
+func finishedState(ev *store.Event, ep store.EndpointID) string {
+	if at, known := ev.FinishedAtEndpoint(ep); known && !at {
+		return StateNotSent
+	}
+	return store.DeliveryDelivered.String()
+}
+
 // Deliveries returns ev's state at each of urls.
 func Deliveries(tx store.ReceiverTx, urls []string, ev *store.Event) (
 	[]DeliveryView, error) {
@@ -638,10 +737,7 @@ func Deliveries(tx store.ReceiverTx, urls []string, ev *store.Event) (
 			URL: RedactURL(u), State: dl.State.String(),
 			Attempts: dl.Attempts, LastError: dl.LastError}
 		if ev.Delivered && dl.State == store.DeliveryPending {
-			// The row of a delivered endpoint is deleted once the
-			// event is finished everywhere (and events delivered
-			// before per-endpoint state was kept have none).
-			v.State = store.DeliveryDelivered.String()
+			v.State = finishedState(ev, dl.Endpoint)
 		}
 		if dl.State == store.DeliveryPending && dl.Attempts > 0 {
 			t := dl.NextAttempt.UTC()
@@ -659,7 +755,11 @@ func Deliveries(tx store.ReceiverTx, urls []string, ev *store.Event) (
 // ErrNoEndpoints is returned by Retry when no webhook URL is configured.
 var ErrNoEndpoints = errors.New("no webhook endpoints configured")
 
-// Retry makes the event with public id uid due now at urls (RetryEvent).
+// Retry makes the event with public id uid due now at urls (RetryEvent):
+// at the endpoints where it is dead or still pending or was never sent
+// (added after the event finished), or, if every endpoint has it, at all
+// of them again (a resend). The give-up clock restarts. The caller wakes
+// the dispatcher.
 func Retry(tx store.ReceiverTx, urls []string, uid store.EventUID,
 	now time.Time) (*store.Event, error) {
 
@@ -691,7 +791,9 @@ func RetryEvent(tx store.ReceiverTx, urls []string, ev *store.Event,
 		if err != nil {
 			return err
 		}
-		if ev.Delivered && dl.State == store.DeliveryPending {
+		if ev.Delivered && dl.State == store.DeliveryPending &&
+			finishedState(ev, dl.Endpoint) != StateNotSent {
+
 			dl.State = store.DeliveryDelivered
 		}
 		if dl.State != store.DeliveryDelivered {
@@ -711,12 +813,13 @@ func RetryEvent(tx store.ReceiverTx, urls []string, ev *store.Event,
 		}
 		dl.State = store.DeliveryPending
 		dl.NextAttempt, dl.RetrySince = now, now
-		dl.FinishedAt = time.Time{}
+		dl.FinishedAt, dl.Manual = time.Time{}, true
 		if err := tx.PutDelivery(dl); err != nil {
 			return err
 		}
 	}
 	ev.Delivered, ev.DeliveredAt, ev.NextAttempt = false, time.Time{}, now
+	ev.FinishedAt = nil
 	return tx.PutEvent(ev)
 }
 
@@ -762,7 +865,10 @@ func (d *Dispatcher) post(ctx context.Context, ep *endpoint, id string,
 
 // RedactURL is rawURL fit for logs and last_error: user information and
 // query (where endpoints keep tokens) are replaced by "REDACTED", the
-// fragment dropped.
+// fragment dropped, and the path kept to its first segment, the rest
+// replaced by "REDACTED": Slack, Discord and Zapier put the token in the
+// path (/services/T../B../<token>, /api/webhooks/<id>/<token>). The
+// endpoint's we_ id tells endpoints apart.
 func RedactURL(rawURL string) string {
 	if rawURL == "" {
 		return `""`
@@ -776,6 +882,11 @@ func RedactURL(rawURL string) string {
 	out.RawQuery = ""
 	out.ForceQuery = false
 	out.Fragment, out.RawFragment = "", ""
+	if first, rest, ok := strings.Cut(strings.TrimPrefix(u.Path, "/"),
+		"/"); ok && rest != "" {
+
+		out.Path, out.RawPath = "/"+first+"/REDACTED", ""
+	}
 	s := out.String()
 	if u.User != nil {
 		s = strings.Replace(s, "//", "//REDACTED@", 1)

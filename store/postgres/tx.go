@@ -695,18 +695,54 @@ func (t *tx) SetAddIndex(v uint64) error { return t.setNodeIndex("add_index", v)
 // ---- events ----
 
 const eventCols = `id, uid, sub_id, type, payload, created_ns, attempts,
-	next_attempt_ns, last_error, delivered, delivered_ns`
+	next_attempt_ns, last_error, delivered, delivered_ns, finished_at`
+
+// finishedAtCol is Event.FinishedAt as stored: NULL for nil (not kept),
+// else the endpoint ids concatenated.
+func finishedAtCol(eps []store.EndpointID) []byte {
+	if eps == nil {
+		return nil
+	}
+	out := make([]byte, 0, len(eps)*len(store.EndpointID{}))
+	for _, ep := range eps {
+		out = append(out, ep[:]...)
+	}
+	return out
+}
+
+// finishedAtOf reads finishedAtCol back; valid is false for NULL.
+func finishedAtOf(b []byte, valid bool) ([]store.EndpointID, error) {
+	if !valid {
+		return nil, nil
+	}
+	n := len(store.EndpointID{})
+	if len(b)%n != 0 {
+		return nil, fmt.Errorf("%w: finished_at of %d bytes",
+			store.ErrCorrupt, len(b))
+	}
+	out := make([]store.EndpointID, 0, len(b)/n)
+	for i := 0; i < len(b); i += n {
+		var ep store.EndpointID
+		copy(ep[:], b[i:i+n])
+		out = append(out, ep)
+	}
+	return out, nil
+}
 
 func scanEvent(r pgx.Row) (*store.Event, error) {
 	var (
 		ev                          store.Event
 		id, created, attempts, next int64
 		delivered                   int64
-		uid, sub                    []byte
+		uid, sub, finished          []byte
 		typ                         int32
 	)
 	err := r.Scan(&id, &uid, &sub, &typ, &ev.Payload, &created, &attempts,
-		&next, &ev.LastError, &ev.Delivered, &delivered)
+		&next, &ev.LastError, &ev.Delivered, &delivered, &finished)
+	if err != nil {
+		return nil, err
+	}
+	ev.FinishedAt, err = finishedAtOf(finished, finished != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -781,11 +817,12 @@ func (t *tx) AppendEvent(ev *store.Event) error {
 	var id int64
 	err := t.queryRow(`INSERT INTO events (uid, sub_id, type, payload,
 			created_ns, attempts, next_attempt_ns, last_error, delivered,
-			delivered_ns)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id`,
+			delivered_ns, finished_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`,
 		[]any{ev.UID[:], ev.SubID[:], int32(ev.Type), payload,
 			ns(ev.CreatedAt), int64(ev.Attempts), ns(ev.NextAttempt),
-			ev.LastError, ev.Delivered, ns(ev.DeliveredAt)}, &id)
+			ev.LastError, ev.Delivered, ns(ev.DeliveredAt),
+			finishedAtCol(ev.FinishedAt)}, &id)
 	if err != nil {
 		return fmt.Errorf("append event: %w", err)
 	}
@@ -813,11 +850,11 @@ func (t *tx) PutEvent(ev *store.Event) error {
 	tag, err := t.exec(`UPDATE events SET uid = $2, sub_id = $3, type = $4,
 			payload = $5, created_ns = $6, attempts = $7,
 			next_attempt_ns = $8, last_error = $9, delivered = $10,
-			delivered_ns = $11
+			delivered_ns = $11, finished_at = $12
 		WHERE id = $1`, int64(ev.ID), ev.UID[:], ev.SubID[:],
 		int32(ev.Type), payload, ns(ev.CreatedAt), int64(ev.Attempts),
 		ns(ev.NextAttempt), ev.LastError, ev.Delivered,
-		ns(ev.DeliveredAt))
+		ns(ev.DeliveredAt), finishedAtCol(ev.FinishedAt))
 	switch {
 	case err != nil:
 		return fmt.Errorf("event %d: %w", ev.ID, err)
@@ -887,10 +924,10 @@ func (t *tx) Delivery(ep store.EndpointID, id store.EventID) (*store.Delivery,
 		attempts, next, finished, retrySince int64
 	)
 	err := t.queryRow(`SELECT state, attempts, next_attempt_ns, last_error,
-			finished_ns, retry_since_ns
+			finished_ns, retry_since_ns, manual
 		FROM deliveries WHERE endpoint = $1 AND event_id = $2`,
 		[]any{ep[:], int64(id)}, &state, &attempts, &next, &d.LastError,
-		&finished, &retrySince)
+		&finished, &retrySince, &d.Manual)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return d, nil
@@ -908,14 +945,14 @@ func (t *tx) Delivery(ep store.EndpointID, id store.EventID) (*store.Delivery,
 func (t *tx) PutDelivery(d *store.Delivery) error {
 	_, err := t.exec(`INSERT INTO deliveries (endpoint, event_id, state,
 			attempts, next_attempt_ns, last_error, finished_ns,
-			retry_since_ns)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			retry_since_ns, manual)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		ON CONFLICT (endpoint, event_id) DO UPDATE SET state = $3,
 			attempts = $4, next_attempt_ns = $5, last_error = $6,
-			finished_ns = $7, retry_since_ns = $8`,
+			finished_ns = $7, retry_since_ns = $8, manual = $9`,
 		d.Endpoint[:], int64(d.Event), int16(d.State), int64(d.Attempts),
 		ns(d.NextAttempt), d.LastError, ns(d.FinishedAt),
-		ns(d.RetrySince))
+		ns(d.RetrySince), d.Manual)
 	if err != nil {
 		return fmt.Errorf("delivery of event %d to %s: %w", d.Event,
 			d.Endpoint, err)
@@ -1037,7 +1074,7 @@ func (t *tx) ForEachDelivery(ep store.EndpointID, after store.EventID,
 				state                               int16
 			)
 			err := r.Scan(&id, &state, &attempts, &next,
-				&d.LastError, &finished, &since)
+				&d.LastError, &finished, &since, &d.Manual)
 			d.Event = store.EventID(id)
 			d.State = store.DeliveryState(state)
 			d.Attempts = uint32(attempts)
@@ -1046,7 +1083,7 @@ func (t *tx) ForEachDelivery(ep store.EndpointID, after store.EventID,
 			d.RetrySince = fromNS(since)
 			return d, err
 		}, `SELECT event_id, state, attempts, next_attempt_ns, last_error,
-				finished_ns, retry_since_ns
+				finished_ns, retry_since_ns, manual
 			FROM deliveries WHERE endpoint = $1 AND event_id > $2
 			ORDER BY event_id LIMIT $3`, ep[:], cursor, scanChunk)
 		if err != nil {

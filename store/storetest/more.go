@@ -52,7 +52,8 @@ func testDeliveries(t *testing.T, open Open) {
 
 	want := &store.Delivery{Endpoint: ep1, Event: ev.ID,
 		State: store.DeliveryDead, Attempts: 7, NextAttempt: At(20),
-		LastError: "HTTP 500", FinishedAt: At(30), RetrySince: At(10)}
+		LastError: "HTTP 500", FinishedAt: At(30), RetrySince: At(10),
+		Manual: true}
 	require.NoError(t, rs.Update(ctx, func(tx store.ReceiverTx) error {
 		return tx.PutDelivery(want)
 	}))

@@ -402,6 +402,14 @@ func testReceiverEvents(t *testing.T, open Open) {
 		if err := tx.MarkEventDelivered(2, At(50)); err != nil {
 			return err
 		}
+		done, err := tx.Event(2)
+		if err != nil {
+			return err
+		}
+		done.FinishedAt = []store.EndpointID{{1}, {0xff, 2}}
+		if err := tx.PutEvent(done); err != nil {
+			return err
+		}
 		ev, err := tx.Event(3)
 		if err != nil {
 			return err
@@ -421,11 +429,14 @@ func testReceiverEvents(t *testing.T, open Open) {
 		{"delivered", 2, func(t *testing.T, ev *store.Event) {
 			require.True(t, ev.Delivered)
 			require.True(t, ev.DeliveredAt.Equal(At(50)))
+			require.Equal(t, []store.EndpointID{{1}, {0xff, 2}},
+				ev.FinishedAt)
 		}, nil},
 		{"retried", 3, func(t *testing.T, ev *store.Event) {
 			require.False(t, ev.Delivered)
 			require.EqualValues(t, 1, ev.Attempts)
 			require.Equal(t, "HTTP 503", ev.LastError)
+			require.Nil(t, ev.FinishedAt, "not kept")
 		}, nil},
 		{"missing", 9, nil, store.ErrNotFound},
 	}

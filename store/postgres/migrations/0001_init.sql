@@ -134,7 +134,10 @@ CREATE TABLE events (
 	next_attempt_ns bigint NOT NULL,
 	last_error     text NOT NULL,
 	delivered      boolean NOT NULL,
-	delivered_ns   bigint NOT NULL
+	delivered_ns   bigint NOT NULL,
+	-- The webhook endpoints (8-byte ids, concatenated) the event was
+	-- delivered or given up at when it finished; NULL: not kept.
+	finished_at    bytea CHECK (octet_length(finished_at) % 8 = 0)
 );
 CREATE INDEX events_pending ON events (id) WHERE NOT delivered;
 
@@ -147,6 +150,7 @@ CREATE TABLE deliveries (
 	last_error     text NOT NULL,
 	finished_ns    bigint NOT NULL,
 	retry_since_ns bigint NOT NULL,
+	manual         boolean NOT NULL DEFAULT false,
 	PRIMARY KEY (endpoint, event_id)
 );
 
