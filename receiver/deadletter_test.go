@@ -281,8 +281,22 @@ func TestDashboardRetryNeverReachedTheDispatcher(t *testing.T) {
 			}))
 		return got.Delivered
 	}
+	// The give-up clock starts at the first attempt at the endpoint.
+	attempted := func() bool {
+		var dl *store.Delivery
+		require.NoError(t, d.api.db.View(t.Context(),
+			func(tx store.ReceiverTx) error {
+				var err error
+				dl, err = tx.Delivery(store.NewEndpointID(srv.URL),
+					ev.ID)
+				return err
+			}))
+		return dl.Attempts > 0
+	}
+	require.Eventually(t, attempted, 10*time.Second, 5*time.Millisecond,
+		"first attempt at the down endpoint")
 	// Past the give-up time at the down endpoint: a dead letter.
-	now.Store(start.Add(time.Hour).UnixNano())
+	now.Store(start.Add(time.Hour + time.Second).UnixNano())
 	hooks.Notify()
 	require.Eventually(t, func() bool {
 		return state() == store.DeliveryDead && delivered()
