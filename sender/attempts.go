@@ -300,15 +300,22 @@ func (e *Engine) runAttempt(ctx context.Context, r *subRun, ar *attemptRun,
 // subscriptions waiting for one decide again.
 func (e *Engine) freeSlot() {
 	e.mu.Lock()
-	e.slots++
 	e.inFlight--
 	e.metricsInFlightLocked()
+	e.releaseSlotLocked()
+	e.mu.Unlock()
+	e.wake()
+}
+
+// releaseSlotLocked gives a payment slot back and reschedules the
+// subscriptions that found none meanwhile (slotWait): nothing else wakes
+// them. Every path that frees a slot goes through here.
+func (e *Engine) releaseSlotLocked() {
+	e.slots++
 	for id, w := range e.slotWait {
 		e.scheduleLocked(w, e.clock.Now())
 		delete(e.slotWait, id)
 	}
-	e.mu.Unlock()
-	e.wake()
 }
 
 // markHanded notes that the attempt is being handed to lnd: lnd may hold

@@ -275,7 +275,9 @@ func (e *Engine) createAndRun(ctx context.Context, r *subRun, cancel bool) {
 	e.mu.Lock()
 	r.creating = false
 	if err != nil {
-		e.slots++
+		// A subscription that found no slot while this creation
+		// held it waits in slotWait for it.
+		e.releaseSlotLocked()
 		e.mu.Unlock()
 		switch {
 		case errors.Is(err, errNotActive), errors.Is(err, ErrCapReached):
@@ -299,8 +301,8 @@ func (e *Engine) createAndRun(ctx context.Context, r *subRun, cancel bool) {
 		// Stopping: the stored attempt is resolved with lnd at the
 		// next start.
 		ar.running = false
-		e.slots++
 		e.inFlight--
+		e.releaseSlotLocked()
 		e.mu.Unlock()
 		return
 	}

@@ -123,7 +123,8 @@ func ageSplit(ctx context.Context, rs store.ReceiverStore, ids []store.SubID,
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
 	case errors.Is(err, store.ErrDiskFull), errors.Is(err, store.ErrFailed),
-		errors.Is(err, store.ErrClosed):
+		errors.Is(err, store.ErrClosed),
+		errors.Is(err, store.ErrUnavailable):
 		return nil, err
 	case len(ids) == 1:
 		onErr(ids[0], err)
