@@ -204,6 +204,11 @@ type Engine struct {
 	recovering int
 	running    bool
 	inFlight   int
+	// waiting is set while the scheduler waits for its timer (timerDue,
+	// zero for none) or a wake-up; tests read both to know the engine
+	// is quiescent (see Run).
+	waiting  bool
+	timerDue time.Time
 
 	wakeCh chan struct{}
 	wg     sync.WaitGroup

@@ -145,29 +145,66 @@ func (h *harness) eventually(cond func() bool, msg string) {
 	require.Eventually(h.t, cond, waitFor, pollStep, msg)
 }
 
-// idle reports whether no payment is being worked on and the scheduler
-// waits for its timer.
+// idle reports whether the engine is quiescent: no payment in flight, none
+// being created or booked (a payment's slot is freed at lnd's final state,
+// before its outcome is booked), no wake-up pending, nothing due, and the
+// scheduler waiting for the timer of its next due subscription. Only moving
+// the clock (or the test) changes anything then. A check of inFlight alone
+// saw "idle" while an outcome was still being booked, and the clock was
+// moved under it.
 func (h *harness) idle() bool {
-	h.eng.mu.Lock()
-	running := h.eng.inFlight
-	h.eng.mu.Unlock()
-	return running == 0 && !h.clock.NextWake().IsZero()
+	e := h.eng
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.waiting || len(e.wakeCh) > 0 || e.inFlight > 0 ||
+		e.recovering > 0 {
+
+		return false
+	}
+	for _, r := range e.subs {
+		if r.creating {
+			return false
+		}
+		for _, ar := range r.open {
+			if ar.running {
+				return false
+			}
+		}
+	}
+	if e.queue.Len() == 0 {
+		return e.timerDue.IsZero()
+	}
+	due := e.queue[0].due
+	return due.After(h.clock.Now()) && due.Equal(e.timerDue)
 }
 
 // idleHeld reports whether every running payment has reached the fake
-// router (they are all held there).
+// router (they are all held there) and none is being created.
 func (h *harness) idleHeld() bool {
 	h.eng.mu.Lock()
 	running := h.eng.inFlight
+	creating := false
+	for _, r := range h.eng.subs {
+		creating = creating || r.creating
+	}
 	h.eng.mu.Unlock()
-	return running == len(h.router.Held())
+	return !creating && running == len(h.router.Held())
 }
 
 // drive polls cond, moving the clock to the scheduler's next wake-up
-// (a retry or payment time) between polls.
+// (a retry or payment time) between polls. The clock moves only while the
+// engine is idle, and cond is judged then too, so a payment still being
+// created or booked is never overtaken by the next one.
 func (h *harness) drive(cond func() bool, msg string) {
 	h.t.Helper()
 	h.eventually(func() bool {
+		if cond() {
+			return true
+		}
+		if !h.idle() {
+			return false
+		}
+		// cond may have come true while the engine settled.
 		if cond() {
 			return true
 		}

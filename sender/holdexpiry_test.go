@@ -79,6 +79,9 @@ func TestHoldExpiryIsNotARefusal(t *testing.T) {
 			h.router.SetDecide(nil)
 			h.drive(func() bool { return h.view(id).Payments == 1 },
 				"paid after the receiver came back")
+			// The booking is on disk before the engine's view leaves
+			// the waiting state: judge the state once it is done.
+			h.eventually(h.idle, "payment booked")
 			require.Equal(t, StateActive, h.view(id).State)
 			require.Equal(t, []uint64{1, 2},
 				sequences(t, h.router.Payments()))
@@ -118,6 +121,7 @@ func TestReceiverDownForThreeHoldTimesNeverRefuses(t *testing.T) {
 	}
 	h.router.SetDecide(nil)
 	h.drive(func() bool { return h.view(id).Payments == 1 }, "paid")
+	h.eventually(h.idle, "payment booked")
 	require.Equal(t, StateActive, h.view(id).State)
 }
 

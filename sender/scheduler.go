@@ -47,9 +47,12 @@ func (e *Engine) Run(ctx context.Context, router PaymentSender) error {
 
 		e.mu.Lock()
 		var timer <-chan time.Time
+		e.timerDue = time.Time{}
 		if e.queue.Len() > 0 {
-			timer = e.clock.After(e.queue[0].due.Sub(e.clock.Now()))
+			e.timerDue = e.queue[0].due
+			timer = e.clock.After(e.timerDue.Sub(e.clock.Now()))
 		}
+		e.waiting = true
 		e.mu.Unlock()
 
 		select {
@@ -58,6 +61,9 @@ func (e *Engine) Run(ctx context.Context, router PaymentSender) error {
 		case <-ctx.Done():
 			return nil
 		}
+		e.mu.Lock()
+		e.waiting = false
+		e.mu.Unlock()
 	}
 }
 
