@@ -248,10 +248,18 @@ func NewEngine(cfg EngineConfig, db store.SenderStore, clock Clock,
 
 // newSubRun builds the live view of a stored subscription.
 func (e *Engine) newSubRun(s *store.SenderSubscription) (*subRun, error) {
-	o, err := tlv.ParseOffer(s.OfferString)
+	// Stored offers are parsed leniently: an older sender accepted offers
+	// whose extra_node_ids this version refuses, and one of them must not
+	// stop the daemon. New offers were checked strictly by Add.
+	o, dropped, err := tlv.ParseStoredOffer(s.OfferString)
 	if err != nil {
 		return nil, fmt.Errorf("subscription %s: stored offer: %w",
 			s.ID, err)
+	}
+	if dropped != nil {
+		e.log.Warnf("Subscription %s: its stored offer's extra nodes "+
+			"are invalid (accepted by an older version); paying "+
+			"node %s only: %v", s.ID, o.Node, dropped)
 	}
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = e.cfg.BackoffInitial
