@@ -730,6 +730,21 @@ func (e *Engine) finishUnavailable(ctx context.Context, r *subRun,
 	e.metrics.failed("receiver_unavailable")
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	// Each node of a cluster has its own receiver: one that is down
+	// behind a running lnd is a node failure, so new payments move to
+	// the offer's next node (sticky; the primary is tried again after
+	// primaryRetryAfter). This attempt is closed and lnd keeps its hash
+	// FAILED, and the next one has a fresh sequence and hash, so nothing
+	// can be paid twice.
+	if len(r.dest.nodes) > 1 {
+		from := attemptDestination(r, ar.a)
+		if r.dest.index(from) >= 0 && r.dest.paying() == from {
+			next := r.dest.nextNode(from)
+			e.moveOnLocked(r, from, next)
+			why += "; paying node " + next.String() + " instead of " +
+				from.String()
+		}
+	}
 	e.setWaitingLocked(r, why)
 	e.payLog.Warnf("Subscription %s: %s; paying again from %s", r.id, why,
 		r.notBefore.UTC().Format(time.RFC3339))

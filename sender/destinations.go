@@ -23,10 +23,14 @@ import (
 //     FAILED, which is final (nothing of it is in flight), never on a broken
 //     status stream, an unreachable own lnd or a payment still in flight.
 //
-// Only NO_ROUTE to a node lnd can't reach moves it: NO_ROUTE because the
-// fee limit is below every route's fee is the payer's terms, which another
-// node would not cure (see probeNoRoute), and a refusal or a hold expiry
-// comes from the shared ledger behind every node.
+// Only NO_ROUTE to a node lnd can't reach moves an attempt: NO_ROUTE
+// because the fee limit is below every route's fee to that node is judged
+// by probeNoRoute. A refusal comes from the shared ledger behind every node
+// and moves nothing. A hold expiry is different: each node has its own
+// receiver daemon, and one that is down behind a running lnd holds every
+// keysend until lnd's hold time runs out. That closes the attempt (its
+// hash stays FAILED in lnd) and moves new payments to the next node
+// (finishUnavailable); the next attempt has a fresh sequence and hash.
 
 // primaryRetryAfter is how long new payments stay on the node a
 // subscription failed over to ("sticky") before the offer's primary node is
@@ -124,7 +128,7 @@ func (e *Engine) failoverBeforeResend(ctx context.Context, r *subRun,
 
 		return nil
 	}
-	next := nodes[(r.dest.index(from)+1)%len(nodes)]
+	next := r.dest.nextNode(from)
 
 	a.Destination = next
 	a.UpdatedAt = e.clock.Now()
@@ -138,21 +142,37 @@ func (e *Engine) failoverBeforeResend(ctx context.Context, r *subRun,
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ar.a = &a
-	d := &r.dest
-	if d.paying() == from {
-		d.cur = d.index(next)
-		switch {
-		case d.cur == 0:
-			d.leftPrimaryAt = time.Time{}
-		case from == d.nodes[0]:
-			d.leftPrimaryAt = e.clock.Now()
-		}
-	}
+	e.moveOnLocked(r, from, next)
 	e.payLog.Warnf("Subscription %s seq %d: node %s unreachable "+
 		"(no_route, lnd failed the payment); failing over to node %s "+
 		"with the same hash", a.SubID, a.Seq, from, next)
 	e.changed()
 	return nil
+}
+
+// nextNode is the node after from in the offer's order (after the last,
+// the primary again).
+func (d *destinations) nextNode(from route.Vertex) route.Vertex {
+	return d.nodes[(d.index(from)+1)%len(d.nodes)]
+}
+
+// moveOnLocked makes new payments of r follow a move from node from to
+// node next, if r still pays from (an older attempt's move must not undo a
+// newer one). Leaving the primary starts the sticky period; coming back to
+// it ends it. e.mu is held.
+func (e *Engine) moveOnLocked(r *subRun, from, next route.Vertex) {
+	d := &r.dest
+	if d.paying() != from {
+		return
+	}
+	d.cur = d.index(next)
+	switch {
+	case d.cur == 0:
+		d.leftPrimaryAt = time.Time{}
+	case from == d.nodes[0]:
+		d.leftPrimaryAt = e.clock.Now()
+	}
+	e.changed()
 }
 
 // quickFailoverLocked lets the retry of an attempt that failed with

@@ -1,0 +1,48 @@
+package sender
+
+import (
+	"testing"
+	"time"
+
+	"github.com/lightninglabs/lndclient"
+	"github.com/satstream/satstream/sender/sendertest"
+)
+
+// TestHoldExpiryAtPrimaryNeverFailsOver: a node whose receiver daemon is down behind a running lnd (the
+// common per-node failure of a cluster: each node has its own receiver)
+// holds every keysend until --keysend-hold-time and fails it. The sender
+// judges it "receiver unavailable", closes it and pays a fresh sequence...
+// to the same node, for ever, although the offer lists a node whose
+// receiver is up. Failing over here is safe: the expired attempt is closed
+// (FAILED in lnd) and the next one has a new sequence and hash.
+func TestHoldExpiryAtPrimaryNeverFailsOver(t *testing.T) {
+	primary, second := randomNode(t), randomNode(t)
+	h := newHarness(t, func(c *EngineConfig) { c.MaxInFlightPerSub = 1 })
+	c := newClusterRouter(h)
+	h.router.SetClock(h.clock)
+	h.router.SetDecide(func(req lndclient.SendPaymentRequest) sendertest.Outcome {
+		if req.Target == primary {
+			return sendertest.Outcome{Hold: true}
+		}
+		return sendertest.Succeed(10)
+	})
+	runCluster(h, c)
+	id := h.add(clusterOffer(t, primary, second), TermsRequest{
+		Increment: dur(time.Minute), Buffer: dur(0),
+	})
+	for i := 0; i < 5; i++ {
+		h.drive(func() bool {
+			return len(h.router.Held()) == 1 && h.idleHeld()
+		}, "a payment held at the primary")
+		h.clock.Advance(holdTime)
+		h.router.Resolve(h.router.Held()[0], refusal)
+		h.eventually(func() bool {
+			return len(h.router.Held()) == 0 && h.idle()
+		}, "expired")
+		if sendsTo(h.router.Payments(), second) > 0 {
+			return
+		}
+	}
+	t.Fatalf("5 hold expiries at the primary, 0 payments to the second "+
+		"node; waiting: %q", h.view(id).Waiting)
+}
