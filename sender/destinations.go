@@ -123,12 +123,10 @@ func (e *Engine) failoverBeforeResend(ctx context.Context, r *subRun,
 		return nil
 	}
 	from := attemptDestination(r, &a)
-	if _, feeLimit := probeNoRoute(ctx, router, from, a.Amount,
-		a.MaxFee); feeLimit {
-
+	next, why, ok := e.failoverTarget(ctx, r, router, from, &a)
+	if !ok {
 		return nil
 	}
-	next := r.dest.nextNode(from)
 
 	a.Destination = next
 	a.UpdatedAt = e.clock.Now()
@@ -143,11 +141,41 @@ func (e *Engine) failoverBeforeResend(ctx context.Context, r *subRun,
 	defer e.mu.Unlock()
 	ar.a = &a
 	e.moveOnLocked(r, from, next)
-	e.payLog.Warnf("Subscription %s seq %d: node %s unreachable "+
-		"(no_route, lnd failed the payment); failing over to node %s "+
-		"with the same hash", a.SubID, a.Seq, from, next)
+	e.payLog.Warnf("Subscription %s seq %d: node %s %s (no_route, lnd "+
+		"failed the payment); failing over to node %s with the same "+
+		"hash", a.SubID, a.Seq, from, why, next)
 	e.changed()
 	return nil
+}
+
+// failoverTarget picks the node an attempt that failed with NO_ROUTE at
+// node from moves to, with why it leaves from, or ok false to stay. An
+// unreachable node gives way to the next in the offer's order. A fee limit
+// below every route's fee to from is no fault of the other nodes: the
+// first other node (in the offer's order after from) that routes within
+// the attempt's fee limit is chosen, as the route check that accepted the
+// subscription found one may.
+func (e *Engine) failoverTarget(ctx context.Context, r *subRun,
+	router PaymentSender, from route.Vertex, a *store.Attempt) (
+	route.Vertex, string, bool) {
+
+	_, feeLimit := probeNoRoute(ctx, router, from, a.Amount, a.MaxFee)
+	if !feeLimit {
+		return r.dest.nextNode(from), "unreachable", true
+	}
+	p, ok := router.(RouteProber)
+	if !ok {
+		return route.Vertex{}, "", false
+	}
+	n := len(r.dest.nodes)
+	start := r.dest.index(from)
+	for i := 1; i < n; i++ {
+		cand := r.dest.nodes[(start+i)%n]
+		if probeRoute(ctx, p, cand, a.Amount, a.MaxFee) == nil {
+			return cand, "routes only above the fee limit", true
+		}
+	}
+	return route.Vertex{}, "", false
 }
 
 // nextNode is the node after from in the offer's order (after the last,

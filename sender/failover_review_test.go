@@ -1,10 +1,13 @@
 package sender
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/lightninglabs/lndclient"
+	"github.com/lightningnetwork/lnd/lnwire"
+	"github.com/lightningnetwork/lnd/routing/route"
 	"github.com/satstream/satstream/sender/sendertest"
 )
 
@@ -45,4 +48,50 @@ func TestHoldExpiryAtPrimaryNeverFailsOver(t *testing.T) {
 	}
 	t.Fatalf("5 hold expiries at the primary, 0 payments to the second "+
 		"node; waiting: %q", h.view(id).Waiting)
+}
+
+// runWith runs h's engine with router r (a PaymentSender that may also be a
+// RouteProber).
+func runWith(h *harness, r PaymentSender) {
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.done = cancel, make(chan struct{})
+	go func() {
+		defer close(h.done)
+		_ = h.eng.Run(ctx, r)
+	}()
+	h.t.Cleanup(h.stop)
+	h.eventually(func() bool {
+		h.eng.mu.Lock()
+		defer h.eng.mu.Unlock()
+		return h.eng.router != nil
+	}, "engine running")
+}
+
+// TestFeeLimitAtPrimaryOnlyNeverFailsOver: checkRoutable accepts a multi-node offer because one node of
+// it routes within the fee limit, but the engine always starts at the
+// primary and never fails over on a fee-limit NO_ROUTE: the accepted
+// subscription never pays, although the second node would take every
+// payment within the payer's terms.
+func TestFeeLimitAtPrimaryOnlyNeverFailsOver(t *testing.T) {
+	primary, second := randomNode(t), randomNode(t)
+	h := newHarness(t, nil)
+	fr := &feeRouter{Router: h.router, fee: map[route.Vertex]lnwire.MilliSatoshi{
+		primary: 1_000_000, second: 0,
+	}}
+	h.router.SetDecide(func(req lndclient.SendPaymentRequest) sendertest.Outcome {
+		if req.Target == primary {
+			// Every route to the primary costs more than MaxFee.
+			return noRoute
+		}
+		return sendertest.Succeed(10)
+	})
+	runWith(h, fr)
+
+	// Accepted: the second node routes within the limit.
+	id := h.add(clusterOffer(t, primary, second), TermsRequest{
+		Increment: dur(time.Minute), Buffer: dur(0),
+	})
+	h.drive(func() bool { return h.view(id).Payments >= 1 },
+		"an accepted subscription pays through the node that routes "+
+			"within its fee limit")
 }
