@@ -12,6 +12,7 @@ import (
 	"github.com/lightningnetwork/lnd/lntypes"
 	"github.com/lightningnetwork/lnd/lnwire"
 	"github.com/lightningnetwork/lnd/record"
+	"github.com/lightningnetwork/lnd/routing/route"
 	"github.com/satstream/satstream/store"
 	"github.com/satstream/satstream/tlv"
 )
@@ -97,7 +98,7 @@ func (e *Engine) pay(ctx context.Context, r *subRun, ar *attemptRun,
 			e.payLog.Debugf("Sending %s seq %d hash %v amount %v",
 				a.SubID, a.Seq, hash, a.Amount)
 			sentAt = e.clock.Now()
-			e.markHanded(ar)
+			e.markHanded(ar, attemptDestination(r, a))
 			statuses, errs, err = e.router.SendPayment(ctx, req)
 		} else {
 			statuses, errs, err = e.router.TrackPayment(ctx, hash)
@@ -118,6 +119,9 @@ func (e *Engine) pay(ctx context.Context, r *subRun, ar *attemptRun,
 				}
 				onKnown()
 				neverSaw = false
+				if send {
+					e.markSaw(ar)
+				}
 				switch st.State {
 				case lnrpc.Payment_SUCCEEDED:
 					return st, sentAt, nil
@@ -320,11 +324,21 @@ func (e *Engine) releaseSlotLocked() {
 
 // markHanded notes that the attempt is being handed to lnd: lnd may hold
 // it from now on, whatever the call returns.
-func (e *Engine) markHanded(ar *attemptRun) {
+func (e *Engine) markHanded(ar *attemptRun, dest route.Vertex) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ar.handed = true
 	ar.notFoundAt = time.Time{}
+	ar.handedTo = dest
+	ar.sawAt = route.Vertex{}
+}
+
+// markSaw notes that lnd answered the status stream of the send last
+// handed to it: lnd has that send, to ar.handedTo.
+func (e *Engine) markSaw(ar *attemptRun) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ar.sawAt = ar.handedTo
 }
 
 // neverSawFinal judges lnd's "never saw it" about an attempt: final for

@@ -2,6 +2,7 @@ package sender
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/lightninglabs/lndclient"
@@ -118,11 +119,21 @@ func (e *Engine) failoverBeforeResend(ctx context.Context, r *subRun,
 	a := *ar.a
 	nodes := r.dest.nodes
 	router := e.router
+	sawAt := ar.sawAt
 	e.mu.Unlock()
 	if len(nodes) < 2 {
 		return nil
 	}
 	from := attemptDestination(r, &a)
+	if sawAt != from && !lastHopIs(st, from) {
+		// The FAILED may be an older send's, to another node: the
+		// send to from never reached lnd (its call errored, or a crash
+		// came after the node was stored). Send it to from first.
+		e.payLog.Infof("Subscription %s seq %d: lnd's FAILED is not "+
+			"known to come from node %s; sending there before any "+
+			"failover", a.SubID, a.Seq, from)
+		return nil
+	}
 	next, why, ok := e.failoverTarget(ctx, r, router, from, &a)
 	if !ok {
 		return nil
@@ -159,12 +170,17 @@ func (e *Engine) failoverTarget(ctx context.Context, r *subRun,
 	router PaymentSender, from route.Vertex, a *store.Attempt) (
 	route.Vertex, string, bool) {
 
-	_, feeLimit := probeNoRoute(ctx, router, from, a.Amount, a.MaxFee)
-	if !feeLimit {
-		return r.dest.nextNode(from), "unreachable", true
-	}
 	p, ok := router.(RouteProber)
 	if !ok {
+		return route.Vertex{}, "", false
+	}
+	err := probeRoute(ctx, p, from, a.Amount, a.MaxFee)
+	switch {
+	case errors.Is(err, ErrUnreachable):
+		return r.dest.nextNode(from), "unreachable", true
+	case !errors.Is(err, ErrFeeLimitBelowRoute):
+		// A route within the limit now, or lnd could not say: no
+		// reason to leave the node.
 		return route.Vertex{}, "", false
 	}
 	n := len(r.dest.nodes)
@@ -176,6 +192,20 @@ func (e *Engine) failoverTarget(ctx context.Context, r *subRun,
 		}
 	}
 	return route.Vertex{}, "", false
+}
+
+// lastHopIs reports whether the last HTLC lnd recorded for the payment
+// went to node: its route's final hop.
+func lastHopIs(st lndclient.PaymentStatus, node route.Vertex) bool {
+	for i := len(st.Htlcs) - 1; i >= 0; i-- {
+		h := st.Htlcs[i]
+		if h == nil || h.Route == nil || len(h.Route.Hops) == 0 {
+			continue
+		}
+		hops := h.Route.Hops
+		return hops[len(hops)-1].PubKey == node.String()
+	}
+	return false
 }
 
 // nextNode is the node after from in the offer's order (after the last,

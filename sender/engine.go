@@ -11,6 +11,7 @@ import (
 	"github.com/btcsuite/btclog/v2"
 	"github.com/cenkalti/backoff/v4"
 	"github.com/lightningnetwork/lnd/lnwire"
+	"github.com/lightningnetwork/lnd/routing/route"
 	"github.com/satstream/satstream/store"
 	"github.com/satstream/satstream/tlv"
 )
@@ -143,6 +144,12 @@ type attemptRun struct {
 	// failovers counts the quick retries at other nodes since the
 	// attempt last waited out a backoff (see quickFailoverLocked).
 	failovers int
+	// handedTo is the node the attempt was last handed to lnd for in this
+	// run; sawAt is that node once lnd answered that send's own status
+	// stream (so lnd has that send, and a later FAILED is about a send
+	// to it). A send whose call errored leaves sawAt zero: lnd may report
+	// an older FAILED, from another node, for the same hash.
+	handedTo, sawAt route.Vertex
 }
 
 // subRun is the engine's live view of one subscription.

@@ -2,6 +2,8 @@ package sender
 
 import (
 	"context"
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -9,6 +11,7 @@ import (
 	"github.com/lightningnetwork/lnd/lnwire"
 	"github.com/lightningnetwork/lnd/routing/route"
 	"github.com/satstream/satstream/sender/sendertest"
+	"github.com/stretchr/testify/require"
 )
 
 // TestHoldExpiryAtPrimaryNeverFailsOver: a node whose receiver daemon is down behind a running lnd (the
@@ -94,4 +97,51 @@ func TestFeeLimitAtPrimaryOnlyNeverFailsOver(t *testing.T) {
 	h.drive(func() bool { return h.view(id).Payments >= 1 },
 		"an accepted subscription pays through the node that routes "+
 			"within its fee limit")
+}
+
+// TestStaleFailedSkipsNodeNeverTried: failoverBeforeResend attributes lnd's FAILED to the attempt's
+// stored destination. After a failover stored node 2 but the send never
+// reached lnd (lnd unreachable for a moment, or a crash between the store
+// write and the send), TrackPayment still reports the primary's old
+// NO_ROUTE; the engine reads it as "node 2 unreachable" (without even
+// checking: the probe says node 2 routes) and moves the attempt on, back to
+// the dead primary, skipping the node that works.
+func TestStaleFailedSkipsNodeNeverTried(t *testing.T) {
+	primary, second := randomNode(t), randomNode(t)
+	h := newHarness(t, func(c *EngineConfig) { c.MaxInFlightPerSub = 1 })
+	c := newClusterRouter(h)
+	c.setDown(primary, true)
+
+	var (
+		mu      sync.Mutex
+		targets []route.Vertex
+		failed  bool
+	)
+	h.router.SetDecide(func(req lndclient.SendPaymentRequest) sendertest.Outcome {
+		mu.Lock()
+		defer mu.Unlock()
+		targets = append(targets, req.Target)
+		if req.Target == primary {
+			return noRoute
+		}
+		if !failed {
+			// lnd unreachable for this one call: it never saw it.
+			failed = true
+			return sendertest.Outcome{Err: errors.New("connection lost")}
+		}
+		return sendertest.Succeed(10)
+	})
+	runCluster(h, c)
+	id := h.add(clusterOffer(t, primary, second), TermsRequest{
+		Increment: dur(time.Minute), Buffer: dur(0),
+	})
+	h.drive(func() bool { return h.view(id).Payments >= 1 }, "paid")
+
+	mu.Lock()
+	defer mu.Unlock()
+	// primary (NO_ROUTE), second (never reached lnd), then second again:
+	// nothing ever reported second unreachable.
+	require.Equal(t, []route.Vertex{primary, second, second}, targets[:3],
+		"after a send to the second node that lnd never saw, the "+
+			"primary's old FAILED must not move the attempt off it")
 }
