@@ -104,6 +104,9 @@ func (e *Engine) pay(ctx context.Context, r *subRun, ar *attemptRun,
 			statuses, errs, err = e.router.TrackPayment(ctx, hash)
 		}
 		if err != nil {
+			if send {
+				e.markSendErred(ar)
+			}
 			return lndclient.PaymentStatus{}, sentAt, err
 		}
 
@@ -126,6 +129,10 @@ func (e *Engine) pay(ctx context.Context, r *subRun, ar *attemptRun,
 				case lnrpc.Payment_SUCCEEDED:
 					return st, sentAt, nil
 				case lnrpc.Payment_FAILED:
+					if !send && e.staleFailed(ar, st) {
+						return lndclient.PaymentStatus{},
+							sentAt, errMaybeStarting
+					}
 					if send || !resend ||
 						!transient(st.FailureReason) {
 						return st, sentAt, nil
@@ -165,6 +172,9 @@ func (e *Engine) pay(ctx context.Context, r *subRun, ar *attemptRun,
 					neverSaw = true
 					send = true
 					break recv
+				}
+				if send {
+					e.markSendErred(ar)
 				}
 				return lndclient.PaymentStatus{}, sentAt, err
 
@@ -331,6 +341,40 @@ func (e *Engine) markHanded(ar *attemptRun, dest route.Vertex) {
 	ar.notFoundAt = time.Time{}
 	ar.handedTo = dest
 	ar.sawAt = route.Vertex{}
+	ar.handedAt = e.clock.Now()
+	ar.sendErred = false
+}
+
+// markSendErred notes that the send last handed to lnd ended in an error
+// before lnd answered its status stream.
+func (e *Engine) markSendErred(ar *attemptRun) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ar.sendErred = true
+}
+
+// staleFailed judges lnd's FAILED about an attempt whose last send call, in
+// this run, errored: lnd's SendPaymentV2 handler does not watch the
+// caller's context and may still re-open the failed hash and send it. A
+// FAILED with no HTLC after that hand-off is therefore not final until a
+// payment timeout has passed since it (notFoundAt is set to the hand-off so
+// the retry is scheduled then).
+func (e *Engine) staleFailed(ar *attemptRun, st lndclient.PaymentStatus) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !ar.handed || !ar.sendErred || ar.handedAt.IsZero() {
+		return false
+	}
+	for _, h := range st.Htlcs {
+		if h != nil && !h.AttemptTime.Before(ar.handedAt) {
+			return false
+		}
+	}
+	if e.clock.Now().Sub(ar.handedAt) >= e.cfg.PaymentTimeout {
+		return false
+	}
+	ar.notFoundAt = ar.handedAt
+	return true
 }
 
 // markSaw notes that lnd answered the status stream of the send last

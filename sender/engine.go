@@ -150,6 +150,13 @@ type attemptRun struct {
 	// to it). A send whose call errored leaves sawAt zero: lnd may report
 	// an older FAILED, from another node, for the same hash.
 	handedTo, sawAt route.Vertex
+	// handedAt is when the attempt was last handed to lnd in this run;
+	// sendErred is set when that call ended in an error before lnd
+	// answered its status stream. lnd may still store and send such a
+	// call, so an older FAILED of the hash is not final yet (see
+	// staleFailed).
+	handedAt  time.Time
+	sendErred bool
 }
 
 // subRun is the engine's live view of one subscription.

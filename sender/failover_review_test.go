@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lightninglabs/lndclient"
+	"github.com/lightningnetwork/lnd/lnrpc"
 	"github.com/lightningnetwork/lnd/lnwire"
 	"github.com/lightningnetwork/lnd/routing/route"
 	"github.com/satstream/satstream/sender/sendertest"
@@ -144,4 +145,90 @@ func TestStaleFailedSkipsNodeNeverTried(t *testing.T) {
 	require.Equal(t, []route.Vertex{primary, second, second}, targets[:3],
 		"after a send to the second node that lnd never saw, the "+
 			"primary's old FAILED must not move the attempt off it")
+}
+
+// TestStaleFailedClosesAttemptThatLndThenPays: a FAILED seen right after a send whose call errored is not
+// final: lnd's SendPaymentV2 handler may still run PreparePayment (it does
+// not watch the caller's context), re-initialise the failed hash and send
+// it. The engine guards the "never saw it" answer with neverSawFinal but
+// trusts a stale FAILED at once. With failover, the stale FAILED is the
+// previous node's: the retry moves the attempt and, if the payer paused
+// meanwhile, closes it as failed and releases its reservation; the late
+// send to node 2 then settles and is never booked (the receiver credits
+// it, the sender's caps and history do not count it).
+func TestStaleFailedClosesAttemptThatLndThenPays(t *testing.T) {
+	primary, second := randomNode(t), randomNode(t)
+	h := newHarness(t, func(c *EngineConfig) { c.MaxInFlightPerSub = 1 })
+	c := newClusterRouter(h)
+	c.setDown(primary, true)
+
+	var (
+		mu   sync.Mutex
+		late *lndclient.SendPaymentRequest
+	)
+	h.router.SetDecide(func(req lndclient.SendPaymentRequest) sendertest.Outcome {
+		if req.Target == primary {
+			return noRoute
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if late == nil {
+			// The call errors for the caller; lnd got it and will
+			// store and send it a moment later (Arrive below).
+			r := req
+			late = &r
+			return sendertest.Outcome{Err: errors.New("connection lost")}
+		}
+		return sendertest.Succeed(10)
+	})
+	runCluster(h, c)
+	id := h.add(clusterOffer(t, primary, second), TermsRequest{
+		Increment: dur(time.Minute), Buffer: dur(0),
+	})
+	h.drive(func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return late != nil && h.idle()
+	}, "send to the second node errored")
+
+	ctx := context.Background()
+	_, err := h.eng.Apply(ctx, id, OpPause, false)
+	require.NoError(t, err)
+	mu.Lock()
+	hash := *late.PaymentHash
+	mu.Unlock()
+	tracked := h.router.Tracks(hash)
+	// The retry after the pause tracks the hash: lnd still reports the
+	// primary's FAILED, within a payment timeout of the errored send.
+	h.drive(func() bool {
+		return h.router.Tracks(hash) > tracked && h.idle()
+	},
+		"retry after pause")
+	require.Equal(t, 1, h.view(id).InFlight,
+		"attempt closed on a stale FAILED a moment after its send "+
+			"errored: %q", storedAttempt(t, h, id, 1).FailureReason)
+
+	// lnd's handler now stores and sends the call it received: settled.
+	h.router.Arrive(lateRequest(&mu, &late), sendertest.Succeed(10))
+	settled := 0
+	for _, p := range h.router.Payments() {
+		if p.Status.State == lnrpc.Payment_SUCCEEDED {
+			settled++
+		}
+	}
+	require.Equal(t, 1, settled)
+
+	h.drive(func() bool { return h.view(id).InFlight == 0 },
+		"the payment lnd made is booked")
+	a := storedAttempt(t, h, id, 1)
+	require.Equal(t, "succeeded", a.State.String(),
+		"attempt closed as failed on a stale FAILED while lnd then "+
+			"paid it: %q", a.FailureReason)
+}
+
+// lateRequest reads the late request under its lock.
+func lateRequest(mu *sync.Mutex, late **lndclient.SendPaymentRequest) lndclient.SendPaymentRequest {
+	mu.Lock()
+	defer mu.Unlock()
+	return **late
 }
