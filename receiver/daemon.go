@@ -489,6 +489,12 @@ func (d *Daemon) lndLoop(ctx context.Context) {
 			continue
 		}
 		node := services.NodePubkey
+		if err := d.cfg.Offer.CheckSelf(node); err != nil {
+			services.Close()
+			d.log.Errorf("cannot use lnd: %v", err)
+			d.fatal(err)
+			return
+		}
 		d.node.Store(&node)
 		d.lnd.Set(true)
 		// The connection's state, not only the invoice stream,

@@ -11,16 +11,20 @@ import (
 
 // OfferConfig configures the offers this receiver hands out.
 type OfferConfig struct {
-	ExtraNodes []string `long:"extranode" description:"Public key (hex) of another lnd node of this provider, whose own receiver shares this ledger; offers list this node first, then these, and senders fail over to them in this order when this node is unreachable (repeatable, at most 3; this node's own key is skipped, so one list can serve the whole cluster)"`
+	ExtraNodes []string `long:"extranode" description:"Public key (hex) of another lnd node of this provider, whose own receiver shares this ledger; offers list this node first, then these, and senders fail over to them in this order when this node is unreachable (repeatable, at most 3 besides this node; this node's own key is skipped, so one list of up to 4 keys can serve the whole cluster)"`
 }
 
 // Validate refuses extra nodes a sender could not pay or that would make
-// every offer invalid: not a key, not a point, listed twice, too many.
+// every offer invalid: not a key, not a point, listed twice, too many. The
+// list may hold this node's own key (one list shared by the whole cluster,
+// so up to tlv.MaxOfferNodes keys); CheckSelf checks what remains once
+// this node's key is known.
 func (c *OfferConfig) Validate() error {
-	if len(c.ExtraNodes) > tlv.MaxOfferNodes-1 {
+	if len(c.ExtraNodes) > tlv.MaxOfferNodes {
 		return fmt.Errorf("%w: --offer.extranode given %d times, at "+
-			"most %d (an offer lists at most %d nodes)", ErrConfig,
-			len(c.ExtraNodes), tlv.MaxOfferNodes-1, tlv.MaxOfferNodes)
+			"most %d (an offer lists at most %d nodes, this one "+
+			"included)", ErrConfig, len(c.ExtraNodes),
+			tlv.MaxOfferNodes, tlv.MaxOfferNodes)
 	}
 	seen := make(map[route.Vertex]bool, len(c.ExtraNodes))
 	for _, s := range c.ExtraNodes {
@@ -39,6 +43,20 @@ func (c *OfferConfig) Validate() error {
 				ErrConfig, s)
 		}
 		seen[v] = true
+	}
+
+	return nil
+}
+
+// CheckSelf refuses a list that, without this node's own key self, still
+// names more than tlv.MaxOfferNodes-1 other nodes: every offer would be
+// invalid.
+func (c *OfferConfig) CheckSelf(self route.Vertex) error {
+	if n := len(offerExtraNodes(self, c.Keys())); n > tlv.MaxOfferNodes-1 {
+		return fmt.Errorf("%w: --offer.extranode names %d nodes other "+
+			"than this node %s, at most %d (an offer lists at most "+
+			"%d nodes)", ErrConfig, n, self, tlv.MaxOfferNodes-1,
+			tlv.MaxOfferNodes)
 	}
 
 	return nil

@@ -40,7 +40,8 @@ func TestBadExtraNodeRefusedAtStart(t *testing.T) {
 		{"not a point", []string{"02" + strings.Repeat("ff", 32)},
 			"not a valid public key"},
 		{"twice", []string{a, b, a}, "given twice"},
-		{"four", []string{a, b, c, d}, "at most 3"},
+		{"four (this node's key among them)", []string{a, b, c, d}, ""},
+		{"five", []string{a, b, c, d, testNodeHex(t)}, "at most 4"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -87,4 +88,32 @@ func TestOfferListsClusterNodes(t *testing.T) {
 	require.Equal(t, self, o.Node)
 	require.Len(t, o.ExtraNodes, 1)
 	require.Equal(t, other, o.ExtraNodes[0])
+}
+
+// TestFourNodeClusterCannotShareExtraNodeList reproduces a 4-node cluster
+// whose nodes could not share one --offer.extranode list: Validate refused
+// the 4 keys before this node's own key was dropped. Four keys with this
+// node's among them are fine; four others are refused once this node's key
+// is known.
+func TestFourNodeClusterCannotShareExtraNodeList(t *testing.T) {
+	t.Parallel()
+
+	keys := []string{testNodeHex(t), testNodeHex(t), testNodeHex(t),
+		testNodeHex(t)}
+	c := validConfig(t)
+	c.Offer.ExtraNodes = keys
+	require.NoError(t, c.Validate())
+
+	for _, k := range keys {
+		self, err := route.NewVertexFromStr(k)
+		require.NoError(t, err)
+		require.NoError(t, c.Offer.CheckSelf(self))
+		require.Len(t, offerExtraNodes(self, c.Offer.Keys()), 3)
+	}
+
+	outsider, err := route.NewVertexFromStr(testNodeHex(t))
+	require.NoError(t, err)
+	err = c.Offer.CheckSelf(outsider)
+	require.ErrorIs(t, err, ErrConfig)
+	require.Contains(t, err.Error(), "--offer.extranode")
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/lightningnetwork/lnd/lntypes"
 	"github.com/lightningnetwork/lnd/lnwire"
 	"github.com/lightningnetwork/lnd/record"
+	"github.com/lightningnetwork/lnd/routing/route"
 	"github.com/satstream/satstream/store"
 	"github.com/satstream/satstream/tlv"
 )
@@ -97,12 +98,15 @@ func (e *Engine) pay(ctx context.Context, r *subRun, ar *attemptRun,
 			e.payLog.Debugf("Sending %s seq %d hash %v amount %v",
 				a.SubID, a.Seq, hash, a.Amount)
 			sentAt = e.clock.Now()
-			e.markHanded(ar)
+			e.markHanded(ar, attemptDestination(r, a))
 			statuses, errs, err = e.router.SendPayment(ctx, req)
 		} else {
 			statuses, errs, err = e.router.TrackPayment(ctx, hash)
 		}
 		if err != nil {
+			if send {
+				e.markSendErred(ar)
+			}
 			return lndclient.PaymentStatus{}, sentAt, err
 		}
 
@@ -118,10 +122,17 @@ func (e *Engine) pay(ctx context.Context, r *subRun, ar *attemptRun,
 				}
 				onKnown()
 				neverSaw = false
+				if send {
+					e.markSaw(ar)
+				}
 				switch st.State {
 				case lnrpc.Payment_SUCCEEDED:
 					return st, sentAt, nil
 				case lnrpc.Payment_FAILED:
+					if !send && e.staleFailed(ar, st) {
+						return lndclient.PaymentStatus{},
+							sentAt, errMaybeStarting
+					}
 					if send || !resend ||
 						!transient(st.FailureReason) {
 						return st, sentAt, nil
@@ -161,6 +172,9 @@ func (e *Engine) pay(ctx context.Context, r *subRun, ar *attemptRun,
 					neverSaw = true
 					send = true
 					break recv
+				}
+				if send {
+					e.markSendErred(ar)
 				}
 				return lndclient.PaymentStatus{}, sentAt, err
 
@@ -320,11 +334,55 @@ func (e *Engine) releaseSlotLocked() {
 
 // markHanded notes that the attempt is being handed to lnd: lnd may hold
 // it from now on, whatever the call returns.
-func (e *Engine) markHanded(ar *attemptRun) {
+func (e *Engine) markHanded(ar *attemptRun, dest route.Vertex) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ar.handed = true
 	ar.notFoundAt = time.Time{}
+	ar.handedTo = dest
+	ar.sawAt = route.Vertex{}
+	ar.handedAt = e.clock.Now()
+	ar.sendErred = false
+}
+
+// markSendErred notes that the send last handed to lnd ended in an error
+// before lnd answered its status stream.
+func (e *Engine) markSendErred(ar *attemptRun) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ar.sendErred = true
+}
+
+// staleFailed judges lnd's FAILED about an attempt whose last send call, in
+// this run, errored: lnd's SendPaymentV2 handler does not watch the
+// caller's context and may still re-open the failed hash and send it. A
+// FAILED with no HTLC after that hand-off is therefore not final until a
+// payment timeout has passed since it (notFoundAt is set to the hand-off so
+// the retry is scheduled then).
+func (e *Engine) staleFailed(ar *attemptRun, st lndclient.PaymentStatus) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !ar.handed || !ar.sendErred || ar.handedAt.IsZero() {
+		return false
+	}
+	for _, h := range st.Htlcs {
+		if h != nil && !h.AttemptTime.Before(ar.handedAt) {
+			return false
+		}
+	}
+	if e.clock.Now().Sub(ar.handedAt) >= e.cfg.PaymentTimeout {
+		return false
+	}
+	ar.notFoundAt = ar.handedAt
+	return true
+}
+
+// markSaw notes that lnd answered the status stream of the send last
+// handed to it: lnd has that send, to ar.handedTo.
+func (e *Engine) markSaw(ar *attemptRun) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ar.sawAt = ar.handedTo
 }
 
 // neverSawFinal judges lnd's "never saw it" about an attempt: final for
@@ -730,6 +788,21 @@ func (e *Engine) finishUnavailable(ctx context.Context, r *subRun,
 	e.metrics.failed("receiver_unavailable")
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	// Each node of a cluster has its own receiver: one that is down
+	// behind a running lnd is a node failure, so new payments move to
+	// the offer's next node (sticky; the primary is tried again after
+	// primaryRetryAfter). This attempt is closed and lnd keeps its hash
+	// FAILED, and the next one has a fresh sequence and hash, so nothing
+	// can be paid twice.
+	if len(r.dest.nodes) > 1 {
+		from := attemptDestination(r, ar.a)
+		if r.dest.index(from) >= 0 && r.dest.paying() == from {
+			next := r.dest.nextNode(from)
+			e.moveOnLocked(r, from, next)
+			why += "; paying node " + next.String() + " instead of " +
+				from.String()
+		}
+	}
 	e.setWaitingLocked(r, why)
 	e.payLog.Warnf("Subscription %s: %s; paying again from %s", r.id, why,
 		r.notBefore.UTC().Format(time.RFC3339))

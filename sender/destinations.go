@@ -2,6 +2,7 @@ package sender
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/lightninglabs/lndclient"
@@ -23,10 +24,14 @@ import (
 //     FAILED, which is final (nothing of it is in flight), never on a broken
 //     status stream, an unreachable own lnd or a payment still in flight.
 //
-// Only NO_ROUTE to a node lnd can't reach moves it: NO_ROUTE because the
-// fee limit is below every route's fee is the payer's terms, which another
-// node would not cure (see probeNoRoute), and a refusal or a hold expiry
-// comes from the shared ledger behind every node.
+// Only NO_ROUTE to a node lnd can't reach moves an attempt: NO_ROUTE
+// because the fee limit is below every route's fee to that node is judged
+// by probeNoRoute. A refusal comes from the shared ledger behind every node
+// and moves nothing. A hold expiry is different: each node has its own
+// receiver daemon, and one that is down behind a running lnd holds every
+// keysend until lnd's hold time runs out. That closes the attempt (its
+// hash stays FAILED in lnd) and moves new payments to the next node
+// (finishUnavailable); the next attempt has a fresh sequence and hash.
 
 // primaryRetryAfter is how long new payments stay on the node a
 // subscription failed over to ("sticky") before the offer's primary node is
@@ -114,17 +119,25 @@ func (e *Engine) failoverBeforeResend(ctx context.Context, r *subRun,
 	a := *ar.a
 	nodes := r.dest.nodes
 	router := e.router
+	sawAt := ar.sawAt
 	e.mu.Unlock()
 	if len(nodes) < 2 {
 		return nil
 	}
 	from := attemptDestination(r, &a)
-	if _, feeLimit := probeNoRoute(ctx, router, from, a.Amount,
-		a.MaxFee); feeLimit {
-
+	if sawAt != from && !lastHopIs(st, from) {
+		// The FAILED may be an older send's, to another node: the
+		// send to from never reached lnd (its call errored, or a crash
+		// came after the node was stored). Send it to from first.
+		e.payLog.Infof("Subscription %s seq %d: lnd's FAILED is not "+
+			"known to come from node %s; sending there before any "+
+			"failover", a.SubID, a.Seq, from)
 		return nil
 	}
-	next := nodes[(r.dest.index(from)+1)%len(nodes)]
+	next, why, ok := e.failoverTarget(ctx, r, router, from, &a)
+	if !ok {
+		return nil
+	}
 
 	a.Destination = next
 	a.UpdatedAt = e.clock.Now()
@@ -138,21 +151,86 @@ func (e *Engine) failoverBeforeResend(ctx context.Context, r *subRun,
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ar.a = &a
-	d := &r.dest
-	if d.paying() == from {
-		d.cur = d.index(next)
-		switch {
-		case d.cur == 0:
-			d.leftPrimaryAt = time.Time{}
-		case from == d.nodes[0]:
-			d.leftPrimaryAt = e.clock.Now()
-		}
-	}
-	e.payLog.Warnf("Subscription %s seq %d: node %s unreachable "+
-		"(no_route, lnd failed the payment); failing over to node %s "+
-		"with the same hash", a.SubID, a.Seq, from, next)
+	e.moveOnLocked(r, from, next)
+	e.payLog.Warnf("Subscription %s seq %d: node %s %s (no_route, lnd "+
+		"failed the payment); failing over to node %s with the same "+
+		"hash", a.SubID, a.Seq, from, why, next)
 	e.changed()
 	return nil
+}
+
+// failoverTarget picks the node an attempt that failed with NO_ROUTE at
+// node from moves to, with why it leaves from, or ok false to stay. An
+// unreachable node gives way to the next in the offer's order. A fee limit
+// below every route's fee to from is no fault of the other nodes: the
+// first other node (in the offer's order after from) that routes within
+// the attempt's fee limit is chosen, as the route check that accepted the
+// subscription found one may.
+func (e *Engine) failoverTarget(ctx context.Context, r *subRun,
+	router PaymentSender, from route.Vertex, a *store.Attempt) (
+	route.Vertex, string, bool) {
+
+	p, ok := router.(RouteProber)
+	if !ok {
+		return route.Vertex{}, "", false
+	}
+	err := probeRoute(ctx, p, from, a.Amount, a.MaxFee)
+	switch {
+	case errors.Is(err, ErrUnreachable):
+		return r.dest.nextNode(from), "unreachable", true
+	case !errors.Is(err, ErrFeeLimitBelowRoute):
+		// A route within the limit now, or lnd could not say: no
+		// reason to leave the node.
+		return route.Vertex{}, "", false
+	}
+	n := len(r.dest.nodes)
+	start := r.dest.index(from)
+	for i := 1; i < n; i++ {
+		cand := r.dest.nodes[(start+i)%n]
+		if probeRoute(ctx, p, cand, a.Amount, a.MaxFee) == nil {
+			return cand, "routes only above the fee limit", true
+		}
+	}
+	return route.Vertex{}, "", false
+}
+
+// lastHopIs reports whether the last HTLC lnd recorded for the payment
+// went to node: its route's final hop.
+func lastHopIs(st lndclient.PaymentStatus, node route.Vertex) bool {
+	for i := len(st.Htlcs) - 1; i >= 0; i-- {
+		h := st.Htlcs[i]
+		if h == nil || h.Route == nil || len(h.Route.Hops) == 0 {
+			continue
+		}
+		hops := h.Route.Hops
+		return hops[len(hops)-1].PubKey == node.String()
+	}
+	return false
+}
+
+// nextNode is the node after from in the offer's order (after the last,
+// the primary again).
+func (d *destinations) nextNode(from route.Vertex) route.Vertex {
+	return d.nodes[(d.index(from)+1)%len(d.nodes)]
+}
+
+// moveOnLocked makes new payments of r follow a move from node from to
+// node next, if r still pays from (an older attempt's move must not undo a
+// newer one). Leaving the primary starts the sticky period; coming back to
+// it ends it. e.mu is held.
+func (e *Engine) moveOnLocked(r *subRun, from, next route.Vertex) {
+	d := &r.dest
+	if d.paying() != from {
+		return
+	}
+	d.cur = d.index(next)
+	switch {
+	case d.cur == 0:
+		d.leftPrimaryAt = time.Time{}
+	case from == d.nodes[0]:
+		d.leftPrimaryAt = e.clock.Now()
+	}
+	e.changed()
 }
 
 // quickFailoverLocked lets the retry of an attempt that failed with

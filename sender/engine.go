@@ -11,6 +11,7 @@ import (
 	"github.com/btcsuite/btclog/v2"
 	"github.com/cenkalti/backoff/v4"
 	"github.com/lightningnetwork/lnd/lnwire"
+	"github.com/lightningnetwork/lnd/routing/route"
 	"github.com/satstream/satstream/store"
 	"github.com/satstream/satstream/tlv"
 )
@@ -143,6 +144,19 @@ type attemptRun struct {
 	// failovers counts the quick retries at other nodes since the
 	// attempt last waited out a backoff (see quickFailoverLocked).
 	failovers int
+	// handedTo is the node the attempt was last handed to lnd for in this
+	// run; sawAt is that node once lnd answered that send's own status
+	// stream (so lnd has that send, and a later FAILED is about a send
+	// to it). A send whose call errored leaves sawAt zero: lnd may report
+	// an older FAILED, from another node, for the same hash.
+	handedTo, sawAt route.Vertex
+	// handedAt is when the attempt was last handed to lnd in this run;
+	// sendErred is set when that call ended in an error before lnd
+	// answered its status stream. lnd may still store and send such a
+	// call, so an older FAILED of the hash is not final yet (see
+	// staleFailed).
+	handedAt  time.Time
+	sendErred bool
 }
 
 // subRun is the engine's live view of one subscription.
@@ -253,10 +267,18 @@ func NewEngine(cfg EngineConfig, db store.SenderStore, clock Clock,
 
 // newSubRun builds the live view of a stored subscription.
 func (e *Engine) newSubRun(s *store.SenderSubscription) (*subRun, error) {
-	o, err := tlv.ParseOffer(s.OfferString)
+	// Stored offers are parsed leniently: an older sender accepted offers
+	// whose extra_node_ids this version refuses, and one of them must not
+	// stop the daemon. New offers were checked strictly by Add.
+	o, dropped, err := tlv.ParseStoredOffer(s.OfferString)
 	if err != nil {
 		return nil, fmt.Errorf("subscription %s: stored offer: %w",
 			s.ID, err)
+	}
+	if dropped != nil {
+		e.log.Warnf("Subscription %s: its stored offer's extra nodes "+
+			"are invalid (accepted by an older version); paying "+
+			"node %s only: %v", s.ID, o.Node, dropped)
 	}
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = e.cfg.BackoffInitial

@@ -123,8 +123,8 @@ func explainNoRoute(ctx context.Context, router PaymentSender,
 }
 
 // probeNoRoute is explainNoRoute that also says whether the fee limit is
-// the fault (a route exists, above maxFee): then no other node of the
-// provider would help either.
+// the fault (a route to dest exists, above maxFee). Another node of the
+// provider may still route within maxFee (see failoverTarget).
 func probeNoRoute(ctx context.Context, router PaymentSender,
 	dest route.Vertex, amt, maxFee lnwire.MilliSatoshi) (string, bool) {
 

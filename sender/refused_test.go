@@ -72,7 +72,7 @@ func TestRefusedSubscriptionCanBePaused(t *testing.T) {
 
 	_, err = h.eng.Apply(ctx, id, OpResume, false)
 	require.NoError(t, err)
-	h.drive(func() bool { return h.view(id).Payments == 1 }, "pays again")
+	h.drive(func() bool { return h.view(id).Payments >= 1 }, "pays again")
 	v = h.view(id)
 	require.Equal(t, StateActive, v.State)
 	require.Zero(t, v.RefusalsInARow)

@@ -393,8 +393,28 @@ func (o *Offer) String() string {
 // that fails Validate. Unknown odd fields are ignored. Every error wraps
 // ErrBadOffer.
 func ParseOffer(s string) (*Offer, error) {
+	o, _, err := parseOffer(s, false)
+	return o, err
+}
+
+// ParseStoredOffer parses an offer a sender accepted earlier and stored. It
+// is ParseOffer except for extra_node_ids (type 3): a sender that predates
+// type 3 ignored the odd field and accepted offers whose type 3 this version
+// refuses (a repeated or bad key, the primary repeated, an empty field, a
+// length not a multiple of 33, too many nodes). Refusing them now would stop
+// the daemon from loading its subscriptions, so an invalid type 3 is dropped
+// instead: the offer is paid at node_id only, as the old sender paid it, and
+// dropped says why (nil when nothing was dropped) for the caller to log.
+// New offers must go through ParseOffer.
+func ParseStoredOffer(s string) (o *Offer, dropped error, err error) {
+	return parseOffer(s, true)
+}
+
+// parseOffer is ParseOffer; with lenient set, an invalid extra_node_ids
+// field is dropped (and returned as dropped) instead of refused.
+func parseOffer(s string, lenient bool) (*Offer, error, error) {
 	if len(s) > MaxOfferLength {
-		return nil, offerErr(ErrOversized, "offer has %d characters, "+
+		return nil, nil, offerErr(ErrOversized, "offer has %d characters, "+
 			"at most %d", len(s), MaxOfferLength)
 	}
 
@@ -402,7 +422,7 @@ func ParseOffer(s string) (*Offer, error) {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c < 33 || c > 126 {
-			return nil, offerErr(nil, "invalid character %q at "+
+			return nil, nil, offerErr(nil, "invalid character %q at "+
 				"position %d (whitespace or non-ASCII; copy the "+
 				"offer exactly)", rune(c), i)
 		}
@@ -410,7 +430,7 @@ func ParseOffer(s string) (*Offer, error) {
 		hasUpper = hasUpper || (c >= 'A' && c <= 'Z')
 	}
 	if hasLower && hasUpper {
-		return nil, offerErr(nil, "offer mixes upper and lower case")
+		return nil, nil, offerErr(nil, "offer mixes upper and lower case")
 	}
 
 	lower := strings.ToLower(s)
@@ -424,7 +444,7 @@ func ParseOffer(s string) (*Offer, error) {
 			prefix = prefix[:16] + "..."
 		}
 
-		return nil, offerErr(nil, "prefix %q is not %q: not a "+
+		return nil, nil, offerErr(nil, "prefix %q is not %q: not a "+
 			"satstream offer", prefix, OfferHRP+"1")
 	}
 
@@ -432,41 +452,58 @@ func ParseOffer(s string) (*Offer, error) {
 	var checksumErr bech32.ErrInvalidChecksum
 	switch {
 	case errors.As(err, &checksumErr):
-		return nil, offerErr(ErrOfferChecksum, "checksum %q does not "+
+		return nil, nil, offerErr(ErrOfferChecksum, "checksum %q does not "+
 			"match the offer (typo or truncated copy?)",
 			checksumErr.Actual)
 
 	case err != nil:
-		return nil, offerErr(nil, "not bech32: %v", err)
+		return nil, nil, offerErr(nil, "not bech32: %v", err)
 
 	case hrp != OfferHRP:
 		// Unreachable after the prefix check; kept for safety.
-		return nil, offerErr(nil, "prefix %q is not %q", hrp, OfferHRP)
+		return nil, nil, offerErr(nil, "prefix %q is not %q", hrp, OfferHRP)
 
 	case version != bech32.VersionM:
-		return nil, offerErr(ErrOfferChecksum, "offer carries a bech32 "+
+		return nil, nil, offerErr(ErrOfferChecksum, "offer carries a bech32 "+
 			"checksum, offers use bech32m")
 	}
 
 	payload, err := bech32.ConvertBits(data, 5, 8, false)
 	if err != nil {
-		return nil, offerErr(ErrMalformed, "bad padding: %v", err)
+		return nil, nil, offerErr(ErrMalformed, "bad padding: %v", err)
 	}
 
 	fields, err := streamToMap(payload)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadOffer, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrBadOffer, err)
+	}
+
+	var dropped error
+	if extra, ok := fields[offerTypeExtraNodes]; ok && lenient {
+		o := Offer{ExtraNodes: []route.Vertex{}}
+		nodes, err := decodeExtraNodes(extra)
+		if err == nil {
+			o.ExtraNodes = nodes
+			if len(fields[offerTypeNode]) == 33 {
+				copy(o.Node[:], fields[offerTypeNode])
+			}
+			err = o.validateExtraNodes()
+		}
+		if err != nil {
+			dropped = err
+			delete(fields, offerTypeExtraNodes)
+		}
 	}
 
 	o, err := offerFromFields(fields)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := o.Validate(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
-	return o, nil
+	return o, dropped, nil
 }
 
 // offerFromFields maps the decoded payload onto an Offer, checking presence,

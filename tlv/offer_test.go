@@ -285,3 +285,81 @@ func TestOfferMaxLength(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, o, got)
 }
+
+// offerWithRawExtra encodes o with its extra_node_ids field set to the raw
+// bytes extra, valid or not, the way an old sender would have stored it.
+func offerWithRawExtra(t *testing.T, o *Offer, extra []byte) string {
+	t.Helper()
+
+	o.ExtraNodes = nil
+	p := o.payload()
+	// The payload starts with node_id (type 2, 33 bytes); type 3 follows.
+	require.Equal(t, byte(offerTypeNode), p[0])
+	require.Less(t, len(extra), 253)
+	raw := append([]byte{}, p[:35]...)
+	raw = append(raw, byte(offerTypeExtraNodes), byte(len(extra)))
+	raw = append(raw, extra...)
+	raw = append(raw, p[35:]...)
+
+	data, err := bech32.ConvertBits(raw, 8, 5, true)
+	require.NoError(t, err)
+	s, err := bech32.EncodeM(OfferHRP, data)
+	require.NoError(t, err)
+
+	return s
+}
+
+// TestStoredOfferWithInvalidExtraNodesStillLoads reproduces an upgrade
+// that bricked the sender: an old sender (which skipped the odd type 3)
+// accepted offers whose extra_node_ids this version refuses, and re-parsing
+// the stored string failed. ParseStoredOffer drops the invalid field and
+// keeps node_id; ParseOffer still refuses it for new subscriptions.
+func TestStoredOfferWithInvalidExtraNodesStillLoads(t *testing.T) {
+	t.Parallel()
+
+	o := testOffer(t)
+	a, b := newNode(t), newNode(t)
+	var bad route.Vertex
+	bad[0] = 0x05
+	join := func(vs ...route.Vertex) []byte {
+		var out []byte
+		for _, v := range vs {
+			out = append(out, v[:]...)
+		}
+		return out
+	}
+
+	tests := []struct {
+		name  string
+		extra []byte
+	}{
+		{"repeated key", join(a, a)},
+		{"primary repeated", join(a, o.Node)},
+		{"bad point", join(bad)},
+		{"empty", nil},
+		{"length not a multiple of 33", join(a)[:32]},
+		{"too many nodes", join(a, b, newNode(t), newNode(t))},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := offerWithRawExtra(t, o, tc.extra)
+
+			_, err := ParseOffer(s)
+			require.ErrorIs(t, err, ErrBadOffer)
+
+			got, dropped, err := ParseStoredOffer(s)
+			require.NoError(t, err)
+			require.ErrorIs(t, dropped, ErrBadOffer)
+			require.Equal(t, o.Node, got.Node)
+			require.Nil(t, got.ExtraNodes)
+			require.Equal(t, []route.Vertex{o.Node}, got.Nodes())
+		})
+	}
+
+	// A valid stored offer keeps its extra nodes and drops nothing.
+	s := offerWithRawExtra(t, o, join(a, b))
+	got, dropped, err := ParseStoredOffer(s)
+	require.NoError(t, err)
+	require.NoError(t, dropped)
+	require.Equal(t, []route.Vertex{o.Node, a, b}, got.Nodes())
+}
