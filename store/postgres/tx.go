@@ -1029,6 +1029,21 @@ func (t *tx) ClearHeld(hash store.Hash) error {
 	return err
 }
 
+// HeldAt implements store.ReceiverTx: the held table is keyed by node, so
+// a row of another node means that node's lnd holds the HTLC.
+func (t *tx) HeldAt(hash store.Hash) (bool, bool, error) {
+	var here, elsewhere bool
+	err := t.queryRow("SELECT "+
+		"coalesce(bool_or(node = $1), false), "+
+		"coalesce(bool_or(node <> $1), false) "+
+		"FROM held WHERE hash = $2", []any{t.node[:], hash[:]},
+		&here, &elsewhere)
+	if err != nil {
+		return false, false, fmt.Errorf("held at: %w", err)
+	}
+	return here, elsewhere, nil
+}
+
 func (t *tx) ForEachHeld(fn func(store.Hash) error) error {
 	after := []byte{}
 	for {
