@@ -265,27 +265,3 @@ func (d *Daemon) setLeader(leader bool) {
 		}
 	}
 }
-
-// pinger is a ledger on a database server (PostgreSQL): Ping fails while
-// the server is out of reach.
-type pinger interface {
-	Ping(ctx context.Context) error
-}
-
-// pingTimeout bounds a health check's ping of the database.
-const pingTimeout = 2 * time.Second
-
-// pingLedger is nil for a ledger without a server, else the result of a
-// ping bounded by pingTimeout.
-func pingLedger(db Ledger) error {
-	p, ok := db.(pinger)
-	if !ok {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
-	defer cancel()
-	if err := p.Ping(ctx); err != nil {
-		return fmt.Errorf("ledger database unreachable: %w", err)
-	}
-	return nil
-}
