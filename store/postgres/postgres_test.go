@@ -477,9 +477,14 @@ func TestHeldAtSeesAnotherNodesHold(t *testing.T) {
 	dsn := srv.NewDatabase(t)
 	a, b := open(t, dsn, 1), open(t, dsn, 2)
 	ctx := storetest.Ctx(t)
-	h := storetest.HashOf(1)
+	h, sub := storetest.HashOf(1), storetest.SubID(1)
+	require.NoError(t, storetest.PutActiveSub(ctx, a, sub))
 	require.NoError(t, a.Update(ctx, func(tx store.ReceiverTx) error {
-		return tx.MarkHeld(h)
+		if err := tx.MarkHeld(h); err != nil {
+			return err
+		}
+		return tx.PutPayment(&store.Payment{Hash: h, SubID: sub, Seq: 1,
+			Amount: 1000, State: store.PaymentCredited})
 	}))
 	for _, c := range []struct {
 		name            string
