@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/satstream/satstream/common/idem"
 	"github.com/satstream/satstream/store"
+	"github.com/satstream/satstream/store/postgres"
 )
 
 // Ledger is what the daemon needs from its store, whichever the backend:
@@ -118,6 +119,9 @@ func newPGLeader(dsn string, timeout time.Duration,
 			RedactDSN(dsn), err)
 	}
 	cc.RuntimeParams["application_name"] = "satstream-receiver leader"
+	// The leader's lock lives as long as its session: keepalives let
+	// the server end a vanished leader's session within seconds.
+	postgres.SetSessionParams(&cc.Config)
 	return &pgLeader{
 		connect: func(ctx context.Context) (*pgx.Conn, error) {
 			return pgx.ConnectConfig(ctx, cc.Copy())
