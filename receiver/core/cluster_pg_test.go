@@ -91,9 +91,9 @@ func TestOtherNodeSettledACreditItsHolderReversed(t *testing.T) {
 	}))
 }
 
-// TestReviewTwoNodesTwoHashesOneSeq: a hostile payer sends one (sub, seq)
+// TestTwoNodesTwoHashesOneSeqCreditedOnce: a hostile payer sends one (sub, seq)
 // under two hashes to two nodes at once: exactly one may be credited.
-func TestReviewTwoNodesTwoHashesOneSeq(t *testing.T) {
+func TestTwoNodesTwoHashesOneSeqCreditedOnce(t *testing.T) {
 	t.Parallel()
 	srv := pgtest.Start(t)
 	dsn := srv.NewDatabase(t)
