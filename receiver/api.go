@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"math"
 	"math/bits"
 	"net/http"
 	"strconv"
@@ -208,11 +209,22 @@ func (in *termsInput) apply(t *store.Terms, inc *time.Duration) error {
 	return validateTerms(*t, inc)
 }
 
+// maxMsat is the largest amount a term may name, math.MaxInt64.
+const maxMsat = "9223372036854775807"
+
 // validateTerms checks terms against the offer rules (docs/protocol.md).
 func validateTerms(t store.Terms, inc *time.Duration) error {
 	switch {
 	case t.RatePerSecond == 0:
 		return badField("price_msat_per_sec", "must be greater than 0")
+	// Amounts above int64 are more than all bitcoin and the PostgreSQL
+	// ledger can't hold them: refused alike on every backend.
+	case t.RatePerSecond > math.MaxInt64:
+		return badField("price_msat_per_sec", "must not exceed "+maxMsat)
+	case t.MinPayment > math.MaxInt64:
+		return badField("min_payment_msat", "must not exceed "+maxMsat)
+	case t.Increment > math.MaxInt64:
+		return badField("increment_msat", "must not exceed "+maxMsat)
 	case t.MaxPrepay < time.Second:
 		return badField("max_prepay_sec", "must be at least 1")
 	case inc != nil && *inc < time.Second:

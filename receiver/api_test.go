@@ -126,6 +126,13 @@ func TestAPIPlanValidation(t *testing.T) {
 			"label": string(make([]byte, 65))}, "invalid_field", "label"},
 		{"huge duration", map[string]any{"price_msat_per_sec": 1,
 			"max_prepay_sec": uint64(1) << 40}, "invalid_field", "max_prepay_sec"},
+		// The PostgreSQL ledger read these as "database unavailable".
+		{"price above int64", map[string]any{
+			"price_msat_per_sec": uint64(1) << 63}, "invalid_field",
+			"price_msat_per_sec"},
+		{"min payment above int64", map[string]any{
+			"price_msat_per_sec": 1, "min_payment_msat": uint64(1) << 63},
+			"invalid_field", "min_payment_msat"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

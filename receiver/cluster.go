@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/satstream/satstream/common/idem"
 	"github.com/satstream/satstream/store"
+	"github.com/satstream/satstream/store/postgres"
 )
 
 // Ledger is what the daemon needs from its store, whichever the backend:
@@ -118,6 +119,9 @@ func newPGLeader(dsn string, timeout time.Duration,
 			RedactDSN(dsn), err)
 	}
 	cc.RuntimeParams["application_name"] = "satstream-receiver leader"
+	// The leader's lock lives as long as its session: keepalives let
+	// the server end a vanished leader's session within seconds.
+	postgres.SetSessionParams(&cc.Config)
 	return &pgLeader{
 		connect: func(ctx context.Context) (*pgx.Conn, error) {
 			return pgx.ConnectConfig(ctx, cc.Copy())
@@ -264,28 +268,4 @@ func (d *Daemon) setLeader(leader bool) {
 			})
 		}
 	}
-}
-
-// pinger is a ledger on a database server (PostgreSQL): Ping fails while
-// the server is out of reach.
-type pinger interface {
-	Ping(ctx context.Context) error
-}
-
-// pingTimeout bounds a health check's ping of the database.
-const pingTimeout = 2 * time.Second
-
-// pingLedger is nil for a ledger without a server, else the result of a
-// ping bounded by pingTimeout.
-func pingLedger(db Ledger) error {
-	p, ok := db.(pinger)
-	if !ok {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
-	defer cancel()
-	if err := p.Ping(ctx); err != nil {
-		return fmt.Errorf("ledger database unreachable: %w", err)
-	}
-	return nil
 }

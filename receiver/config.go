@@ -271,18 +271,24 @@ func (w *WebhookConfig) SecretsByURL() (map[string][][]byte, error) {
 // RedactDSN returns dsn with its password replaced by xxxxx, in URL or
 // key=value form, for logs and error messages.
 func RedactDSN(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" &&
-		u.User != nil {
-
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-		}
-		return u.String()
-	}
 	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" {
+		if u.User != nil {
+			if _, ok := u.User.Password(); ok {
+				u.User = url.UserPassword(u.User.Username(),
+					"xxxxx")
+			}
+		}
+		// libpq takes password and sslpassword from the query too,
+		// with or without user info.
 		q := u.Query()
-		if q.Has("password") {
-			q.Set("password", "xxxxx")
+		redacted := false
+		for k := range q {
+			if dsnSecretKey(k) {
+				q.Set(k, "xxxxx")
+				redacted = true
+			}
+		}
+		if redacted {
 			u.RawQuery = q.Encode()
 		}
 		return u.String()
@@ -292,8 +298,14 @@ func RedactDSN(dsn string) string {
 	return dsnPassword.ReplaceAllString(dsn, "${1}xxxxx")
 }
 
+// dsnSecretKey reports whether a DSN parameter holds a secret.
+func dsnSecretKey(k string) bool {
+	k = strings.ToLower(k)
+	return k == "password" || k == "sslpassword"
+}
+
 // dsnUserinfo finds user:password@ in a URL url.Parse refused.
 var dsnUserinfo = regexp.MustCompile(`^([a-zA-Z][a-zA-Z0-9+.-]*://[^:@/]*:)[^@]*@`)
 
 // dsnPassword finds password=... in a key=value DSN, quoted or not.
-var dsnPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+var dsnPassword = regexp.MustCompile(`(?i)(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)

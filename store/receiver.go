@@ -142,6 +142,13 @@ type ReceiverTx interface {
 	ClearHeld(hash Hash) error
 	// ForEachHeld calls fn for every hash marked held, in hash order.
 	ForEachHeld(fn func(Hash) error) error
+	// HeldAt reports whether this node marks hash held (here) and
+	// whether another receiver node sharing the ledger does (elsewhere).
+	// Several nodes share one ledger only with PostgreSQL: a node must
+	// neither settle a credit another node's lnd holds nor reverse one
+	// it does not hold itself. A single-node store never reports
+	// elsewhere.
+	HeldAt(hash Hash) (here, elsewhere bool, err error)
 }
 
 type receiverStore struct{ db *DB }

@@ -27,3 +27,10 @@ func (t *receiverTx) ForEachHeld(fn func(Hash) error) error {
 		return fn(h)
 	})
 }
+
+// HeldAt implements ReceiverTx. A badger ledger belongs to one node, so no
+// other node can hold a hash.
+func (t *receiverTx) HeldAt(hash Hash) (bool, bool, error) {
+	here, err := t.exists(heldKey(hash))
+	return here, false, err
+}

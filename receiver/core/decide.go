@@ -31,6 +31,12 @@ const (
 	ReasonPayerCancel         Reason = "payer_cancel"
 	ReasonPreviouslyRefused   Reason = "previously_refused"
 	ReasonHoldExpired         Reason = "hold_expired"
+	// ReasonHeldAtAnotherNode: the hash is credited and another receiver
+	// node sharing the ledger still holds its HTLC unsettled; settling
+	// here too would take the payment twice, and that node may yet
+	// reverse the credit when its lnd cancels. Nothing is recorded: the
+	// payment stays the other node's.
+	ReasonHeldAtAnotherNode Reason = "held_at_another_node"
 )
 
 // Reasons lists every refusal reason, so metrics can start each at zero.
@@ -39,7 +45,7 @@ var Reasons = []Reason{
 	ReasonPlanNotOpen, ReasonCancelled, ReasonBelowMinimum,
 	ReasonDuplicateSequence, ReasonStaleSequence,
 	ReasonMaxPrepay, ReasonPayerCancel, ReasonPreviouslyRefused,
-	ReasonHoldExpired,
+	ReasonHoldExpired, ReasonHeldAtAnotherNode,
 }
 
 // DefaultSeqWindow is how far below the highest credited sequence a late
@@ -103,6 +109,35 @@ func reasonCode(stored string) Reason {
 	return ReasonPreviouslyRefused
 }
 
+// duplicateHeld decides about an unsettled HTLC whose hash is credited but
+// not yet settled. If another receiver node sharing the ledger holds it,
+// that node settles it or reverses the credit when its lnd cancels: this
+// node refuses, never settles, so the payment is neither taken twice nor
+// settled here and reversed there. Otherwise this node takes the hold over
+// (the mark lets it reverse the credit should its own lnd cancel) and
+// settles.
+func duplicateHeld(tx store.ReceiverTx, in Incoming, out Outcome) (Outcome,
+	error) {
+
+	_, elsewhere, err := tx.HeldAt(in.Hash)
+	if err != nil {
+		return out, err
+	}
+	if elsewhere {
+		out.Action = ActionCancel
+		out.Reason = ReasonHeldAtAnotherNode
+		out.Detail = "credited and held unsettled by another " +
+			"receiver node"
+		return out, nil
+	}
+	if err := tx.MarkHeld(in.Hash); err != nil {
+		return out, err
+	}
+	out.Duplicate = true
+	out.Action = ActionSettle
+	return out, nil
+}
+
 // Apply decides about one payment inside tx and records the decision: the
 // ledger entry keyed by hash, the subscription change and its events. The
 // caller commits tx and only then settles or cancels the HTLC, so a crash
@@ -132,6 +167,9 @@ func Apply(tx store.ReceiverTx, in Incoming, window uint64) (Outcome, error) {
 		out.SubID, out.Seq = prev.SubID, prev.Seq
 		switch prev.State {
 		case store.PaymentCredited:
+			if !in.Settled && prev.SettleIndex == 0 {
+				return duplicateHeld(tx, in, out)
+			}
 			out.Duplicate = true
 			out.Action = ActionSettle
 			if in.Settled {
@@ -554,6 +592,16 @@ func reverse(tx store.ReceiverTx, hash store.Hash, now time.Time,
 	}
 	if p.State != store.PaymentCredited || p.SettleIndex != 0 {
 		return false, tx.ClearHeld(hash)
+	}
+	// Only the node whose lnd held the HTLC may take the credit back:
+	// with several nodes on one ledger, a cancel at this node's lnd says
+	// nothing about a copy another node settled or holds.
+	here, _, err := tx.HeldAt(hash)
+	if err != nil {
+		return false, err
+	}
+	if !here {
+		return false, nil
 	}
 	sub, err := tx.Subscription(p.SubID)
 	if err != nil {

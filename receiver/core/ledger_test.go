@@ -728,6 +728,9 @@ func TestReverseAfterPriceDropTookBackHundredsOfSeconds(t *testing.T) {
 	// B can itself be reversed exactly afterwards.
 	require.NoError(t, e.db.Update(context.Background(), func(tx store.ReceiverTx) error {
 		b.SettleIndex = 0
+		if err := tx.MarkHeld(hashOf(3)); err != nil {
+			return err
+		}
 		return tx.PutPayment(b)
 	}))
 	e.reverse(t, 3, t0.Add(2*time.Second))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -113,6 +114,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	// could be lost with the money already settled.
 	pc.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
 	pc.ConnConfig.RuntimeParams["application_name"] = "satstream"
+	SetSessionParams(&pc.ConnConfig.Config)
+	pc.AfterConnect = checkClientConnection
 
 	s := &Store{
 		node:       cfg.NodePubkey,
@@ -228,6 +231,55 @@ func (s *Store) view(ctx context.Context, fn func(*tx) error) error {
 		AccessMode: pgx.ReadOnly}, false, fn)
 }
 
+// IdleInTxTimeout is how long the server lets a session of ours sit idle
+// inside a transaction before it ends the session. A receiver cut off (or
+// frozen) in the middle of a step would otherwise keep the event-order
+// lock, the shared slow-lane lock and its row locks, and stall every other
+// node's steps for as long as the server's TCP keepalive takes to notice
+// (two hours by default). A healthy step never waits on itself between
+// two queries for this long.
+const IdleInTxTimeout = 10 * time.Second
+
+// LockTimeout bounds how long a step waits for a lock (the slow lane's,
+// the event order's, a row's). Every holder's session is bounded by
+// IdleInTxTimeout, so a longer wait means the database is not serving;
+// the step fails with store.ErrUnavailable and the payment is refused
+// rather than held until lnd's hold time runs out.
+const LockTimeout = 20 * time.Second
+
+// SetSessionParams sets the session parameters that bound a silent peer:
+// the idle-in-transaction timeout and TCP keepalives short enough that
+// the server notices a vanished receiver within seconds and releases its
+// locks. The leader election's connection uses them too.
+func SetSessionParams(c *pgconn.Config) {
+	if c.RuntimeParams == nil {
+		c.RuntimeParams = map[string]string{}
+	}
+	c.RuntimeParams["idle_in_transaction_session_timeout"] =
+		strconv.FormatInt(IdleInTxTimeout.Milliseconds(), 10)
+	c.RuntimeParams["tcp_keepalives_idle"] = "10"
+	c.RuntimeParams["tcp_keepalives_interval"] = "5"
+	c.RuntimeParams["tcp_keepalives_count"] = "3"
+}
+
+// checkClientConnection asks the server (PostgreSQL 14 and later) to check
+// every few seconds during a long query that the client is still there. It
+// is set after connecting, not in the startup packet, because an older
+// server refuses an unknown startup parameter; there it is left unset.
+func checkClientConnection(ctx context.Context, c *pgx.Conn) error {
+	var v int
+	err := c.QueryRow(ctx, "SELECT "+
+		"current_setting('server_version_num')::int").Scan(&v)
+	if err != nil {
+		return err
+	}
+	if v < 140000 {
+		return nil
+	}
+	_, err = c.Exec(ctx, "SET client_connection_check_interval = 5000")
+	return err
+}
+
 // slowLaneAfter is the number of failed attempts after which a step runs
 // its next attempts alone. Optimistic retries by themselves can starve a
 // step on a hot row (many payments to one subscription at once, from
@@ -248,7 +300,13 @@ const slowLaneLock int64 = 0x736174736c6f77
 // beginShared is BEGIN for a step outside the slow lane, the shared lock
 // in the same round trip.
 var beginShared = fmt.Sprintf("BEGIN ISOLATION LEVEL SERIALIZABLE; "+
-	"SELECT pg_advisory_xact_lock_shared(%d)", slowLaneLock)
+	"SET LOCAL lock_timeout = %d; "+
+	"SELECT pg_advisory_xact_lock_shared(%d)", LockTimeout.Milliseconds(),
+	slowLaneLock)
+
+// slowUnlockTimeout bounds releasing the slow lane's lock; past it the
+// connection is closed, which releases the lock too.
+const slowUnlockTimeout = 5 * time.Second
 
 // run is one attempt at one transaction; slow runs it in the slow lane
 // (see slowLaneAfter).
@@ -274,7 +332,10 @@ func (s *Store) run(ctx context.Context, opts pgx.TxOptions, slow bool,
 			return translate(err)
 		}
 		defer func() {
-			_, err := conn.Exec(context.WithoutCancel(ctx),
+			uctx, cancel := context.WithTimeout(
+				context.WithoutCancel(ctx), slowUnlockTimeout)
+			defer cancel()
+			_, err := conn.Exec(uctx,
 				"SELECT pg_advisory_unlock($1)", slowLaneLock)
 			if err != nil {
 				// Closing the session releases the lock.
@@ -377,6 +438,8 @@ func unavailable(err error) bool {
 			pgErr.Code == "57P01", // admin_shutdown
 			pgErr.Code == "57P02", // crash_shutdown
 			pgErr.Code == "57P03", // cannot_connect_now
+			pgErr.Code == "55P03", // lock_not_available (LockTimeout)
+			pgErr.Code == "25P03", // idle_in_transaction_session_timeout
 			pgErr.Code == "53300": // too_many_connections
 			return true
 		}

@@ -467,3 +467,36 @@ func TestPostgresStore(t *testing.T) {
 		})
 	}
 }
+
+// TestHeldAtSeesAnotherNodesHold: the held table is per node; HeldAt tells
+// a node whether another node's lnd holds a hash, so it neither settles nor
+// reverses a credit it does not hold.
+func TestHeldAtSeesAnotherNodesHold(t *testing.T) {
+	t.Parallel()
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	a, b := open(t, dsn, 1), open(t, dsn, 2)
+	ctx := storetest.Ctx(t)
+	h, sub := storetest.HashOf(1), storetest.SubID(1)
+	require.NoError(t, storetest.PutActiveSub(ctx, a, sub))
+	require.NoError(t, a.Update(ctx, func(tx store.ReceiverTx) error {
+		if err := tx.MarkHeld(h); err != nil {
+			return err
+		}
+		return tx.PutPayment(&store.Payment{Hash: h, SubID: sub, Seq: 1,
+			Amount: 1000, State: store.PaymentCredited})
+	}))
+	for _, c := range []struct {
+		name            string
+		s               *postgres.Store
+		here, elsewhere bool
+	}{{"holder", a, true, false}, {"other", b, false, true}} {
+		require.NoError(t, c.s.View(ctx, func(tx store.ReceiverTx) error {
+			here, elsewhere, err := tx.HeldAt(h)
+			require.NoError(t, err)
+			require.Equal(t, c.here, here, c.name)
+			require.Equal(t, c.elsewhere, elsewhere, c.name)
+			return nil
+		}), c.name)
+	}
+}

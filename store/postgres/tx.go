@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -203,10 +204,38 @@ func (t *tx) Plan(id store.PlanID) (*store.Plan, error) {
 	return rows[0], nil
 }
 
+// bigintField is a uint64 value bound for a bigint column.
+type bigintField struct {
+	name string
+	v    uint64
+}
+
+// fitBigint refuses values a bigint column can't hold as the caller's
+// error (store.ErrInvalid naming the column): pgx fails to encode them
+// before the server sees them, which would otherwise read as the database
+// being unreachable.
+func fitBigint(what string, fields []bigintField) error {
+	for _, f := range fields {
+		if f.v > math.MaxInt64 {
+			return fmt.Errorf("%w: %s: %s %d exceeds %d",
+				store.ErrInvalid, what, f.name, f.v,
+				int64(math.MaxInt64))
+		}
+	}
+	return nil
+}
+
 func (t *tx) PutPlan(p *store.Plan) error {
 	if p.ID == "" || len(p.ID) > 64 {
 		return fmt.Errorf("%w: plan id %q must be 1..64 bytes",
 			store.ErrInvalid, p.ID)
+	}
+	if err := fitBigint("plan "+string(p.ID), []bigintField{
+		{"rate_msat", uint64(p.Terms.RatePerSecond)},
+		{"min_payment_msat", uint64(p.Terms.MinPayment)},
+		{"increment_msat", uint64(p.Terms.Increment)},
+	}); err != nil {
+		return err
 	}
 	_, err := t.exec(`INSERT INTO plans (`+planCols+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
@@ -339,6 +368,16 @@ func (t *tx) PutSubscription(s *store.ReceiverSubscription) error {
 	case !validSubState(s.State):
 		return fmt.Errorf("%w: subscription %s state %d", store.ErrInvalid,
 			s.ID, s.State)
+	}
+	if err := fitBigint("subscription "+s.ID.String(), []bigintField{
+		{"rate_msat", uint64(s.Terms.RatePerSecond)},
+		{"min_payment_msat", uint64(s.Terms.MinPayment)},
+		{"increment_msat", uint64(s.Terms.Increment)},
+		{"remainder_msat", uint64(s.Remainder)},
+		{"total_paid_msat", uint64(s.TotalPaid)},
+		{"total_seconds", s.TotalSeconds},
+	}); err != nil {
+		return err
 	}
 	pub := s.ID.PublicID()
 	_, err := t.exec(`INSERT INTO subscriptions (public_id, `+subCols+`)
@@ -516,6 +555,14 @@ func (t *tx) PutPayment(p *store.Payment) error {
 	if p.State < store.PaymentCredited || p.State > store.PaymentUnclaimed {
 		return fmt.Errorf("%w: payment %s state %d", store.ErrInvalid,
 			p.Hash, p.State)
+	}
+	if err := fitBigint("payment "+p.Hash.String(), []bigintField{
+		{"amount_msat", uint64(p.Amount)}, {"seconds", p.Seconds},
+		{"settle_index", p.SettleIndex}, {"rate_msat", uint64(p.Rate)},
+		{"before_remainder_msat", uint64(p.BeforeRemainder)},
+		{"credit_no", p.CreditNo},
+	}); err != nil {
+		return err
 	}
 	_, err := t.exec(`INSERT INTO payments (`+payCols+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
@@ -1027,6 +1074,21 @@ func (t *tx) ClearHeld(hash store.Hash) error {
 	_, err := t.exec("DELETE FROM held WHERE node = $1 AND hash = $2",
 		t.node[:], hash[:])
 	return err
+}
+
+// HeldAt implements store.ReceiverTx: the held table is keyed by node, so
+// a row of another node means that node's lnd holds the HTLC.
+func (t *tx) HeldAt(hash store.Hash) (bool, bool, error) {
+	var here, elsewhere bool
+	err := t.queryRow("SELECT "+
+		"coalesce(bool_or(node = $1), false), "+
+		"coalesce(bool_or(node <> $1), false) "+
+		"FROM held WHERE hash = $2", []any{t.node[:], hash[:]},
+		&here, &elsewhere)
+	if err != nil {
+		return false, false, fmt.Errorf("held at: %w", err)
+	}
+	return here, elsewhere, nil
 }
 
 func (t *tx) ForEachHeld(fn func(store.Hash) error) error {

@@ -123,6 +123,20 @@ func testHeld(t *testing.T, open Open) {
 	}))
 	require.NotContains(t, held(), hashes[1])
 	require.Len(t, held(), 2)
+
+	// HeldAt: this node's marks; one node alone never sees another's.
+	require.NoError(t, rs.View(ctx, func(tx store.ReceiverTx) error {
+		for _, c := range []struct {
+			h    store.Hash
+			here bool
+		}{{hashes[0], true}, {hashes[1], false}, {HashOf(9), false}} {
+			here, elsewhere, err := tx.HeldAt(c.h)
+			require.NoError(t, err)
+			require.Equal(t, c.here, here, "held here %x", c.h[:2])
+			require.False(t, elsewhere, "held elsewhere %x", c.h[:2])
+		}
+		return nil
+	}))
 }
 
 // testRefusals: counters per reason, the rate-limit marks of
