@@ -271,68 +271,75 @@ func TestClusterTwoReceiversOnePostgres(t *testing.T) {
 	})
 
 	t.Run("WebhooksDelivered", func(t *testing.T) {
-		f.checkWebhooks()
-		// The API's event list walks ids one by one and ends at the
-		// first gap, which PostgreSQL's id sequence leaves for every
-		// retried transaction: read the outbox itself.
-		conn, err := pgx.Connect(ctx, dsn)
-		require.NoError(t, err)
-		defer conn.Close(context.Background())
-		// The subscriptions still stream: check the events up to the
-		// newest one now, which must all be delivered in time.
-		var last uint64
-		require.NoError(t, conn.QueryRow(ctx, "SELECT max(id) FROM "+
-			"events").Scan(&last))
-		var ids []uint64
-		require.NoError(t, regtest.Poll(ctx, 2*time.Minute, func() error {
-			var pending int
-			err := conn.QueryRow(ctx, "SELECT count(*) FROM events "+
-				"WHERE NOT delivered AND id <= $1", last).
-				Scan(&pending)
-			if err != nil {
-				return err
-			}
-			if pending > 0 {
-				return fmt.Errorf("%d events not delivered", pending)
-			}
-			rows, err := conn.Query(ctx, "SELECT id FROM events "+
-				"WHERE id <= $1 ORDER BY id", last)
-			if err != nil {
-				return err
-			}
-			ids, err = pgx.CollectRows(rows,
-				pgx.RowTo[uint64])
-			return err
-		}))
-		require.NotEmpty(t, ids)
-		gaps := 0
-		hook.mu.Lock()
-		for i, id := range ids {
-			_, ok := hook.got[id]
-			require.True(t, ok, "event %d never delivered", id)
-			if i > 0 && id != ids[i-1]+1 {
-				gaps++
-			}
-		}
-		upTo := 0
-		for id := range hook.got {
-			if id <= last {
-				upTo++
-			}
-		}
-		require.Equal(t, len(ids), upTo, "deliveries of events the "+
-			"ledger does not hold")
-		hook.mu.Unlock()
-		t.Logf("webhooks: all %d events of the ledger delivered (%d "+
-			"gaps in their ids)", len(ids), gaps)
-		hook.mu.Lock()
+		posts, events := f.checkLedgerWebhooks(dsn)
 		t.Logf("webhooks: %d POSTs accepted for %d events (repeats "+
 			"are events a killed leader POSTed but had not marked)",
-			hook.posts, len(hook.got))
-		hook.mu.Unlock()
+			posts, events)
 	})
 
 	t.Logf("TestClusterTwoReceiversOnePostgres: %d faults injected, %d "+
 		"invariant checks passed, took %v", f.faults, f.checks,
 		time.Since(began).Round(time.Second))
+}
+
+// checkLedgerWebhooks waits until the cluster has delivered every event of
+// the PostgreSQL ledger dsn and checks that the endpoint got each one (by
+// event id) and nothing else. It returns the POSTs the endpoint accepted,
+// repeats included, and the number of events.
+func (f *faultRig) checkLedgerWebhooks(dsn string) (posts, events int) {
+	t, ctx, hook := f.t, f.ctx, f.hook
+	t.Helper()
+	f.checkWebhooks()
+	// The API's event list walks ids one by one and ends at the first
+	// gap, which PostgreSQL's id sequence leaves for every retried
+	// transaction: read the outbox itself.
+	conn, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	// The subscriptions may still stream: check the events up to the
+	// newest one now, which must all be delivered in time.
+	var last uint64
+	require.NoError(t, conn.QueryRow(ctx, "SELECT max(id) FROM events").
+		Scan(&last))
+	var ids []uint64
+	require.NoError(t, regtest.Poll(ctx, 2*time.Minute, func() error {
+		var pending int
+		err := conn.QueryRow(ctx, "SELECT count(*) FROM events "+
+			"WHERE NOT delivered AND id <= $1", last).Scan(&pending)
+		if err != nil {
+			return err
+		}
+		if pending > 0 {
+			return fmt.Errorf("%d events not delivered", pending)
+		}
+		rows, err := conn.Query(ctx, "SELECT id FROM events "+
+			"WHERE id <= $1 ORDER BY id", last)
+		if err != nil {
+			return err
+		}
+		ids, err = pgx.CollectRows(rows, pgx.RowTo[uint64])
+		return err
+	}))
+	require.NotEmpty(t, ids)
+	gaps := 0
+	hook.mu.Lock()
+	defer hook.mu.Unlock()
+	for i, id := range ids {
+		_, ok := hook.got[id]
+		require.True(t, ok, "event %d never delivered", id)
+		if i > 0 && id != ids[i-1]+1 {
+			gaps++
+		}
+	}
+	upTo := 0
+	for id := range hook.got {
+		if id <= last {
+			upTo++
+		}
+	}
+	require.Equal(t, len(ids), upTo, "deliveries of events the ledger "+
+		"does not hold")
+	t.Logf("webhooks: all %d events of the ledger delivered (%d gaps in "+
+		"their ids)", len(ids), gaps)
+	return hook.posts, len(ids)
 }

@@ -335,11 +335,17 @@ func (f *faultRig) receiverPayments(id string) []receiverPayment {
 // carol's lnd (or every node of f.providers) settled for it, by payment
 // hash.
 func (f *faultRig) carolSettled() map[string]map[string]uint64 {
-	out := map[string]map[string]uint64{}
 	providers := f.providers
 	if len(providers) == 0 {
 		providers = []*regtest.Node{f.carol}
 	}
+	return f.settledAt(providers...)
+}
+
+// settledAt returns, per subscription id, the msat of every invoice the
+// given provider nodes settled for it, by payment hash.
+func (f *faultRig) settledAt(providers ...*regtest.Node) map[string]map[string]uint64 {
+	out := map[string]map[string]uint64{}
 	var invoices []*lnrpc.Invoice
 	for _, n := range providers {
 		resp, err := n.RPC().ListInvoices(f.ctx,
