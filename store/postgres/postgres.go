@@ -204,8 +204,11 @@ func (s *Store) update(ctx context.Context, fn func(*tx) error) error {
 			return nil
 		case staleConn(err) && attempt == 0:
 			// A pooled connection the server closed (it
-			// restarted) failed before anything was sent: once,
-			// on a fresh connection, without waiting.
+			// restarted) failed before anything was sent. Every
+			// other idle connection died with it: drop them all,
+			// then once more on a fresh connection, without
+			// waiting.
+			s.pool.Reset()
 			continue
 		case !retryable(err):
 			return err
