@@ -1069,11 +1069,7 @@ func (s *apiServer) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
-	resp := map[string]any{"events": evs}
-	if len(evs) == limit {
-		resp["next_after"] = strconv.FormatUint(evs[len(evs)-1].Sequence, 10)
-	}
-	common.WriteJSON(w, http.StatusOK, resp)
+	writeEventPage(w, evs, limit)
 }
 
 // listEvents lists events after a sequence number (after=); pending=true
@@ -1138,6 +1134,12 @@ func (s *apiServer) listEvents(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
+	writeEventPage(w, evs, limit)
+}
+
+// writeEventPage answers a page of events, with next_after when the page
+// is full (there may be more).
+func writeEventPage(w http.ResponseWriter, evs []eventView, limit int) {
 	resp := map[string]any{"events": evs}
 	if len(evs) == limit {
 		resp["next_after"] = strconv.FormatUint(evs[len(evs)-1].Sequence, 10)
