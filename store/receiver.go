@@ -117,6 +117,11 @@ type ReceiverTx interface {
 	// ForEachPendingEvent calls fn for every undelivered event with an id
 	// greater than after, in id order.
 	ForEachPendingEvent(after EventID, fn func(*Event) error) error
+	// ForEachEvent calls fn for the events, delivered or not, with an id
+	// greater than after, in id order, at most limit of them (limit <= 0:
+	// all). Ids may have gaps (PostgreSQL burns the ids of a rolled-back
+	// step), so a list walks this range instead of counting ids up.
+	ForEachEvent(after EventID, limit int, fn func(*Event) error) error
 	// EventByUID returns the event with that public id, or ErrNotFound.
 	EventByUID(uid EventUID) (*Event, error)
 	// Delivery returns event id's delivery state at a webhook endpoint
@@ -449,6 +454,26 @@ func (t *receiverTx) MarkEventDelivered(id EventID, at time.Time) error {
 	ev.Delivered = true
 	ev.DeliveredAt = at
 	return t.PutEvent(ev)
+}
+
+func (t *receiverTx) ForEachEvent(after EventID, limit int,
+	fn func(*Event) error) error {
+
+	if uint64(after) == ^uint64(0) {
+		return nil
+	}
+	fn = limited(limit, fn)
+	return t.scan([]byte{pEvent}, eventKey(after+1), true,
+		func(_ []byte, item *badger.Item) error {
+			ev := &Event{}
+			err := item.Value(func(v []byte) error {
+				return decodeRecord(v, ev)
+			})
+			if err != nil {
+				return fmt.Errorf("event list: %w", err)
+			}
+			return fn(ev)
+		})
 }
 
 func (t *receiverTx) ForEachPendingEvent(after EventID, fn func(*Event) error) error {

@@ -949,6 +949,36 @@ func (t *tx) ForEachPendingEvent(after store.EventID,
 	}
 }
 
+// ForEachEvent reads a bounded page in one query on the primary key
+// (limit > 0, the API's case); without a limit it walks in chunks.
+func (t *tx) ForEachEvent(after store.EventID, limit int,
+	fn func(*store.Event) error) error {
+
+	if uint64(after) > 1<<63-1 {
+		return nil
+	}
+	cursor := int64(after)
+	for {
+		n := scanChunk
+		if limit > 0 {
+			n = limit
+		}
+		evs, err := t.events("id > $1 ORDER BY id LIMIT $2", cursor, n)
+		if err != nil {
+			return err
+		}
+		for _, ev := range evs {
+			if err := fn(ev); err != nil {
+				return stop(err)
+			}
+		}
+		if limit > 0 || len(evs) < n {
+			return nil
+		}
+		cursor = int64(evs[len(evs)-1].ID)
+	}
+}
+
 func (t *tx) EventByUID(uid store.EventUID) (*store.Event, error) {
 	evs, err := t.events("uid = $1", uid[:])
 	switch {

@@ -27,6 +27,7 @@ func RunReceiverSuite(t *testing.T, open Open) {
 		{"Indices", testReceiverIndices},
 		{"Events", testReceiverEvents},
 		{"EventCommittedBelowCursor", testEventCommittedBelowCursor},
+		{"EventListAcrossGap", testEventListAcrossGap},
 		{"Deliveries", testDeliveries},
 		{"RemovedEndpointRowsFoundAndDeleted", testRemovedEndpointRowsFoundAndDeleted},
 		{"Held", testHeld},
