@@ -49,6 +49,10 @@ type Config struct {
 	// MaxRetries bounds how often one Update is run again after a
 	// serialization failure or deadlock (0: DefaultMaxRetries).
 	MaxRetries int
+	// LockTimeout bounds every wait of a step for a lock: the slow
+	// lane's (shared or alone), the event order's, a row's (0:
+	// LockTimeout). Past it the step fails with store.ErrUnavailable.
+	LockTimeout time.Duration
 }
 
 // Validate reports a config Open cannot use, naming the field.
@@ -63,7 +67,7 @@ func (c *Config) Validate() error {
 		(c.MaxConns > 0 && c.MinConns > c.MaxConns):
 		return fmt.Errorf("%w: postgres pool size min %d, max %d",
 			store.ErrInvalid, c.MinConns, c.MaxConns)
-	case c.ConnectTimeout < 0 || c.MaxRetries < 0:
+	case c.ConnectTimeout < 0 || c.MaxRetries < 0 || c.LockTimeout < 0:
 		return fmt.Errorf("%w: negative postgres timeout or retries",
 			store.ErrInvalid)
 	}
@@ -78,6 +82,11 @@ type Store struct {
 	node       [33]byte
 	maxRetries int
 	failed     chan struct{}
+	// lockTimeout is Config.LockTimeout or its default; beginShared and
+	// laneAlone are the statements that wait for the slow lane under it.
+	lockTimeout time.Duration
+	beginShared string
+	laneAlone   string
 }
 
 // Compile-time check: the receiver's seam, the same one the badger store
@@ -125,6 +134,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.MaxRetries > 0 {
 		s.maxRetries = cfg.MaxRetries
 	}
+	s.lockTimeout = LockTimeout
+	if cfg.LockTimeout > 0 {
+		s.lockTimeout = cfg.LockTimeout
+	}
+	s.beginShared = beginShared(s.lockTimeout)
+	s.laneAlone = laneAlone(s.lockTimeout)
 	s.pool, err = pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, translate(err)
@@ -301,11 +316,27 @@ const slowLaneAfter = 2
 const slowLaneLock int64 = 0x736174736c6f77
 
 // beginShared is BEGIN for a step outside the slow lane, the shared lock
-// in the same round trip.
-var beginShared = fmt.Sprintf("BEGIN ISOLATION LEVEL SERIALIZABLE; "+
-	"SET LOCAL lock_timeout = %d; "+
-	"SELECT pg_advisory_xact_lock_shared(%d)", LockTimeout.Milliseconds(),
-	slowLaneLock)
+// in the same round trip, every lock wait of the step bounded by timeout.
+func beginShared(timeout time.Duration) string {
+	return fmt.Sprintf("BEGIN ISOLATION LEVEL SERIALIZABLE; "+
+		"SET LOCAL lock_timeout = %d; "+
+		"SELECT pg_advisory_xact_lock_shared(%d)",
+		timeout.Milliseconds(), slowLaneLock)
+}
+
+// laneAlone takes the slow lane's lock exclusively, for the session,
+// waiting at most timeout (then 55P03, store.ErrUnavailable) instead of
+// as long as the step's context: a peer whose step holds the lane for
+// long must not hang this receiver's payment past lnd's hold time. The
+// statements are one simple query, so they run as one implicit
+// transaction: if the wait fails, the SET is rolled back with it; if it
+// succeeds, the RESET leaves the pooled connection as it was (a session
+// advisory lock outlives the implicit transaction).
+func laneAlone(timeout time.Duration) string {
+	return fmt.Sprintf("SET lock_timeout = %d; "+
+		"SELECT pg_advisory_lock(%d); RESET lock_timeout",
+		timeout.Milliseconds(), slowLaneLock)
+}
 
 // slowUnlockTimeout bounds releasing the slow lane's lock; past it the
 // connection is closed, which releases the lock too.
@@ -329,10 +360,10 @@ func (s *Store) run(ctx context.Context, opts pgx.TxOptions, slow bool,
 			return translate(err)
 		}
 		defer conn.Release()
-		_, err = conn.Exec(ctx, "SELECT pg_advisory_lock($1)",
-			slowLaneLock)
-		if err != nil {
-			return translate(err)
+		if _, err = conn.Exec(ctx, s.laneAlone); err != nil {
+			return fmt.Errorf("slow lane: waiting up to %v for "+
+				"another step to leave it: %w", s.lockTimeout,
+				translate(err))
 		}
 		defer func() {
 			uctx, cancel := context.WithTimeout(
@@ -348,7 +379,7 @@ func (s *Store) run(ctx context.Context, opts pgx.TxOptions, slow bool,
 		begin = conn
 
 	case opts.IsoLevel == pgx.Serializable:
-		opts.BeginQuery = beginShared
+		opts.BeginQuery = s.beginShared
 	}
 	ptx, err := begin.BeginTx(ctx, opts)
 	if err != nil {
