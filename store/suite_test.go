@@ -27,3 +27,14 @@ func TestReceiverSuite(t *testing.T) {
 		return db.Receiver()
 	})
 }
+
+// TestIdemPruneSticksWhenFull runs the idempotency retention check on
+// badger (the PostgreSQL store runs the same).
+func TestIdemPruneSticksWhenFull(t *testing.T) {
+	t.Parallel()
+	db, err := store.Open(context.Background(), t.TempDir(),
+		store.DefaultOptions())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	storetest.RunIdemPruneSticksWhenFull(t, db)
+}

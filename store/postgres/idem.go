@@ -27,9 +27,10 @@ func (s *Store) IdemBegin(ctx context.Context, rec *store.IdemRecord,
 	var (
 		out     *store.IdemRecord
 		created bool
+		full    error
 	)
 	err := s.update(ctx, func(t *tx) error {
-		out, created = nil, false
+		out, created, full = nil, false, nil
 		cutoff := ns(rec.CreatedAt.Add(-ttl))
 		_, err := t.exec(`DELETE FROM idempotency WHERE scope IN (
 			SELECT scope FROM idempotency WHERE created_ns <= $1
@@ -56,8 +57,13 @@ func (s *Store) IdemBegin(ctx context.Context, rec *store.IdemRecord,
 			return err
 		}
 		if n >= maxRecords {
-			return fmt.Errorf("%w: %d keys seen in the last %v (the "+
-				"cap)", store.ErrIdemFull, n, ttl)
+			// Refused, but the prune above commits, as on
+			// badger: returning the error here would roll it
+			// back, and expired keys would stay for as long as
+			// the table is full.
+			full = fmt.Errorf("%w: %d keys seen in the last %v "+
+				"(the cap)", store.ErrIdemFull, n, ttl)
+			return nil
 		}
 		if err := t.putIdem(rec); err != nil {
 			return err
@@ -67,6 +73,9 @@ func (s *Store) IdemBegin(ctx context.Context, rec *store.IdemRecord,
 	})
 	if err != nil {
 		return nil, false, err
+	}
+	if full != nil {
+		return nil, false, full
 	}
 	return out, created, nil
 }
