@@ -463,3 +463,75 @@ func TestPaidCheckWaitsForUnrelatedCommitsFsync(t *testing.T) {
 	}
 	require.NoError(t, <-credited)
 }
+
+// TestEventListShowsEventBeforeItsSync holds the event list (ForEachEvent,
+// GET /v1/events) to the read gating: an event whose step is committed but
+// not yet on disk is not listed before its fsync returns, and never if the
+// fsync fails (an operator or a poller would act on an event that no
+// longer exists).
+func TestEventListShowsEventBeforeItsSync(t *testing.T) {
+	t.Parallel()
+	for _, syncErr := range []error{nil, errDiskOnFire} {
+		t.Run(fmt.Sprintf("sync error %v", syncErr), func(t *testing.T) {
+			t.Parallel()
+			held := newHeldSync(FaultSync, syncErr)
+			db, _ := openTestDB(t, func(o *Options) {
+				o.FaultHook = held.hook
+			})
+			t.Cleanup(held.letGo)
+			rs, ctx := db.Receiver(), testCtx(t)
+			require.NoError(t, putActiveSub(ctx, rs, subID(1)))
+
+			held.armed.Store(true)
+			credited := make(chan error, 1)
+			go func() { credited <- credit(ctx, rs, subID(1), 1, 1500) }()
+			waitClosed(t, held.entered, "the credit's fsync")
+
+			var (
+				listed         []EventID
+				listedUnsynced bool
+				readDone       = make(chan error, 1)
+			)
+			go func() {
+				readDone <- rs.View(ctx, func(tx ReceiverTx) error {
+					return tx.ForEachEvent(0, 100, func(ev *Event) error {
+						listed = append(listed, ev.ID)
+						if !held.released.Load() {
+							listedUnsynced = true
+						}
+						return nil
+					})
+				})
+			}()
+			// The list waits for the next sync round (or, wrongly,
+			// has returned already).
+			require.Eventually(t, func() bool {
+				if len(readDone) > 0 {
+					return true
+				}
+				db.syncer.mu.Lock()
+				defer db.syncer.mu.Unlock()
+				return db.syncer.next != nil
+			}, testTimeout, time.Millisecond)
+			held.letGo()
+			var readErr error
+			select {
+			case readErr = <-readDone:
+			case <-time.After(testTimeout):
+				t.Fatal("the list did not return after the sync")
+			}
+			creditErr := <-credited
+			require.False(t, listedUnsynced,
+				"listed an event before its fsync finished")
+			if syncErr == nil {
+				require.NoError(t, creditErr)
+				require.NoError(t, readErr)
+				require.Equal(t, []EventID{1}, listed)
+				return
+			}
+			require.ErrorIs(t, creditErr, ErrFailed)
+			require.ErrorIs(t, readErr, ErrFailed)
+			require.Empty(t, listed, "listed an event whose sync failed")
+		})
+	}
+}
