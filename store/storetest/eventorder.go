@@ -25,6 +25,10 @@ type cursorReader struct {
 	mu     sync.Mutex
 	cursor store.EventID
 	seen   map[store.EventID]bool
+	// page, if set, makes the reader an event-list poller instead
+	// (GET /v1/events with next_after): it reads every event,
+	// delivered or not, page events at a time.
+	page int
 }
 
 func newCursorReader(rs store.ReceiverStore) *cursorReader {
@@ -35,12 +39,16 @@ func newCursorReader(rs store.ReceiverStore) *cursorReader {
 func (r *cursorReader) poll(t *testing.T) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	see := func(ev *store.Event) error {
+		r.seen[ev.ID] = true
+		r.cursor = ev.ID
+		return nil
+	}
 	return r.rs.View(Ctx(t), func(tx store.ReceiverTx) error {
-		return tx.ForEachPendingEvent(r.cursor, func(ev *store.Event) error {
-			r.seen[ev.ID] = true
-			r.cursor = ev.ID
-			return nil
-		})
+		if r.page > 0 {
+			return tx.ForEachEvent(r.cursor, r.page, see)
+		}
+		return tx.ForEachPendingEvent(r.cursor, see)
 	})
 }
 
@@ -129,71 +137,100 @@ func testEventCommittedBelowCursor(t *testing.T, open Open) {
 			firstID, secondID)
 	})
 
-	t.Run("two appenders and a polling reader", func(t *testing.T) {
-		const (
-			appenders = 2
-			each      = 40
-		)
-		rs, ctx := open(t), Ctx(t)
-		r := newCursorReader(rs)
-		var (
-			wg      sync.WaitGroup
-			mu      sync.Mutex
-			want    []store.EventID
-			errs    = make(chan error, appenders+1)
-			stopped = make(chan struct{})
-			reader  = make(chan struct{})
-		)
-		go func() {
-			defer close(reader)
-			for {
-				if err := r.poll(t); err != nil {
+	readers := []struct {
+		name string
+		page int
+	}{
+		{"webhook dispatcher", 0},
+		{"event list poller, pages of 3", 3},
+	}
+	for _, rd := range readers {
+		t.Run("two appenders and a polling "+rd.name, func(t *testing.T) {
+			testTwoAppenders(t, open, rd.page)
+		})
+	}
+}
+
+// errRolledBack is a step's own failure, rolling it back after it
+// appended an event (a gap on PostgreSQL).
+var errRolledBack = errors.New("rolled back on purpose")
+
+// testTwoAppenders runs two appenders, every fifth of whose steps rolls
+// back after its append, against a reader polling past its cursor (the
+// event list with pages of page, or the pending queue for 0): no
+// committed event may be skipped.
+func testTwoAppenders(t *testing.T, open Open, page int) {
+	const (
+		appenders = 2
+		each      = 40
+	)
+	rs, ctx := open(t), Ctx(t)
+	r := newCursorReader(rs)
+	r.page = page
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		want    []store.EventID
+		errs    = make(chan error, appenders+1)
+		stopped = make(chan struct{})
+		reader  = make(chan struct{})
+	)
+	go func() {
+		defer close(reader)
+		for {
+			if err := r.poll(t); err != nil {
+				errs <- err
+				return
+			}
+			select {
+			case <-stopped:
+				return
+			default:
+			}
+		}
+	}()
+	for a := 0; a < appenders; a++ {
+		wg.Add(1)
+		go func(a int) {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				var id store.EventID
+				rollBack := i%5 == 4
+				err := rs.Update(ctx, func(tx store.ReceiverTx) error {
+					ev := &store.Event{
+						SubID: SubID(uint64(a + 1)),
+						Type:  store.EventPaymentReceived,
+					}
+					err := tx.AppendEvent(ev)
+					id = ev.ID
+					if err == nil && rollBack {
+						return errRolledBack
+					}
+					return err
+				})
+				if rollBack && errors.Is(err, errRolledBack) {
+					continue
+				}
+				if err != nil {
 					errs <- err
 					return
 				}
-				select {
-				case <-stopped:
-					return
-				default:
-				}
+				mu.Lock()
+				want = append(want, id)
+				mu.Unlock()
 			}
-		}()
-		for a := 0; a < appenders; a++ {
-			wg.Add(1)
-			go func(a int) {
-				defer wg.Done()
-				for i := 0; i < each; i++ {
-					var id store.EventID
-					err := rs.Update(ctx, func(tx store.ReceiverTx) error {
-						ev := &store.Event{
-							SubID: SubID(uint64(a + 1)),
-							Type:  store.EventPaymentReceived,
-						}
-						err := tx.AppendEvent(ev)
-						id = ev.ID
-						return err
-					})
-					if err != nil {
-						errs <- err
-						return
-					}
-					mu.Lock()
-					want = append(want, id)
-					mu.Unlock()
-				}
-			}(a)
-		}
-		wg.Wait()
-		close(stopped)
-		<-reader
-		close(errs)
-		for err := range errs {
-			require.NoError(t, err)
-		}
-		require.NoError(t, r.poll(t))
-		require.Len(t, want, appenders*each)
-		require.Empty(t, r.missed(want), "events the cursor skipped")
-	})
+		}(a)
+	}
+	wg.Wait()
+	close(stopped)
+	<-reader
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	require.NoError(t, r.poll(t))
+	require.Len(t, want, appenders*each*4/5)
+	require.Empty(t, r.missed(want), "events the cursor skipped")
 }
 
 // testEventListAcrossGap reproduces an event list that ended at the first
