@@ -122,6 +122,10 @@ type ReceiverTx interface {
 	// all). Ids may have gaps (PostgreSQL burns the ids of a rolled-back
 	// step), so a list walks this range instead of counting ids up.
 	ForEachEvent(after EventID, limit int, fn func(*Event) error) error
+	// LastEventID returns the highest event id stored (0: none), where a
+	// newest-first list starts; with gaps in the ids, probing ids for
+	// existence cannot find it.
+	LastEventID() (EventID, error)
 	// EventByUID returns the event with that public id, or ErrNotFound.
 	EventByUID(uid EventUID) (*Event, error)
 	// Delivery returns event id's delivery state at a webhook endpoint
@@ -474,6 +478,11 @@ func (t *receiverTx) ForEachEvent(after EventID, limit int,
 			}
 			return fn(ev)
 		})
+}
+
+func (t *receiverTx) LastEventID() (EventID, error) {
+	last, err := t.getU64(keyLastEventID)
+	return EventID(last), err
 }
 
 func (t *receiverTx) ForEachPendingEvent(after EventID, fn func(*Event) error) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -175,27 +176,36 @@ func (d *Dashboard) subscription(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		// Newest events first, from the last id down.
-		last := lastEventID(tx)
-		for id := last; id > 0 && last-id < eventScan &&
-			len(data.Events) < maxEventsShown; id-- {
-
-			ev, err := tx.Event(store.EventID(id))
-			if errors.Is(err, store.ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
+		// The subscription's newest events among the last
+		// eventScan ids, newest first. A range read from the
+		// highest id, not ids probed one by one: ids have gaps on
+		// PostgreSQL (a rolled-back step burns its ids).
+		last, err := tx.LastEventID()
+		if err != nil {
+			return err
+		}
+		after := store.EventID(0)
+		if last > eventScan {
+			after = last - eventScan
+		}
+		err = tx.ForEachEvent(after, 0, func(ev *store.Event) error {
 			if ev.SubID != s.ID {
-				continue
+				return nil
 			}
 			data.Events = append(data.Events, eventRow{
 				ID: uint64(ev.ID), Type: ev.Type.String(),
 				CreatedAt: ev.CreatedAt, Delivered: ev.Delivered,
 				Attempts: ev.Attempts, LastError: ev.LastError,
 				NextAttempt: ev.NextAttempt})
+			return nil
+		})
+		if err != nil {
+			return err
 		}
+		if len(data.Events) > maxEventsShown {
+			data.Events = data.Events[len(data.Events)-maxEventsShown:]
+		}
+		slices.Reverse(data.Events)
 		return nil
 	})
 	if err != nil {
@@ -214,29 +224,4 @@ func (d *Dashboard) subscription(w http.ResponseWriter, r *http.Request) {
 		data.Offer = d.cfg.Offer(data.Plan, s)
 	}
 	d.pages.Render(w, r, http.StatusOK, "subscription", PublicID(s), data)
-}
-
-// lastEventID finds the newest event id by doubling then bisecting (ids
-// are handed out in order from 1).
-func lastEventID(tx store.ReceiverTx) uint64 {
-	exists := func(id uint64) bool {
-		_, err := tx.Event(store.EventID(id))
-		return err == nil
-	}
-	if !exists(1) {
-		return 0
-	}
-	lo, hi := uint64(1), uint64(2)
-	for exists(hi) {
-		lo, hi = hi, hi*2
-	}
-	for hi-lo > 1 {
-		mid := lo + (hi-lo)/2
-		if exists(mid) {
-			lo = mid
-		} else {
-			hi = mid
-		}
-	}
-	return lo
 }

@@ -979,6 +979,16 @@ func (t *tx) ForEachEvent(after store.EventID, limit int,
 	}
 }
 
+// LastEventID reads the end of the primary key: one index probe.
+func (t *tx) LastEventID() (store.EventID, error) {
+	var id int64
+	err := t.queryRow("SELECT coalesce(max(id), 0) FROM events", nil, &id)
+	if err != nil {
+		return 0, fmt.Errorf("last event id: %w", err)
+	}
+	return store.EventID(id), nil
+}
+
 func (t *tx) EventByUID(uid store.EventUID) (*store.Event, error) {
 	evs, err := t.events("uid = $1", uid[:])
 	switch {

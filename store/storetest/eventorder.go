@@ -240,6 +240,16 @@ func testTwoAppenders(t *testing.T, open Open, page int) {
 func testEventListAcrossGap(t *testing.T, open Open) {
 	rs, ctx := open(t), Ctx(t)
 	errRollBack := errors.New("roll back")
+	lastID := func() store.EventID {
+		var id store.EventID
+		require.NoError(t, rs.View(ctx, func(tx store.ReceiverTx) error {
+			var err error
+			id, err = tx.LastEventID()
+			return err
+		}))
+		return id
+	}
+	require.Zero(t, lastID(), "no events yet")
 	appendEv := func(fail bool) store.EventID {
 		var id store.EventID
 		err := rs.Update(ctx, func(tx store.ReceiverTx) error {
@@ -269,6 +279,7 @@ func testEventListAcrossGap(t *testing.T, open Open) {
 	require.NoError(t, rs.Update(ctx, func(tx store.ReceiverTx) error {
 		return tx.MarkEventDelivered(want[1], At(2))
 	}))
+	require.Equal(t, want[3], lastID())
 
 	list := func(after store.EventID, limit int) []store.EventID {
 		var got []store.EventID
