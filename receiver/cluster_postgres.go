@@ -46,6 +46,7 @@ func openPGLedger(ctx context.Context, cfg *Config, node [33]byte) (Ledger,
 		MaxConns:       pc.MaxConns,
 		MinConns:       pc.MinConns,
 		ConnectTimeout: pc.ConnectTimeout,
+		LockTimeout:    pc.LockTimeout,
 		NodePubkey:     node,
 		Network:        cfg.Network,
 	})

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/satstream/satstream/common"
 	"github.com/satstream/satstream/receiver/webhook"
+	"github.com/satstream/satstream/store/postgres"
 )
 
 // ErrConfig is wrapped by every configuration error.
@@ -58,6 +59,7 @@ type PostgresConfig struct {
 	MaxConns       int32         `long:"maxconns" description:"Most connections in the pool"`
 	MinConns       int32         `long:"minconns" description:"Connections kept open while idle"`
 	ConnectTimeout time.Duration `long:"timeout" description:"Timeout of one connection attempt and of the leader lock's health check"`
+	LockTimeout    time.Duration `long:"locktimeout" description:"Longest wait of one ledger step for a lock (a step retried twice runs alone and waits for the others); past it the payment is neither settled nor cancelled but decided again"`
 }
 
 // DBConfig chooses and configures the ledger backend.
@@ -124,6 +126,7 @@ func DefaultConfig() *Config {
 				MaxConns:       10,
 				MinConns:       2,
 				ConnectTimeout: 10 * time.Second,
+				LockTimeout:    postgres.LockTimeout,
 			},
 		},
 	}
@@ -232,6 +235,10 @@ func (c *DBConfig) validate() error {
 	if p.ConnectTimeout <= 0 {
 		return fmt.Errorf("%w: --db.postgres.timeout must be positive, "+
 			"got %v", ErrConfig, p.ConnectTimeout)
+	}
+	if p.LockTimeout <= 0 {
+		return fmt.Errorf("%w: --db.postgres.locktimeout must be "+
+			"positive, got %v", ErrConfig, p.LockTimeout)
 	}
 	return nil
 }

@@ -63,6 +63,11 @@ func TestConfigValidate(t *testing.T) {
 			c.DB.Postgres.DSN = "host=/run/postgresql dbname=satstream"
 			c.DB.Postgres.ConnectTimeout = 0
 		}, "--db.postgres.timeout"},
+		{"postgres lock timeout", func(c *Config) {
+			c.DB.Backend = BackendPostgres
+			c.DB.Postgres.DSN = "host=/run/postgresql dbname=satstream"
+			c.DB.Postgres.LockTimeout = -time.Second
+		}, "--db.postgres.locktimeout"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
