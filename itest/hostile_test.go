@@ -80,7 +80,23 @@ func randomRecords(t *testing.T, plan *tlv.PlanID) map[uint64][]byte {
 func TestHostilePayers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	f := newFaultRig(t, ctx, 2)
+	net, nodes := faultNetwork(t, ctx)
+	f := startFaultRig(t, ctx, net, nodes, 2, backendBadger)
+	for i, backend := range backends(t) {
+		t.Run(backend, func(t *testing.T) {
+			if i > 0 {
+				// The same network, a receiver on a fresh
+				// ledger and a sender with new subscriptions.
+				f.stop()
+				f = startFaultRig(t, ctx, net, nodes, 2, backend)
+			}
+			testHostileOn(t, ctx, f)
+		})
+	}
+}
+
+// testHostileOn is TestHostilePayers' body on the fault rig f.
+func testHostileOn(t *testing.T, ctx context.Context, f *faultRig) {
 	bob, carol := f.bob, f.carol
 
 	// An open plan whose minimum is 5 sat.
