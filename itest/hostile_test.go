@@ -81,16 +81,13 @@ func TestHostilePayers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	net, nodes := faultNetwork(t, ctx)
-	f := startFaultRig(t, ctx, net, nodes, 2, backendBadger)
-	for i, backend := range backends(t) {
+	// One network; per backend a receiver on a fresh ledger and a
+	// sender with its own subscriptions.
+	for _, backend := range backends(t) {
 		t.Run(backend, func(t *testing.T) {
-			if i > 0 {
-				// The same network, a receiver on a fresh
-				// ledger and a sender with new subscriptions.
-				f.stop()
-				f = startFaultRig(t, ctx, net, nodes, 2, backend)
-			}
+			f := startFaultRig(t, ctx, net, nodes, 2, backend)
 			testHostileOn(t, ctx, f)
+			f.stop()
 		})
 	}
 }
