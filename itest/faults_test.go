@@ -613,6 +613,8 @@ func TestFaults(t *testing.T) {
 			// Decisions that reach lnd late but inside the hold time still
 			// settle.
 			f.proxy.SetDelay(faultHold * 6 / 10)
+			// A failure here must not slow the next fault's settles.
+			defer f.proxy.SetDelay(0)
 			f.faults++
 			f.waitProgress(2)
 			f.checkInvariant("with settle/cancel slowed to 0.6 hold times")
