@@ -129,6 +129,15 @@ type faultRig struct {
 func newFaultRig(t *testing.T, ctx context.Context, n int,
 	prepare ...func(role string, d *rcv)) *faultRig {
 
+	net, nodes := faultNetwork(t, ctx)
+	return startFaultRig(t, ctx, net, nodes, n, backendBadger, prepare...)
+}
+
+// faultNetwork starts alice -> bob -> carol, carol holding keysends for
+// faultHold.
+func faultNetwork(t *testing.T, ctx context.Context) (*regtest.Network,
+	[]*regtest.Node) {
+
 	net, nodes := newNetwork(t, ctx,
 		regtest.NodeConfig{Name: "alice"},
 		regtest.NodeConfig{Name: "bob"},
@@ -137,12 +146,23 @@ func newFaultRig(t *testing.T, ctx context.Context, n int,
 		}},
 	)
 	line(t, ctx, net, nodes...)
+	return net, nodes
+}
+
+// startFaultRig is newFaultRig on a network from faultNetwork, with the
+// receiver's ledger on backend. A rig started on a network another rig
+// used (and stopped) sees none of the other's subscriptions: its receiver
+// has a fresh ledger and its sender a fresh data directory.
+func startFaultRig(t *testing.T, ctx context.Context, net *regtest.Network,
+	nodes []*regtest.Node, n int, backend string,
+	prepare ...func(role string, d *rcv)) *faultRig {
+
 	f := &faultRig{t: t, ctx: ctx, net: net, alice: nodes[0],
 		bob: nodes[1], carol: nodes[2], hook: newHookServer(t),
 		rng: rand.New(rand.NewSource(faultSeed(t)))}
 
 	f.proxy = newLndProxy(t, f.carol, "/SettleInvoice", "/CancelInvoice")
-	f.rcv = newRcv(t, f.carol, f.hook.srv.URL)
+	f.rcv = newRcv(t, f.carol, f.hook.srv.URL).onBackend(t, backend)
 	for i, a := range f.rcv.args {
 		if strings.HasPrefix(a, "--lnd.host=") {
 			f.rcv.args[i] = "--lnd.host=" + f.proxy.Addr
@@ -185,6 +205,16 @@ func newFaultRig(t *testing.T, ctx context.Context, n int,
 	}
 	f.waitProgress(3)
 	return f
+}
+
+// stop pauses the rig's subscriptions and stops its sender, then its
+// receiver (SIGTERM), so that a rig on another ledger backend can use the
+// network.
+func (f *faultRig) stop() {
+	f.t.Helper()
+	f.setPaused(true)
+	f.snd.stop()
+	f.rcv.stop()
 }
 
 // credited returns the receiver's credited payment count per subscription.
@@ -480,142 +510,186 @@ const paidUntilSkew = 10 * time.Second
 // TestFaults streams several subscriptions from a sender process to a
 // receiver process and breaks things the way real nodes, networks and
 // operators do, checking the ledger invariant after each kind of fault.
+// The receiver's faults run again (subtest postgres) on a receiver whose
+// ledger is on PostgreSQL, on the same network, with its own sender and
+// subscriptions.
 func TestFaults(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 	began := time.Now()
-	f := newFaultRig(t, ctx, 3)
+	net, nodes := faultNetwork(t, ctx)
+	f := startFaultRig(t, ctx, net, nodes, 3, backendBadger)
 
-	t.Run("SenderSIGKILLAtRandomMoments", func(t *testing.T) {
-		for i := 0; i < 20; i++ {
-			f.pause(100*time.Millisecond, 1500*time.Millisecond)
-			f.snd.kill()
-			f.faults++
-			f.snd.start(ctx)
-		}
-		f.waitProgress(2)
-		f.checkInvariant("after 20 sender SIGKILLs")
-	})
+	// receiver marks the faults of the receiver's side, which run on
+	// every ledger backend.
+	faults := []struct {
+		name     string
+		receiver bool
+		run      func(t *testing.T, f *faultRig)
+	}{
+		{"SenderSIGKILLAtRandomMoments", false, func(t *testing.T, f *faultRig) {
+			for i := 0; i < 20; i++ {
+				f.pause(100*time.Millisecond, 1500*time.Millisecond)
+				f.snd.kill()
+				f.faults++
+				f.snd.start(f.ctx)
+			}
+			f.waitProgress(2)
+			f.checkInvariant("after 20 sender SIGKILLs")
+		}},
 
-	t.Run("ReceiverSIGKILLAtRandomMoments", func(t *testing.T) {
-		for i := 0; i < 20; i++ {
-			f.pause(100*time.Millisecond, 1500*time.Millisecond)
-			f.rcv.kill()
-			f.faults++
-			f.rcv.start(ctx)
-		}
-		f.waitProgress(2)
-		f.checkInvariant("after 20 receiver SIGKILLs")
-	})
+		{"ReceiverSIGKILLAtRandomMoments", true, func(t *testing.T, f *faultRig) {
+			for i := 0; i < 20; i++ {
+				f.pause(100*time.Millisecond, 1500*time.Millisecond)
+				f.rcv.kill()
+				f.faults++
+				f.rcv.start(f.ctx)
+			}
+			f.waitProgress(2)
+			f.checkInvariant("after 20 receiver SIGKILLs")
+		}},
 
-	t.Run("ReceiverSIGSTOPBeyondHoldTime", func(t *testing.T) {
-		before := f.credited()
-		p := f.rcv.proc.cmd.Process
-		require.NoError(t, p.Signal(syscall.SIGSTOP))
-		f.faults++
-		// Held payments must fail back to the payer while the receiver
-		// is frozen: wait for lnd to cancel some of them.
-		require.NoError(t, regtest.Poll(ctx, 3*faultHold, func() error {
-			resp, err := f.carol.RPC().ListInvoices(ctx,
+		{"ReceiverSIGSTOPBeyondHoldTime", true, func(t *testing.T, f *faultRig) {
+			before := f.credited()
+			// Only keysends added from now on count (an earlier
+			// rig on this network left cancelled ones).
+			resp, err := f.carol.RPC().ListInvoices(f.ctx,
 				&lnrpc.ListInvoiceRequest{NumMaxInvoices: 1_000_000})
-			if err != nil {
-				return err
-			}
-			for _, inv := range resp.Invoices {
-				if inv.State == lnrpc.Invoice_CANCELED &&
-					inv.IsKeysend {
-					return nil
-				}
-			}
-			return fmt.Errorf("no held keysend expired yet")
-		}))
-		require.NoError(t, p.Signal(syscall.SIGCONT))
-		f.waitProgress(2)
-		for id, n := range f.credited() {
-			require.Greater(t, n, before[id])
-		}
-		f.checkInvariant("after SIGSTOP beyond the hold time")
-	})
-
-	t.Run("PayerAndProviderLndRestart", func(t *testing.T) {
-		for _, n := range []*regtest.Node{f.alice, f.carol} {
-			f.pause(500*time.Millisecond, 2*time.Second)
-			require.NoError(t, n.Restart(ctx))
+			require.NoError(t, err)
+			lastAdd := resp.LastIndexOffset
+			p := f.rcv.proc.cmd.Process
+			require.NoError(t, p.Signal(syscall.SIGSTOP))
 			f.faults++
-			require.NoError(t, f.bob.Connect(ctx, n))
-			require.NoError(t, f.net.WaitForRoute(ctx, f.alice, f.carol,
-				btcutil.Amount(10)))
-			f.waitProgressAfterReconnect(2, f.bob, n)
-		}
-		f.checkInvariant("after restarting alice's and carol's lnd")
-	})
-
-	t.Run("BobCarolLinkCutMidPayment", func(t *testing.T) {
-		for i := 0; i < 3; i++ {
-			f.pause(200*time.Millisecond, 2*time.Second)
-			require.NoError(t, f.bob.Disconnect(ctx, f.carol))
-			f.faults++
-			f.pause(time.Second, 3*time.Second)
-			require.NoError(t, f.bob.Connect(ctx, f.carol))
-			f.waitProgressAfterReconnect(1, f.bob, f.carol)
-		}
-		f.checkInvariant("after cutting bob-carol three times")
-	})
-
-	t.Run("SlowSettleAndCancelNearAndPastHoldTime", func(t *testing.T) {
-		// Decisions that reach lnd late but inside the hold time still
-		// settle.
-		f.proxy.SetDelay(faultHold * 6 / 10)
-		f.faults++
-		f.waitProgress(2)
-		f.checkInvariant("with settle/cancel slowed to 0.6 hold times")
-
-		// Past the hold time lnd cancels first: the settle fails and
-		// the credit must be reversed while the receiver runs.
-		f.proxy.SetDelay(faultHold * 3 / 2)
-		f.faults++
-		require.NoError(t, regtest.Poll(ctx, 3*time.Minute, func() error {
-			var page struct {
-				Events []struct {
-					Type string `json:"type"`
-				} `json:"events"`
-			}
-			for after := 0; ; after += 1000 {
-				if f.rcv.do("GET", fmt.Sprintf("/v1/events?limit=1000"+
-					"&after=%d", after), nil, &page) != 200 {
-					return fmt.Errorf("events API down")
+			// Held payments must fail back to the payer while the receiver
+			// is frozen: wait for lnd to cancel some of them.
+			require.NoError(t, regtest.Poll(f.ctx, 3*faultHold, func() error {
+				resp, err := f.carol.RPC().ListInvoices(f.ctx,
+					&lnrpc.ListInvoiceRequest{NumMaxInvoices: 1_000_000})
+				if err != nil {
+					return err
 				}
-				for _, ev := range page.Events {
-					if ev.Type == "payment.reversed" {
+				for _, inv := range resp.Invoices {
+					if inv.State == lnrpc.Invoice_CANCELED &&
+						inv.IsKeysend && inv.AddIndex > lastAdd {
 						return nil
 					}
 				}
-				if len(page.Events) < 1000 {
-					return fmt.Errorf("no credit reversed yet")
-				}
+				return fmt.Errorf("no held keysend expired yet")
+			}))
+			require.NoError(t, p.Signal(syscall.SIGCONT))
+			f.waitProgress(2)
+			for id, n := range f.credited() {
+				require.Greater(t, n, before[id])
 			}
-		}))
-		f.proxy.SetDelay(0)
-		f.waitProgress(2)
-		f.checkInvariant("after settles slower than the hold time")
-	})
+			f.checkInvariant("after SIGSTOP beyond the hold time")
+		}},
 
-	t.Run("WebhookEndpointDownThenUp", func(t *testing.T) {
-		f.hook.setDown(true)
-		f.faults++
-		f.waitProgress(2)
-		// A receiver crash while deliveries are failing.
-		f.rcv.kill()
-		f.faults++
-		f.rcv.start(ctx)
-		f.waitProgress(1)
-		f.hook.setDown(false)
-		f.checkWebhooks()
-		f.checkInvariant("after the webhook endpoint was down")
-	})
+		{"PayerAndProviderLndRestart", false, func(t *testing.T, f *faultRig) {
+			for _, n := range []*regtest.Node{f.alice, f.carol} {
+				f.pause(500*time.Millisecond, 2*time.Second)
+				require.NoError(t, n.Restart(f.ctx))
+				f.faults++
+				require.NoError(t, f.bob.Connect(f.ctx, n))
+				require.NoError(t, f.net.WaitForRoute(f.ctx, f.alice, f.carol,
+					btcutil.Amount(10)))
+				f.waitProgressAfterReconnect(2, f.bob, n)
+			}
+			f.checkInvariant("after restarting alice's and carol's lnd")
+		}},
 
+		{"BobCarolLinkCutMidPayment", false, func(t *testing.T, f *faultRig) {
+			for i := 0; i < 3; i++ {
+				f.pause(200*time.Millisecond, 2*time.Second)
+				require.NoError(t, f.bob.Disconnect(f.ctx, f.carol))
+				f.faults++
+				f.pause(time.Second, 3*time.Second)
+				require.NoError(t, f.bob.Connect(f.ctx, f.carol))
+				f.waitProgressAfterReconnect(1, f.bob, f.carol)
+			}
+			f.checkInvariant("after cutting bob-carol three times")
+		}},
+
+		{"SlowSettleAndCancelNearAndPastHoldTime", true, func(t *testing.T, f *faultRig) {
+			// Decisions that reach lnd late but inside the hold time still
+			// settle.
+			f.proxy.SetDelay(faultHold * 6 / 10)
+			// A failure here must not slow the next fault's settles.
+			defer f.proxy.SetDelay(0)
+			f.faults++
+			f.waitProgress(2)
+			f.checkInvariant("with settle/cancel slowed to 0.6 hold times")
+
+			// Past the hold time lnd cancels first: the settle fails and
+			// the credit must be reversed while the receiver runs.
+			f.proxy.SetDelay(faultHold * 3 / 2)
+			f.faults++
+			require.NoError(t, regtest.Poll(f.ctx, 3*time.Minute, func() error {
+				var page struct {
+					Events []struct {
+						Type string `json:"type"`
+					} `json:"events"`
+				}
+				for after := 0; ; after += 1000 {
+					if f.rcv.do("GET", fmt.Sprintf("/v1/events?limit=1000"+
+						"&after=%d", after), nil, &page) != 200 {
+						return fmt.Errorf("events API down")
+					}
+					for _, ev := range page.Events {
+						if ev.Type == "payment.reversed" {
+							return nil
+						}
+					}
+					if len(page.Events) < 1000 {
+						return fmt.Errorf("no credit reversed yet")
+					}
+				}
+			}))
+			f.proxy.SetDelay(0)
+			f.waitProgress(2)
+			f.checkInvariant("after settles slower than the hold time")
+		}},
+
+		{"WebhookEndpointDownThenUp", true, func(t *testing.T, f *faultRig) {
+			f.hook.setDown(true)
+			f.faults++
+			f.waitProgress(2)
+			// A receiver crash while deliveries are failing.
+			f.rcv.kill()
+			f.faults++
+			f.rcv.start(f.ctx)
+			f.waitProgress(1)
+			f.hook.setDown(false)
+			f.checkWebhooks()
+			f.checkInvariant("after the webhook endpoint was down")
+		}},
+	}
+	for _, fault := range faults {
+		t.Run(fault.name, func(t *testing.T) { fault.run(t, f) })
+	}
 	t.Logf("TestFaults: %d faults injected, %d invariant checks passed, "+
 		"took %v", f.faults, f.checks, time.Since(began).Round(time.Second))
+
+	for _, backend := range backends(t) {
+		if backend == backendBadger {
+			continue
+		}
+		t.Run(backend, func(t *testing.T) {
+			began := time.Now()
+			f.stop()
+			g := startFaultRig(t, ctx, net, nodes, 3, backend)
+			for _, fault := range faults {
+				if fault.receiver {
+					t.Run(fault.name, func(t *testing.T) {
+						fault.run(t, g)
+					})
+				}
+			}
+			t.Logf("TestFaults on %s: %d faults injected, %d "+
+				"invariant checks passed, took %v", backend,
+				g.faults, g.checks,
+				time.Since(began).Round(time.Second))
+		})
+	}
 }
 
 // checkWebhooks waits until the receiver has delivered every event and

@@ -44,10 +44,21 @@ func TestReceiverHoldExpiry(t *testing.T) {
 	)
 	line(t, ctx, net, nodes...)
 	alice, carol := nodes[0], nodes[2]
+	for _, backend := range backends(t) {
+		t.Run(backend, func(t *testing.T) {
+			testHoldExpiryOn(t, ctx, alice, carol, backend)
+		})
+	}
+}
+
+// testHoldExpiryOn is TestReceiverHoldExpiry's body for a receiver beside
+// carol with its ledger on backend, paid by alice.
+func testHoldExpiryOn(t *testing.T, ctx context.Context, alice,
+	carol *regtest.Node, backend string) {
 
 	hooks := newHookServer(t)
 	hooks.setDown(true) // events stay queued, so the test can see them
-	r := newRcv(t, carol, hooks.srv.URL)
+	r := newRcv(t, carol, hooks.srv.URL).onBackend(t, backend)
 	r.start(ctx)
 
 	var plan struct {

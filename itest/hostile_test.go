@@ -80,7 +80,20 @@ func randomRecords(t *testing.T, plan *tlv.PlanID) map[uint64][]byte {
 func TestHostilePayers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	f := newFaultRig(t, ctx, 2)
+	net, nodes := faultNetwork(t, ctx)
+	// One network; per backend a receiver on a fresh ledger and a
+	// sender with its own subscriptions.
+	for _, backend := range backends(t) {
+		t.Run(backend, func(t *testing.T) {
+			f := startFaultRig(t, ctx, net, nodes, 2, backend)
+			testHostileOn(t, ctx, f)
+			f.stop()
+		})
+	}
+}
+
+// testHostileOn is TestHostilePayers' body on the fault rig f.
+func testHostileOn(t *testing.T, ctx context.Context, f *faultRig) {
 	bob, carol := f.bob, f.carol
 
 	// An open plan whose minimum is 5 sat.

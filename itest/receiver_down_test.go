@@ -32,9 +32,21 @@ func TestReceiverDaemonDownThreeHoldTimes(t *testing.T) {
 	const hold = 6 * time.Second
 	_, nodes := holdLine(t, ctx, hold)
 	alice, carol := nodes[0], nodes[2]
+	for _, backend := range backends(t) {
+		t.Run(backend, func(t *testing.T) {
+			testReceiverDownOn(t, ctx, alice, carol, hold, backend)
+		})
+	}
+}
+
+// testReceiverDownOn is TestReceiverDaemonDownThreeHoldTimes' body for a
+// receiver beside carol (holding keysends for hold) with its ledger on
+// backend, and a sender beside alice.
+func testReceiverDownOn(t *testing.T, ctx context.Context, alice,
+	carol *regtest.Node, hold time.Duration, backend string) {
 
 	hooks := newHookServer(t)
-	r := newRcv(t, carol, hooks.srv.URL)
+	r := newRcv(t, carol, hooks.srv.URL).onBackend(t, backend)
 	r.start(ctx)
 
 	// 1 sat/s, 2 s a payment; a grace period longer than the outage so

@@ -25,6 +25,7 @@ import (
 	"github.com/lightningnetwork/lnd/lnrpc"
 	"github.com/satstream/satstream/itest/regtest"
 	"github.com/satstream/satstream/receiver/webhook"
+	"github.com/satstream/satstream/store/postgres/pgtest"
 	"github.com/satstream/satstream/tlv"
 	"github.com/stretchr/testify/require"
 )
@@ -124,6 +125,52 @@ func newRcv(t *testing.T, node *regtest.Node, hookURL string) *rcv {
 			}
 		}
 	})
+	return r
+}
+
+// Ledger backends the receiver itests run on (the receiver's --db.backend).
+const (
+	backendBadger   = "badger"
+	backendPostgres = "postgres"
+)
+
+// backends returns the ledger backends a receiver itest runs on: badger,
+// then PostgreSQL (a throw-away server from pgtest). Without PostgreSQL's
+// binaries the postgres variants are skipped, or fail with
+// SATSTREAM_REQUIRE_POSTGRES=1 (set by itest/run.sh).
+func backends(t *testing.T) []string {
+	t.Helper()
+	if _, err := pgtest.BinDir(); err != nil {
+		if os.Getenv(pgtest.RequireEnv) == "1" {
+			t.Fatalf("%s=1: %v", pgtest.RequireEnv, err)
+		}
+		t.Logf("receiver on PostgreSQL not tested: %v", err)
+		return []string{backendBadger}
+	}
+	return []string{backendBadger, backendPostgres}
+}
+
+// onBackend makes r keep its ledger on backend: badger in its data
+// directory (the default), or a fresh database on a throw-away PostgreSQL
+// server that lives as long as t.
+func (r *rcv) onBackend(t *testing.T, backend string) *rcv {
+	t.Helper()
+	switch backend {
+	case backendBadger:
+	case backendPostgres:
+		dsn := pgtest.Start(t).NewDatabase(t)
+		r.args = append(r.args, "--db.backend=postgres",
+			"--db.postgres.dsn="+dsn)
+		// Cleanups run last first: the receiver dies before its
+		// server stops.
+		t.Cleanup(func() {
+			if r.proc != nil {
+				r.kill()
+			}
+		})
+	default:
+		t.Fatalf("unknown ledger backend %q", backend)
+	}
 	return r
 }
 
@@ -417,8 +464,27 @@ func TestReceiver(t *testing.T) {
 	alice, carol := nodes[0], nodes[2]
 	t.Logf("network ready after %v", time.Since(start).Round(time.Second))
 
+	// One network; a receiver with a fresh ledger per backend (a fresh
+	// ledger follows lnd's invoices from now on, so the other backend's
+	// payments stay out of it).
+	for _, backend := range backends(t) {
+		t.Run(backend, func(t *testing.T) {
+			began := time.Now()
+			testReceiverOn(t, ctx, alice, carol, backend)
+			t.Logf("TestReceiver on %s done in %v", backend,
+				time.Since(began).Round(time.Second))
+		})
+	}
+	t.Logf("TestReceiver done in %v", time.Since(start).Round(time.Second))
+}
+
+// testReceiverOn is TestReceiver's body for a receiver beside carol with
+// its ledger on backend, paid by alice.
+func testReceiverOn(t *testing.T, ctx context.Context, alice,
+	carol *regtest.Node, backend string) {
+
 	hooks := newHookServer(t)
-	r := newRcv(t, carol, hooks.srv.URL)
+	r := newRcv(t, carol, hooks.srv.URL).onBackend(t, backend)
 	r.start(ctx)
 
 	// Plans: a closed one for personal offers, an open-enrolment one.
@@ -642,5 +708,4 @@ func TestReceiver(t *testing.T) {
 	})
 
 	r.stop()
-	t.Logf("TestReceiver done in %v", time.Since(start).Round(time.Second))
 }
