@@ -38,10 +38,24 @@ func TestBenchQuick(t *testing.T) {
 	require.NotNil(t, res.RcvScale)
 	require.NotNil(t, res.SndScale)
 	require.NotEmpty(t, res.Targets())
+	// The scale-out section's quick form: 1 and 2 provider nodes on one
+	// PostgreSQL ledger, each run's money checked (settled == credited
+	// == paid by the sender) or Run fails.
+	require.NotNil(t, res.ScaleOut)
+	require.Len(t, res.ScaleOut.Runs, 2)
+	for _, r := range res.ScaleOut.Runs {
+		require.Positive(t, r.Credited, "%v", r.Config)
+		require.Positive(t, r.Payments, "%v", r.Config)
+		require.Equal(t, r.PaidMsat, r.CreditedMsat, "%v", r.Config)
+		require.Equal(t, r.SettledMsat, r.CreditedMsat, "%v", r.Config)
+	}
+	require.Len(t, res.ScaleOut.Runs[1].PerNode, 2)
 
 	doc, err := os.ReadFile(filepath.Join(out, "benchmarks.md"))
 	require.NoError(t, err)
 	require.True(t, strings.Contains(string(doc), "QUICK run"))
+	require.True(t, strings.Contains(string(doc),
+		"## Scale-out: one, two, three provider nodes"))
 	for _, f := range []string{"throughput.svg", "latency.svg"} {
 		_, err := os.Stat(filepath.Join(out, "bench", f))
 		require.NoError(t, err)

@@ -15,13 +15,8 @@ go run ./itest/cmd/satstream-bins >/dev/null
 # The store's PostgreSQL backend is tested on a real, throw-away cluster
 # (store/postgres/pgtest: initdb + postgres as a non-root user, removed after
 # each test). Debian puts initdb in /usr/lib/postgresql/<version>/bin.
-if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-	step "installing PostgreSQL for the store's postgres tests (apt-get)"
-	sudo=""
-	if [ "$(id -u)" != 0 ]; then sudo=sudo; fi
-	$sudo apt-get update
-	$sudo apt-get install -y postgresql
-fi
+# itest/install-postgres.sh installs it with apt-get when missing.
+bash itest/install-postgres.sh
 # Without it the postgres tests would skip; here they must run.
 export SATSTREAM_REQUIRE_POSTGRES=1
 

@@ -38,6 +38,9 @@ type Options struct {
 	Levels []int
 	// Warmup and Measure override the per-level durations.
 	Warmup, Measure time.Duration
+	// Only, if set, runs one section alone and writes it to its own
+	// file in OutDir, not benchmarks.md: OnlyScaleOut.
+	Only string
 }
 
 // Amount is every payment of A, A' and B: above lnd's dust limit, so each
@@ -62,6 +65,7 @@ type Result struct {
 	Profiles  map[string]string // name -> pprof top text
 	Notes     []string
 	Serialise string
+	ScaleOut  *ScaleOut
 }
 
 // scaleSizes are the scale runs' sizes: full, quick.
@@ -158,6 +162,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	binDir := filepath.Join(opts.WorkDir, "bin")
 	if err := buildDaemons(ctx, binDir, logf); err != nil {
 		return nil, err
+	}
+	if opts.Only == OnlyScaleOut {
+		return runScaleOutOnly(ctx, opts, res, paths, binDir, logf)
 	}
 
 	// The synthetic receiver needs no network: run it first, on a
@@ -304,6 +311,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("receiver scale: %w", err)
 	}
 	res.RcvScale = &rsc
+
+	if res.ScaleOut, err = scaleOut(ctx, opts, nw, binDir, logf); err != nil {
+		return nil, fmt.Errorf("scale-out: %w", err)
+	}
 
 	res.Profiles = summariseProfiles(ctx, profDir)
 	res.Machine.LoadEnd = loadAvg()

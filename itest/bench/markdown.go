@@ -186,6 +186,10 @@ func (r *Result) markdown() string {
 
 	p("## Capacity\n\n%s\n", r.capacityTable())
 
+	if r.ScaleOut != nil {
+		p("%s", r.ScaleOut.markdown())
+	}
+
 	p("## Profiles\n\n")
 	p("CPU and allocation profiles of this process (satstream-sender, "+
 		"satstream-receiver and the bench's own clients; lnd runs in its "+

@@ -6,6 +6,10 @@
 //	flock /tmp/satstream-itest.lock go run ./itest/cmd/bench
 //
 // --quick runs a short version that writes to a temp dir (or --out).
+// --only scaleout runs the scale-out section alone (1, 2 and 3 provider
+// nodes on one PostgreSQL ledger) and writes it to
+// benchmarks-scaleout.md in a temp dir (or --out), never over
+// docs/benchmarks.md.
 package main
 
 import (
@@ -28,6 +32,7 @@ func main() {
 	dir := flag.String("dir", "", "keep the network and daemon data here (default: a temp dir, removed)")
 	levels := flag.String("levels", "", "in-flight levels, comma separated (default 1,4,8,16,32; quick 1,8)")
 	measure := flag.Duration("measure", 0, "measure window per level (default 20s; quick 3s)")
+	only := flag.String("only", "", "run one section alone and write it to its own file (not benchmarks.md): "+bench.OnlyScaleOut)
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt,
@@ -35,7 +40,11 @@ func main() {
 	defer stop()
 
 	opts := bench.Options{Quick: *quick, OutDir: *out, WorkDir: *dir,
-		Log: os.Stderr, Measure: *measure}
+		Log: os.Stderr, Measure: *measure, Only: *only}
+	if *only != "" && *only != bench.OnlyScaleOut {
+		fail(fmt.Errorf("--only: %q is not a section (%s)", *only,
+			bench.OnlyScaleOut))
+	}
 	if *levels != "" {
 		for _, s := range strings.Split(*levels, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -47,7 +56,7 @@ func main() {
 	}
 	switch {
 	case opts.OutDir != "":
-	case *quick:
+	case *quick, *only != "":
 		d, err := os.MkdirTemp("", "satstream-bench-quick-*")
 		if err != nil {
 			fail(err)
@@ -64,6 +73,11 @@ func main() {
 	res, err := bench.Run(ctx, opts)
 	if err != nil {
 		fail(err)
+	}
+	if *only != "" {
+		fmt.Printf("wrote %s\n", filepath.Join(opts.OutDir,
+			bench.ScaleOutFile))
+		return
 	}
 	var b strings.Builder
 	res.PrintTargets(&b)
