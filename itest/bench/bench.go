@@ -38,6 +38,14 @@ type Options struct {
 	Levels []int
 	// Warmup and Measure override the per-level durations.
 	Warmup, Measure time.Duration
+	// Only, if not empty, runs just these parts ("a", "a2", "b") and
+	// writes no report: for profiling one part back to back with another.
+	Only map[string]bool
+}
+
+// runs says whether part is run.
+func (o *Options) runs(part string) bool {
+	return len(o.Only) == 0 || o.Only[part]
 }
 
 // Amount is every payment of A, A' and B: above lnd's dust limit, so each
@@ -167,6 +175,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		synD = 2 * time.Second
 	}
 	for _, subs := range []int{1, 10_000} {
+		if !opts.runs("synthetic") {
+			break
+		}
 		opts.say("synthetic receiver, %d subscriptions", subs)
 		prof := ""
 		if subs == 10_000 {
@@ -198,14 +209,17 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	router := nw.alice.Services().Router
 
 	for _, l := range opts.Levels {
+		if !opts.runs("a") {
+			break
+		}
 		opts.say("A: keysend loop, %d in flight", l)
 		r, err := keysendLoop(ctx, router, carolKey, Amount, maxFee, l,
 			opts.Warmup, opts.Measure)
 		if err != nil {
 			return nil, fmt.Errorf("A at %d: %w", l, err)
 		}
-		opts.say("  %.1f payments/s, p50 %v p99 %v", r.Rate,
-			r.Lat.Pct(50), r.Lat.Pct(99))
+		opts.say("  %.1f payments/s, p50 %v p99 %v, load %s", r.Rate,
+			r.Lat.Pct(50), r.Lat.Pct(99), loadAvg())
 		res.A = append(res.A, r)
 	}
 
@@ -230,6 +244,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			s.OpenLat.Pct(50), s.OpenLat.Pct(99))
 	}
 
+	if !opts.runs("a2") && !opts.runs("b") {
+		return res, nil
+	}
 	opts.say("restarting carol with %s", holdTime)
 	if err := nw.setHold(ctx, true); err != nil {
 		return nil, err
@@ -241,6 +258,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	for _, l := range opts.Levels {
+		if !opts.runs("a2") {
+			break
+		}
 		opts.say("A': keysend loop, hold mode, settle at once, %d in "+
 			"flight", l)
 		r, err := keysendLoop(ctx, router, carolKey, Amount, maxFee, l,
@@ -249,8 +269,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			stopSettler()
 			return nil, fmt.Errorf("A' at %d: %w", l, err)
 		}
-		opts.say("  %.1f payments/s, p50 %v p99 %v", r.Rate,
-			r.Lat.Pct(50), r.Lat.Pct(99))
+		opts.say("  %.1f payments/s, p50 %v p99 %v, load %s", r.Rate,
+			r.Lat.Pct(50), r.Lat.Pct(99), loadAvg())
 		res.A2 = append(res.A2, r)
 	}
 	stopSettler()
@@ -263,6 +283,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	for _, l := range opts.Levels {
+		if !opts.runs("b") {
+			break
+		}
 		opts.say("B: satstream-sender -> satstream-receiver, %d in "+
 			"flight", l)
 		prof := ""
@@ -275,11 +298,17 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			return nil, fmt.Errorf("B at %d: %w", l, err)
 		}
 		opts.say("  %.1f credited/s, credit visible p50 %v p99 %v, "+
-			"sender p99 %v", r.Rate, r.Lat.Pct(50), r.Lat.Pct(99),
-			r.SenderLat.Pct(99))
+			"sender p50 %v p99 %v, load %s", r.Rate, r.Lat.Pct(50),
+			r.Lat.Pct(99), r.SenderLat.Pct(50), r.SenderLat.Pct(99),
+			loadAvg())
 		res.B = append(res.B, r)
 	}
 
+	if !opts.runs("scale") {
+		res.Machine.LoadEnd = loadAvg()
+		res.Took = time.Since(res.Started)
+		return res, sb.stop()
+	}
 	sz := opts.sizes()
 	opts.say("sender with %d idle subscriptions for %v", sz.sndSubs, sz.idle)
 	ss, err := senderScale(ctx, filepath.Join(binDir, "satstream-sender"),

@@ -28,6 +28,7 @@ func main() {
 	dir := flag.String("dir", "", "keep the network and daemon data here (default: a temp dir, removed)")
 	levels := flag.String("levels", "", "in-flight levels, comma separated (default 1,4,8,16,32; quick 1,8)")
 	measure := flag.Duration("measure", 0, "measure window per level (default 20s; quick 3s)")
+	only := flag.String("only", "", "run just these parts, comma separated (a, a2, b, synthetic, scale), print their figures and write no report")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt,
@@ -45,7 +46,14 @@ func main() {
 			opts.Levels = append(opts.Levels, n)
 		}
 	}
+	if *only != "" {
+		opts.Only = map[string]bool{}
+		for _, s := range strings.Split(*only, ",") {
+			opts.Only[strings.TrimSpace(s)] = true
+		}
+	}
 	switch {
+	case *only != "":
 	case opts.OutDir != "":
 	case *quick:
 		d, err := os.MkdirTemp("", "satstream-bench-quick-*")
@@ -64,6 +72,10 @@ func main() {
 	res, err := bench.Run(ctx, opts)
 	if err != nil {
 		fail(err)
+	}
+	if *only != "" {
+		res.PrintParts(os.Stdout)
+		return
 	}
 	var b strings.Builder
 	res.PrintTargets(&b)
