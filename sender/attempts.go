@@ -321,11 +321,29 @@ func (e *Engine) freeSlot() {
 	e.wake()
 }
 
-// releaseSlotLocked gives a payment slot back and reschedules the
-// subscriptions that found none meanwhile (slotWait): nothing else wakes
-// them. Every path that frees a slot goes through here.
+// releaseSlotLocked gives a payment slot back: to the oldest attempt
+// written ahead (ready), which is sent at once, else to the subscriptions
+// that found none meanwhile (slotWait): nothing else wakes them. Every path
+// that frees a slot goes through here.
 func (e *Engine) releaseSlotLocked() {
 	e.slots++
+	if len(e.ready) > 0 && e.slots > 0 && e.runCtx != nil &&
+		e.runCtx.Err() == nil {
+
+		ra := e.ready[0]
+		e.ready = e.ready[1:]
+		e.slots--
+		e.inFlight++
+		e.metricsInFlightLocked()
+		e.wg.Add(1)
+		go e.runAttempt(e.runCtx, ra.r, ra.ar, false)
+	}
+	e.rescheduleSlotWaitLocked()
+}
+
+// rescheduleSlotWaitLocked reschedules the subscriptions waiting for a
+// slot (or for room to write ahead).
+func (e *Engine) rescheduleSlotWaitLocked() {
 	for id, w := range e.slotWait {
 		e.scheduleLocked(w, e.clock.Now())
 		delete(e.slotWait, id)

@@ -159,6 +159,12 @@ type attemptRun struct {
 	sendErred bool
 }
 
+// readyAttempt is an attempt written ahead, waiting for a payment slot.
+type readyAttempt struct {
+	r  *subRun
+	ar *attemptRun
+}
+
 // subRun is the engine's live view of one subscription.
 type subRun struct {
 	id    store.SubID
@@ -209,12 +215,21 @@ type Engine struct {
 	// router is set by Run.
 	router PaymentSender
 
-	mu         sync.Mutex
-	subs       map[store.SubID]*subRun
-	byPublic   map[tlv.PublicID]store.SubID // see addSubLocked
-	queue      dueHeap
-	slots      int
-	slotWait   map[store.SubID]*subRun
+	mu       sync.Mutex
+	subs     map[store.SubID]*subRun
+	byPublic map[tlv.PublicID]store.SubID // see addSubLocked
+	queue    dueHeap
+	slots    int
+	slotWait map[store.SubID]*subRun
+	// ahead counts attempts being written without a slot, and ready
+	// holds the written ones waiting for a slot, oldest first (see
+	// mayWriteAheadLocked). Each ready attempt is durable already, so a
+	// freed slot sends it at once: the attempt write's fsync is no
+	// longer part of the slot's time.
+	ahead int
+	ready []readyAttempt
+	// runCtx is Run's context, for attempts started by a freed slot.
+	runCtx     context.Context
 	recovering int
 	running    bool
 	inFlight   int

@@ -18,6 +18,7 @@ func (e *Engine) Run(ctx context.Context, router PaymentSender) error {
 	e.mu.Lock()
 	e.router = router
 	e.running = true
+	e.runCtx = ctx
 	for _, r := range e.subs {
 		for _, ar := range r.open {
 			ar.running = true
@@ -159,7 +160,7 @@ func (e *Engine) decideLocked(ctx context.Context, r *subRun,
 			// Probing after refusals: one payment at a time.
 			return actWait
 		}
-		if e.slots <= 0 {
+		if e.slots <= 0 && !e.mayWriteAheadLocked() {
 			e.slotWait[r.id] = r
 			return actWait
 		}
@@ -198,14 +199,36 @@ func (e *Engine) decideLocked(ctx context.Context, r *subRun,
 	return actWait
 }
 
+// mayWriteAheadLocked reports whether a payment due while every slot is
+// taken may be written now, to be sent when a slot frees (at most a
+// quarter of MaxInFlight, at least one, written or being written at once).
+// Its write (and fsync) then happens while lnd carries the payments in
+// flight, instead of after a slot freed, while the slot waits for it. A
+// written attempt is open like any other: its reservation counts against
+// the caps, its time against the buffer, and after a restart it is
+// tracked with lnd and sent if lnd never saw it (as a crash between an
+// attempt's write and its send always was), so the in-flight bound can be
+// passed by this many payments once after a restart.
+func (e *Engine) mayWriteAheadLocked() bool {
+	return e.ahead+len(e.ready) < max(1, e.cfg.MaxInFlight/4)
+}
+
 // step evaluates one subscription until it has nothing more to do now.
 func (e *Engine) step(ctx context.Context, r *subRun) {
 	for i := 0; i < 10_000 && ctx.Err() == nil; i++ {
+		slotted := false
 		e.mu.Lock()
 		act := e.decideLocked(ctx, r, e.clock.Now())
 		if act == actCreate || act == actCancelMsg {
 			r.creating = true
-			e.slots--
+			if e.slots > 0 {
+				e.slots--
+				slotted = true
+			} else {
+				// Written ahead (only payments; a cancel
+				// message waits for a slot).
+				e.ahead++
+			}
 		}
 		e.mu.Unlock()
 
@@ -265,25 +288,36 @@ func (e *Engine) step(ctx context.Context, r *subRun) {
 			// of waiting for one each, in turn. r.creating keeps
 			// this subscription's next decision until it is stored.
 			e.wg.Add(1)
-			go e.createAndRun(ctx, r, act == actCancelMsg)
+			go e.createAndRun(ctx, r, act == actCancelMsg, slotted)
 			return
 		}
 	}
 }
 
-// createAndRun stores a new attempt (it holds one of the slots step took)
-// and, once that is durable, hands it to lnd. A shutdown (or crash) between
-// the two leaves the attempt open, and the next start tracks it with lnd
-// and sends it only if lnd never saw it.
-func (e *Engine) createAndRun(ctx context.Context, r *subRun, cancel bool) {
+// createAndRun stores a new attempt and, once that is durable, hands it to
+// lnd. With slotted it holds one of the slots step took; else it was
+// written ahead and takes a slot now if one is free, or waits in ready
+// for the next one freed. A shutdown (or crash) between the write and the
+// send leaves the attempt open, and the next start tracks it with lnd and
+// sends it only if lnd never saw it.
+func (e *Engine) createAndRun(ctx context.Context, r *subRun, cancel,
+	slotted bool) {
+
 	defer e.wg.Done()
 	ar, err := e.createAttempt(ctx, r, cancel)
 	e.mu.Lock()
 	r.creating = false
+	if !slotted {
+		e.ahead--
+	}
 	if err != nil {
-		// A subscription that found no slot while this creation
-		// held it waits in slotWait for it.
-		e.releaseSlotLocked()
+		// A subscription that found no slot (or no room to write
+		// ahead) while this creation held it waits in slotWait.
+		if slotted {
+			e.releaseSlotLocked()
+		} else {
+			e.rescheduleSlotWaitLocked()
+		}
 		e.mu.Unlock()
 		switch {
 		case errors.Is(err, errNotActive), errors.Is(err, ErrCapReached):
@@ -301,20 +335,33 @@ func (e *Engine) createAndRun(ctx context.Context, r *subRun, cancel bool) {
 	}
 	r.open[ar.a.Seq] = ar
 	ar.running = true
-	e.inFlight++
-	e.metricsInFlightLocked()
 	if ctx.Err() != nil {
 		// Stopping: the stored attempt is resolved with lnd at the
 		// next start.
 		ar.running = false
-		e.inFlight--
-		e.releaseSlotLocked()
+		if slotted {
+			e.releaseSlotLocked()
+		}
 		e.mu.Unlock()
 		return
 	}
 	// More may be due for this subscription now that it is not
 	// creating.
 	e.scheduleLocked(r, e.clock.Now())
+	if !slotted && (e.slots <= 0 || len(e.ready) > 0) {
+		// Written ahead and every slot is taken: the next freed
+		// slot sends it (releaseSlotLocked). running keeps the
+		// scheduler off it meanwhile.
+		e.ready = append(e.ready, readyAttempt{r: r, ar: ar})
+		e.mu.Unlock()
+		e.wake()
+		return
+	}
+	if !slotted {
+		e.slots--
+	}
+	e.inFlight++
+	e.metricsInFlightLocked()
 	e.mu.Unlock()
 	e.wake()
 	e.wg.Add(1)

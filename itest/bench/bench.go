@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/lightningnetwork/lnd/lnwire"
@@ -38,9 +39,23 @@ type Options struct {
 	Levels []int
 	// Warmup and Measure override the per-level durations.
 	Warmup, Measure time.Duration
-	// Only, if set, runs one section alone and writes it to its own
-	// file in OutDir, not benchmarks.md: OnlyScaleOut.
-	Only string
+	// Only, if not empty, runs just these parts ("a", "a2", "b",
+	// "synthetic", "scale") and writes no report, for profiling one part
+	// back to back with another; or, with OnlyScaleOut, the scale-out
+	// section alone, written to its own file in OutDir (not
+	// benchmarks.md).
+	Only map[string]bool
+}
+
+// Parts are the values --only takes.
+var Parts = []string{"a", "a2", "b", "synthetic", "scale", OnlyScaleOut}
+
+// IsPart says whether s is one of Parts.
+func IsPart(s string) bool { return slices.Contains(Parts, s) }
+
+// runs says whether part is run.
+func (o *Options) runs(part string) bool {
+	return len(o.Only) == 0 || o.Only[part]
 }
 
 // Amount is every payment of A, A' and B: above lnd's dust limit, so each
@@ -139,8 +154,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := os.MkdirAll(opts.WorkDir, 0o755); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
-		return nil, err
+	if opts.OutDir != "" {
+		if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
+			return nil, err
+		}
 	}
 	logf, err := os.Create(filepath.Join(opts.WorkDir, "daemons.log"))
 	if err != nil {
@@ -163,7 +180,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := buildDaemons(ctx, binDir, logf); err != nil {
 		return nil, err
 	}
-	if opts.Only == OnlyScaleOut {
+	if opts.Only[OnlyScaleOut] {
 		return runScaleOutOnly(ctx, opts, res, paths, binDir, logf)
 	}
 
@@ -174,6 +191,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		synD = 2 * time.Second
 	}
 	for _, subs := range []int{1, 10_000} {
+		if !opts.runs("synthetic") {
+			break
+		}
 		opts.say("synthetic receiver, %d subscriptions", subs)
 		prof := ""
 		if subs == 10_000 {
@@ -205,14 +225,17 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	router := nw.alice.Services().Router
 
 	for _, l := range opts.Levels {
+		if !opts.runs("a") {
+			break
+		}
 		opts.say("A: keysend loop, %d in flight", l)
 		r, err := keysendLoop(ctx, router, carolKey, Amount, maxFee, l,
 			opts.Warmup, opts.Measure)
 		if err != nil {
 			return nil, fmt.Errorf("A at %d: %w", l, err)
 		}
-		opts.say("  %.1f payments/s, p50 %v p99 %v", r.Rate,
-			r.Lat.Pct(50), r.Lat.Pct(99))
+		opts.say("  %.1f payments/s, p50 %v p99 %v, load %s", r.Rate,
+			r.Lat.Pct(50), r.Lat.Pct(99), loadAvg())
 		res.A = append(res.A, r)
 	}
 
@@ -237,6 +260,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			s.OpenLat.Pct(50), s.OpenLat.Pct(99))
 	}
 
+	if !opts.runs("a2") && !opts.runs("b") {
+		return res, nil
+	}
 	opts.say("restarting carol with %s", holdTime)
 	if err := nw.setHold(ctx, true); err != nil {
 		return nil, err
@@ -248,6 +274,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	for _, l := range opts.Levels {
+		if !opts.runs("a2") {
+			break
+		}
 		opts.say("A': keysend loop, hold mode, settle at once, %d in "+
 			"flight", l)
 		r, err := keysendLoop(ctx, router, carolKey, Amount, maxFee, l,
@@ -256,8 +285,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			stopSettler()
 			return nil, fmt.Errorf("A' at %d: %w", l, err)
 		}
-		opts.say("  %.1f payments/s, p50 %v p99 %v", r.Rate,
-			r.Lat.Pct(50), r.Lat.Pct(99))
+		opts.say("  %.1f payments/s, p50 %v p99 %v, load %s", r.Rate,
+			r.Lat.Pct(50), r.Lat.Pct(99), loadAvg())
 		res.A2 = append(res.A2, r)
 	}
 	stopSettler()
@@ -270,6 +299,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	for _, l := range opts.Levels {
+		if !opts.runs("b") {
+			break
+		}
 		opts.say("B: satstream-sender -> satstream-receiver, %d in "+
 			"flight", l)
 		prof := ""
@@ -282,11 +314,17 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			return nil, fmt.Errorf("B at %d: %w", l, err)
 		}
 		opts.say("  %.1f credited/s, credit visible p50 %v p99 %v, "+
-			"sender p99 %v", r.Rate, r.Lat.Pct(50), r.Lat.Pct(99),
-			r.SenderLat.Pct(99))
+			"sender p50 %v p99 %v, load %s", r.Rate, r.Lat.Pct(50),
+			r.Lat.Pct(99), r.SenderLat.Pct(50), r.SenderLat.Pct(99),
+			loadAvg())
 		res.B = append(res.B, r)
 	}
 
+	if !opts.runs("scale") {
+		res.Machine.LoadEnd = loadAvg()
+		res.Took = time.Since(res.Started)
+		return res, sb.stop()
+	}
 	sz := opts.sizes()
 	opts.say("sender with %d idle subscriptions for %v", sz.sndSubs, sz.idle)
 	ss, err := senderScale(ctx, filepath.Join(binDir, "satstream-sender"),

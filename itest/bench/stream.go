@@ -388,3 +388,36 @@ func startProfiles(dir, name string) (func() error, error) {
 		return pprof.Lookup("allocs").WriteTo(f, 0)
 	}, nil
 }
+
+// PrintParts prints the in-flight figures of a partial run (--only): each
+// level of A, A' and B, and B's ratios to whichever of A and A' ran.
+func (r *Result) PrintParts(w io.Writer) {
+	for _, part := range []struct {
+		name string
+		ls   []LevelResult
+	}{{"A", r.A}, {"A'", r.A2}, {"B", r.B}} {
+		for _, l := range part.ls {
+			fmt.Fprintf(w, "%-2s %2d in flight: %5.1f/s p50 %4d ms p99 %4d ms",
+				part.name, l.InFlight, l.Rate, l.Lat.Pct(50).Milliseconds(),
+				l.Lat.Pct(99).Milliseconds())
+			if len(l.SenderLat) > 0 {
+				fmt.Fprintf(w, ", sender p50 %4d ms p99 %4d ms",
+					l.SenderLat.Pct(50).Milliseconds(),
+					l.SenderLat.Pct(99).Milliseconds())
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	for i, b := range r.B {
+		if i < len(r.A) {
+			fmt.Fprintf(w, "B/A  at %2d in flight: %.2f\n", b.InFlight,
+				b.Rate/r.A[i].Rate)
+		}
+		if i < len(r.A2) {
+			fmt.Fprintf(w, "B/A' at %2d in flight: %.2f\n", b.InFlight,
+				b.Rate/r.A2[i].Rate)
+		}
+	}
+	fmt.Fprintf(w, "load average at start %s, at end %s\n",
+		r.Machine.LoadStart, r.Machine.LoadEnd)
+}

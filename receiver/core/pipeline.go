@@ -240,10 +240,27 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	timer := time.NewTimer(nextSweep())
 	defer timer.Stop()
 
+	// The stream's events are recorded beside this loop, in the
+	// stream's order, so reading the next payment's add event (and
+	// starting its follower) never waits for the fsync of an earlier
+	// event's record.
+	rec := newStreamRecorder()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rec.run(ctx, p)
+	}()
+
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+
+		case err := <-rec.errc:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
 
 		case <-timer.C:
 			timer.Reset(nextSweep())
@@ -265,12 +282,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				return errors.New("invoice stream closed")
 			}
 			batch, closed := drainStream(invs, inv)
-			if err := p.handleStream(ctx, &wg, batch); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return err
-			}
+			p.handleStream(ctx, &wg, batch)
+			rec.add(batch)
 			if closed {
 				if ctx.Err() != nil {
 					return nil
@@ -339,14 +352,10 @@ func drainStream(invs <-chan *Invoice, first *Invoice) ([]*Invoice, bool) {
 	return batch, false
 }
 
-// handleStream handles add and settle events of the invoice stream, in the
-// stream's order. It starts the followers first, then records every event
-// in one step: one fsync for all the events that queued up while the last
-// one was being written, instead of one fsync per event, which made the
-// stream (and the start of later payments' followers) wait for earlier
-// payments' fsyncs one after the other (issue 13).
+// handleStream starts the followers of the add events of batch; the
+// stream recorder records the batch after.
 func (p *Pipeline) handleStream(ctx context.Context, wg *sync.WaitGroup,
-	batch []*Invoice) error {
+	batch []*Invoice) {
 
 	for _, inv := range batch {
 		if inv.State != invoices.ContractSettled && inv.IsKeysend &&
@@ -356,7 +365,69 @@ func (p *Pipeline) handleStream(ctx context.Context, wg *sync.WaitGroup,
 			p.follow(ctx, wg, inv.Hash)
 		}
 	}
-	return p.recordStream(ctx, batch)
+}
+
+// streamRecorder records the invoice stream's add and settle events in the
+// stream's order, in steps of everything that queued up while the last one
+// was being written (one fsync for many events), beside the loop that
+// reads the stream. Recorded in the loop itself, each step's fsync held
+// back the next add event, and with it the next payment's follower,
+// decision and settle (issue 13). Order is kept, so the stored settle index
+// still only advances in lnd's settle order; events not yet recorded when
+// Run ends are replayed by lnd after a restart (the stored indices have
+// not passed them).
+type streamRecorder struct {
+	mu      sync.Mutex
+	pending []*Invoice
+	kick    chan struct{}
+	// errc gets the first step that failed; the recorder stops then.
+	errc chan error
+}
+
+func newStreamRecorder() *streamRecorder {
+	return &streamRecorder{kick: make(chan struct{}, 1),
+		errc: make(chan error, 1)}
+}
+
+// add queues batch behind the events queued before it.
+func (r *streamRecorder) add(batch []*Invoice) {
+	r.mu.Lock()
+	r.pending = append(r.pending, batch...)
+	r.mu.Unlock()
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// take returns up to maxStreamBatch of the oldest queued events.
+func (r *streamRecorder) take() []*Invoice {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := min(len(r.pending), maxStreamBatch)
+	batch := r.pending[:n:n]
+	r.pending = r.pending[n:]
+	if len(r.pending) == 0 {
+		r.pending = nil
+	}
+	return batch
+}
+
+// run records queued events until ctx ends or a step fails.
+func (r *streamRecorder) run(ctx context.Context, p *Pipeline) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.kick:
+		}
+		for batch := r.take(); len(batch) > 0; batch = r.take() {
+			if err := p.recordStream(ctx, batch); err != nil {
+				r.errc <- err
+				return
+			}
+		}
+	}
 }
 
 // recordStream records batch in one step. A batch badger finds too big for

@@ -32,7 +32,7 @@ func main() {
 	dir := flag.String("dir", "", "keep the network and daemon data here (default: a temp dir, removed)")
 	levels := flag.String("levels", "", "in-flight levels, comma separated (default 1,4,8,16,32; quick 1,8)")
 	measure := flag.Duration("measure", 0, "measure window per level (default 20s; quick 3s)")
-	only := flag.String("only", "", "run one section alone and write it to its own file (not benchmarks.md): "+bench.OnlyScaleOut)
+	only := flag.String("only", "", "run just these parts, comma separated (a, a2, b, synthetic, scale), print their figures and write no report; or "+bench.OnlyScaleOut+" alone, written to its own file (not benchmarks.md)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt,
@@ -40,11 +40,7 @@ func main() {
 	defer stop()
 
 	opts := bench.Options{Quick: *quick, OutDir: *out, WorkDir: *dir,
-		Log: os.Stderr, Measure: *measure, Only: *only}
-	if *only != "" && *only != bench.OnlyScaleOut {
-		fail(fmt.Errorf("--only: %q is not a section (%s)", *only,
-			bench.OnlyScaleOut))
-	}
+		Log: os.Stderr, Measure: *measure}
 	if *levels != "" {
 		for _, s := range strings.Split(*levels, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -54,7 +50,23 @@ func main() {
 			opts.Levels = append(opts.Levels, n)
 		}
 	}
+	if *only != "" {
+		opts.Only = map[string]bool{}
+		for _, s := range strings.Split(*only, ",") {
+			part := strings.TrimSpace(s)
+			if !bench.IsPart(part) {
+				fail(fmt.Errorf("--only: %q is not a part (%s)",
+					part, strings.Join(bench.Parts, ", ")))
+			}
+			opts.Only[part] = true
+		}
+		if opts.Only[bench.OnlyScaleOut] && len(opts.Only) > 1 {
+			fail(fmt.Errorf("--only: %s runs alone", bench.OnlyScaleOut))
+		}
+	}
 	switch {
+	case *only != "" && !opts.Only[bench.OnlyScaleOut]:
+		// Prints its figures, writes nothing.
 	case opts.OutDir != "":
 	case *quick, *only != "":
 		d, err := os.MkdirTemp("", "satstream-bench-quick-*")
@@ -75,8 +87,12 @@ func main() {
 		fail(err)
 	}
 	if *only != "" {
-		fmt.Printf("wrote %s\n", filepath.Join(opts.OutDir,
-			bench.ScaleOutFile))
+		if opts.Only[bench.OnlyScaleOut] {
+			fmt.Printf("wrote %s\n", filepath.Join(opts.OutDir,
+				bench.ScaleOutFile))
+			return
+		}
+		res.PrintParts(os.Stdout)
 		return
 	}
 	var b strings.Builder
