@@ -23,7 +23,8 @@ import (
 // hash by hash, no sequence credited twice), that either receiver's API
 // answers for every subscription, that exactly one receiver leads at a
 // time and another takes over when it dies, and that every webhook event
-// is delivered.
+// is delivered, POSTed again only across a leader change and then with
+// the same event id and body.
 func TestClusterTwoReceiversOnePostgres(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
