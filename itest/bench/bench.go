@@ -38,6 +38,11 @@ type Options struct {
 	Levels []int
 	// Warmup and Measure override the per-level durations.
 	Warmup, Measure time.Duration
+	// Only runs one part alone and writes no report (OnlyScale: the
+	// receiver at scale).
+	Only string
+	// ProfileDir, with Only, receives the receiver's profiles.
+	ProfileDir string
 }
 
 // Amount is every payment of A, A' and B: above lnd's dust limit, so each
@@ -144,6 +149,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	defer logf.Close()
 	profDir := filepath.Join(opts.WorkDir, "profiles")
+	if opts.Only == OnlyScale {
+		err := runScaleOnly(ctx, opts, res, filepath.Join(opts.WorkDir,
+			"bin"), logf)
+		return res, err
+	}
 
 	opts.say("building or reusing lnd and btcd")
 	paths, err := bins.Ensure(ctx, opts.Log)

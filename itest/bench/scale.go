@@ -40,13 +40,35 @@ func buildDaemons(ctx context.Context, dir string, log io.Writer) error {
 		return err
 	}
 	for _, name := range []string{"satstream-receiver", "satstream-sender"} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o",
-			filepath.Join(dir, name), "./cmd/"+name)
-		cmd.Dir = root
-		cmd.Stdout, cmd.Stderr = log, log
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("build %s: %w", name, err)
+		if err := buildIn(ctx, root, dir, name, log); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// buildDaemon builds one daemon into dir, with extra go build arguments
+// (build tags).
+func buildDaemon(ctx context.Context, dir, name string, log io.Writer,
+	extra ...string) error {
+
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return err
+	}
+	return buildIn(ctx, root, dir, name, log, extra...)
+}
+
+func buildIn(ctx context.Context, root, dir, name string, log io.Writer,
+	extra ...string) error {
+
+	args := append(append([]string{"build"}, extra...), "-o",
+		filepath.Join(dir, name), "./cmd/"+name)
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = root
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("build %s: %w", name, err)
 	}
 	return nil
 }
@@ -254,6 +276,16 @@ func receiverScale(ctx context.Context, bin, dir string, carol *regtest.Node,
 	subs, expiring, clients int, load time.Duration,
 	log io.Writer) (ReceiverScale, error) {
 
+	return receiverScaleProf(ctx, bin, dir, carol, subs, expiring, clients,
+		load, log, nil)
+}
+
+// receiverScaleProf is receiverScale, profiling the receiver during the
+// paced paid load when prof is set.
+func receiverScaleProf(ctx context.Context, bin, dir string,
+	carol *regtest.Node, subs, expiring, clients int, load time.Duration,
+	log io.Writer, prof *scaleProfiler) (ReceiverScale, error) {
+
 	res := ReceiverScale{Subs: subs, Expiring: expiring, Clients: clients}
 	ledger := filepath.Join(netDir(dir), "ledger")
 	if err := os.MkdirAll(netDir(dir), 0o700); err != nil {
@@ -316,8 +348,17 @@ func receiverScale(ctx context.Context, bin, dir string, carol *regtest.Node,
 	res.PaidSatLat, res.PaidSatErrs = paidLoad(ctx, api, ids, clients,
 		load/2, 0)
 	res.PaidSatRate = float64(len(res.PaidSatLat)) / (load / 2).Seconds()
+	var profDone <-chan error
+	if prof != nil {
+		profDone = prof.during(ctx, load/2)
+	}
 	res.PaidLat, res.PaidErrs = paidLoad(ctx, api, ids, clients, load/2,
 		paidPerClient)
+	if profDone != nil {
+		if err := <-profDone; err != nil {
+			return res, fmt.Errorf("profile the receiver: %w", err)
+		}
+	}
 	res.PaidRate = float64(len(res.PaidLat)) / (load / 2).Seconds()
 	if res.RSSAfterLoad, err = d.rss(); err != nil {
 		return res, err

@@ -28,6 +28,8 @@ func main() {
 	dir := flag.String("dir", "", "keep the network and daemon data here (default: a temp dir, removed)")
 	levels := flag.String("levels", "", "in-flight levels, comma separated (default 1,4,8,16,32; quick 1,8)")
 	measure := flag.Duration("measure", 0, "measure window per level (default 20s; quick 3s)")
+	only := flag.String("only", "", "run one part alone, no report: scale (the receiver at scale and its paid check, about a minute)")
+	profile := flag.String("profile", "", "with --only scale: write the receiver's profiles of the paced paid load here")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt,
@@ -35,7 +37,10 @@ func main() {
 	defer stop()
 
 	opts := bench.Options{Quick: *quick, OutDir: *out, WorkDir: *dir,
-		Log: os.Stderr, Measure: *measure}
+		Log: os.Stderr, Measure: *measure, Only: *only, ProfileDir: *profile}
+	if *only != "" && *only != bench.OnlyScale {
+		fail(fmt.Errorf("--only: %q is not a part (scale)", *only))
+	}
 	if *levels != "" {
 		for _, s := range strings.Split(*levels, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -64,6 +69,9 @@ func main() {
 	res, err := bench.Run(ctx, opts)
 	if err != nil {
 		fail(err)
+	}
+	if *only != "" {
+		return
 	}
 	var b strings.Builder
 	res.PrintTargets(&b)
