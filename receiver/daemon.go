@@ -42,7 +42,11 @@ type Daemon struct {
 	logs *common.LogManager
 	log  btclog.Logger
 
-	db      Ledger
+	db Ledger
+	// rs is db's receiver store as the daemon's writers and the API
+	// use it: wrapped by the paid index on badger (every write forgets
+	// what the index holds of the subscriptions it put).
+	rs      store.ReceiverStore
 	metrics *metrics
 	hooks   *webhook.Dispatcher
 
@@ -179,6 +183,13 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 
 	rs := d.db.Receiver()
+	var paidIdx *paidIndex
+	if d.badger != nil {
+		// One process writes a badger ledger: this one.
+		paidIdx = newPaidIndex(rs)
+		rs = paidIdx
+	}
+	d.rs = rs
 	api := &apiServer{
 		db:     rs,
 		log:    d.logs.Logger(tagAPI),
@@ -198,6 +209,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 
 		webhookURLs: d.cfg.Webhook.URLs,
 		extraNodes:  d.cfg.Offer.Keys(),
+		paidIdx:     paidIdx,
 	}
 	dash, handler, err := newDashboard(api, len(d.cfg.Webhook.URLs))
 	if err != nil {
@@ -507,7 +519,7 @@ func (d *Daemon) lndLoop(ctx context.Context) {
 		}()
 
 		pipe := core.NewPipeline(core.PipelineConfig{
-			Store:     d.db.Receiver(),
+			Store:     d.rs,
 			SpaceErr:  func() error { return spaceErr(d.db) },
 			Source:    &lndSource{lnd: &services.LndServices},
 			Log:       d.logs.Logger(tagInvoices),
@@ -597,7 +609,7 @@ func (d *Daemon) checkLnd(ctx context.Context,
 func (d *Daemon) expiryLoop(ctx context.Context) {
 	t := time.NewTicker(d.cfg.ExpiryInterval)
 	defer t.Stop()
-	rs := d.db.Receiver()
+	rs := d.rs
 	for {
 		select {
 		case <-ctx.Done():
