@@ -22,7 +22,7 @@ import (
 )
 
 type apiHarness struct {
-	t      *testing.T
+	t      testing.TB
 	h      http.Handler
 	tokens common.Tokens
 	now    time.Time
@@ -30,7 +30,7 @@ type apiHarness struct {
 	api    *apiServer
 }
 
-func newAPIHarness(t *testing.T) *apiHarness {
+func newAPIHarness(t testing.TB) *apiHarness {
 	key, err := btcec.NewPrivateKey()
 	require.NoError(t, err)
 	node := route.NewVertex(key.PubKey())

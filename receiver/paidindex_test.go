@@ -360,3 +360,57 @@ func TestPaidIndexBounded(t *testing.T) {
 		require.True(t, checkPaid(t, idx, id).Paid)
 	}
 }
+
+// BenchmarkPaidCheck is the paid check through the API handler (auth,
+// mux, lookup, JSON) with and without the paid index, over 20,000
+// subscriptions checked at random.
+func BenchmarkPaidCheck(b *testing.B) {
+	for _, withIndex := range []bool{false, true} {
+		name := "view"
+		if withIndex {
+			name = "index"
+		}
+		b.Run(name, func(b *testing.B) {
+			a := newAPIHarness(b)
+			if !withIndex {
+				a.api.paidIdx = nil
+			}
+			const n = 20_000
+			paths := make([]string, n)
+			for lo := 0; lo < n; lo += 500 {
+				require.NoError(b, a.db.Update(context.Background(),
+					func(tx store.ReceiverTx) error {
+						plan := &store.Plan{ID: "p", Label: "p"}
+						if err := tx.PutPlan(plan); err != nil {
+							return err
+						}
+						for i := lo; i < lo+500; i++ {
+							var id store.SubID
+							id[0], id[1], id[2] = byte(i), byte(i>>8), 7
+							s := core.NewSubscription(id, plan, paidTestNow)
+							s.State = store.SubActive
+							s.PaidUntil = paidTestNow.Add(time.Hour)
+							paths[i] = "/v1/subscriptions/" +
+								id.String() + "/paid"
+							if err := tx.PutSubscription(s); err != nil {
+								return err
+							}
+						}
+						return nil
+					}))
+			}
+			for _, p := range paths { // fills the index
+				a.call(a.tokens.ReadOnly, "GET", p, nil)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				code, _ := a.call(a.tokens.ReadOnly, "GET",
+					paths[(i*7919)%n], nil)
+				if code != 200 {
+					b.Fatalf("status %d", code)
+				}
+			}
+		})
+	}
+}

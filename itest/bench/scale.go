@@ -9,12 +9,14 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/http/httptrace"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -211,22 +213,37 @@ type ReceiverScale struct {
 	PaidSatLat  Latencies
 	PaidSatRate float64
 	PaidSatErrs int
+	// PaidConns and PaidSatConns count the connections (TLS
+	// handshakes) the paced and saturated loads opened: the clients
+	// keep theirs alive, so the paced load, run second, should open
+	// none.
+	PaidConns, PaidSatConns int
 }
 
 // paidPerClient is how often each paced client checks a subscription.
 const paidPerClient = 5.0
 
 // paidLoad runs clients concurrent clients checking random subscriptions'
-// paid status for d, each perClient times a second (0: back to back).
+// paid status for d, each perClient times a second (0: back to back). It
+// returns the latencies, the errors and how many new connections the
+// checks opened.
 func paidLoad(ctx context.Context, api *apiClient, ids []store.SubID,
-	clients int, d time.Duration, perClient float64) (Latencies, int) {
+	clients int, d time.Duration, perClient float64) (Latencies, int, int) {
 
 	var (
-		mu   sync.Mutex
-		wg   sync.WaitGroup
-		all  Latencies
-		errs int
+		mu    sync.Mutex
+		wg    sync.WaitGroup
+		all   Latencies
+		errs  int
+		conns atomic.Int64
 	)
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(i httptrace.GotConnInfo) {
+			if !i.Reused {
+				conns.Add(1)
+			}
+		},
+	})
 	start := time.Now()
 	end := start.Add(d)
 	for c := range clients {
@@ -265,7 +282,7 @@ func paidLoad(ctx context.Context, api *apiClient, ids []store.SubID,
 		}()
 	}
 	wg.Wait()
-	return all, errs
+	return all, errs, int(conns.Load())
 }
 
 // receiverScale seeds a receiver ledger with subs subscriptions (expiring
@@ -345,15 +362,15 @@ func receiverScaleProf(ctx context.Context, bin, dir string,
 	// Saturated (every client sends its next check as soon as the last
 	// is answered), then paced (each client checks paidPerClient times a
 	// second, as a provider's servers would between page views).
-	res.PaidSatLat, res.PaidSatErrs = paidLoad(ctx, api, ids, clients,
-		load/2, 0)
+	res.PaidSatLat, res.PaidSatErrs, res.PaidSatConns = paidLoad(ctx, api,
+		ids, clients, load/2, 0)
 	res.PaidSatRate = float64(len(res.PaidSatLat)) / (load / 2).Seconds()
 	var profDone <-chan error
 	if prof != nil {
 		profDone = prof.during(ctx, load/2)
 	}
-	res.PaidLat, res.PaidErrs = paidLoad(ctx, api, ids, clients, load/2,
-		paidPerClient)
+	res.PaidLat, res.PaidErrs, res.PaidConns = paidLoad(ctx, api, ids,
+		clients, load/2, paidPerClient)
 	if profDone != nil {
 		if err := <-profDone; err != nil {
 			return res, fmt.Errorf("profile the receiver: %w", err)

@@ -79,13 +79,15 @@ func runScaleOnly(ctx context.Context, opts Options, res *Result,
 	}
 	res.RcvScale = &rsc
 	opts.say("paid check paced: %.0f req/s, p50 %.2f ms, p90 %.2f ms, "+
-		"p99 %.2f ms, p99.9 %.2f ms, max %.2f ms, %d errors; load %s",
+		"p99 %.2f ms, p99.9 %.2f ms, max %.2f ms, %d errors, %d new "+
+		"connections; load %s",
 		rsc.PaidRate, ms(rsc.PaidLat.Pct(50)), ms(rsc.PaidLat.Pct(90)),
 		ms(rsc.PaidLat.Pct(99)), ms(rsc.PaidLat.Pct(99.9)),
-		ms(rsc.PaidLat.Pct(100)), rsc.PaidErrs, loadAvg())
+		ms(rsc.PaidLat.Pct(100)), rsc.PaidErrs, rsc.PaidConns, loadAvg())
 	opts.say("paid check saturated: %.0f req/s, p50 %.2f ms, p99 %.2f ms, "+
-		"%d errors", rsc.PaidSatRate, ms(rsc.PaidSatLat.Pct(50)),
-		ms(rsc.PaidSatLat.Pct(99)), rsc.PaidSatErrs)
+		"%d errors, %d new connections", rsc.PaidSatRate,
+		ms(rsc.PaidSatLat.Pct(50)), ms(rsc.PaidSatLat.Pct(99)),
+		rsc.PaidSatErrs, rsc.PaidSatConns)
 	return nil
 }
 
