@@ -187,3 +187,62 @@ func newPaidView(pub tlv.PublicID, e *paidEntry, now time.Time) paidView {
 	}
 	return v
 }
+
+// paidWarmPage is how many subscriptions one View of the warm-up reads,
+// and paidWarmTries how often a page is read again after a step forgot
+// something while it was read.
+const (
+	paidWarmPage  = 1000
+	paidWarmTries = 3
+)
+
+// warm fills the index with every subscription, a page per View, in the
+// background after start, so the first check of each subscription does
+// not wait for a badger read transaction (which queues behind commits).
+// A page read while a step forgot something is read again, as in paid,
+// up to paidWarmTries times, then left to the checks. It stops at the
+// bound, at ctx's end or at a failed View (the checks then fill the index
+// one by one).
+func (p *paidIndex) warm(ctx context.Context) error {
+	var after *store.SubID
+	for tries := 1; ; tries++ {
+		p.mu.Lock()
+		gen, full := p.gen, len(p.m) >= p.max
+		p.mu.Unlock()
+		if full {
+			return nil
+		}
+		var page []paidEntry
+		err := p.ReceiverStore.View(ctx, func(tx store.ReceiverTx) error {
+			page = page[:0]
+			return tx.ForEachSubscription(0, store.Page{After: after,
+				Limit: paidWarmPage},
+				func(s *store.ReceiverSubscription) error {
+					page = append(page, newPaidEntry(s))
+					return nil
+				})
+		})
+		if err != nil {
+			return err
+		}
+		p.mu.Lock()
+		kept := p.gen == gen
+		if kept {
+			for i := range page {
+				if len(p.m) >= p.max {
+					break
+				}
+				p.m[page[i].id.PublicID()] = page[i]
+			}
+		}
+		p.mu.Unlock()
+		if !kept && tries < paidWarmTries {
+			continue
+		}
+		if len(page) < paidWarmPage {
+			return nil
+		}
+		last := page[len(page)-1].id
+		after, tries = &last, 0
+	}
+}

@@ -414,3 +414,47 @@ func BenchmarkPaidCheck(b *testing.B) {
 		})
 	}
 }
+
+// TestPaidIndexWarmKeepsPageOlderThanConcurrentCredit: the warm-up at
+// start reads every subscription into the index; a page read just before
+// a credit and kept after it would answer with the old paid time.
+func TestPaidIndexWarmKeepsPageOlderThanConcurrentCredit(t *testing.T) {
+	t.Parallel()
+	db, _ := openPaidLedger(t, t.TempDir(), nil)
+	paused := &pausedViews{ReceiverStore: db.Receiver(),
+		read: make(chan struct{}), resume: make(chan struct{})}
+	idx := newPaidIndex(paused)
+	ids := []store.SubID{testSubID(50), testSubID(51), testSubID(52)}
+	for _, id := range ids {
+		putPaidSub(t, idx, id, paidTestNow.Add(-time.Hour))
+	}
+	warmed := make(chan error, 1)
+	go func() { warmed <- idx.warm(context.Background()) }()
+	select {
+	case <-paused.read: // the page is read, not yet kept
+	case <-time.After(paidTestTimeout):
+		t.Fatal("the warm-up never read")
+	}
+	require.NoError(t, changeSub(context.Background(), idx, ids[1],
+		func(s *store.ReceiverSubscription) {
+			s.PaidUntil = paidTestNow.Add(time.Hour)
+		}))
+	close(paused.resume)
+	go func() {
+		for range paused.read {
+		}
+	}()
+	select {
+	case err := <-warmed:
+		require.NoError(t, err)
+	case <-time.After(paidTestTimeout):
+		t.Fatal("the warm-up did not return")
+	}
+	idx.mu.Lock()
+	n := len(idx.m)
+	idx.mu.Unlock()
+	require.Equal(t, len(ids), n, "every subscription warmed")
+	require.False(t, checkPaid(t, idx, ids[0]).Paid)
+	require.True(t, checkPaid(t, idx, ids[1]).Paid)
+	require.False(t, checkPaid(t, idx, ids[2]).Paid)
+}
