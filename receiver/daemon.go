@@ -275,15 +275,6 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		})
 	}
 	d.goRun(func() { d.watchStore(runCtx, d.db) })
-	if paidIdx != nil {
-		d.goRun(func() {
-			if err := paidIdx.warm(runCtx); err != nil &&
-				runCtx.Err() == nil {
-				d.log.Warnf("paid index: warm-up stopped: %v; "+
-					"checks fill it one by one", err)
-			}
-		})
-	}
 	d.goRun(func() { d.lndLoop(runCtx) })
 	if d.metricsSrv != nil {
 		// The gauges' refresh walks every subscription (0.8 s of CPU
