@@ -365,8 +365,8 @@ var missedWhy = map[string]string{
 		"smaller --store cache would lower it.",
 	"receiver restart": "badger replays its write-ahead log at open; a " +
 		"smaller memtable shortens it.",
-	"paid check p99": "the check itself no longer reads badger: it " +
-		"answers from the receiver's in-memory paid index (a badger " +
+	"paid check p99": "a check no longer reads badger once the " +
+		"subscription is in the receiver's in-memory paid index (a badger " +
 		"read transaction waits in badger's oracle behind every commit " +
 		"in flight, the expiry's batches included; that was most of " +
 		"the tail). What is left is CPU on two cores shared with lnd, " +
