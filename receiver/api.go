@@ -49,6 +49,9 @@ type apiServer struct {
 	// extraNodes are the provider's other nodes (--offer.extranode),
 	// listed in offers after this node.
 	extraNodes []route.Vertex
+	// paidIdx answers the paid check from memory (nil: from a View;
+	// receivers sharing a PostgreSQL ledger).
+	paidIdx *paidIndex
 }
 
 // apiRoute is one endpoint of the API.
@@ -612,25 +615,51 @@ func (s *apiServer) getSubscription(w http.ResponseWriter, r *http.Request) {
 	common.WriteJSON(w, http.StatusOK, core.NewSubscriptionView(sub, s.now()))
 }
 
-// getPaid is the cheap check a provider calls on every request: one key
-// read, no scan.
+// getPaid is the cheap check a provider calls on every request: from the
+// paid index in memory when there is one (badger), else one View.
 func (s *apiServer) getPaid(w http.ResponseWriter, r *http.Request) {
-	id, err := s.parseSubID(r)
+	raw := r.PathValue("id")
+	var (
+		pub    tlv.PublicID
+		secret *store.SubID
+	)
+	if tlv.IsPublicID(raw) {
+		p, err := tlv.ParsePublicID(raw)
+		if err != nil {
+			s.writeErr(w, badField("id", "a public subscription id "+
+				"is sub_ and 32 hex characters"))
+			return
+		}
+		pub = p
+	} else {
+		// The secret, with the admin token only (lookupSubID's rules).
+		id, err := s.lookupSubID(r.Context(), r, raw, "id")
+		if err != nil {
+			s.writeErr(w, err)
+			return
+		}
+		pub, secret = id.PublicID(), &id
+	}
+	var (
+		e   paidEntry
+		err error
+	)
+	if s.paidIdx != nil {
+		e, err = s.paidIdx.paid(r.Context(), pub)
+	} else {
+		e, err = viewPaid(r.Context(), s.db, pub)
+	}
+	if err == nil && secret != nil && e.id != *secret {
+		err = store.ErrNotFound
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		err = notFound("subscription")
+	}
 	if err != nil {
 		s.writeErr(w, err)
 		return
 	}
-	sub, err := s.loadSub(r.Context(), id)
-	if err != nil {
-		s.writeErr(w, err)
-		return
-	}
-	v := core.NewSubscriptionView(sub, s.now())
-	common.WriteJSON(w, http.StatusOK, map[string]any{
-		"id": v.ID, "paid": v.Paid, "state": v.State,
-		"paid_until": v.PaidUntil, "grace_until": v.GraceUntil,
-		"ends_at": v.EndsAt,
-	})
+	common.WriteJSON(w, http.StatusOK, newPaidView(pub, &e, s.now()))
 }
 
 // getOffer returns a subscription's personal offer, with its public id and

@@ -22,7 +22,7 @@ import (
 )
 
 type apiHarness struct {
-	t      *testing.T
+	t      testing.TB
 	h      http.Handler
 	tokens common.Tokens
 	now    time.Time
@@ -30,7 +30,7 @@ type apiHarness struct {
 	api    *apiServer
 }
 
-func newAPIHarness(t *testing.T) *apiHarness {
+func newAPIHarness(t testing.TB) *apiHarness {
 	key, err := btcec.NewPrivateKey()
 	require.NoError(t, err)
 	node := route.NewVertex(key.PubKey())
@@ -38,7 +38,9 @@ func newAPIHarness(t *testing.T) *apiHarness {
 	require.NoError(t, err)
 	a := &apiHarness{t: t, tokens: tokens,
 		now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	a.db = rt.OpenStore(t).Receiver()
+	// As the daemon runs on badger: every write through the paid index.
+	idx := newPaidIndex(rt.OpenStore(t).Receiver())
+	a.db = idx
 	s := &apiServer{
 		db:     a.db,
 		log:    btclog.NewSLogger(btclog.NewDefaultHandler(os.Stderr)),
@@ -48,6 +50,7 @@ func newAPIHarness(t *testing.T) *apiHarness {
 		tokens: tokens,
 		notify: func() {},
 	}
+	s.paidIdx = idx
 	a.api = s
 	a.h = s.handler()
 	return a

@@ -42,7 +42,11 @@ type Daemon struct {
 	logs *common.LogManager
 	log  btclog.Logger
 
-	db      Ledger
+	db Ledger
+	// rs is db's receiver store as the daemon's writers and the API
+	// use it: wrapped by the paid index on badger (every write forgets
+	// what the index holds of the subscriptions it put).
+	rs      store.ReceiverStore
 	metrics *metrics
 	hooks   *webhook.Dispatcher
 
@@ -179,6 +183,13 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 
 	rs := d.db.Receiver()
+	var paidIdx *paidIndex
+	if d.badger != nil {
+		// One process writes a badger ledger: this one.
+		paidIdx = newPaidIndex(rs)
+		rs = paidIdx
+	}
+	d.rs = rs
 	api := &apiServer{
 		db:     rs,
 		log:    d.logs.Logger(tagAPI),
@@ -198,6 +209,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 
 		webhookURLs: d.cfg.Webhook.URLs,
 		extraNodes:  d.cfg.Offer.Keys(),
+		paidIdx:     paidIdx,
 	}
 	dash, handler, err := newDashboard(api, len(d.cfg.Webhook.URLs))
 	if err != nil {
@@ -264,7 +276,11 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	}
 	d.goRun(func() { d.watchStore(runCtx, d.db) })
 	d.goRun(func() { d.lndLoop(runCtx) })
-	d.goRun(func() { d.metricsLoop(runCtx) })
+	if d.metricsSrv != nil {
+		// The gauges' refresh walks every subscription (0.8 s of CPU
+		// every 10 s at 100,000): only for a /metrics someone reads.
+		d.goRun(func() { d.metricsLoop(runCtx) })
+	}
 	// Webhook delivery and the expiry sweep run on the leader only.
 	d.goRun(func() { d.elector.Run(runCtx, d.setLeader) })
 	d.log.Infof("satstream-receiver version %s started: API https://%s, data in "+
@@ -507,7 +523,7 @@ func (d *Daemon) lndLoop(ctx context.Context) {
 		}()
 
 		pipe := core.NewPipeline(core.PipelineConfig{
-			Store:     d.db.Receiver(),
+			Store:     d.rs,
 			SpaceErr:  func() error { return spaceErr(d.db) },
 			Source:    &lndSource{lnd: &services.LndServices},
 			Log:       d.logs.Logger(tagInvoices),
@@ -597,7 +613,7 @@ func (d *Daemon) checkLnd(ctx context.Context,
 func (d *Daemon) expiryLoop(ctx context.Context) {
 	t := time.NewTicker(d.cfg.ExpiryInterval)
 	defer t.Stop()
-	rs := d.db.Receiver()
+	rs := d.rs
 	for {
 		select {
 		case <-ctx.Done():

@@ -45,10 +45,12 @@ type Options struct {
 	// section alone, written to its own file in OutDir (not
 	// benchmarks.md).
 	Only map[string]bool
+	// ProfileDir, with Only scale alone, receives the receiver's profiles.
+	ProfileDir string
 }
 
 // Parts are the values --only takes.
-var Parts = []string{"a", "a2", "b", "synthetic", "scale", OnlyScaleOut}
+var Parts = []string{"a", "a2", "b", "synthetic", OnlyScale, OnlyScaleOut}
 
 // IsPart says whether s is one of Parts.
 func IsPart(s string) bool { return slices.Contains(Parts, s) }
@@ -165,6 +167,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	defer logf.Close()
 	profDir := filepath.Join(opts.WorkDir, "profiles")
+	if len(opts.Only) == 1 && opts.Only[OnlyScale] {
+		err := runScaleOnly(ctx, opts, res, filepath.Join(opts.WorkDir,
+			"bin"), logf)
+		return res, err
+	}
 
 	opts.say("building or reusing lnd and btcd")
 	paths, err := bins.Ensure(ctx, opts.Log)

@@ -9,12 +9,14 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/http/httptrace"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -40,13 +42,35 @@ func buildDaemons(ctx context.Context, dir string, log io.Writer) error {
 		return err
 	}
 	for _, name := range []string{"satstream-receiver", "satstream-sender"} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o",
-			filepath.Join(dir, name), "./cmd/"+name)
-		cmd.Dir = root
-		cmd.Stdout, cmd.Stderr = log, log
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("build %s: %w", name, err)
+		if err := buildIn(ctx, root, dir, name, log); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// buildDaemon builds one daemon into dir, with extra go build arguments
+// (build tags).
+func buildDaemon(ctx context.Context, dir, name string, log io.Writer,
+	extra ...string) error {
+
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return err
+	}
+	return buildIn(ctx, root, dir, name, log, extra...)
+}
+
+func buildIn(ctx context.Context, root, dir, name string, log io.Writer,
+	extra ...string) error {
+
+	args := append(append([]string{"build"}, extra...), "-o",
+		filepath.Join(dir, name), "./cmd/"+name)
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = root
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("build %s: %w", name, err)
 	}
 	return nil
 }
@@ -189,22 +213,37 @@ type ReceiverScale struct {
 	PaidSatLat  Latencies
 	PaidSatRate float64
 	PaidSatErrs int
+	// PaidConns and PaidSatConns count the connections (TLS
+	// handshakes) the paced and saturated loads opened: the clients
+	// keep theirs alive, so the paced load, run second, should open
+	// none.
+	PaidConns, PaidSatConns int
 }
 
 // paidPerClient is how often each paced client checks a subscription.
 const paidPerClient = 5.0
 
 // paidLoad runs clients concurrent clients checking random subscriptions'
-// paid status for d, each perClient times a second (0: back to back).
+// paid status for d, each perClient times a second (0: back to back). It
+// returns the latencies, the errors and how many new connections the
+// checks opened.
 func paidLoad(ctx context.Context, api *apiClient, ids []store.SubID,
-	clients int, d time.Duration, perClient float64) (Latencies, int) {
+	clients int, d time.Duration, perClient float64) (Latencies, int, int) {
 
 	var (
-		mu   sync.Mutex
-		wg   sync.WaitGroup
-		all  Latencies
-		errs int
+		mu    sync.Mutex
+		wg    sync.WaitGroup
+		all   Latencies
+		errs  int
+		conns atomic.Int64
 	)
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(i httptrace.GotConnInfo) {
+			if !i.Reused {
+				conns.Add(1)
+			}
+		},
+	})
 	start := time.Now()
 	end := start.Add(d)
 	for c := range clients {
@@ -243,7 +282,7 @@ func paidLoad(ctx context.Context, api *apiClient, ids []store.SubID,
 		}()
 	}
 	wg.Wait()
-	return all, errs
+	return all, errs, int(conns.Load())
 }
 
 // receiverScale seeds a receiver ledger with subs subscriptions (expiring
@@ -253,6 +292,16 @@ func paidLoad(ctx context.Context, api *apiClient, ids []store.SubID,
 func receiverScale(ctx context.Context, bin, dir string, carol *regtest.Node,
 	subs, expiring, clients int, load time.Duration,
 	log io.Writer) (ReceiverScale, error) {
+
+	return receiverScaleProf(ctx, bin, dir, carol, subs, expiring, clients,
+		load, log, nil)
+}
+
+// receiverScaleProf is receiverScale, profiling the receiver during the
+// paced paid load when prof is set.
+func receiverScaleProf(ctx context.Context, bin, dir string,
+	carol *regtest.Node, subs, expiring, clients int, load time.Duration,
+	log io.Writer, prof *scaleProfiler) (ReceiverScale, error) {
 
 	res := ReceiverScale{Subs: subs, Expiring: expiring, Clients: clients}
 	ledger := filepath.Join(netDir(dir), "ledger")
@@ -313,11 +362,20 @@ func receiverScale(ctx context.Context, bin, dir string, carol *regtest.Node,
 	// Saturated (every client sends its next check as soon as the last
 	// is answered), then paced (each client checks paidPerClient times a
 	// second, as a provider's servers would between page views).
-	res.PaidSatLat, res.PaidSatErrs = paidLoad(ctx, api, ids, clients,
-		load/2, 0)
+	res.PaidSatLat, res.PaidSatErrs, res.PaidSatConns = paidLoad(ctx, api,
+		ids, clients, load/2, 0)
 	res.PaidSatRate = float64(len(res.PaidSatLat)) / (load / 2).Seconds()
-	res.PaidLat, res.PaidErrs = paidLoad(ctx, api, ids, clients, load/2,
-		paidPerClient)
+	var profDone <-chan error
+	if prof != nil {
+		profDone = prof.during(ctx, load/2)
+	}
+	res.PaidLat, res.PaidErrs, res.PaidConns = paidLoad(ctx, api, ids,
+		clients, load/2, paidPerClient)
+	if profDone != nil {
+		if err := <-profDone; err != nil {
+			return res, fmt.Errorf("profile the receiver: %w", err)
+		}
+	}
 	res.PaidRate = float64(len(res.PaidLat)) / (load / 2).Seconds()
 	if res.RSSAfterLoad, err = d.rss(); err != nil {
 		return res, err

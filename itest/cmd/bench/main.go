@@ -32,7 +32,8 @@ func main() {
 	dir := flag.String("dir", "", "keep the network and daemon data here (default: a temp dir, removed)")
 	levels := flag.String("levels", "", "in-flight levels, comma separated (default 1,4,8,16,32; quick 1,8)")
 	measure := flag.Duration("measure", 0, "measure window per level (default 20s; quick 3s)")
-	only := flag.String("only", "", "run just these parts, comma separated (a, a2, b, synthetic, scale), print their figures and write no report; or "+bench.OnlyScaleOut+" alone, written to its own file (not benchmarks.md)")
+	only := flag.String("only", "", "run just these parts, comma separated (a, a2, b, synthetic, scale), print their figures and write no report (scale alone: btcd and carol only, about a minute); or "+bench.OnlyScaleOut+" alone, written to its own file (not benchmarks.md)")
+	profile := flag.String("profile", "", "with --only scale: write the receiver's profiles of the paced paid load here")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt,
@@ -40,7 +41,7 @@ func main() {
 	defer stop()
 
 	opts := bench.Options{Quick: *quick, OutDir: *out, WorkDir: *dir,
-		Log: os.Stderr, Measure: *measure}
+		Log: os.Stderr, Measure: *measure, ProfileDir: *profile}
 	if *levels != "" {
 		for _, s := range strings.Split(*levels, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -63,6 +64,9 @@ func main() {
 		if opts.Only[bench.OnlyScaleOut] && len(opts.Only) > 1 {
 			fail(fmt.Errorf("--only: %s runs alone", bench.OnlyScaleOut))
 		}
+	}
+	if *profile != "" && (len(opts.Only) != 1 || !opts.Only[bench.OnlyScale]) {
+		fail(fmt.Errorf("--profile needs --only %s", bench.OnlyScale))
 	}
 	switch {
 	case *only != "" && !opts.Only[bench.OnlyScaleOut]:
