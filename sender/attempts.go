@@ -327,7 +327,15 @@ func (e *Engine) freeSlot() {
 // that frees a slot goes through here.
 func (e *Engine) releaseSlotLocked() {
 	e.slots++
-	if len(e.ready) > 0 && e.slots > 0 && e.runCtx != nil &&
+	if len(e.slotNeed) == 0 {
+		e.dispatchReadyLocked()
+	}
+	e.rescheduleSlotWaitLocked()
+}
+
+// dispatchReadyLocked sends written-ahead attempts while slots are free.
+func (e *Engine) dispatchReadyLocked() {
+	for len(e.ready) > 0 && e.slots > 0 && e.runCtx != nil &&
 		e.runCtx.Err() == nil {
 
 		ra := e.ready[0]
@@ -338,7 +346,6 @@ func (e *Engine) releaseSlotLocked() {
 		e.wg.Add(1)
 		go e.runAttempt(e.runCtx, ra.r, ra.ar, false)
 	}
-	e.rescheduleSlotWaitLocked()
 }
 
 // rescheduleSlotWaitLocked reschedules the subscriptions waiting for a

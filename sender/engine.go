@@ -221,6 +221,13 @@ type Engine struct {
 	queue    dueHeap
 	slots    int
 	slotWait map[store.SubID]*subRun
+	// slotNeed holds the subscriptions in slotWait that wait for a
+	// slot for something that cannot be written ahead (a retry, a
+	// cancel message): while one waits, a freed slot is left for it
+	// instead of going to a written-ahead attempt, and nothing more is
+	// written ahead, else a busy subscription writing ahead again and
+	// again would take every freed slot and starve them.
+	slotNeed map[store.SubID]struct{}
 	// ahead counts attempts being written without a slot, and ready
 	// holds the written ones waiting for a slot, oldest first (see
 	// mayWriteAheadLocked). Each ready attempt is durable already, so a
@@ -276,6 +283,7 @@ func NewEngine(cfg EngineConfig, db store.SenderStore, clock Clock,
 		subs:     map[store.SubID]*subRun{},
 		slots:    cfg.MaxInFlight,
 		slotWait: map[store.SubID]*subRun{},
+		slotNeed: map[store.SubID]struct{}{},
 		wakeCh:   make(chan struct{}, 1),
 	}
 }

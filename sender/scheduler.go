@@ -47,6 +47,11 @@ func (e *Engine) Run(ctx context.Context, router PaymentSender) error {
 		}
 
 		e.mu.Lock()
+		// A slot left free for a retry or cancel message that no
+		// longer took it goes to the attempts written ahead.
+		if len(e.slotNeed) == 0 {
+			e.dispatchReadyLocked()
+		}
 		var timer <-chan time.Time
 		e.timerDue = time.Time{}
 		if e.queue.Len() > 0 {
@@ -107,6 +112,9 @@ func (e *Engine) decideLocked(ctx context.Context, r *subRun,
 	now time.Time) action {
 
 	s := r.sub
+	// Still waiting for a slot for a retry or a cancel message is
+	// decided again below.
+	delete(e.slotNeed, r.id)
 	if r.creating {
 		return actWait
 	}
@@ -124,6 +132,7 @@ func (e *Engine) decideLocked(ctx context.Context, r *subRun,
 		}
 		if e.slots <= 0 {
 			e.slotWait[r.id] = r
+			e.slotNeed[r.id] = struct{}{}
 			return actWait
 		}
 		ar.needsRetry = false
@@ -160,7 +169,7 @@ func (e *Engine) decideLocked(ctx context.Context, r *subRun,
 			// Probing after refusals: one payment at a time.
 			return actWait
 		}
-		if e.slots <= 0 && !e.mayWriteAheadLocked() {
+		if !e.slotFreeLocked() && !e.mayWriteAheadLocked() {
 			e.slotWait[r.id] = r
 			return actWait
 		}
@@ -192,6 +201,7 @@ func (e *Engine) decideLocked(ctx context.Context, r *subRun,
 		}
 		if e.slots <= 0 {
 			e.slotWait[r.id] = r
+			e.slotNeed[r.id] = struct{}{}
 			return actWait
 		}
 		return actCancelMsg
@@ -210,7 +220,16 @@ func (e *Engine) decideLocked(ctx context.Context, r *subRun,
 // attempt's write and its send always was), so the in-flight bound can be
 // passed by this many payments once after a restart.
 func (e *Engine) mayWriteAheadLocked() bool {
-	return e.ahead+len(e.ready) < max(1, e.cfg.MaxInFlight/4)
+	return len(e.slotNeed) == 0 &&
+		e.ahead+len(e.ready) < max(1, e.cfg.MaxInFlight/4)
+}
+
+// slotFreeLocked reports whether a new payment may take a slot now: one
+// is free and no attempt written ahead waits for it (those go first, in
+// the order they were written, so a subscription's payments leave in
+// sequence order).
+func (e *Engine) slotFreeLocked() bool {
+	return e.slots > 0 && len(e.ready) == 0
 }
 
 // step evaluates one subscription until it has nothing more to do now.
@@ -221,7 +240,7 @@ func (e *Engine) step(ctx context.Context, r *subRun) {
 		act := e.decideLocked(ctx, r, e.clock.Now())
 		if act == actCreate || act == actCancelMsg {
 			r.creating = true
-			if e.slots > 0 {
+			if e.slotFreeLocked() || act == actCancelMsg {
 				e.slots--
 				slotted = true
 			} else {

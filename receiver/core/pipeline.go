@@ -283,7 +283,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			}
 			batch, closed := drainStream(invs, inv)
 			p.handleStream(ctx, &wg, batch)
-			rec.add(batch)
+			rec.add(ctx, batch)
 			if closed {
 				if ctx.Err() != nil {
 					return nil
@@ -380,20 +380,47 @@ type streamRecorder struct {
 	mu      sync.Mutex
 	pending []*Invoice
 	kick    chan struct{}
+	// taken is signalled when take made room in pending.
+	taken chan struct{}
+	// done is closed when run returns.
+	done chan struct{}
 	// errc gets the first step that failed; the recorder stops then.
 	errc chan error
 }
 
+// maxStreamPending bounds the events waiting for their record: past it,
+// add (and so the loop reading lnd's stream) waits, as it did when it
+// recorded each batch itself, so a hanging fsync or a full disk holds
+// lnd's stream back instead of growing memory without bound.
+const maxStreamPending = 4 * maxStreamBatch
+
 func newStreamRecorder() *streamRecorder {
 	return &streamRecorder{kick: make(chan struct{}, 1),
+		taken: make(chan struct{}, 1), done: make(chan struct{}),
 		errc: make(chan error, 1)}
 }
 
-// add queues batch behind the events queued before it.
-func (r *streamRecorder) add(batch []*Invoice) {
-	r.mu.Lock()
-	r.pending = append(r.pending, batch...)
-	r.mu.Unlock()
+// add queues batch behind the events queued before it, first waiting
+// while maxStreamPending events wait already (until ctx ends or the
+// recorder stopped: then batch is dropped, and replayed by lnd after a
+// restart, as the stored indices have not passed it).
+func (r *streamRecorder) add(ctx context.Context, batch []*Invoice) {
+	for {
+		r.mu.Lock()
+		if len(r.pending) < maxStreamPending {
+			r.pending = append(r.pending, batch...)
+			r.mu.Unlock()
+			break
+		}
+		r.mu.Unlock()
+		select {
+		case <-r.taken:
+		case <-r.done:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 	select {
 	case r.kick <- struct{}{}:
 	default:
@@ -410,11 +437,16 @@ func (r *streamRecorder) take() []*Invoice {
 	if len(r.pending) == 0 {
 		r.pending = nil
 	}
+	select {
+	case r.taken <- struct{}{}:
+	default:
+	}
 	return batch
 }
 
 // run records queued events until ctx ends or a step fails.
 func (r *streamRecorder) run(ctx context.Context, p *Pipeline) {
+	defer close(r.done)
 	for {
 		select {
 		case <-ctx.Done():
