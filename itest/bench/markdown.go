@@ -211,7 +211,7 @@ func (r *Result) markdown() string {
 	for _, k := range sortedKeys(r.Profiles) {
 		p("### %s\n\n```\n%s\n```\n\n", titles[k], r.Profiles[k])
 	}
-	p("%s\n%s\n%s", serialisation, changed, perfRound)
+	p("%s\n%s\n%s\n%s", serialisation, timeline, changed, perfRound)
 	return b.String()
 }
 
@@ -237,8 +237,11 @@ no lock across either. The store batches concurrent commits into one fsync
 (group commit): a decision waits for the fsync its own commit joined, not
 for other payments' fsyncs one after the other; the synthetic run's "commits
 per fsync" column shows the batching. The invoice stream (SubscribeInvoices)
-is read by one goroutine, which starts followers and records the stream's
-events, all that queued up in one step. What remains serial is lnd: a
+is read by one goroutine, which starts followers; a recorder beside it
+writes the stream's events (add and settle indices), all that queued up in
+one step, in stream order, so the reader never waits for a record's fsync
+before it reads the next payment (it waits only when 1,024 events are
+queued). What remains serial is lnd: a
 hold-mode keysend costs carol an extra SubscribeSingleInvoice stream and a
 SettleInvoice RPC per payment (A' against A), and each HTLC's commitment
 dance.
@@ -248,7 +251,11 @@ preimage must be on disk before lnd sees the hash, so one fsync before the
 send is inherent. The scheduler (sender/scheduler.go, step) hands each due
 subscription's new attempt to a goroutine of its own (createAndRun), so the
 attempts of all due subscriptions commit concurrently and share one
-group-commit fsync instead of waiting for one each in turn. A payment's
+group-commit fsync instead of waiting for one each in turn. A payment
+that falls due while every slot is taken is written ahead (at most a
+quarter of the bound), so a freed slot hands it to lnd at once instead of
+waiting for its write's fsync; a freed slot goes first to a retry or a
+payer's cancel message that waits for one. A payment's
 in-flight slot is given back as soon as lnd reports the final state
 (sender/attempts.go, runAttempt, freeSlot); the outcome is booked after,
 off the next payment's critical path. The attempt stays open in the engine
@@ -280,6 +287,45 @@ steps before, at most 6 now). Same benchmark, same machine, 12 minutes
 later (load average 10-12): **1,618/s with one subscription and 1,128/s with
 10,000** (15x and 7x), p50 31 and 40 ms, **35 commits per fsync**. The table
 above is the current code.
+`
+
+// timeline is where one B payment's time goes, measured with temporary
+// timestamps at each step (issue 13 item 6, second round).
+const timeline = `## One B payment's time line
+
+Measured 2026-11-30 05:00 UTC on this machine with temporary timestamps
+at each step (not in the code), 8 in flight, p50 / p90 in ms, on a busy
+machine (load 7-9: compare the two columns, not the absolute figures).
+Before: main at 2faf80d; after: the two changes below.
+
+| step | B | A' |
+|---|---:|---:|
+| attempt written (group-commit fsync) | 5.9 / 14.8 | none |
+| SendPayment to lnd's HTLC attempt | 11.9 / 27.9 | 22.2 / 71.6 |
+| **lnd's HTLC attempt to ACCEPTED at carol** | **482 / 619** (before 654 / 974) | **803 / 1,065** |
+| add event to follower subscribed | 0.2 / 0.8 | 0.1 / 0.5 |
+| subscribed to ACCEPTED | 3.9 / 7.7 | 5.3 / 18.8 |
+| ACCEPTED to decision durable | **4.1 / 9.7** (before 7.0 / 16.7) | none |
+| decision to SettleInvoice returned | 8.9 / 24.3 | 11.9 (ACCEPTED to settled) |
+| **settled to resolved at alice** | **91 / 161** | **129 / 282** |
+| resolved to final state at the sender | 8.1 / 18.1 | 12.5 / 56.7 |
+| final state to slot freed | 0.0 | |
+| slot freed to next attempt sent | 0.3-0.5 | |
+| final state to outcome booked (off the slot) | 6.3 / 16.0 | |
+
+At least 85% of a payment's time is lnd's: the HTLC's way to carol and
+the settle's way back to alice. satstream's own steps take 4-15 ms each.
+Two were serialised and are fixed: the invoice stream's reader waited for
+each record's fsync before it read the next add event
+(TestSlowStreamRecordHoldsBackNextPayment: payment 2 was never settled
+while payment 1's record was held), and a slot was taken before the
+attempt's fsync, so it sat empty for the write
+(TestFreedSlotWaitsForNextAttemptWrite). CPU over the B window at 8 in
+flight: alice 29%, bob 34%, carol 27% of a core, satstream's processes
+and the bench's clients 29% (of which about a fifth is the bench's own
+5 ms event poller and the receiver answering it). What remains of the B
+gap is lnd's hold-mode path and two shared cores; closing it needs lnd
+work (accept and settle in one RPC, as an HTLC interceptor does).
 `
 
 // perfRound is the perf round's before and after (sender group commit,
