@@ -186,7 +186,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	var paidIdx *paidIndex
 	if d.badger != nil {
 		// One process writes a badger ledger: this one.
-		paidIdx = newPaidIndex(rs)
+		paidIdx = newLedgerPaidIndex(d.badger)
 		rs = paidIdx
 	}
 	d.rs = rs

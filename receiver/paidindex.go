@@ -58,6 +58,10 @@ type paidIndex struct {
 	gen uint64
 	m   map[tlv.PublicID]paidEntry
 	max int
+	// ledgerErr, if set, is the ledger's failure (store.DB.Err): once
+	// the ledger failed every read of it fails, and so does the paid
+	// check, instead of answering from memory while the daemon stops.
+	ledgerErr func() error
 }
 
 var _ store.ReceiverStore = (*paidIndex)(nil)
@@ -65,6 +69,14 @@ var _ store.ReceiverStore = (*paidIndex)(nil)
 func newPaidIndex(rs store.ReceiverStore) *paidIndex {
 	return &paidIndex{ReceiverStore: rs, m: make(map[tlv.PublicID]paidEntry),
 		max: paidIndexMax}
+}
+
+// newLedgerPaidIndex is the paid index of a badger ledger, as the daemon
+// wires it: it fails with the ledger.
+func newLedgerPaidIndex(db *store.DB) *paidIndex {
+	p := newPaidIndex(db.Receiver())
+	p.ledgerErr = db.Err
+	return p
 }
 
 // Update implements store.ReceiverStore: it runs the step and forgets the
@@ -99,6 +111,11 @@ func (p *paidIndex) forget(ids []store.SubID) {
 func (p *paidIndex) paid(ctx context.Context, pub tlv.PublicID) (paidEntry,
 	error) {
 
+	if p.ledgerErr != nil {
+		if err := p.ledgerErr(); err != nil {
+			return paidEntry{}, err
+		}
+	}
 	p.mu.Lock()
 	e, ok := p.m[pub]
 	gen := p.gen
