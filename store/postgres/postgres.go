@@ -87,6 +87,7 @@ type Store struct {
 	lockTimeout time.Duration
 	beginShared string
 	laneAlone   string
+	beginAlone  string
 }
 
 // Compile-time check: the receiver's seam, the same one the badger store
@@ -140,6 +141,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s.beginShared = beginShared(s.lockTimeout)
 	s.laneAlone = laneAlone(s.lockTimeout)
+	s.beginAlone = beginAlone(s.lockTimeout)
 	s.pool, err = pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, translate(err)
@@ -321,7 +323,24 @@ func beginShared(timeout time.Duration) string {
 	return fmt.Sprintf("BEGIN ISOLATION LEVEL SERIALIZABLE; "+
 		"SET LOCAL lock_timeout = %d; "+
 		"SELECT pg_advisory_xact_lock_shared(%d)",
-		timeout.Milliseconds(), slowLaneLock)
+		lockTimeoutMS(timeout), slowLaneLock)
+}
+
+// beginAlone is BEGIN for a step in the slow lane, once it holds the
+// lane: laneAlone's RESET left the session without a lock timeout, and
+// the step's own waits (a row, the event order) are bounded as in the
+// shared lane; a session outside our steps (an operator's, a migration)
+// can hold those.
+func beginAlone(timeout time.Duration) string {
+	return fmt.Sprintf("BEGIN ISOLATION LEVEL SERIALIZABLE; "+
+		"SET LOCAL lock_timeout = %d", lockTimeoutMS(timeout))
+}
+
+// lockTimeoutMS is timeout in whole milliseconds, rounded up: PostgreSQL
+// reads lock_timeout = 0 as "wait for ever", so a sub-millisecond bound
+// must not truncate to it.
+func lockTimeoutMS(timeout time.Duration) int64 {
+	return max(1, (timeout + time.Millisecond - 1).Milliseconds())
 }
 
 // laneAlone takes the slow lane's lock exclusively, for the session,
@@ -335,7 +354,7 @@ func beginShared(timeout time.Duration) string {
 func laneAlone(timeout time.Duration) string {
 	return fmt.Sprintf("SET lock_timeout = %d; "+
 		"SELECT pg_advisory_lock(%d); RESET lock_timeout",
-		timeout.Milliseconds(), slowLaneLock)
+		lockTimeoutMS(timeout), slowLaneLock)
 }
 
 // slowUnlockTimeout bounds releasing the slow lane's lock; past it the
@@ -377,6 +396,9 @@ func (s *Store) run(ctx context.Context, opts pgx.TxOptions, slow bool,
 			}
 		}()
 		begin = conn
+		if opts.IsoLevel == pgx.Serializable {
+			opts.BeginQuery = s.beginAlone
+		}
 
 	case opts.IsoLevel == pgx.Serializable:
 		opts.BeginQuery = s.beginShared
@@ -386,6 +408,15 @@ func (s *Store) run(ctx context.Context, opts pgx.TxOptions, slow bool,
 		return translate(err)
 	}
 	t := &tx{ctx: ctx, tx: ptx, node: s.node}
+	defer func() {
+		// A panicking fn (a handler's bug that net/http recovers)
+		// must not leave the transaction open: its connection would
+		// never go back to the pool, and Close would wait for it.
+		if p := recover(); p != nil {
+			_ = ptx.Rollback(context.WithoutCancel(ctx))
+			panic(p)
+		}
+	}()
 	err = fn(t)
 	if err == nil && opts.AccessMode != pgx.ReadOnly {
 		err = t.markIdem()
