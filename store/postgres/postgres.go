@@ -95,6 +95,9 @@ type Store struct {
 // stats are the counters behind Stats, updated atomically by every step.
 type stats struct {
 	steps, attempts, serialization, deadlocks, uniques, slowLane atomic.Uint64
+	// eventOrderNS and commitNS are nanoseconds spent waiting for the
+	// event order lock and in COMMIT.
+	eventOrderNS, commitNS atomic.Int64
 }
 
 // Stats counts what this store's read-write steps cost in conflicts since
@@ -112,6 +115,10 @@ type Stats struct {
 	Serialization, Deadlocks, Uniques uint64
 	// SlowLane counts attempts run in the slow lane (alone).
 	SlowLane uint64
+	// EventOrderWait is the time steps spent taking the event order
+	// lock (waiting for the steps ahead to commit), Commit the time in
+	// COMMIT (the WAL flush): figures to read, never to assert on.
+	EventOrderWait, Commit time.Duration
 }
 
 // Stats returns the store's conflict counters.
@@ -123,6 +130,9 @@ func (s *Store) Stats() Stats {
 		Deadlocks:     s.stats.deadlocks.Load(),
 		Uniques:       s.stats.uniques.Load(),
 		SlowLane:      s.stats.slowLane.Load(),
+		EventOrderWait: time.Duration(
+			s.stats.eventOrderNS.Load()),
+		Commit: time.Duration(s.stats.commitNS.Load()),
 	}
 }
 
@@ -459,7 +469,7 @@ func (s *Store) run(ctx context.Context, opts pgx.TxOptions, slow bool,
 	if err != nil {
 		return translate(err)
 	}
-	t := &tx{ctx: ctx, tx: ptx, node: s.node}
+	t := &tx{ctx: ctx, tx: ptx, node: s.node, stats: &s.stats}
 	err = fn(t)
 	if err == nil && opts.AccessMode != pgx.ReadOnly {
 		err = t.markIdem()
@@ -476,7 +486,10 @@ func (s *Store) run(ctx context.Context, opts pgx.TxOptions, slow bool,
 		}
 		return err
 	}
-	if err := ptx.Commit(ctx); err != nil {
+	start := time.Now()
+	err = ptx.Commit(ctx)
+	s.stats.commitNS.Add(int64(time.Since(start)))
+	if err != nil {
 		if t.dbErr != nil {
 			return t.dbErr
 		}
