@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/satstream/satstream/store"
+	"github.com/satstream/satstream/store/postgres"
 	"github.com/satstream/satstream/store/postgres/pgtest"
 	"github.com/satstream/satstream/store/storetest"
 )
@@ -58,6 +59,7 @@ func BenchmarkDurableCredits(b *testing.B) {
 			}
 		}
 		var n atomic.Uint64
+		before := statsOf(nodes...)
 		b.ResetTimer()
 		b.SetParallelism(benchParallelism)
 		b.RunParallel(func(pb *testing.PB) {
@@ -72,6 +74,7 @@ func BenchmarkDurableCredits(b *testing.B) {
 			}
 		})
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "credits/s")
+		reportConflicts(b, before, nodes...)
 	})
 	for _, be := range backends {
 		for _, parallel := range []bool{false, true} {
@@ -95,6 +98,7 @@ func BenchmarkDurableCredits(b *testing.B) {
 					return storetest.Credit(ctx, rs,
 						storetest.SubID(k%subs), k, 1500)
 				}
+				before := statsOf(rs)
 				b.ResetTimer()
 				if parallel {
 					b.SetParallelism(benchParallelism)
@@ -115,10 +119,57 @@ func BenchmarkDurableCredits(b *testing.B) {
 				}
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(),
 					"credits/s")
+				reportConflicts(b, before, rs)
 
 			})
 		}
 	}
+}
+
+// reportConflicts reports, per credit, what the PostgreSQL stores among
+// rss cost in conflicts during the benchmark: retries (serialization
+// failures, deadlocks, unique violations) and slow-lane entries.
+func reportConflicts(b *testing.B, before []postgres.Stats,
+	rss ...store.ReceiverStore) {
+
+	var sum postgres.Stats
+	for i, rs := range rss {
+		s, ok := rs.(*postgres.Store)
+		if !ok {
+			return
+		}
+		st := s.Stats()
+		sum.Attempts += st.Attempts - before[i].Attempts
+		sum.Steps += st.Steps - before[i].Steps
+		sum.Serialization += st.Serialization - before[i].Serialization
+		sum.Deadlocks += st.Deadlocks - before[i].Deadlocks
+		sum.Uniques += st.Uniques - before[i].Uniques
+		sum.SlowLane += st.SlowLane - before[i].SlowLane
+		sum.EventOrderWait += st.EventOrderWait -
+			before[i].EventOrderWait
+		sum.Commit += st.Commit - before[i].Commit
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(sum.Attempts-sum.Steps)/n, "retries/credit")
+	b.ReportMetric(float64(sum.Serialization)/n, "40001/credit")
+	b.ReportMetric(float64(sum.Deadlocks)/n, "40P01/credit")
+	b.ReportMetric(float64(sum.Uniques)/n, "23505/credit")
+	b.ReportMetric(float64(sum.SlowLane)/n, "slowlane/credit")
+	b.ReportMetric(float64(sum.EventOrderWait.Microseconds())/n,
+		"eventlock-us/credit")
+	b.ReportMetric(float64(sum.Commit.Microseconds())/n,
+		"commit-us/credit")
+}
+
+// statsOf snapshots the stats of the PostgreSQL stores among rss.
+func statsOf(rss ...store.ReceiverStore) []postgres.Stats {
+	out := make([]postgres.Stats, len(rss))
+	for i, rs := range rss {
+		if s, ok := rs.(*postgres.Store); ok {
+			out[i] = s.Stats()
+		}
+	}
+	return out
 }
 
 // prefillPayments is the size of the ledger a benchmark starts from. A
@@ -180,6 +231,7 @@ func BenchmarkReceiverCreditShapes(b *testing.B) {
 	b.Run("held-decisions-concurrent", func(b *testing.B) {
 		rs, ctx := setup(b), context.Background()
 		var n atomic.Uint64
+		before := statsOf(rs)
 		b.ResetTimer()
 		b.SetParallelism(benchParallelism)
 		b.RunParallel(func(pb *testing.PB) {
@@ -196,9 +248,11 @@ func BenchmarkReceiverCreditShapes(b *testing.B) {
 			}
 		})
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "credits/s")
+		reportConflicts(b, before, rs)
 	})
 	b.Run("stream-batch", func(b *testing.B) {
 		rs, ctx := setup(b), context.Background()
+		before := statsOf(rs)
 		b.ResetTimer()
 		for i := 0; i < b.N; i += streamBatch {
 			err := rs.Update(ctx, func(tx store.ReceiverTx) error {
@@ -217,5 +271,6 @@ func BenchmarkReceiverCreditShapes(b *testing.B) {
 			}
 		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "credits/s")
+		reportConflicts(b, before, rs)
 	})
 }

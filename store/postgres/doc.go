@@ -64,6 +64,26 @@
 // locks cannot cover. SERIALIZABLE gives that guarantee for every read,
 // and the contract already says fn may run again.
 //
+// # Predicate locks: read by index
+//
+// SERIALIZABLE remembers what each step read (predicate locks) and fails
+// one of two steps whose reads and writes cross. How much a read covers
+// decides how often that happens without a real conflict: a sequential
+// scan locks the whole table, an index scan the index pages and rows it
+// read. The planner scans every small table sequentially (a few dozen
+// subscriptions, node_state, held, the refusal tables), so a read-write
+// step sets enable_seqscan off at BEGIN and every lookup of the credit
+// step is an index probe on a narrow key (held has an index on the hash
+// for HeldAt, migration 0002). A credit's update of its subscription is
+// heap-only (HOT): no index covers the columns a credit changes (migration
+// 0003 dropped the one on paid_until_ns), so it writes no index page
+// another step read. Two steps on different rows then conflict only when
+// they write an index page the other read (a small table's whole index is
+// one page; a table that grows spreads over more). Stats counts the
+// retries by cause, the slow-lane entries and the time spent waiting for
+// the event order lock and in COMMIT; the benchmarks report them per
+// credit.
+//
 // # Event ids commit in id order
 //
 // The webhook dispatcher keeps a cursor per endpoint and reads the pending

@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -88,6 +89,71 @@ type Store struct {
 	beginShared string
 	laneAlone   string
 	beginAlone  string
+
+	stats stats
+}
+
+// stats are the counters behind Stats, updated atomically by every step.
+type stats struct {
+	steps, attempts, serialization, deadlocks, uniques, slowLane atomic.Uint64
+	// eventOrderNS and commitNS are nanoseconds spent waiting for the
+	// event order lock and in COMMIT.
+	eventOrderNS, commitNS atomic.Int64
+}
+
+// Stats counts what this store's read-write steps cost in conflicts since
+// Open: how to tell "PostgreSQL is slow" from "our steps collide" (each
+// retry is a whole step run again, each slow-lane entry excludes every
+// other step of the database while it runs).
+type Stats struct {
+	// Steps is the number of Update calls that ended (either way).
+	Steps uint64
+	// Attempts is the number of transactions those steps began: Steps
+	// plus every retry.
+	Attempts uint64
+	// Serialization, Deadlocks and Uniques count attempts rolled back on
+	// 40001, 40P01 and 23505 (and so retried, or given up on).
+	Serialization, Deadlocks, Uniques uint64
+	// SlowLane counts attempts run in the slow lane (alone).
+	SlowLane uint64
+	// EventOrderWait is the time steps spent taking the event order
+	// lock (waiting for the steps ahead to commit), Commit the time in
+	// COMMIT (the WAL flush): figures to read, never to assert on.
+	EventOrderWait, Commit time.Duration
+}
+
+// Stats returns the store's conflict counters.
+func (s *Store) Stats() Stats {
+	return Stats{
+		Steps:         s.stats.steps.Load(),
+		Attempts:      s.stats.attempts.Load(),
+		Serialization: s.stats.serialization.Load(),
+		Deadlocks:     s.stats.deadlocks.Load(),
+		Uniques:       s.stats.uniques.Load(),
+		SlowLane:      s.stats.slowLane.Load(),
+		EventOrderWait: time.Duration(
+			s.stats.eventOrderNS.Load()),
+		Commit: time.Duration(s.stats.commitNS.Load()),
+	}
+}
+
+// count notes one attempt's outcome in the stats.
+func (s *Store) count(slow bool, err error) {
+	s.stats.attempts.Add(1)
+	if slow {
+		s.stats.slowLane.Add(1)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "40001":
+			s.stats.serialization.Add(1)
+		case "40P01":
+			s.stats.deadlocks.Add(1)
+		case "23505":
+			s.stats.uniques.Add(1)
+		}
+	}
 }
 
 // Compile-time check: the receiver's seam, the same one the badger store
@@ -212,10 +278,13 @@ func (s *Store) View(ctx context.Context,
 }
 
 func (s *Store) update(ctx context.Context, fn func(*tx) error) error {
+	defer s.stats.steps.Add(1)
 	backoff := 2 * time.Millisecond
 	for attempt := 0; ; attempt++ {
+		slow := attempt >= slowLaneAfter
 		err := s.run(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable},
-			attempt >= slowLaneAfter, fn)
+			slow, fn)
+		s.count(slow, err)
 		switch {
 		case err == nil:
 			return nil
@@ -321,7 +390,7 @@ const slowLaneLock int64 = 0x736174736c6f77
 // in the same round trip, every lock wait of the step bounded by timeout.
 func beginShared(timeout time.Duration) string {
 	return fmt.Sprintf("BEGIN ISOLATION LEVEL SERIALIZABLE; "+
-		"SET LOCAL lock_timeout = %d; "+
+		"SET LOCAL lock_timeout = %d; "+indexScans+
 		"SELECT pg_advisory_xact_lock_shared(%d)",
 		lockTimeoutMS(timeout), slowLaneLock)
 }
@@ -333,7 +402,8 @@ func beginShared(timeout time.Duration) string {
 // can hold those.
 func beginAlone(timeout time.Duration) string {
 	return fmt.Sprintf("BEGIN ISOLATION LEVEL SERIALIZABLE; "+
-		"SET LOCAL lock_timeout = %d", lockTimeoutMS(timeout))
+		"SET LOCAL lock_timeout = %d; "+indexScans,
+		lockTimeoutMS(timeout))
 }
 
 // lockTimeoutMS is timeout in whole milliseconds, rounded up: PostgreSQL
@@ -342,6 +412,16 @@ func beginAlone(timeout time.Duration) string {
 func lockTimeoutMS(timeout time.Duration) int64 {
 	return max(1, (timeout + time.Millisecond - 1).Milliseconds())
 }
+
+// indexScans makes a SERIALIZABLE step read by index wherever an index
+// serves the query. A sequential scan takes a predicate lock on the whole
+// relation, and the planner picks one for every small table (a few dozen
+// subscriptions, the node_state and held tables, the refusal tables):
+// two steps that read and then wrote different rows of such a table then
+// conflict, and one is rolled back and run again (three times and the
+// slow lane stops every other step). An index scan locks the index pages
+// and rows it read. Queries no index serves still scan the table.
+const indexScans = "SET LOCAL enable_seqscan = off; "
 
 // laneAlone takes the slow lane's lock exclusively, for the session,
 // waiting at most timeout (then 55P03, store.ErrUnavailable) instead of
@@ -407,7 +487,7 @@ func (s *Store) run(ctx context.Context, opts pgx.TxOptions, slow bool,
 	if err != nil {
 		return translate(err)
 	}
-	t := &tx{ctx: ctx, tx: ptx, node: s.node}
+	t := &tx{ctx: ctx, tx: ptx, node: s.node, stats: &s.stats}
 	defer func() {
 		// A panicking fn (a handler's bug that net/http recovers)
 		// must not leave the transaction open: its connection would
@@ -433,7 +513,10 @@ func (s *Store) run(ctx context.Context, opts pgx.TxOptions, slow bool,
 		}
 		return err
 	}
-	if err := ptx.Commit(ctx); err != nil {
+	start := time.Now()
+	err = ptx.Commit(ctx)
+	s.stats.commitNS.Add(int64(time.Since(start)))
+	if err != nil {
 		if t.dbErr != nil {
 			return t.dbErr
 		}

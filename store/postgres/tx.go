@@ -30,6 +30,9 @@ type tx struct {
 	tx   pgx.Tx
 	node [33]byte
 
+	// stats are the store's counters.
+	stats *stats
+
 	// eventOrder is set once this transaction holds eventOrderLock.
 	eventOrder bool
 
@@ -837,9 +840,12 @@ func (t *tx) lockEventOrder() error {
 	if t.eventOrder {
 		return nil
 	}
-	if _, err := t.exec("SELECT pg_advisory_xact_lock($1)",
-		eventOrderLock); err != nil {
-
+	start := time.Now()
+	_, err := t.exec("SELECT pg_advisory_xact_lock($1)", eventOrderLock)
+	if t.stats != nil {
+		t.stats.eventOrderNS.Add(int64(time.Since(start)))
+	}
+	if err != nil {
 		return fmt.Errorf("event order lock: %w", err)
 	}
 	t.eventOrder = true

@@ -1,0 +1,17 @@
+-- satstream ledger, PostgreSQL schema version 3: a credit's update of its
+-- subscription stays on the row.
+--
+-- Every credit moves the subscription's paid_until_ns. With that column in
+-- an index (subscriptions_due) the update cannot be a heap-only (HOT)
+-- update: it adds new entries to every index of the table, the primary
+-- key included, and under SERIALIZABLE that write conflicts with every
+-- concurrent step that read any subscription on the same primary-key page
+-- (all of them while the table is small). Concurrent credits of different
+-- subscriptions were retried about 0.8 times per credit, and a third of
+-- them ran alone in the slow lane.
+--
+-- Without the index, the expiry scan (SubscriptionsDueBefore) reads the
+-- active and past-due subscriptions through subscriptions_by_state and
+-- sorts the due ones: one pass over the active subscriptions per sweep,
+-- on the leader only, instead of a pass over the due ones.
+DROP INDEX subscriptions_due;
