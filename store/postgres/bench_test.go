@@ -2,6 +2,10 @@ package postgres_test
 
 import (
 	"context"
+	"os"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
 	"sync/atomic"
 	"testing"
 
@@ -215,9 +219,23 @@ const streamBatch = 16
 // Both from a 20,000-payment ledger, over 64 subscriptions.
 func BenchmarkReceiverCreditShapes(b *testing.B) {
 	srv := pgtest.Start(b)
-	const subs = 64
+	subs := uint64(64)
+	if v, _ := strconv.Atoi(os.Getenv("XP_SUBS")); v > 0 {
+		subs = uint64(v)
+	}
 	setup := func(b *testing.B) store.ReceiverStore {
-		rs := open(b, srv.NewDatabase(b), 1)
+		dsn := srv.NewDatabase(b)
+		rs := open(b, dsn, 1)
+		if os.Getenv("XP_DROP_DUE") == "1" {
+			c, err := pgx.Connect(context.Background(), dsn)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := c.Exec(context.Background(), "DROP INDEX subscriptions_due"); err != nil {
+				b.Fatal(err)
+			}
+			c.Close(context.Background())
+		}
 		prefill(b, rs)
 		for i := uint64(0); i < subs; i++ {
 			err := storetest.PutActiveSub(context.Background(), rs,
