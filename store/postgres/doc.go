@@ -74,12 +74,16 @@
 // subscriptions, node_state, held, the refusal tables), so a read-write
 // step sets enable_seqscan off at BEGIN and every lookup of the credit
 // step is an index probe on a narrow key (held has an index on the hash
-// for HeldAt, migration 0002). A credit's update of its subscription is
-// heap-only (HOT): no index covers the columns a credit changes (migration
-// 0003 dropped the one on paid_until_ns), so it writes no index page
-// another step read. Two steps on different rows then conflict only when
-// they write an index page the other read (a small table's whole index is
-// one page; a table that grows spreads over more). Stats counts the
+// for HeldAt, migration 0002). What still conflicts: a credit moves its
+// subscription's paid_until_ns, which subscriptions_due indexes (the
+// expiry sweep's query), so the update is not heap-only (HOT) and writes
+// a new entry into the primary key's index page, which every other
+// credit's lookup read; on a small table that page is the whole index.
+// Dropping the index made the update HOT and cut retries tenfold in the
+// benchmark, but the sweep would then read every active subscription each
+// pass; a due column that changes rarely (paid_until bucketed by the
+// hour, so most credits rewrite the same value and stay HOT) would keep
+// both, and is not built yet. Stats counts the
 // retries by cause, the slow-lane entries and the time spent waiting for
 // the event order lock and in COMMIT; the benchmarks report them per
 // credit.
