@@ -91,14 +91,14 @@ func TestDiskFullBacksPaymentsOffForMinutes(t *testing.T) {
 	h.router.SetDecide(func(lndclient.SendPaymentRequest) sendertest.Outcome {
 		return sendertest.Succeed(0)
 	})
-	full.Store(true)
-	h.run()
-	// Add itself is a write: let it through, then refuse the rest.
-	full.Store(false)
+	// Add itself is a write: let it through before the engine runs (a
+	// running engine may write the first payment's attempt before the
+	// disk is "full" again), then refuse the rest.
 	id := h.add(testOffer(t, 1000, time.Hour, false), TermsRequest{
 		Increment: dur(time.Minute), Buffer: dur(2 * time.Minute),
 	})
 	full.Store(true)
+	h.run()
 	for i := 0; i < 20; i++ {
 		h.eventually(func() bool {
 			return h.idle() && h.view(id).Waiting != ""
