@@ -3,8 +3,8 @@ package postgres_test
 import (
 	"bytes"
 	"context"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/satstream/satstream/store"
