@@ -270,6 +270,44 @@ var schemaHistory = map[uint32]schemaLayout{
 			"Attempt": {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
 		},
 	},
+	// The same tables and records as 8; pRSubByPaid keys a past-due
+	// subscription by the end of its grace (migrateDueIndex).
+	9: {
+		tables: map[string]byte{
+			"pMeta": 0x01,
+			"pPlan": 0x10, "pRSub": 0x11, "pRSubByState": 0x12,
+			"pRSubByPaid": 0x13, "pPayment": 0x14, "pPaymentBySq": 0x15,
+			"pEvent": 0x16, "pEventQueue": 0x17, "pRHeld": 0x18,
+			"pRefusedBySub": 0x19, "pRefusalEvent": 0x1a, "pRSubByPublic": 0x1b,
+			"pSSub": 0x20, "pSSubByState": 0x21, "pAttempt": 0x22,
+			"pAttemptHash": 0x23, "pAttemptOpen": 0x24, "pSpend": 0x25,
+			"pIdem": 0x30, "pIdemByTime": 0x31, "pDelivery": 0x32,
+		},
+		meta: map[string]byte{
+			"keySchemaVersion": 0x01, "keySettleIndex": 0x10,
+			"keyAddIndex": 0x11, "keyLastEventID": 0x12, "keyIdemCount": 0x40,
+			"keyRefusalCountPrefix": 0x20,
+			// Optional (absent means unbound): a ledger without it
+			// binds at its next start, so it needs no rewrite.
+			"keyNodeBinding": 0x30,
+		},
+		records: map[string][]uint64{
+			"Plan":                 {1, 2, 3, 4, 5, 6, 10, 11, 12, 13, 14},
+			"ReceiverSubscription": {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18},
+			"Payment":              {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14},
+			// Event.FinishedAt (12): absent (nil, "not kept") in
+			// older records.
+			"Event": {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12},
+			// IdemRecord.Applied (9): false in older records.
+			"IdemRecord": {1, 2, 3, 4, 5, 6, 7, 8, 9},
+			// Delivery.Manual (7): false in older records.
+			"Delivery": {1, 2, 3, 4, 5, 6, 7},
+			"SenderSubscription": {1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12,
+				20, 21, 22, 23, 24, 30, 31, 32, 33,
+				40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53},
+			"Attempt": {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+		},
+	},
 }
 
 // storedRecords makes an empty value of every stored record type, by the
