@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/lightningnetwork/lnd/tlv"
@@ -872,4 +873,56 @@ func TestMigrationLeavesSecretInLegacyReasons(t *testing.T) {
 			` is not known"}}`, string(ev.Payload))
 		return nil
 	}))
+}
+
+// TestSchema8PastDueInGraceReadEverySweep opens a schema 8 store, whose
+// index keyed past-due subscriptions by their paid time, so the expiry
+// scan read each one in grace at every sweep. The step to 9 must key them
+// by the end of grace, across more than one batch, and leave the others.
+func TestSchema8PastDueInGraceReadEverySweep(t *testing.T) {
+	t.Parallel()
+	// closedStore holds subscription 1, active and paid far ahead:
+	// base keeps these apart from it.
+	dir := closedStore(t)
+	const base = 1000
+	const grace = 100 * time.Second
+	kv := map[string][]byte{string(keySchemaVersion): be32(8)}
+	add := func(s *ReceiverSubscription) {
+		kv[string(rsubKey(s.ID))] = encodeAsVersion(t, 8,
+			"ReceiverSubscription", s)
+		kv[string(rsubStateKey(s.State, s.ID))] = nil
+		kv[string(rsubPublicKey(s.ID.PublicID()))] = s.ID[:]
+		// Schema 8 indexed every watched state by paid time.
+		kv[string(rsubPaidKey(s.PaidUntil, s.ID))] = nil
+	}
+	const n = migrateBatch + 3
+	for i := 1; i <= n; i++ {
+		add(&ReceiverSubscription{ID: subID(base + uint64(i)), PlanID: "p",
+			State: SubPastDue, PaidUntil: at(int64(i)),
+			Terms: Terms{Grace: grace}})
+	}
+	active := &ReceiverSubscription{ID: subID(base + n + 1), PlanID: "p",
+		State: SubActive, PaidUntil: at(50), Terms: Terms{Grace: grace}}
+	noGrace := &ReceiverSubscription{ID: subID(base + n + 2), PlanID: "p",
+		State: SubPastDue, PaidUntil: at(60)}
+	add(active)
+	add(noGrace)
+	rawBadger(t, dir, kv)
+
+	db, err := Open(testCtx(t), dir, DefaultOptions())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	rs := db.Receiver()
+	require.NotContains(t, dueBefore(t, rs, at(100)), subID(base+1),
+		"in grace until 101")
+	require.Subset(t, dueBefore(t, rs, at(100)),
+		[]SubID{active.ID, noGrace.ID})
+	due := dueBefore(t, rs, at(1000))
+	require.Len(t, due, n+2)
+	require.Equal(t, []SubID{active.ID, noGrace.ID, subID(base + 1)},
+		due[:3])
+	require.Equal(t, subID(base+n), due[len(due)-1])
+	keys, err := db.KeyCount([]byte{pRSubByPaid})
+	require.NoError(t, err)
+	require.Equal(t, n+3, keys, "one index entry each (and 1's)")
 }
