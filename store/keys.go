@@ -17,7 +17,7 @@ const (
 	pPlan        byte = 0x10 // | plan id bytes            -> Plan
 	pRSub        byte = 0x11 // | sub(16)                  -> ReceiverSubscription
 	pRSubByState byte = 0x12 // | state(1) | sub(16)       -> empty
-	pRSubByPaid  byte = 0x13 // | paidUntil(8) | sub(16)   -> empty (watched states)
+	pRSubByPaid  byte = 0x13 // | dueAt(8) | sub(16)       -> empty (watched states; see dueAt)
 	pPayment     byte = 0x14 // | hash(32)                 -> Payment
 	pPaymentBySq byte = 0x15 // | sub(16) | seq(8) | hash  -> empty
 	pEvent       byte = 0x16 // | id(8)                    -> Event

@@ -52,9 +52,12 @@ type ReceiverTx interface {
 	// (0: any) in id order, within page.
 	ForEachSubscription(state SubState, page Page,
 		fn func(*ReceiverSubscription) error) error
-	// SubscriptionsDueBefore calls fn, oldest first, for every pending,
-	// active or past-due subscription whose paid time ends before t: the
-	// expiry scan.
+	// SubscriptionsDueBefore calls fn, earliest first, for every active
+	// or past-due subscription that needs attention before t: an active
+	// one whose paid time ends before t, a past-due one whose grace
+	// period (paid time plus grace) ends before t. It is the expiry scan,
+	// and yields nothing that has no state change due, so a sweep of
+	// subscriptions in grace reads none of them.
 	SubscriptionsDueBefore(t time.Time, fn func(*ReceiverSubscription) error) error
 
 	// Payment returns the ledger entry of a payment hash, or ErrNotFound.
@@ -260,9 +263,9 @@ func (t *receiverTx) PutSubscription(s *ReceiverSubscription) error {
 		}
 	}
 	if old != nil && old.State.mayBeIndexed() &&
-		(!s.State.watchesTime() || !old.PaidUntil.Equal(s.PaidUntil)) {
+		(!s.State.watchesTime() || !old.dueAt().Equal(s.dueAt())) {
 
-		if err := t.del(rsubPaidKey(old.PaidUntil, s.ID)); err != nil {
+		if err := t.del(rsubPaidKey(old.dueAt(), s.ID)); err != nil {
 			return err
 		}
 	}
@@ -277,7 +280,7 @@ func (t *receiverTx) PutSubscription(s *ReceiverSubscription) error {
 		return err
 	}
 	if s.State.watchesTime() {
-		if err := t.set(rsubPaidKey(s.PaidUntil, s.ID), nil); err != nil {
+		if err := t.set(rsubPaidKey(s.dueAt(), s.ID), nil); err != nil {
 			return err
 		}
 	}

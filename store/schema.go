@@ -19,7 +19,7 @@ import (
 // older binary that rewrote such a record would silently drop them. Every
 // layout change bumps it, with a step in migrations; TestStoredFieldAddedWithoutSchemaBump
 // fails until both are done (see the package comment).
-const SchemaVersion uint32 = 8
+const SchemaVersion uint32 = 9
 
 // migration upgrades a store by one schema version.
 type migration struct {
@@ -111,6 +111,73 @@ var migrations = []migration{
 			"not kept and false, and reads as before)",
 		apply: func(*txn) error { return nil },
 	},
+	{
+		from: 8,
+		what: "receiver: the paid-until index (pRSubByPaid) keys a " +
+			"past-due subscription by the end of its grace period " +
+			"instead of its paid time, so the expiry scan reads only " +
+			"subscriptions with a state change due",
+		batch: migrateDueIndex,
+	},
+}
+
+// migrateDueIndex is the schema 8 -> 9 step: it moves the index entry of
+// every past-due subscription with a grace period from its paid time to
+// the end of its grace (ReceiverSubscription.dueAt). Each rewrite is
+// idempotent: deleting a missing entry and setting a present one change
+// nothing.
+func migrateDueIndex(t *txn, after []byte, lim batchLimit) ([]byte, error) {
+	var (
+		last []byte
+		subs []*ReceiverSubscription
+		n    int
+		size int64
+		full bool
+	)
+	var start []byte
+	if after != nil {
+		start = successor(after)
+	}
+	err := t.scan([]byte{pRSub}, start, true,
+		func(k []byte, item *badger.Item) error {
+			// Every subscription read counts toward the limit,
+			// rewritten or not.
+			if n > 0 && (n >= lim.count || size >= lim.bytes) {
+				full = true
+				return ErrStop
+			}
+			n++
+			size += int64(len(k)) + item.ValueSize()
+			last = append(last[:0], k...)
+			s := &ReceiverSubscription{}
+			err := item.Value(func(v []byte) error {
+				return decodeRecord(v, s)
+			})
+			if err != nil {
+				return fmt.Errorf("subscription %x: %w", k, err)
+			}
+			if s.State == SubPastDue && s.Terms.Grace != 0 {
+				subs = append(subs, s)
+			}
+			return nil
+		})
+	if err != nil {
+		return nil, err
+	}
+	// Writes happen after the walk: a read-write transaction's iterator
+	// is not written through.
+	for _, s := range subs {
+		if err := t.del(rsubPaidKey(s.PaidUntil, s.ID)); err != nil {
+			return nil, err
+		}
+		if err := t.set(rsubPaidKey(s.dueAt(), s.ID), nil); err != nil {
+			return nil, err
+		}
+	}
+	if !full {
+		return nil, nil
+	}
+	return append([]byte(nil), last...), nil
 }
 
 // migrateBatch is the most records one batch of a batched migration step

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/lightningnetwork/lnd/tlv"
@@ -235,6 +236,44 @@ var schemaHistory = map[uint32]schemaLayout{
 		},
 	},
 	8: {
+		tables: map[string]byte{
+			"pMeta": 0x01,
+			"pPlan": 0x10, "pRSub": 0x11, "pRSubByState": 0x12,
+			"pRSubByPaid": 0x13, "pPayment": 0x14, "pPaymentBySq": 0x15,
+			"pEvent": 0x16, "pEventQueue": 0x17, "pRHeld": 0x18,
+			"pRefusedBySub": 0x19, "pRefusalEvent": 0x1a, "pRSubByPublic": 0x1b,
+			"pSSub": 0x20, "pSSubByState": 0x21, "pAttempt": 0x22,
+			"pAttemptHash": 0x23, "pAttemptOpen": 0x24, "pSpend": 0x25,
+			"pIdem": 0x30, "pIdemByTime": 0x31, "pDelivery": 0x32,
+		},
+		meta: map[string]byte{
+			"keySchemaVersion": 0x01, "keySettleIndex": 0x10,
+			"keyAddIndex": 0x11, "keyLastEventID": 0x12, "keyIdemCount": 0x40,
+			"keyRefusalCountPrefix": 0x20,
+			// Optional (absent means unbound): a ledger without it
+			// binds at its next start, so it needs no rewrite.
+			"keyNodeBinding": 0x30,
+		},
+		records: map[string][]uint64{
+			"Plan":                 {1, 2, 3, 4, 5, 6, 10, 11, 12, 13, 14},
+			"ReceiverSubscription": {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18},
+			"Payment":              {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14},
+			// Event.FinishedAt (12): absent (nil, "not kept") in
+			// older records.
+			"Event": {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12},
+			// IdemRecord.Applied (9): false in older records.
+			"IdemRecord": {1, 2, 3, 4, 5, 6, 7, 8, 9},
+			// Delivery.Manual (7): false in older records.
+			"Delivery": {1, 2, 3, 4, 5, 6, 7},
+			"SenderSubscription": {1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12,
+				20, 21, 22, 23, 24, 30, 31, 32, 33,
+				40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53},
+			"Attempt": {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+		},
+	},
+	// The same tables and records as 8; pRSubByPaid keys a past-due
+	// subscription by the end of its grace (migrateDueIndex).
+	9: {
 		tables: map[string]byte{
 			"pMeta": 0x01,
 			"pPlan": 0x10, "pRSub": 0x11, "pRSubByState": 0x12,
@@ -834,4 +873,56 @@ func TestMigrationLeavesSecretInLegacyReasons(t *testing.T) {
 			` is not known"}}`, string(ev.Payload))
 		return nil
 	}))
+}
+
+// TestSchema8PastDueInGraceReadEverySweep opens a schema 8 store, whose
+// index keyed past-due subscriptions by their paid time, so the expiry
+// scan read each one in grace at every sweep. The step to 9 must key them
+// by the end of grace, across more than one batch, and leave the others.
+func TestSchema8PastDueInGraceReadEverySweep(t *testing.T) {
+	t.Parallel()
+	// closedStore holds subscription 1, active and paid far ahead:
+	// base keeps these apart from it.
+	dir := closedStore(t)
+	const base = 1000
+	const grace = 100 * time.Second
+	kv := map[string][]byte{string(keySchemaVersion): be32(8)}
+	add := func(s *ReceiverSubscription) {
+		kv[string(rsubKey(s.ID))] = encodeAsVersion(t, 8,
+			"ReceiverSubscription", s)
+		kv[string(rsubStateKey(s.State, s.ID))] = nil
+		kv[string(rsubPublicKey(s.ID.PublicID()))] = s.ID[:]
+		// Schema 8 indexed every watched state by paid time.
+		kv[string(rsubPaidKey(s.PaidUntil, s.ID))] = nil
+	}
+	const n = migrateBatch + 3
+	for i := 1; i <= n; i++ {
+		add(&ReceiverSubscription{ID: subID(base + uint64(i)), PlanID: "p",
+			State: SubPastDue, PaidUntil: at(int64(i)),
+			Terms: Terms{Grace: grace}})
+	}
+	active := &ReceiverSubscription{ID: subID(base + n + 1), PlanID: "p",
+		State: SubActive, PaidUntil: at(50), Terms: Terms{Grace: grace}}
+	noGrace := &ReceiverSubscription{ID: subID(base + n + 2), PlanID: "p",
+		State: SubPastDue, PaidUntil: at(60)}
+	add(active)
+	add(noGrace)
+	rawBadger(t, dir, kv)
+
+	db, err := Open(testCtx(t), dir, DefaultOptions())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	rs := db.Receiver()
+	require.NotContains(t, dueBefore(t, rs, at(100)), subID(base+1),
+		"in grace until 101")
+	require.Subset(t, dueBefore(t, rs, at(100)),
+		[]SubID{active.ID, noGrace.ID})
+	due := dueBefore(t, rs, at(1000))
+	require.Len(t, due, n+2)
+	require.Equal(t, []SubID{active.ID, noGrace.ID, subID(base + 1)},
+		due[:3])
+	require.Equal(t, subID(base+n), due[len(due)-1])
+	keys, err := db.KeyCount([]byte{pRSubByPaid})
+	require.NoError(t, err)
+	require.Equal(t, n+3, keys, "one index entry each (and 1's)")
 }

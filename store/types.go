@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/lightningnetwork/lnd/lnwire"
@@ -141,6 +142,26 @@ func (s SubState) valid() bool { return s >= SubPending && s <= SubCancelledByPa
 func (s SubState) watchesTime() bool {
 	return s == SubActive || s == SubPastDue
 }
+
+// dueAt is when the expiry scan next has to look at s, its key in the
+// due index: the end of paid time while active, the end of grace once
+// past due (the only other time-driven edge). A pending subscription
+// indexed by an older store is keyed by its paid time.
+func (s *ReceiverSubscription) dueAt() time.Time {
+	if s.State != SubPastDue || s.Terms.Grace <= 0 {
+		return s.PaidUntil
+	}
+	due := s.PaidUntil.Add(s.Terms.Grace)
+	if due.After(maxNanoTime) {
+		// Past what a key holds (timeKey): the last key is
+		// still after every real now.
+		return maxNanoTime
+	}
+	return due
+}
+
+// maxNanoTime is the latest time Unix nanoseconds in an int64 hold.
+var maxNanoTime = time.Unix(0, math.MaxInt64)
 
 // mayBeIndexed reports the states a stored subscription may have an entry
 // in the paid-until index for: those of watchesTime, and pending, which

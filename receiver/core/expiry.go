@@ -30,8 +30,11 @@ func Age(tx store.ReceiverTx, sub *store.ReceiverSubscription,
 	return true, transitionTo(tx, sub, trig, now, "")
 }
 
-// DueSubscriptions returns the ids of subscriptions the paid-until index says
-// may need ageing at now: those whose paid time ended before now.
+// DueSubscriptions returns the ids of subscriptions the due index says need
+// ageing at now: active ones whose paid time ended, past-due ones whose
+// grace ended. The index keys a past-due subscription by the end of its
+// grace, so one in grace is not read at all; the checks below stay as the
+// rule itself.
 func DueSubscriptions(tx store.ReceiverTx, now time.Time,
 	limit int) ([]store.SubID, error) {
 

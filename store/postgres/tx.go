@@ -448,6 +448,24 @@ func (t *tx) ForEachSubscription(state store.SubState, page store.Page,
 	}
 }
 
+// dueExpr is when the expiry scan next has to look at a subscription:
+// the end of paid time while active, the end of grace once past due. It
+// is the expression of the subscriptions_due index (migration 0002),
+// written identically so the planner uses it, and saturates rather than
+// overflow.
+const dueExpr = "(CASE WHEN state = 3 AND grace_ns > 0 " +
+	"THEN LEAST(paid_until_ns, 9223372036854775807 - grace_ns) + grace_ns " +
+	"ELSE paid_until_ns END)"
+
+// dueNS is dueExpr of a subscription read from the table.
+func dueNS(s *store.ReceiverSubscription) int64 {
+	paid, grace := ns(s.PaidUntil), int64(s.Terms.Grace)
+	if s.State != store.SubPastDue || grace <= 0 {
+		return paid
+	}
+	return min(paid, math.MaxInt64-grace) + grace
+}
+
 func (t *tx) SubscriptionsDueBefore(before time.Time,
 	fn func(*store.ReceiverSubscription) error) error {
 
@@ -465,9 +483,9 @@ func (t *tx) SubscriptionsDueBefore(before time.Time,
 
 			return scanSub(r)
 		}, "SELECT "+subCols+" FROM subscriptions "+
-			"WHERE state IN (2, 3) AND paid_until_ns < $1 "+
-			"AND (paid_until_ns, id) > ($2, $3) "+
-			"ORDER BY paid_until_ns, id LIMIT $4",
+			"WHERE state IN (2, 3) AND "+dueExpr+" < $1 "+
+			"AND ("+dueExpr+", id) > ($2, $3) "+
+			"ORDER BY "+dueExpr+", id LIMIT $4",
 			end, afterPaid, afterID, scanChunk)
 		if err != nil {
 			return err
@@ -481,7 +499,7 @@ func (t *tx) SubscriptionsDueBefore(before time.Time,
 			return nil
 		}
 		last := subs[len(subs)-1]
-		afterPaid, afterID = ns(last.PaidUntil), last.ID[:]
+		afterPaid, afterID = dueNS(last), last.ID[:]
 	}
 }
 

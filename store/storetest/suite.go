@@ -35,6 +35,7 @@ func RunReceiverSuite(t *testing.T, open Open) {
 		{"UpdateSemantics", testUpdateSemantics},
 		{"ScanThenWriteInOneStep", testScanThenWrite},
 		{"ConcurrentCreditsCountOnce", testConcurrentCredits},
+		{"PastDueReadOnlyWhenGraceEnds", testPastDueReadOnlyWhenGraceEnds},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
