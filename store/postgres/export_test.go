@@ -15,3 +15,6 @@ func (s *Store) RunAlone(ctx context.Context,
 	return s.run(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable}, true,
 		func(t *tx) error { return fn(t) })
 }
+
+// LockTimeoutMS is lockTimeoutMS, for the bound's tests.
+var LockTimeoutMS = lockTimeoutMS

@@ -125,6 +125,9 @@ func migrateStep(ctx context.Context, pool *pgxpool.Pool,
 			if err != nil {
 				return err
 			}
+			if err := checkApplied(ctx, tx, ms); err != nil {
+				return err
+			}
 			switch {
 			case have > len(ms):
 				return fmt.Errorf("%w: database schema version %d, "+
@@ -146,4 +149,41 @@ func migrateStep(ctx context.Context, pool *pgxpool.Pool,
 		err = translate(err)
 	}
 	return done, err
+}
+
+// checkApplied compares the migrations the database records as applied
+// with this program's of the same number. A number says nothing by itself:
+// a build whose migration N was another file (a branch's, or one since
+// reverted) leaves a schema this program would take for its own and run
+// on without the indexes or constraints its N made.
+func checkApplied(ctx context.Context, tx pgx.Tx, ms []migration) error {
+	rows, err := tx.Query(ctx, "SELECT version, name FROM "+
+		"satstream_schema WHERE version <= $1 ORDER BY version", len(ms))
+	if err != nil {
+		return err
+	}
+	type row struct {
+		version int
+		name    string
+	}
+	applied, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (
+		row, error) {
+
+		var a row
+		return a, r.Scan(&a.version, &a.name)
+	})
+	if err != nil {
+		return err
+	}
+	for _, a := range applied {
+		if a.version < 1 || ms[a.version-1].name == a.name {
+			continue
+		}
+		return fmt.Errorf("%w: database schema version %d was "+
+			"applied as %s, this program's version %d is %s: the "+
+			"database was migrated by a build with other "+
+			"migrations", store.ErrCorrupt, a.version, a.name,
+			a.version, ms[a.version-1].name)
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -408,8 +409,15 @@ func beginAlone(timeout time.Duration) string {
 
 // lockTimeoutMS is timeout in whole milliseconds, rounded up: PostgreSQL
 // reads lock_timeout = 0 as "wait for ever", so a sub-millisecond bound
-// must not truncate to it.
+// must not truncate to it. A bound past what lock_timeout holds
+// (2147483647 ms, under 25 days; more fails every BEGIN "out of range")
+// is that most, compared before the rounding, which would overflow for
+// the largest Durations.
 func lockTimeoutMS(timeout time.Duration) int64 {
+	const most = math.MaxInt32
+	if timeout >= most*time.Millisecond {
+		return most
+	}
 	return max(1, (timeout + time.Millisecond - 1).Milliseconds())
 }
 
@@ -488,16 +496,20 @@ func (s *Store) run(ctx context.Context, opts pgx.TxOptions, slow bool,
 		return translate(err)
 	}
 	t := &tx{ctx: ctx, tx: ptx, node: s.node, stats: &s.stats}
+	returned := false
 	defer func() {
-		// A panicking fn (a handler's bug that net/http recovers)
-		// must not leave the transaction open: its connection would
-		// never go back to the pool, and Close would wait for it.
-		if p := recover(); p != nil {
+		// A panicking fn (a handler's bug that net/http recovers),
+		// or one that ends its goroutine (runtime.Goexit: t.FailNow
+		// in a test's callback, which recover does not see), must
+		// not leave the transaction open: its connection would never
+		// go back to the pool, and Close would wait for it. The
+		// panic goes on unrecovered, with its own stack.
+		if !returned {
 			_ = ptx.Rollback(context.WithoutCancel(ctx))
-			panic(p)
 		}
 	}()
 	err = fn(t)
+	returned = true
 	if err == nil && opts.AccessMode != pgx.ReadOnly {
 		err = t.markIdem()
 	}

@@ -36,6 +36,7 @@ func RunReceiverSuite(t *testing.T, open Open) {
 		{"ScanThenWriteInOneStep", testScanThenWrite},
 		{"ConcurrentCreditsCountOnce", testConcurrentCredits},
 		{"PastDueReadOnlyWhenGraceEnds", testPastDueReadOnlyWhenGraceEnds},
+		{"DueTiesAcrossPages", testDueTiesAcrossPages},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
