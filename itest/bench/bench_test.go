@@ -35,7 +35,7 @@ func TestReportKeepsOperatorsGuide(t *testing.T) {
 		return LevelResult{InFlight: n, Rate: rate, Count: 10,
 			Lat:       Latencies{time.Millisecond, 2 * time.Millisecond},
 			SenderLat: Latencies{3 * time.Millisecond},
-			VisLag:    Latencies{-time.Millisecond}}
+			VisLag:    Latencies{time.Millisecond}}
 	}
 	r := &Result{Opts: Options{OutDir: dir, OperatorsDoc: ops,
 		Levels: []int{1, 8}}, FeeBase: 1000, FeePPM: 1,

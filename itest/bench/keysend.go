@@ -36,9 +36,10 @@ type LevelResult struct {
 	// SenderLat is B only: attempt write to SUCCEEDED recorded by the
 	// sender.
 	SenderLat Latencies
-	// VisLag is B only: credit visible in the receiver's API minus
-	// SUCCEEDED recorded by the sender (negative: the credit was visible
-	// first, as the receiver commits it before it settles).
+	// VisLag is B only: credit first seen in the receiver's API minus
+	// its payment.received event's created_at (written in the credit's
+	// step, before its fsync and before the settle): an upper bound of
+	// settle -> credit visible.
 	VisLag Latencies
 	// FeeMsat is the routing fee of one payment (A only).
 	FeeMsat int64

@@ -122,12 +122,14 @@ func (r *Result) markdown() string {
 	for _, bb := range r.B {
 		lag = append(lag, bb.VisLag...)
 	}
-	p("Credit visible against settle: the receiver commits the credit "+
-		"(and its payment.received event) durably *before* it settles "+
-		"the HTLC, so a credit is normally visible before the payer's "+
-		"lnd reports SUCCEEDED. Over all B levels, credit visible minus "+
-		"the sender's SUCCEEDED: p50 %.1f ms, p99 %.1f ms (negative: "+
-		"visible first; the %v polling adds up to %v).\n\n",
+	p("Settle -> credit visible: the receiver commits the credit (and "+
+		"its payment.received event) durably *before* it settles the "+
+		"HTLC, so a credit is visible no later than its settle plus the "+
+		"API's answer. Timed from the event's created_at (written in the "+
+		"credit's step, before its fsync and before the settle) to its "+
+		"first sight in `GET /v1/events`, an upper bound of settle -> "+
+		"visible, over all B levels: p50 %.1f ms, p99 %.1f ms (the %v "+
+		"polling adds up to %v).\n\n",
 		ms(lag.Pct(50)), ms(lag.Pct(99)), tailInterval, tailInterval)
 
 	p("## The receiver without lnd\n\n")

@@ -64,7 +64,7 @@ func (r *Result) Targets() []Target {
 	}
 	if len(lag) > 0 {
 		p := lag.Pct(99)
-		add("settle -> credit visible p99 (all B levels)", "<= 20 ms",
+		add("credit recorded -> visible p99 (all B levels)", "<= 20 ms",
 			fmtMs(p), p <= 20*time.Millisecond,
 			fmt.Sprintf("%v over", (p-20*time.Millisecond).Round(100*time.Microsecond)))
 	}

@@ -34,9 +34,12 @@ type tailer struct {
 
 	mu      sync.Mutex
 	visible map[string]time.Time // payment hash -> first seen
-	after   uint64
-	polls   int
-	errs    int
+	// recorded is the payment.received event's created_at: written in
+	// the credit's step, before its fsync and before the settle.
+	recorded map[string]time.Time
+	after    uint64
+	polls    int
+	errs     int
 }
 
 func (t *tailer) run(ctx context.Context) {
@@ -56,9 +59,10 @@ func (t *tailer) poll(ctx context.Context) {
 	for {
 		var resp struct {
 			Events []struct {
-				Seq  uint64 `json:"sequence"`
-				Type string `json:"type"`
-				Data struct {
+				Seq       uint64    `json:"sequence"`
+				Type      string    `json:"type"`
+				CreatedAt time.Time `json:"created_at"`
+				Data      struct {
 					Payment *struct {
 						Hash string `json:"payment_hash"`
 					} `json:"payment"`
@@ -83,6 +87,7 @@ func (t *tailer) poll(ctx context.Context) {
 			if ev.Type == "payment.received" && ev.Data.Payment != nil {
 				if _, ok := t.visible[ev.Data.Payment.Hash]; !ok {
 					t.visible[ev.Data.Payment.Hash] = now
+					t.recorded[ev.Data.Payment.Hash] = ev.CreatedAt
 				}
 			}
 		}
@@ -99,6 +104,20 @@ func (t *tailer) seen(hash string) (time.Time, bool) {
 	defer t.mu.Unlock()
 	v, ok := t.visible[hash]
 	return v, ok
+}
+
+// creditLag is how long after its credit was recorded (before the fsync
+// and the settle) a payment was first seen in the API: an upper bound of
+// "settle -> credit visible", since the settle comes after the credit.
+func (t *tailer) creditLag(hash string) (time.Duration, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	v, ok := t.visible[hash]
+	r, rok := t.recorded[hash]
+	if !ok || !rok || r.IsZero() {
+		return 0, false
+	}
+	return v.Sub(r), true
 }
 
 // streamBench is benchmark B: satstream-sender beside alice streaming at
@@ -165,7 +184,7 @@ func (b *streamBench) start(ctx context.Context, carol *regtest.Node) error {
 	tctx, cancel := context.WithCancel(ctx)
 	b.cancelTail = cancel
 	b.tail = &tailer{api: b.rcvAPI, interval: tailInterval,
-		visible: map[string]time.Time{}}
+		visible: map[string]time.Time{}, recorded: map[string]time.Time{}}
 	go b.tail.run(tctx)
 	return nil
 }
@@ -338,7 +357,9 @@ func (b *streamBench) account(res *LevelResult, a *store.Attempt, w window) {
 	}
 	res.Lat = append(res.Lat, vis.Sub(a.CreatedAt))
 	res.SenderLat = append(res.SenderLat, a.UpdatedAt.Sub(a.CreatedAt))
-	res.VisLag = append(res.VisLag, vis.Sub(a.UpdatedAt))
+	if lag, ok := b.tail.creditLag(hex.EncodeToString(a.Hash[:])); ok {
+		res.VisLag = append(res.VisLag, lag)
+	}
 }
 
 func sleepUntil(ctx context.Context, t time.Time) error {
