@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -250,16 +251,21 @@ func storeAlone(ctx context.Context, logs io.Writer) ([]StoreAlone, error) {
 }
 
 // parseStoreBench reads "BenchmarkDurableCredits/<name>-<procs> N x ns/op
-// R credits/s" lines.
+// ... R credits/s ..." lines (go test prints the reported metrics in name
+// order, so credits/s may be followed by others). Both backends must be
+// there: a run that lost one (PostgreSQL skipped, a line format changed)
+// fails instead of leaving half a table.
 func parseStoreBench(out string) ([]StoreAlone, error) {
 	var res []StoreAlone
+	seen := map[string]bool{}
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Fields(line)
+		unit := slices.Index(f, "credits/s")
 		if len(f) < 4 || !strings.HasPrefix(f[0],
-			"BenchmarkDurableCredits/") || f[len(f)-1] != "credits/s" {
+			"BenchmarkDurableCredits/") || unit < 1 {
 			continue
 		}
-		rate, err := strconv.ParseFloat(f[len(f)-2], 64)
+		rate, err := strconv.ParseFloat(f[unit-1], 64)
 		if err != nil {
 			return nil, fmt.Errorf("%q: %w", line, err)
 		}
@@ -270,9 +276,17 @@ func parseStoreBench(out string) ([]StoreAlone, error) {
 			}
 		}
 		res = append(res, StoreAlone{Name: name, Rate: rate})
+		backend, _, _ := strings.Cut(name, "/")
+		seen[backend] = true
 	}
 	if len(res) == 0 {
 		return nil, errors.New("no credits/s in the benchmark output")
+	}
+	for _, backend := range []string{"badger", "postgres"} {
+		if !seen[backend] {
+			return nil, fmt.Errorf("no %s credits/s in the "+
+				"benchmark output", backend)
+		}
 	}
 	return res, nil
 }

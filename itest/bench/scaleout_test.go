@@ -26,6 +26,30 @@ func TestStoreBenchOutputWithoutFiguresFails(t *testing.T) {
 	}, got)
 }
 
+// TestStoreBenchPostgresRowsLostBehindMoreMetrics: the store benchmarks
+// report more metrics than credits/s (retries, lock waits, in name order
+// after it); the full run of 05:40 UTC read only badger's lines and
+// printed a store table without PostgreSQL. Lines with more metrics are
+// read, and a run with one backend missing fails.
+func TestStoreBenchPostgresRowsLostBehindMoreMetrics(t *testing.T) {
+	out := "BenchmarkDurableCredits/badger/single-2 \t 2000\t 599520 " +
+		"ns/op\t 1668 credits/s\n" +
+		"BenchmarkDurableCredits/postgres/single-2 \t 2000\t 8000000 " +
+		"ns/op\t 0 23505/credit\t 0.10 40001/credit\t 3500 " +
+		"commit-us/credit\t 125.5 credits/s\t 40 eventlock-us/credit" +
+		"\t 0.10 retries/credit\t 0.01 slowlane/credit\n"
+	got, err := parseStoreBench(out)
+	require.NoError(t, err)
+	require.Equal(t, []StoreAlone{
+		{Name: "badger/single", Rate: 1668},
+		{Name: "postgres/single", Rate: 125.5},
+	}, got)
+
+	_, err = parseStoreBench("BenchmarkDurableCredits/badger/single-2 " +
+		"\t 2000\t 599520 ns/op\t 1668 credits/s\n")
+	require.ErrorContains(t, err, "no postgres credits/s")
+}
+
 // TestPgTBFatalBecomesError: pgtest's Fatalf inside the bench command
 // (not a test) must come back as an error, not kill the process or be
 // lost, and the cleanups registered so far must still run, newest first.
