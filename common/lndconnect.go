@@ -58,6 +58,14 @@ func ParseLndConnect(uri string) (*LndConnect, error) {
 	} else if _, err := ParsePort(u.Port()); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrLndConnect, err)
 	}
+	// url.Parse keeps a stray bracket as the host name ("lndconnect://]"
+	// has host "]"), which no dialer takes.
+	if h, _, err := net.SplitHostPort(host); err != nil || h == "" ||
+		strings.ContainsAny(h, "[]") {
+
+		return nil, fmt.Errorf("%w: host %q is not host:port",
+			ErrLndConnect, u.Host)
+	}
 
 	// Parse the query by hand: url.ParseQuery turns '+' (which a
 	// standard-alphabet base64 value may hold) into a space.

@@ -41,6 +41,11 @@ func TestParseLndConnect(t *testing.T) {
 			`scheme is "https"`},
 		{"no host", "lndconnect://?macaroon=" + macB64, "", false,
 			"no host"},
+		// Found by FuzzParseLndConnect: url.Parse keeps "]" as the host.
+		{"stray bracket host", "lndconnect://]?macaroon=" + macB64, "",
+			false, `host "]" is not host:port`},
+		{"bracket inside host", "lndconnect://a]b:1?macaroon=" + macB64,
+			"", false, "is not host:port"},
 		{"missing macaroon", "lndconnect://h:1?cert=" + certB64, "",
 			false, "no macaroon"},
 		{"bad base64 macaroon", "lndconnect://h:1?macaroon=%21%21%21",
