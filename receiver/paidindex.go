@@ -190,17 +190,6 @@ func newPaidView(pub tlv.PublicID, e *paidEntry, now time.Time) paidView {
 	s := e.sub()
 	v := paidView{ID: pub.String(), Paid: core.Paid(s, now),
 		State: s.State.String()}
-	if !s.PaidUntil.IsZero() {
-		pu := s.PaidUntil.UTC()
-		v.PaidUntil = &pu
-		if !core.Cancelled(s.State) {
-			gu := pu.Add(s.Terms.Grace)
-			v.GraceUntil = &gu
-		}
-	}
-	if end := core.EndsAt(s); !end.IsZero() {
-		end = end.UTC()
-		v.EndsAt = &end
-	}
+	v.PaidUntil, v.GraceUntil, v.EndsAt = core.PaidTimes(s)
 	return v
 }

@@ -71,19 +71,29 @@ func NewSubscriptionView(sub *store.ReceiverSubscription, now time.Time) Subscri
 		CreatedAt:     sub.CreatedAt.UTC(),
 		UpdatedAt:     sub.UpdatedAt.UTC(),
 	}
+	v.PaidUntil, v.GraceUntil, v.EndsAt = PaidTimes(sub)
+	return v
+}
+
+// PaidTimes are a subscription's paid_until, grace_until and ends_at as
+// the API shows them (UTC, nil when unset): grace_until only while not
+// cancelled, ends_at only once cancelled.
+func PaidTimes(sub *store.ReceiverSubscription) (paidUntil, graceUntil,
+	endsAt *time.Time) {
+
 	if !sub.PaidUntil.IsZero() {
 		pu := sub.PaidUntil.UTC()
-		v.PaidUntil = &pu
+		paidUntil = &pu
 		if !Cancelled(sub.State) {
 			gu := pu.Add(sub.Terms.Grace)
-			v.GraceUntil = &gu
+			graceUntil = &gu
 		}
 	}
 	if end := EndsAt(sub); !end.IsZero() {
 		end = end.UTC()
-		v.EndsAt = &end
+		endsAt = &end
 	}
-	return v
+	return paidUntil, graceUntil, endsAt
 }
 
 // PaymentView is the JSON form of a ledger entry. SubscriptionID is the
