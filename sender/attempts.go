@@ -327,16 +327,16 @@ func (e *Engine) freeSlot() {
 // that frees a slot goes through here.
 func (e *Engine) releaseSlotLocked() {
 	e.slots++
-	if len(e.slotNeed) == 0 {
-		e.dispatchReadyLocked()
-	}
+	e.dispatchReadyLocked()
 	e.rescheduleSlotWaitLocked()
 }
 
-// dispatchReadyLocked sends written-ahead attempts while slots are free.
+// dispatchReadyLocked sends written-ahead attempts while slots are free,
+// unless a retry or a cancel message waits for a slot (slotNeed): a free
+// slot is then left for it.
 func (e *Engine) dispatchReadyLocked() {
-	for len(e.ready) > 0 && e.slots > 0 && e.runCtx != nil &&
-		e.runCtx.Err() == nil {
+	for len(e.slotNeed) == 0 && len(e.ready) > 0 && e.slots > 0 &&
+		e.runCtx != nil && e.runCtx.Err() == nil {
 
 		ra := e.ready[0]
 		e.ready = e.ready[1:]

@@ -49,9 +49,7 @@ func (e *Engine) Run(ctx context.Context, router PaymentSender) error {
 		e.mu.Lock()
 		// A slot left free for a retry or cancel message that no
 		// longer took it goes to the attempts written ahead.
-		if len(e.slotNeed) == 0 {
-			e.dispatchReadyLocked()
-		}
+		e.dispatchReadyLocked()
 		var timer <-chan time.Time
 		e.timerDue = time.Time{}
 		if e.queue.Len() > 0 {
