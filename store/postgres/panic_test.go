@@ -21,20 +21,7 @@ import (
 // step must roll back and give its connection back, then panic on.
 func TestPanicInStepLeaksPooledConnection(t *testing.T) {
 	t.Parallel()
-	srv := pgtest.Start(t)
-	s, err := postgres.Open(storetest.Ctx(t), postgres.Config{
-		DSN: srv.NewDatabase(t), NodePubkey: nodeKey(2), MaxConns: 2})
-	require.NoError(t, err)
-	// Close waits for every connection in use to come back.
-	t.Cleanup(func() {
-		closed := make(chan struct{})
-		go func() { _ = s.Close(); close(closed) }()
-		select {
-		case <-closed:
-		case <-time.After(10 * time.Second):
-			t.Error("Close hung on connections the panics leaked")
-		}
-	})
+	s := leakCheckedStore(t)
 
 	steps := []struct {
 		name string
@@ -70,4 +57,25 @@ func TestPanicInStepLeaksPooledConnection(t *testing.T) {
 	require.NoError(t, s.Update(ctx, func(tx store.ReceiverTx) error {
 		return tx.SetAddIndex(1)
 	}), "a step after the panics")
+}
+
+// leakCheckedStore opens a store with a pool of two connections whose
+// Close, at the end of t, must return: Close waits for every connection
+// in use to come back, so a step that leaked one hangs it.
+func leakCheckedStore(t *testing.T) *postgres.Store {
+	t.Helper()
+	srv := pgtest.Start(t)
+	s, err := postgres.Open(storetest.Ctx(t), postgres.Config{
+		DSN: srv.NewDatabase(t), NodePubkey: nodeKey(2), MaxConns: 2})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		closed := make(chan struct{})
+		go func() { _ = s.Close(); close(closed) }()
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Error("Close hung on connections a step leaked")
+		}
+	})
+	return s
 }
