@@ -39,6 +39,9 @@ type Options struct {
 	Levels []int
 	// Warmup and Measure override the per-level durations.
 	Warmup, Measure time.Duration
+	// Rounds is how many times A, A' and B run at each level (default 3;
+	// quick 1): a level's figure is the median of its rounds.
+	Rounds int
 	// Only, if not empty, runs just these parts ("a", "a2", "b",
 	// "synthetic", "scale") and writes no report, for profiling one part
 	// back to back with another; or, with OnlyScaleOut, the scale-out
@@ -98,6 +101,12 @@ func (o *Options) fill() {
 			o.Levels = []int{1, 8}
 		}
 	}
+	if o.Rounds == 0 {
+		o.Rounds = 3
+		if o.Quick {
+			o.Rounds = 1
+		}
+	}
 	if o.Warmup == 0 {
 		o.Warmup = 3 * time.Second
 		if o.Quick {
@@ -105,7 +114,7 @@ func (o *Options) fill() {
 		}
 	}
 	if o.Measure == 0 {
-		o.Measure = 20 * time.Second
+		o.Measure = 15 * time.Second
 		if o.Quick {
 			o.Measure = 3 * time.Second
 		}
@@ -227,23 +236,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if res.FeeBase, res.FeePPM, err = nw.feePolicy(ctx); err != nil {
 		return nil, err
 	}
-	carolKey := nw.carol.PubKey
-	maxFee := sender.MaxFee(Amount, FeeLimitPPM, sender.DefaultFeeLimit)
-	router := nw.alice.Services().Router
-
-	for _, l := range opts.Levels {
-		if !opts.runs("a") {
-			break
-		}
-		opts.say("A: keysend loop, %d in flight", l)
-		r, err := keysendLoop(ctx, router, carolKey, Amount, maxFee, l,
-			opts.Warmup, opts.Measure)
-		if err != nil {
-			return nil, fmt.Errorf("A at %d: %w", l, err)
-		}
-		opts.say("  %.1f payments/s, p50 %v p99 %v, load %s", r.Rate,
-			r.Lat.Pct(50), r.Lat.Pct(99), loadAvg())
-		res.A = append(res.A, r)
+	sb := &streamBench{dir: opts.WorkDir, logs: logf, alice: nw.alice,
+		carol: nw.carol, amt: uint64(Amount), feePPM: FeeLimitPPM}
+	defer sb.down()
+	if err := runRounds(ctx, opts, res, nw, sb, profDir); err != nil {
+		return nil, err
 	}
 
 	// The receiver's latency when not saturated: payments arriving at
@@ -253,6 +250,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		bestA = max(bestA, a.Rate)
 	}
 	for i := range res.Synthetic {
+		if bestA == 0 {
+			break
+		}
 		s := &res.Synthetic[i]
 		s.Offered = 20 * bestA
 		opts.say("synthetic receiver, %d subscriptions, %.0f payments/s "+
@@ -267,82 +267,30 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			s.OpenLat.Pct(50), s.OpenLat.Pct(99))
 	}
 
-	if !opts.runs("a2") && !opts.runs("b") {
-		return res, nil
-	}
-	opts.say("restarting carol with %s", holdTime)
-	if err := nw.setHold(ctx, true); err != nil {
-		return nil, err
-	}
-	settler := &settleAtOnce{lnd: nw.carol.Services()}
-	sctx, stopSettler := context.WithCancel(ctx)
-	if err := settler.run(sctx); err != nil {
-		stopSettler()
-		return nil, err
-	}
-	for _, l := range opts.Levels {
-		if !opts.runs("a2") {
-			break
-		}
-		opts.say("A': keysend loop, hold mode, settle at once, %d in "+
-			"flight", l)
-		r, err := keysendLoop(ctx, router, carolKey, Amount, maxFee, l,
-			opts.Warmup, opts.Measure)
-		if err != nil {
-			stopSettler()
-			return nil, fmt.Errorf("A' at %d: %w", l, err)
-		}
-		opts.say("  %.1f payments/s, p50 %v p99 %v, load %s", r.Rate,
-			r.Lat.Pct(50), r.Lat.Pct(99), loadAvg())
-		res.A2 = append(res.A2, r)
-	}
-	stopSettler()
-	settler.wg.Wait()
-
-	sb := &streamBench{dir: opts.WorkDir, logs: logf, alice: nw.alice,
-		amt: uint64(Amount), feePPM: FeeLimitPPM}
-	if err := sb.start(ctx, nw.carol); err != nil {
-		sb.stop()
-		return nil, err
-	}
-	for _, l := range opts.Levels {
-		if !opts.runs("b") {
-			break
-		}
-		opts.say("B: satstream-sender -> satstream-receiver, %d in "+
-			"flight", l)
-		prof := ""
-		if l == opts.profileLevel() {
-			prof = profDir
-		}
-		r, err := sb.run(ctx, l, opts.Warmup, opts.Measure, prof)
-		if err != nil {
-			sb.stop()
-			return nil, fmt.Errorf("B at %d: %w", l, err)
-		}
-		opts.say("  %.1f credited/s, credit visible p50 %v p99 %v, "+
-			"sender p50 %v p99 %v, load %s", r.Rate, r.Lat.Pct(50),
-			r.Lat.Pct(99), r.SenderLat.Pct(50), r.SenderLat.Pct(99),
-			loadAvg())
-		res.B = append(res.B, r)
-	}
-
 	if !opts.runs("scale") {
 		res.Machine.LoadEnd = loadAvg()
 		res.Took = time.Since(res.Started)
-		return res, sb.stop()
+		return res, nil
+	}
+	if !sb.hold {
+		opts.say("restarting carol with %s", holdTime)
+		if err := nw.setHold(ctx, true); err != nil {
+			return nil, err
+		}
 	}
 	sz := opts.sizes()
 	opts.say("sender with %d idle subscriptions for %v", sz.sndSubs, sz.idle)
+	if err := sb.up(ctx); err != nil {
+		return nil, err
+	}
 	ss, err := senderScale(ctx, filepath.Join(binDir, "satstream-sender"),
 		filepath.Join(opts.WorkDir, "scale-sender"), nw.alice, sb.rcvAPI,
 		sz.sndSubs, sz.idle, logf)
 	if err != nil {
-		sb.stop()
 		return nil, fmt.Errorf("sender scale: %w", err)
 	}
 	res.SndScale = &ss
-	if err := sb.stop(); err != nil {
+	if err := sb.down(); err != nil {
 		return nil, fmt.Errorf("stop receiver: %w", err)
 	}
 
@@ -368,4 +316,112 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return res, err
 	}
 	return res, nil
+}
+
+// runRounds runs A, A' and B at every level, opts.Rounds times. Each round
+// runs A at every level (carol without hold time), then, carol in hold
+// mode, A' and B at each level back to back: their order alternates from
+// round to round, the settling program runs only in the windows of A' and
+// the receiver only in those of B. A level's figure is the median of its rounds and
+// B's ratios the median of the rounds' ratios (mergeRounds, ratio).
+func runRounds(ctx context.Context, opts Options, res *Result, nw *network,
+	sb *streamBench, profDir string) error {
+
+	carolKey := nw.carol.PubKey
+	maxFee := sender.MaxFee(Amount, FeeLimitPPM, sender.DefaultFeeLimit)
+	router := nw.alice.Services().Router
+	n := len(opts.Levels)
+	a, a2, b := make([][]LevelResult, n), make([][]LevelResult, n),
+		make([][]LevelResult, n)
+	loop := func(name string, round, l int) (LevelResult, error) {
+		opts.say("%s, %d in flight (round %d of %d)", name, l, round+1,
+			opts.Rounds)
+		r, err := keysendLoop(ctx, router, carolKey, Amount, maxFee, l,
+			opts.Warmup, opts.Measure)
+		if err != nil {
+			return r, err
+		}
+		opts.say("  %.1f payments/s, p50 %v p99 %v, load %s", r.Rate,
+			r.Lat.Pct(50), r.Lat.Pct(99), loadAvg())
+		return r, nil
+	}
+	setHold := func(hold bool) error {
+		if sb.hold == hold {
+			return nil
+		}
+		if hold {
+			opts.say("restarting carol with %s", holdTime)
+		} else {
+			opts.say("restarting carol without hold time")
+		}
+		if err := nw.setHold(ctx, hold); err != nil {
+			return err
+		}
+		sb.hold = hold
+		return nil
+	}
+	for round := range opts.Rounds {
+		for i, l := range opts.Levels {
+			if !opts.runs("a") {
+				break
+			}
+			if err := setHold(false); err != nil {
+				return err
+			}
+			r, err := loop("A: keysend loop", round, l)
+			if err != nil {
+				return fmt.Errorf("A at %d: %w", l, err)
+			}
+			a[i] = append(a[i], r)
+		}
+		if !opts.runs("a2") && !opts.runs("b") {
+			continue
+		}
+		if err := setHold(true); err != nil {
+			return err
+		}
+		for i, l := range opts.Levels {
+			parts := []string{"a2", "b"}
+			if round%2 == 1 {
+				parts = []string{"b", "a2"}
+			}
+			for _, part := range parts {
+				if !opts.runs(part) {
+					continue
+				}
+				if part == "a2" {
+					_, stop, err := startSettler(ctx,
+						nw.carol.Services())
+					if err != nil {
+						return err
+					}
+					r, err := loop("A': keysend loop, hold mode, "+
+						"settle at once", round, l)
+					stop()
+					if err != nil {
+						return fmt.Errorf("A' at %d: %w", l, err)
+					}
+					a2[i] = append(a2[i], r)
+					continue
+				}
+				r, err := sb.level(ctx, opts, round, l, profDir)
+				if err != nil {
+					return fmt.Errorf("B at %d: %w", l, err)
+				}
+				b[i] = append(b[i], r)
+			}
+		}
+	}
+	for i := range opts.Levels {
+		if len(a[i]) > 0 {
+			res.A = append(res.A, mergeRounds(a[i]))
+		}
+		if len(a2[i]) > 0 {
+			res.A2 = append(res.A2, mergeRounds(a2[i]))
+		}
+		if len(b[i]) > 0 {
+			res.B = append(res.B, mergeRounds(b[i]))
+		}
+	}
+	return nil
 }

@@ -64,3 +64,46 @@ func TestReportKeepsOperatorsGuide(t *testing.T) {
 		require.Contains(t, string(svg), "<polyline")
 	}
 }
+
+// TestRatioFromOneSlowWindow: one slow baseline window must not decide a
+// level's ratio. The rounds are paired (B and its baseline ran back to
+// back), and the level's ratio is the median of the pairs, not the ratio
+// of whatever single windows ran.
+func TestRatioFromOneSlowWindow(t *testing.T) {
+	run := func(rates ...float64) LevelResult {
+		var rs []LevelResult
+		for _, r := range rates {
+			rs = append(rs, LevelResult{InFlight: 16, Rate: r, Count: 1,
+				Lat: Latencies{time.Millisecond}})
+		}
+		return mergeRounds(rs)
+	}
+	tests := []struct {
+		name  string
+		b, a2 LevelResult
+		want  float64
+		text  string
+	}{
+		{"one slow B window", run(30, 20, 31), run(31, 30, 32), 0.97,
+			"0.97 (median of 0.97, 0.67, 0.97)"},
+		{"machine slower in round two", run(30, 15, 30), run(30, 15, 31),
+			1, "1.00 (median of 1.00, 1.00, 0.97)"},
+		{"one round", run(28), run(32), 0.875, "0.88"},
+		{"rounds differ: rates' ratio", run(30, 30), run(30), 1, "1.00"},
+		{"zero baseline", run(30), run(0), 0, "0.00"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := ratio(tc.b, tc.a2)
+			require.InDelta(t, tc.want, got, 0.005)
+			require.Equal(t, tc.text, ratioText(got, tc.b, tc.a2))
+		})
+	}
+
+	m := run(30, 20, 31)
+	require.Equal(t, 30.0, m.Rate)
+	require.Equal(t, []float64{30, 20, 31}, m.Rounds)
+	require.Equal(t, 3, m.Count)
+	require.Len(t, m.Lat, 3)
+	require.Equal(t, 25.0, median([]float64{30, 20}))
+}

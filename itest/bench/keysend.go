@@ -43,6 +43,9 @@ type LevelResult struct {
 	VisLag Latencies
 	// FeeMsat is the routing fee of one payment (A only).
 	FeeMsat int64
+	// Rounds are the rates of each round, in run order, when the level
+	// ran more than once; Rate is then their median (mergeRounds).
+	Rounds []float64
 }
 
 // window is a measurement window: payments completed inside it count.
@@ -119,8 +122,41 @@ func keysendLoop(ctx context.Context, router lndclient.RouterClient,
 	return res, nil
 }
 
-// keysend pays amt to dest with satstream's records and a fresh preimage,
-// and waits for the final state.
+// baselineShift moves satstream's record types to a range no satstream
+// receiver reads (0x5353xxxx -> 0x5354xxxx: still odd, still custom, still
+// 5-byte BigSize types), so the payments of A and A' carry records of exactly
+// the size and values B's carry, and a satstream-receiver beside carol
+// (started and stopped around B's windows, which sit between those of A')
+// takes them for somebody else's keysend: never credits or refuses them, and
+// after a restart replays their settles as "not ours".
+const baselineShift = 1 << 16
+
+// baselineRecords are the baseline's custom records: satstream's version,
+// subscription id and sequence under shifted types.
+func baselineRecords(sub tlv.SubscriptionID, seq uint64) (
+	map[uint64][]byte, error) {
+
+	recs := tlv.Records{Version: tlv.Version1, SubscriptionID: sub,
+		Sequence: seq}
+	ours, err := recs.Encode()
+	if err != nil {
+		return nil, err
+	}
+	custom := make(map[uint64][]byte, len(ours)+1)
+	for typ, v := range ours {
+		custom[typ+baselineShift] = v
+	}
+	return custom, nil
+}
+
+// isBaseline reports whether custom records are the baseline's.
+func isBaseline(custom map[uint64][]byte) bool {
+	_, ok := custom[tlv.TypeVersion+baselineShift]
+	return ok
+}
+
+// keysend pays amt to dest with the baseline's records (satstream's,
+// shifted) and a fresh preimage, and waits for the final state.
 func keysend(ctx context.Context, router lndclient.RouterClient,
 	dest route.Vertex, amt, maxFee lnwire.MilliSatoshi,
 	sub tlv.SubscriptionID, seq uint64) (lndclient.PaymentStatus, error) {
@@ -129,9 +165,7 @@ func keysend(ctx context.Context, router lndclient.RouterClient,
 	if _, err := rand.Read(pre[:]); err != nil {
 		return lndclient.PaymentStatus{}, err
 	}
-	recs := tlv.Records{Version: tlv.Version1, SubscriptionID: sub,
-		Sequence: seq}
-	custom, err := recs.Encode()
+	custom, err := baselineRecords(sub, seq)
 	if err != nil {
 		return lndclient.PaymentStatus{}, err
 	}
@@ -169,9 +203,11 @@ func keysend(ctx context.Context, router lndclient.RouterClient,
 	}
 }
 
-// settleAtOnce is A”s trivial hold-mode program: it settles every keysend
-// carol holds as soon as lnd reports it ACCEPTED, and nothing else (no
-// records decoded, no ledger). It runs until ctx ends.
+// settleAtOnce is the trivial hold-mode program of A': it settles every
+// baseline keysend carol holds as soon as lnd reports it ACCEPTED, and
+// nothing else (no records decoded, no ledger). It runs only during the
+// windows of A' (startSettler), so it never races the receiver over B's
+// payments; it leaves any keysend without the baseline's records alone.
 type settleAtOnce struct {
 	lnd     *lndclient.LndServices
 	errs    atomic.Int64
@@ -179,13 +215,34 @@ type settleAtOnce struct {
 	wg      sync.WaitGroup
 }
 
+// startSettler runs a settleAtOnce beside carol until the returned stop,
+// which waits for every settle it started.
+func startSettler(ctx context.Context, lnd *lndclient.LndServices) (
+	*settleAtOnce, func(), error) {
+
+	ctx, cancel := context.WithCancel(ctx)
+	s := &settleAtOnce{lnd: lnd}
+	if err := s.run(ctx); err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	return s, func() {
+		cancel()
+		s.wg.Wait()
+	}, nil
+}
+
+// run follows carol's invoice stream until ctx ends. The stream's reader
+// is in wg too, so nothing is added to wg after the stop's Wait began.
 func (s *settleAtOnce) run(ctx context.Context) error {
 	invs, errs, err := s.lnd.Client.SubscribeInvoices(ctx,
 		lndclient.InvoiceSubscriptionRequest{})
 	if err != nil {
 		return err
 	}
+	s.wg.Add(1)
 	go func() {
+		defer s.wg.Done()
 		for {
 			select {
 			case <-ctx.Done():
@@ -237,6 +294,9 @@ func (s *settleAtOnce) settle(ctx context.Context, hash lntypes.Hash) {
 				}
 				continue
 			}
+			if !baselineInvoice(&u.Invoice) {
+				return
+			}
 			pre, ok := keysendPreimage(&u.Invoice)
 			if !ok {
 				s.errs.Add(1)
@@ -250,6 +310,17 @@ func (s *settleAtOnce) settle(ctx context.Context, hash lntypes.Hash) {
 			return
 		}
 	}
+}
+
+// baselineInvoice reports whether an HTLC of inv carries the baseline's
+// records.
+func baselineInvoice(inv *lndclient.Invoice) bool {
+	for _, h := range inv.Htlcs {
+		if isBaseline(h.CustomRecords) {
+			return true
+		}
+	}
+	return false
 }
 
 // keysendPreimage finds the payer's preimage of a keysend invoice.

@@ -73,10 +73,24 @@ func (r *Result) markdown() string {
 
 	p("## Plain keysend against satstream (same run, same route)\n\n")
 	p("Route alice -> bob -> carol, every payment %d sat (above the dust "+
-		"limit, so each HTLC is a real output), fee limit %d ppm, "+
-		"satstream's TLV records on every payment. Each level runs %v "+
-		"of warm-up, then counts payments completed in a %v window.\n\n",
+		"limit, so each HTLC is a real output), fee limit %d ppm. B's "+
+		"payments carry satstream's TLV records; A's and A''s carry the "+
+		"same records, same sizes and values, under types moved up by "+
+		"0x10000 (still odd, still 5-byte types), so the receiver, "+
+		"restarted between the windows, takes them for somebody else's "+
+		"keysend. Each run of a level has %v of warm-up, then counts "+
+		"payments completed in a %v window.\n\n",
 		Amount/1000, FeeLimitPPM, r.Opts.Warmup, r.Opts.Measure)
+	p("**Rounds.** One window on this shared machine swings by 15%% or "+
+		"more from one minute to the next, so the run repeats: %d "+
+		"round(s), each runs A at every level (carol without hold time), "+
+		"then, carol in hold mode, A' and B back to back at each level, "+
+		"the pair's order alternating from round to round (A''s settling "+
+		"program runs only in its windows, the receiver only in B's). "+
+		"A level's rate is the median of its rounds, its latencies are "+
+		"pooled; B/A and B/A' are the median of the rounds' ratios, "+
+		"each taken between B and its baseline in the same round.\n\n",
+		r.Opts.Rounds)
 	p("- **A**: a plain lndclient keysend loop (in-flight workers, each " +
 		"waits for SUCCEEDED), carol without hold time: lnd settles on " +
 		"its own.\n")
@@ -107,7 +121,18 @@ func (r *Result) markdown() string {
 			a2.Rate, ms(a2.Lat.Pct(50)), ms(a2.Lat.Pct(99)),
 			bb.Rate, ms(bb.Lat.Pct(50)), ms(bb.Lat.Pct(99)),
 			ms(bb.SenderLat.Pct(50)), ms(bb.SenderLat.Pct(99)),
-			bb.Rate/a.Rate, bb.Rate/a2.Rate)
+			ratio(bb, a), ratio(bb, a2))
+	}
+	if r.Opts.Rounds > 1 {
+		p("\nRatios round by round: ")
+		for i := range r.B {
+			if i < len(r.A) && i < len(r.A2) {
+				p("%d in flight B/A %s, B/A' %s; ", r.B[i].InFlight,
+					roundsText(r.B[i], r.A[i]),
+					roundsText(r.B[i], r.A2[i]))
+			}
+		}
+		p("\n")
 	}
 	p("\nLatencies in milliseconds. Failed payments: ")
 	for i := range r.B {

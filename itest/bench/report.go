@@ -33,13 +33,13 @@ func (r *Result) Targets() []Target {
 			break
 		}
 		l := r.B[i].InFlight
-		ba := r.B[i].Rate / r.A[i].Rate
+		ba := ratio(r.B[i], r.A[i])
 		add(fmt.Sprintf("B/A at %d in flight", l), ">= 0.90",
-			fmt.Sprintf("%.2f", ba), ba >= 0.90,
+			ratioText(ba, r.B[i], r.A[i]), ba >= 0.90,
 			fmt.Sprintf("%.0f%% below", (0.90-ba)/0.90*100))
-		ba2 := r.B[i].Rate / r.A2[i].Rate
+		ba2 := ratio(r.B[i], r.A2[i])
 		add(fmt.Sprintf("B/A' at %d in flight", l), ">= 0.95",
-			fmt.Sprintf("%.2f", ba2), ba2 >= 0.95,
+			ratioText(ba2, r.B[i], r.A2[i]), ba2 >= 0.95,
 			fmt.Sprintf("%.0f%% below", (0.95-ba2)/0.95*100))
 	}
 	bestA := 0.0

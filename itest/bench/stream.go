@@ -121,11 +121,14 @@ func (t *tailer) creditLag(hash string) (time.Duration, bool) {
 }
 
 // streamBench is benchmark B: satstream-sender beside alice streaming at
-// full speed to satstream-receiver beside carol (in hold mode).
+// full speed to satstream-receiver beside carol (in hold mode). The
+// receiver runs only during B's windows (up, down): A and A' run between
+// them on the same carol, A' with its own settling program.
 type streamBench struct {
 	dir        string
 	logs       io.Writer
 	alice      *regtest.Node
+	carol      *regtest.Node
 	stack      *stack.Stack
 	rcvAPI     *apiClient
 	tail       *tailer
@@ -133,13 +136,17 @@ type streamBench struct {
 	amt        uint64 // msat per payment
 	feePPM     uint32
 	cancelTail context.CancelFunc
+	tailDone   chan struct{}
+	// hold says whether carol runs with --keysend-hold-time now.
+	hold bool
 }
 
-// start runs the receiver beside carol and creates the plan: a payment of
-// one second costs amt, and a subscription may hold 60 days ahead so the
-// sender never runs out of things to pay for.
-func (b *streamBench) start(ctx context.Context, carol *regtest.Node) error {
-	st, err := stack.Start(ctx, b.dir, carol, nil, b.logs)
+// up runs the receiver beside carol (its ledger kept from the last up)
+// and, the first time, creates the plan: a payment of one second costs
+// amt, and a subscription may hold 60 days ahead so the sender never runs
+// out of things to pay for.
+func (b *streamBench) up(ctx context.Context) error {
+	st, err := stack.Start(ctx, b.dir, b.carol, nil, b.logs)
 	if err != nil {
 		return err
 	}
@@ -166,45 +173,94 @@ func (b *streamBench) start(ctx context.Context, carol *regtest.Node) error {
 	if err != nil {
 		return err
 	}
-	var plan struct {
-		ID string `json:"id"`
+	if b.planID == "" {
+		var plan struct {
+			ID string `json:"id"`
+		}
+		err = b.rcvAPI.do(ctx, "POST", "/v1/plans", map[string]any{
+			"label":                 "bench",
+			"price_msat_per_sec":    b.amt,
+			"min_payment_msat":      1000,
+			"grace_period_sec":      60,
+			"max_prepay_sec":        60 * 24 * 3600,
+			"default_increment_sec": 1,
+		}, &plan)
+		if err != nil {
+			return fmt.Errorf("create plan: %w", err)
+		}
+		b.planID = plan.ID
 	}
-	err = b.rcvAPI.do(ctx, "POST", "/v1/plans", map[string]any{
-		"label":                 "bench",
-		"price_msat_per_sec":    b.amt,
-		"min_payment_msat":      1000,
-		"grace_period_sec":      60,
-		"max_prepay_sec":        60 * 24 * 3600,
-		"default_increment_sec": 1,
-	}, &plan)
-	if err != nil {
-		return fmt.Errorf("create plan: %w", err)
+	if b.tail == nil {
+		b.tail = &tailer{interval: tailInterval,
+			visible: map[string]time.Time{}, recorded: map[string]time.Time{}}
 	}
-	b.planID = plan.ID
+	// The tailer keeps its place in the event list across ups.
+	b.tail.api = b.rcvAPI
 	tctx, cancel := context.WithCancel(ctx)
 	b.cancelTail = cancel
-	b.tail = &tailer{api: b.rcvAPI, interval: tailInterval,
-		visible: map[string]time.Time{}, recorded: map[string]time.Time{}}
-	go b.tail.run(tctx)
+	b.tailDone = make(chan struct{})
+	go func() {
+		defer close(b.tailDone)
+		b.tail.run(tctx)
+	}()
 	return nil
 }
 
-func (b *streamBench) stop() error {
+// down stops the tailer and the receiver.
+func (b *streamBench) down() error {
 	if b.cancelTail != nil {
 		b.cancelTail()
+		<-b.tailDone
+		b.cancelTail = nil
+	}
+	if b.rcvAPI != nil {
+		b.rcvAPI.close()
+		b.rcvAPI = nil
 	}
 	if b.stack != nil {
-		return b.stack.Stop()
+		err := b.stack.Stop()
+		b.stack = nil
+		return err
 	}
 	return nil
+}
+
+// level runs B at one in-flight level in round (from 0): the receiver up,
+// the sender streaming, the receiver down. The first round's run at the
+// profiled level writes its profiles to profDir.
+func (b *streamBench) level(ctx context.Context, opts Options, round,
+	l int, profDir string) (LevelResult, error) {
+
+	opts.say("B: satstream-sender -> satstream-receiver, %d in flight "+
+		"(round %d of %d)", l, round+1, opts.Rounds)
+	if err := b.up(ctx); err != nil {
+		return LevelResult{}, err
+	}
+	prof := ""
+	if round == 0 && l == opts.profileLevel() {
+		prof = profDir
+	}
+	r, err := b.run(ctx, round, l, opts.Warmup, opts.Measure, prof)
+	if derr := b.down(); err == nil && derr != nil {
+		err = fmt.Errorf("stop receiver: %w", derr)
+	}
+	if err != nil {
+		return r, err
+	}
+	opts.say("  %.1f credited/s, credit visible p50 %v p99 %v, "+
+		"sender p50 %v p99 %v, load %s", r.Rate, r.Lat.Pct(50),
+		r.Lat.Pct(99), r.SenderLat.Pct(50), r.SenderLat.Pct(99),
+		loadAvg())
+	return r, nil
 }
 
 // startSender runs a fresh sender beside alice with the in-flight bound.
-func (b *streamBench) startSender(ctx context.Context, level int) (
+func (b *streamBench) startSender(ctx context.Context, round, level int) (
 	*sender.Daemon, *sender.Config, error) {
 
 	cfg := sender.DefaultConfig()
-	cfg.DataDir = filepath.Join(b.dir, fmt.Sprintf("sender-%d", level))
+	cfg.DataDir = filepath.Join(b.dir, fmt.Sprintf("sender-r%d-%d", round,
+		level))
 	cfg.ConfigFile = filepath.Join(cfg.DataDir, "sender.conf")
 	cfg.Network = "regtest"
 	cfg.API.Listen = "127.0.0.1:0"
@@ -231,13 +287,14 @@ func subsFor(level int) int {
 	return max(4, level)
 }
 
-// run streams at one in-flight level. With profDir set it writes a CPU
-// profile and an allocation profile of the measure window there.
-func (b *streamBench) run(ctx context.Context, level int, warmup,
+// run streams at one in-flight level, in round (from 0), with the
+// receiver up. With profDir set it writes a CPU profile and an allocation
+// profile of the measure window there.
+func (b *streamBench) run(ctx context.Context, round, level int, warmup,
 	measure time.Duration, profDir string) (LevelResult, error) {
 
 	res := LevelResult{InFlight: level}
-	snd, cfg, err := b.startSender(ctx, level)
+	snd, cfg, err := b.startSender(ctx, round, level)
 	if err != nil {
 		return res, err
 	}
@@ -431,12 +488,12 @@ func (r *Result) PrintParts(w io.Writer) {
 	}
 	for i, b := range r.B {
 		if i < len(r.A) {
-			fmt.Fprintf(w, "B/A  at %2d in flight: %.2f\n", b.InFlight,
-				b.Rate/r.A[i].Rate)
+			fmt.Fprintf(w, "B/A  at %2d in flight: %s\n", b.InFlight,
+				ratioText(ratio(b, r.A[i]), b, r.A[i]))
 		}
 		if i < len(r.A2) {
-			fmt.Fprintf(w, "B/A' at %2d in flight: %.2f\n", b.InFlight,
-				b.Rate/r.A2[i].Rate)
+			fmt.Fprintf(w, "B/A' at %2d in flight: %s\n", b.InFlight,
+				ratioText(ratio(b, r.A2[i]), b, r.A2[i]))
 		}
 	}
 	fmt.Fprintf(w, "load average at start %s, at end %s\n",

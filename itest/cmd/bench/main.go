@@ -31,7 +31,8 @@ func main() {
 	out := flag.String("out", "", "directory for benchmarks.md and bench/*.svg (default: docs, or a temp dir with --quick)")
 	dir := flag.String("dir", "", "keep the network and daemon data here (default: a temp dir, removed)")
 	levels := flag.String("levels", "", "in-flight levels, comma separated (default 1,4,8,16,32; quick 1,8)")
-	measure := flag.Duration("measure", 0, "measure window per level (default 20s; quick 3s)")
+	measure := flag.Duration("measure", 0, "measure window per level and round (default 15s; quick 3s)")
+	rounds := flag.Int("rounds", 0, "how many times A, A' and B run at each level; a level's figure is the median (default 3; quick 1)")
 	only := flag.String("only", "", "run just these parts, comma separated (a, a2, b, synthetic, scale), print their figures and write no report (scale alone: btcd and carol only, about a minute); or "+bench.OnlyScaleOut+" alone, written to its own file (not benchmarks.md)")
 	profile := flag.String("profile", "", "with --only scale: write the receiver's profiles of the paced paid load here")
 	flag.Parse()
@@ -42,6 +43,10 @@ func main() {
 
 	opts := bench.Options{Quick: *quick, OutDir: *out, WorkDir: *dir,
 		Log: os.Stderr, Measure: *measure, ProfileDir: *profile}
+	if *rounds < 0 {
+		fail(fmt.Errorf("--rounds: %d is not a positive number", *rounds))
+	}
+	opts.Rounds = *rounds
 	if *levels != "" {
 		for _, s := range strings.Split(*levels, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(s))
