@@ -135,8 +135,10 @@ func (e *eventNotifier) Update(ctx context.Context,
 }
 
 // eventRecorder notes whether a step queued an event: appended one, or
-// put one back in the pending queue (a retry of a dead letter; a waiter
-// on pending=true wants it).
+// put one that is not delivered (a retry puts a dead or delivered event
+// back in the pending queue, which a waiter on pending=true wants; the
+// dispatcher puts a pending one again after a failed attempt, a wake-up
+// that costs the waiters one read each).
 type eventRecorder struct {
 	store.ReceiverTx
 	queued *bool

@@ -434,7 +434,9 @@ func TestEventNotifierChangesStepResult(t *testing.T) {
 
 // startEventDaemon starts a daemon on badger whose lnd never answers, with
 // the long polls' safety re-read set to reread, and returns it with its
-// admin token. mutate, if set, changes the configuration first.
+// admin token. mutate, if set, changes the configuration first. Not from
+// a parallel test: New sets the store's process-wide logger, which the
+// stores of parallel tests read.
 func startEventDaemon(t *testing.T, reread time.Duration,
 	mutate func(*Config)) (*Daemon, string) {
 
@@ -497,7 +499,6 @@ func daemonPoll(d *Daemon, token, path string) <-chan pollResult {
 // appended by any writer through d.rs wakes a long poll of
 // GET /v1/events at once (its safety re-read is an hour away).
 func TestDaemonLongPollMissesStoreEvent(t *testing.T) {
-	t.Parallel()
 	d, token := startEventDaemon(t, time.Hour, nil)
 	ans := daemonPoll(d, token, "/v1/events?wait_sec=20")
 	require.Eventually(t, func() bool { return d.events.Subscribers() == 1 },
@@ -527,7 +528,6 @@ func TestDaemonLongPollMissesStoreEvent(t *testing.T) {
 // stop must end the wait: the client gets its (empty) page or an error,
 // and Stop returns well before Shutdown's timeout.
 func TestStopWaitsForLongPoll(t *testing.T) {
-	t.Parallel()
 	d, token := startEventDaemon(t, time.Hour, nil)
 	ans := daemonPoll(d, token, fmt.Sprintf("/v1/events?wait_sec=%d",
 		maxEventWaitSec))
@@ -634,7 +634,6 @@ func TestEventLongPollMissesOtherNodesEvent(t *testing.T) {
 // the client got a broken connection instead of the empty page. The wait
 // is shortened to two thirds of the write timeout.
 func TestLongPollCutOffByWriteTimeout(t *testing.T) {
-	t.Parallel()
 	for _, tc := range []struct {
 		writeTimeout, want time.Duration
 	}{
