@@ -15,6 +15,7 @@ import (
 	"github.com/lightningnetwork/lnd/lnwire"
 	"github.com/lightningnetwork/lnd/routing/route"
 	"github.com/satstream/satstream/common"
+	"github.com/satstream/satstream/common/dashboard"
 	"github.com/satstream/satstream/common/idem"
 	"github.com/satstream/satstream/docs"
 	"github.com/satstream/satstream/receiver/core"
@@ -52,6 +53,20 @@ type apiServer struct {
 	// paidIdx answers the paid check from memory (nil: from a View;
 	// receivers sharing a PostgreSQL ledger).
 	paidIdx *paidIndex
+
+	// events wakes the long polls of GET /v1/events after a step that
+	// queued an event (nil: they only read again every eventReread).
+	events *dashboard.Notifier
+	// eventReread is how often a long poll reads its page again
+	// without a wake-up (0: eventRereadBadger): events appended by the
+	// other receivers of a PostgreSQL cluster.
+	eventReread time.Duration
+	// maxEventWait bounds a long poll inside the server's write
+	// timeout (0: wait_sec as asked).
+	maxEventWait time.Duration
+	// done ends the long polls when the daemon stops (nil: never), so
+	// they do not hold the server's shutdown.
+	done <-chan struct{}
 }
 
 // apiRoute is one endpoint of the API.
@@ -1103,7 +1118,8 @@ func (s *apiServer) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 
 // listEvents lists events after a sequence number (after=); pending=true
 // lists only those not yet delivered (the failures a provider should look
-// at).
+// at). With wait_sec, an empty page is answered only once no event came
+// within that many seconds (a long poll, see waitEvents).
 func (s *apiServer) listEvents(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	limit, err := common.ParseLimit(q.Get("limit"))
@@ -1126,8 +1142,37 @@ func (s *apiServer) listEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	wait, err := parseWaitSec(q.Get("wait_sec"))
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	read := func() ([]eventView, error) {
+		return s.readEvents(r.Context(), after, limit, pendingOnly)
+	}
+	var evs []eventView
+	if wait > 0 {
+		evs, err = s.waitEvents(r.Context(), wait, read)
+	} else {
+		evs, err = read()
+	}
+	if r.Context().Err() != nil {
+		// The client went away: nobody to answer.
+		return
+	}
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	writeEventPage(w, evs, limit)
+}
+
+// readEvents reads a page of GET /v1/events.
+func (s *apiServer) readEvents(ctx context.Context, after uint64, limit int,
+	pendingOnly bool) ([]eventView, error) {
+
 	evs := []eventView{}
-	err = s.db.View(r.Context(), func(tx store.ReceiverTx) error {
+	err := s.db.View(ctx, func(tx store.ReceiverTx) error {
 		evs = evs[:0]
 		if pendingOnly {
 			return tx.ForEachPendingEvent(store.EventID(after),
@@ -1155,11 +1200,7 @@ func (s *apiServer) listEvents(w http.ResponseWriter, r *http.Request) {
 				return nil
 			})
 	})
-	if err != nil {
-		s.writeErr(w, err)
-		return
-	}
-	writeEventPage(w, evs, limit)
+	return evs, err
 }
 
 // writeEventPage answers a page of events, with next_after when the page

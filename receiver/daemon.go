@@ -45,8 +45,11 @@ type Daemon struct {
 	db Ledger
 	// rs is db's receiver store as the daemon's writers and the API
 	// use it: wrapped by the paid index on badger (every write forgets
-	// what the index holds of the subscriptions it put).
-	rs      store.ReceiverStore
+	// what the index holds of the subscriptions it put), then by the
+	// event notifier (a step that queued an event wakes events).
+	rs store.ReceiverStore
+	// events wakes the long polls of GET /v1/events.
+	events  *dashboard.Notifier
 	metrics *metrics
 	hooks   *webhook.Dispatcher
 
@@ -86,6 +89,10 @@ type Daemon struct {
 	// storeOpts lets tests change the ledger's options (to inject disk
 	// failures); nil in the daemon.
 	storeOpts func(*store.Options)
+	// eventReread lets tests change how often a long poll of
+	// GET /v1/events reads again without a wake-up; 0 in the daemon
+	// (the backend's interval).
+	eventReread time.Duration
 }
 
 // New prepares a daemon from a configuration (validated here).
@@ -184,12 +191,21 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 
 	rs := d.db.Receiver()
 	var paidIdx *paidIndex
+	reread := eventRereadPostgres
 	if d.badger != nil {
 		// One process writes a badger ledger: this one.
 		paidIdx = newLedgerPaidIndex(d.badger)
 		rs = paidIdx
+		reread = eventRereadBadger
 	}
+	if d.eventReread > 0 {
+		reread = d.eventReread
+	}
+	// Outermost, so every writer's steps wake the long polls.
+	events := newEventNotifier(rs)
+	rs = events
 	d.rs = rs
+	d.events = events.n
 	api := &apiServer{
 		db:     rs,
 		log:    d.logs.Logger(tagAPI),
@@ -210,6 +226,10 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		webhookURLs: d.cfg.Webhook.URLs,
 		extraNodes:  d.cfg.Offer.Keys(),
 		paidIdx:     paidIdx,
+
+		events:       events.n,
+		eventReread:  reread,
+		maxEventWait: maxEventWait(d.cfg.API.Limits().WriteTimeout),
 	}
 	dash, handler, err := newDashboard(api, len(d.cfg.Webhook.URLs))
 	if err != nil {
@@ -264,6 +284,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	d.runCtx = runCtx
+	// Stop cancels runCtx before it shuts the API server down: the long
+	// polls answer at once instead of holding the shutdown.
+	api.done = runCtx.Done()
 	for _, srv := range []*common.Server{d.apiSrv, d.metricsSrv} {
 		if srv == nil {
 			continue
