@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
-	"strconv"
 	"sync"
 	"time"
 
@@ -21,16 +20,19 @@ import (
 	"github.com/satstream/satstream/store"
 )
 
-// tailInterval is how often the tailer lists new events: fine enough for
-// latencies of tens of milliseconds, coarse enough not to take the CPU lnd
-// needs (each poll is a TLS request and a JSON page).
-const tailInterval = 5 * time.Millisecond
+// tailWait is how long one long poll of the event list waits for a new
+// event (wait_sec): the receiver answers as soon as one is on disk, so
+// the tailer sees a credit as soon as a client of the API could, without
+// polling in a loop beside lnd.
+const tailWait = 10
+
+// tailRetry is the pause after a failed list before the next.
+const tailRetry = 50 * time.Millisecond
 
 // tailer follows the receiver's event list and notes when each
 // payment.received event (a credit) first became visible in the API.
 type tailer struct {
-	api      *apiClient
-	interval time.Duration
+	api *apiClient
 
 	mu      sync.Mutex
 	visible map[string]time.Time // payment hash -> first seen
@@ -42,20 +44,24 @@ type tailer struct {
 	errs     int
 }
 
+// run long-polls the event list until ctx ends.
 func (t *tailer) run(ctx context.Context) {
-	tick := time.NewTicker(t.interval)
-	defer tick.Stop()
-	for {
-		t.poll(ctx)
+	for ctx.Err() == nil {
+		if t.poll(ctx, tailWait) {
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-time.After(tailRetry):
 		}
 	}
 }
 
-func (t *tailer) poll(ctx context.Context) {
+// poll lists the events after the last one seen, waiting up to wait
+// seconds for one if there is none, and pages on while pages are full. It
+// reports whether the list answered.
+func (t *tailer) poll(ctx context.Context, wait int) bool {
 	for {
 		var resp struct {
 			Events []struct {
@@ -72,15 +78,15 @@ func (t *tailer) poll(ctx context.Context) {
 		t.mu.Lock()
 		after := t.after
 		t.mu.Unlock()
-		err := t.api.do(ctx, "GET", "/v1/events?limit=1000&after="+
-			strconv.FormatUint(after, 10), nil, &resp)
+		err := t.api.do(ctx, "GET", fmt.Sprintf("/v1/events?limit=1000"+
+			"&after=%d&wait_sec=%d", after, wait), nil, &resp)
 		now := time.Now()
 		t.mu.Lock()
 		t.polls++
 		if err != nil {
 			t.errs++
 			t.mu.Unlock()
-			return
+			return false
 		}
 		for _, ev := range resp.Events {
 			t.after = max(t.after, ev.Seq)
@@ -93,7 +99,7 @@ func (t *tailer) poll(ctx context.Context) {
 		}
 		t.mu.Unlock()
 		if len(resp.Events) < 1000 {
-			return
+			return true
 		}
 	}
 }
@@ -191,8 +197,8 @@ func (b *streamBench) up(ctx context.Context) error {
 		b.planID = plan.ID
 	}
 	if b.tail == nil {
-		b.tail = &tailer{interval: tailInterval,
-			visible: map[string]time.Time{}, recorded: map[string]time.Time{}}
+		b.tail = &tailer{visible: map[string]time.Time{},
+			recorded: map[string]time.Time{}}
 	}
 	// The tailer keeps its place in the event list across ups.
 	b.tail.api = b.rcvAPI
@@ -362,7 +368,7 @@ func (b *streamBench) run(ctx context.Context, round, level int, warmup,
 		return res, fmt.Errorf("stop sender: %w", err)
 	}
 	// Let the tail catch up with credits of the window's last payments.
-	b.tail.poll(ctx)
+	b.tail.poll(ctx, 0)
 
 	db, err := store.Open(ctx, filepath.Join(cfg.NetworkDir(), "ledger"),
 		store.DefaultOptions())
