@@ -272,6 +272,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		res.Took = time.Since(res.Started)
 		return res, nil
 	}
+	if moved, err := nw.refill(ctx); err != nil {
+		return nil, err
+	} else if moved > 0 {
+		opts.say("refilled alice's channel: %d sat back from carol", int64(moved))
+	}
 	if !sb.hold {
 		opts.say("restarting carol with %s", holdTime)
 		if err := nw.setHold(ctx, true); err != nil {
@@ -361,6 +366,13 @@ func runRounds(ctx context.Context, opts Options, res *Result, nw *network,
 		return nil
 	}
 	for round := range opts.Rounds {
+		moved, err := nw.refill(ctx)
+		if err != nil {
+			return err
+		}
+		if moved > 0 {
+			opts.say("refilled alice's channel: %d sat back from carol", int64(moved))
+		}
 		for i, l := range opts.Levels {
 			if !opts.runs("a") {
 				break

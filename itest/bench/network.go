@@ -8,7 +8,10 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/btcutil"
+	"github.com/lightninglabs/lndclient"
 	"github.com/lightningnetwork/lnd/lnrpc"
+	"github.com/lightningnetwork/lnd/lnrpc/invoicesrpc"
+	"github.com/lightningnetwork/lnd/lnwire"
 	"github.com/satstream/satstream/itest/bins"
 	"github.com/satstream/satstream/itest/regtest"
 )
@@ -21,6 +24,76 @@ const holdTime = "--keysend-hold-time=30s"
 type network struct {
 	net               *regtest.Network
 	alice, bob, carol *regtest.Node
+
+	// full is alice's spendable balance towards bob once the line is
+	// open: refill brings it back there.
+	full btcutil.Amount
+}
+
+// refillChunk is the most one refill payment moves: under lnd's largest
+// payment without wumbo channels (2^32 msat).
+const refillChunk = btcutil.Amount(4_000_000)
+
+// refillSlack is how far below full alice may be before refill pays.
+const refillSlack = btcutil.Amount(200_000)
+
+// refill moves what alice paid to carol back to alice (invoices of
+// alice's paid by carol over carol -> bob -> alice), so every round starts
+// with alice's channel as full as the first: three rounds of every level
+// pay more than one channel holds.
+func (nw *network) refill(ctx context.Context) (btcutil.Amount, error) {
+	var moved btcutil.Amount
+	for {
+		bal, err := nw.localBalance(ctx)
+		if err != nil {
+			return moved, err
+		}
+		if bal+refillSlack >= nw.full {
+			return moved, nil
+		}
+		amt := min(nw.full-bal, refillChunk)
+		_, payReq, err := nw.alice.Services().Client.AddInvoice(ctx,
+			&invoicesrpc.AddInvoiceData{Memo: "bench refill",
+				Value: lnwire.NewMSatFromSatoshis(amt)})
+		if err != nil {
+			return moved, fmt.Errorf("refill invoice: %w", err)
+		}
+		if err := payInvoice(ctx, nw.carol, payReq); err != nil {
+			return moved, fmt.Errorf("refill %v from carol: %w", amt, err)
+		}
+		moved += amt
+	}
+}
+
+// payInvoice pays payReq from n and waits for SUCCEEDED.
+func payInvoice(ctx context.Context, n *regtest.Node, payReq string) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	statuses, errs, err := n.Services().Router.SendPayment(ctx,
+		lndclient.SendPaymentRequest{Invoice: payReq,
+			MaxFeeMsat: lnwire.NewMSatFromSatoshis(refillChunk / 100),
+			Timeout:    time.Minute})
+	if err != nil {
+		return err
+	}
+	for {
+		select {
+		case st, ok := <-statuses:
+			if !ok {
+				return errors.New("payment stream closed")
+			}
+			switch st.State {
+			case lnrpc.Payment_SUCCEEDED:
+				return nil
+			case lnrpc.Payment_FAILED:
+				return fmt.Errorf("payment failed: %v", st.FailureReason)
+			}
+		case err := <-errs:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // startNetwork starts btcd and the three nodes, carol without hold time,
@@ -48,7 +121,8 @@ func startNetwork(ctx context.Context, dir string, paths *bins.Paths) (
 	if err := n.Line(ctx, 50_000_000, 16_000_000, nodes...); err != nil {
 		return nw, err
 	}
-	return nw, nil
+	nw.full, err = nw.localBalance(ctx)
+	return nw, err
 }
 
 // setHold restarts carol with or without --keysend-hold-time and waits
