@@ -57,10 +57,13 @@ type apiServer struct {
 	// events wakes the long polls of GET /v1/events after a step that
 	// queued an event (nil: they only read again every eventReread).
 	events *dashboard.Notifier
-	// eventReread is how often a long poll reads its page again
-	// without a wake-up (0: eventRereadBadger): events appended by the
-	// other receivers of a PostgreSQL cluster.
+	// eventReread is how often a long poll reads again without a
+	// wake-up (0: eventRereadBadger): events appended by the other
+	// receivers of a PostgreSQL cluster.
 	eventReread time.Duration
+	// eventWatch is that re-read, shared by the long polls that follow
+	// the whole list.
+	eventWatch eventWatch
 	// maxEventWait bounds a long poll inside the server's write
 	// timeout (0: wait_sec as asked).
 	maxEventWait time.Duration
@@ -1152,7 +1155,18 @@ func (s *apiServer) listEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	var evs []eventView
 	if wait > 0 {
-		evs, err = s.waitEvents(r.Context(), wait, read)
+		var moved func() bool
+		if !pendingOnly {
+			// The whole list after after is empty until the
+			// ledger's last event id passes after.
+			moved = func() bool {
+				last, err := s.eventWatch.lastID(r.Context(),
+					s.db, s.rereadInterval()/2)
+				// On an error the page's read reports it.
+				return err != nil || uint64(last) > after
+			}
+		}
+		evs, err = s.waitEvents(r.Context(), wait, read, moved)
 	} else {
 		evs, err = read()
 	}

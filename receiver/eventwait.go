@@ -3,6 +3,7 @@ package receiver
 import (
 	"context"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/satstream/satstream/common/dashboard"
@@ -19,9 +20,10 @@ const (
 	// answer at all, not the empty page.
 	maxEventWaitSec = 20
 
-	// eventRereadBadger is how often a waiting request reads its page
-	// again on badger, where this process makes every write and the
-	// event notifier wakes it: a safety net only.
+	// eventRereadBadger is how often a waiting request reads again on
+	// badger (its page, or for the whole list the ledger's last event
+	// id, see eventWatch), where this process makes every write and
+	// the event notifier wakes it: a safety net only.
 	eventRereadBadger = time.Second
 
 	// eventRereadPostgres is the same on PostgreSQL: the other
@@ -59,8 +61,13 @@ func parseWaitSec(v string) (time.Duration, error) {
 //
 // It subscribes before its first read: an event committed between a read
 // and the wait still wakes it.
+//
+// moved, if set, is asked at each safety re-read whether the page can
+// have changed (see eventWatch); the page is read again only if so. nil
+// reads the page at every re-read.
 func (s *apiServer) waitEvents(ctx context.Context, wait time.Duration,
-	read func() ([]eventView, error)) ([]eventView, error) {
+	read func() ([]eventView, error),
+	moved func() bool) ([]eventView, error) {
 
 	var wake <-chan struct{}
 	if s.events != nil {
@@ -71,10 +78,7 @@ func (s *apiServer) waitEvents(ctx context.Context, wait time.Duration,
 	if s.maxEventWait > 0 {
 		wait = min(wait, s.maxEventWait)
 	}
-	reread := s.eventReread
-	if reread <= 0 {
-		reread = eventRereadBadger
-	}
+	reread := s.rereadInterval()
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	tick := time.NewTicker(reread)
@@ -84,17 +88,86 @@ func (s *apiServer) waitEvents(ctx context.Context, wait time.Duration,
 		if err != nil || len(evs) > 0 {
 			return evs, err
 		}
-		select {
-		case <-wake:
-		case <-tick.C:
-		case <-deadline.C:
-			return evs, nil
-		case <-s.done:
-			return evs, nil
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		for again := false; !again; {
+			select {
+			case <-wake:
+				again = true
+			case <-tick.C:
+				again = moved == nil || moved()
+			case <-deadline.C:
+				return evs, nil
+			case <-s.done:
+				return evs, nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
 		}
 	}
+}
+
+// rereadInterval is how often a long poll reads again without a wake-up.
+func (s *apiServer) rereadInterval() time.Duration {
+	if s.eventReread <= 0 {
+		return eventRereadBadger
+	}
+	return s.eventReread
+}
+
+// eventWatch is the safety re-read of the long polls that follow the
+// whole list (not pending=true), shared by all of them: a waiting request
+// whose tick finds the ledger's last event id older than half the re-read
+// interval reads it again (one index probe, store.ReceiverTx.LastEventID)
+// for every waiter, and a waiter reads its own page only once that id is
+// past its after. Without it each waiter read its page at each tick: on a
+// PostgreSQL ledger four reads a second per waiting request (a thousand a
+// second at --api.maxconns' 256), each a transaction on the connection
+// pool the payment steps use. A follower of pending=true still reads its
+// page at each tick: another receiver's retry can put an old event back
+// in the queue without moving the last id.
+type eventWatch struct {
+	mu sync.Mutex
+	// at is when the read that found last began (zero: never read).
+	at   time.Time
+	last store.EventID
+	// reading is set while one waiter reads for all: the others use
+	// last meanwhile instead of queueing behind it.
+	reading bool
+}
+
+// lastID returns the ledger's last event id as read at most fresh ago, or
+// being read now by another waiter; it reads it itself otherwise.
+func (w *eventWatch) lastID(ctx context.Context, db store.ReceiverStore,
+	fresh time.Duration) (store.EventID, error) {
+
+	w.mu.Lock()
+	if w.reading || (!w.at.IsZero() && time.Since(w.at) < fresh) {
+		last := w.last
+		w.mu.Unlock()
+		return last, nil
+	}
+	w.reading = true
+	w.mu.Unlock()
+	defer func() {
+		// Also if the read panics: the others would wait for it.
+		w.mu.Lock()
+		w.reading = false
+		w.mu.Unlock()
+	}()
+
+	start := time.Now()
+	var id store.EventID
+	err := db.View(ctx, func(tx store.ReceiverTx) error {
+		var err error
+		id, err = tx.LastEventID()
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	w.mu.Lock()
+	w.at, w.last = start, id
+	w.mu.Unlock()
+	return id, nil
 }
 
 // eventNotifier wraps the receiver's store so that a long poll learns of

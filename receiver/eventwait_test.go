@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/satstream/satstream/store"
 	"github.com/satstream/satstream/store/postgres"
 	"github.com/satstream/satstream/store/postgres/pgtest"
+	"github.com/satstream/satstream/store/storetest"
 	"github.com/satstream/satstream/tlv"
 	"github.com/stretchr/testify/require"
 )
@@ -660,4 +662,113 @@ func TestLongPollCutOffByWriteTimeout(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("the long poll never answered")
 	}
+}
+
+// pageCounter is a store that counts its Views and the event pages
+// (ForEachEvent) read in them.
+type pageCounter struct {
+	store.ReceiverStore
+	views, pages atomic.Int64
+}
+
+func (c *pageCounter) View(ctx context.Context,
+	fn func(tx store.ReceiverTx) error) error {
+
+	c.views.Add(1)
+	return c.ReceiverStore.View(ctx, func(tx store.ReceiverTx) error {
+		return fn(&pageCountingTx{ReceiverTx: tx, pages: &c.pages})
+	})
+}
+
+type pageCountingTx struct {
+	store.ReceiverTx
+	pages *atomic.Int64
+}
+
+func (t *pageCountingTx) ForEachEvent(after store.EventID, limit int,
+	fn func(*store.Event) error) error {
+
+	t.pages.Add(1)
+	return t.ReceiverTx.ForEachEvent(after, limit, fn)
+}
+
+// TestEventLongPollRereadsPagePerWaiter reproduces the long polls' safety
+// re-read costing the ledger one page read per waiting request per
+// interval: on PostgreSQL every 250 ms, each a transaction on the
+// connection pool the payment steps use, so 256 idle followers (the
+// default --api.maxconns) made a thousand reads a second. Idle waiters
+// must share one check of the ledger's last event id and read their pages
+// only when it moved past them; an event no notifier told of (another
+// receiver's) is still found by that check and answered.
+func TestEventLongPollRereadsPagePerWaiter(t *testing.T) {
+	t.Parallel()
+	a := newAPIHarness(t)
+	ev := newEventNotifier(a.api.db)
+	reads := &pageCounter{ReceiverStore: ev}
+	a.db, a.api.db = ev, reads
+	a.api.events = ev.n
+	a.api.eventReread = time.Millisecond
+	a.api.maxEventWait = maxEventWait(common.DefaultWriteTimeout)
+	a.h = a.api.handler()
+	w := &waitHarness{apiHarness: a, events: ev}
+
+	const waiters = 20
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	answers := make([]<-chan *httptest.ResponseRecorder, waiters)
+	for i := range answers {
+		answers[i] = w.poll(ctx, fmt.Sprintf("/v1/events?wait_sec=%d",
+			maxEventWaitSec))
+	}
+	require.Eventually(t, func() bool {
+		return ev.n.Subscribers() == waiters
+	}, 10*time.Second, time.Millisecond, "never all waiting")
+	// Each waiter read its page once; let a few hundred re-read
+	// intervals pass, counted in the ledger's reads.
+	require.Eventually(t, func() bool {
+		return reads.views.Load() >= waiters+300
+	}, 30*time.Second, time.Millisecond, "no re-read")
+	require.LessOrEqual(t, reads.pages.Load(), int64(waiters),
+		"idle waiters read their pages at every interval")
+
+	// An event appended behind the notifier's back (as another
+	// receiver of a cluster does) is found and answered to everyone.
+	require.NoError(t, ev.ReceiverStore.Update(ctx,
+		func(tx store.ReceiverTx) error {
+			return tx.AppendEvent(&store.Event{
+				Type:    store.EventSubscriptionCreated,
+				Payload: []byte(`{}`), CreatedAt: a.now})
+		}))
+	for _, ans := range answers {
+		code, evs := answer(t, ans)
+		require.Equal(t, http.StatusOK, code)
+		require.Len(t, evs, 1)
+	}
+	require.Zero(t, ev.n.Subscribers())
+}
+
+// TestReceiverSuiteThroughEventNotifier runs the store's conformance suite
+// (conflicts, event order, scans, deliveries) through the wrappers every
+// writer of the daemon goes through on badger, the event notifier over the
+// paid index: they must not change any step's result.
+func TestReceiverSuiteThroughEventNotifier(t *testing.T) {
+	t.Parallel()
+	storetest.RunReceiverSuite(t, func(t testing.TB) store.ReceiverStore {
+		return newEventNotifier(newPaidIndex(rt.OpenStore(t).Receiver()))
+	})
+}
+
+// TestReceiverSuiteThroughEventNotifierPostgres is the same on a
+// PostgreSQL ledger (SERIALIZABLE retries, the slow lane, the event order
+// lock), where the notifier wraps the store directly.
+func TestReceiverSuiteThroughEventNotifierPostgres(t *testing.T) {
+	t.Parallel()
+	srv := pgtest.Start(t)
+	storetest.RunReceiverSuite(t, func(t testing.TB) store.ReceiverStore {
+		db, err := postgres.Open(context.Background(), postgres.Config{
+			DSN: srv.NewDatabase(t), NodePubkey: [33]byte{2, 7}})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = db.Close() })
+		return newEventNotifier(db)
+	})
 }
