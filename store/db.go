@@ -636,6 +636,16 @@ func (db *DB) update(ctx context.Context, fn func(t *txn) error) error {
 	fn = withIdemMark(ctx, fn)
 
 	db.committing.Add(1)
+	counted := true
+	defer func() {
+		// A step that panicked (or exited its goroutine) still stops
+		// counting as committing, or every later sync round would wait
+		// MaxCommitDelay for it.
+		if counted {
+			db.committing.Add(-1)
+			db.syncer.committed()
+		}
+	}()
 	dirty, seen, err := db.commitRetrying(ctx, fn)
 	var round *syncRound
 	if err == nil && dirty {
@@ -646,6 +656,7 @@ func (db *DB) update(ctx context.Context, fn func(t *txn) error) error {
 			round, err = db.syncer.join()
 		}
 	}
+	counted = false
 	db.committing.Add(-1)
 	db.syncer.committed()
 	switch {

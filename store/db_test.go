@@ -299,3 +299,24 @@ func TestConcurrentCredits(t *testing.T) {
 	require.Less(t, st.Syncs, st.Commits, "group commit shares fsyncs")
 	t.Logf("%d commits, %d fsyncs", st.Commits, st.Syncs)
 }
+
+// TestPanicInStepLeavesSyncerWaiting: a step whose callback panicked still
+// counted as committing, so every later sync round gathered for the full
+// MaxCommitDelay waiting for a commit that would never come.
+func TestPanicInStepLeavesSyncerWaiting(t *testing.T) {
+	db, _ := openTestDB(t)
+	ctx := context.Background()
+	func() {
+		defer func() { require.NotNil(t, recover()) }()
+		_ = db.Receiver().Update(ctx, func(ReceiverTx) error {
+			panic("step failed")
+		})
+	}()
+	require.Zero(t, db.committing.Load())
+
+	// The store still takes and syncs steps.
+	require.NoError(t, db.Receiver().Update(ctx, func(tx ReceiverTx) error {
+		return tx.SetAddIndex(7)
+	}))
+	require.Zero(t, db.committing.Load())
+}
