@@ -98,17 +98,17 @@ func (r *Result) markdown() string {
 		"trivial program that settles each keysend as soon as lnd " +
 		"reports it ACCEPTED (SubscribeInvoices, SubscribeSingleInvoice, " +
 		"SettleInvoice): the cost of hold mode itself.\n")
-	p("- **B**: satstream-sender (`--payments.maxinflight` = the level, "+
-		"1-second increments, a 30-day buffer so it always has something "+
-		"to pay) streaming to satstream-receiver; rate = payments "+
-		"credited at the receiver. B credit latency runs from the "+
-		"sender's attempt write to the payment.received event being "+
-		"listed by the receiver's API (`GET /v1/events` long-polled with "+
-		"`wait_sec`, which answers as soon as the event is on disk); B sender latency from the attempt write to SUCCEEDED "+
-		"recorded in the sender's ledger. Both include the wait for a "+
-		"slot: a payment due while every slot is taken is written "+
-		"ahead (at most a quarter of the bound) and handed to lnd when "+
-		"a slot frees, so at the higher levels B's latencies count "+
+	p("- **B**: satstream-sender (`--payments.maxinflight` = the level, " +
+		"1-second increments, a 30-day buffer so it always has something " +
+		"to pay) streaming to satstream-receiver; rate = payments " +
+		"credited at the receiver. B credit latency runs from the " +
+		"sender's attempt write to the payment.received event being " +
+		"listed by the receiver's API (`GET /v1/events` long-polled with " +
+		"`wait_sec`, which answers as soon as the event is on disk); B sender latency from the attempt write to SUCCEEDED " +
+		"recorded in the sender's ledger. Both include the wait for a " +
+		"slot: a payment due while every slot is taken is written " +
+		"ahead (at most a quarter of the bound) and handed to lnd when " +
+		"a slot frees, so at the higher levels B's latencies count " +
 		"queueing that A's and A''s (timed from the send) do not.\n\n")
 	p("| in flight | A /s | A p50 | A p99 | A' /s | A' p50 | A' p99 | B credited /s | B credit p50 | B credit p99 | B sender p50 | B sender p99 | B/A | B/A' |\n")
 	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
