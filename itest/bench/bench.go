@@ -272,10 +272,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		res.Took = time.Since(res.Started)
 		return res, nil
 	}
-	if moved, err := nw.refill(ctx); err != nil {
+	if err := refill(ctx, opts, nw); err != nil {
 		return nil, err
-	} else if moved > 0 {
-		opts.say("refilled alice's channel: %d sat back from carol", int64(moved))
 	}
 	if !sb.hold {
 		opts.say("restarting carol with %s", holdTime)
@@ -327,8 +325,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 // runs A at every level (carol without hold time), then, carol in hold
 // mode, A' and B at each level back to back: their order alternates from
 // round to round, the settling program runs only in the windows of A' and
-// the receiver only in those of B. A level's figure is the median of its rounds and
-// B's ratios the median of the rounds' ratios (mergeRounds, ratio).
+// the receiver only in those of B. Each round starts with alice's channel
+// refilled. A level's figure is the median of its rounds and B's ratios
+// the median of the rounds' ratios (mergeRounds, ratio).
 func runRounds(ctx context.Context, opts Options, res *Result, nw *network,
 	sb *streamBench, profDir string) error {
 
@@ -366,12 +365,8 @@ func runRounds(ctx context.Context, opts Options, res *Result, nw *network,
 		return nil
 	}
 	for round := range opts.Rounds {
-		moved, err := nw.refill(ctx)
-		if err != nil {
+		if err := refill(ctx, opts, nw); err != nil {
 			return err
-		}
-		if moved > 0 {
-			opts.say("refilled alice's channel: %d sat back from carol", int64(moved))
 		}
 		for i, l := range opts.Levels {
 			if !opts.runs("a") {
@@ -434,6 +429,19 @@ func runRounds(ctx context.Context, opts Options, res *Result, nw *network,
 		if len(b[i]) > 0 {
 			res.B = append(res.B, mergeRounds(b[i]))
 		}
+	}
+	return nil
+}
+
+// refill brings alice's channel back to full and says how much moved.
+func refill(ctx context.Context, opts Options, nw *network) error {
+	moved, err := nw.refill(ctx)
+	if err != nil {
+		return err
+	}
+	if moved > 0 {
+		opts.say("refilled alice's channel: %d sat back from carol",
+			int64(moved))
 	}
 	return nil
 }

@@ -128,6 +128,14 @@ func startNetwork(ctx context.Context, dir string, paths *bins.Paths) (
 // setHold restarts carol with or without --keysend-hold-time and waits
 // until alice can pay her again.
 func (nw *network) setHold(ctx context.Context, hold bool) error {
+	// lnd fails the link for good if carol restarts while the
+	// commitment dance of a settle she sent is still going: alice may
+	// report SUCCEEDED before bob and carol revoked their old states,
+	// and after the restart carol's link stopped with "unable to settle
+	// htlc: No HTLC with ID ...", so the channel never came back.
+	if err := nw.quiet(ctx); err != nil {
+		return err
+	}
 	if hold {
 		nw.carol.SetExtraArgs(holdTime)
 	} else {
@@ -160,6 +168,29 @@ func (nw *network) setHold(ctx context.Context, hold bool) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// quiet waits until neither end of bob -> carol has an HTLC pending.
+func (nw *network) quiet(ctx context.Context) error {
+	return regtest.Poll(ctx, time.Minute, func() error {
+		for _, end := range [][2]*regtest.Node{{nw.bob, nw.carol},
+			{nw.carol, nw.bob}} {
+
+			resp, err := end[0].RPC().ListChannels(ctx,
+				&lnrpc.ListChannelsRequest{Peer: end[1].PubKey[:]})
+			if err != nil {
+				return err
+			}
+			for _, c := range resp.Channels {
+				if n := len(c.PendingHtlcs); n > 0 {
+					return fmt.Errorf("%s still has %d HTLCs "+
+						"pending with %s", end[0].Name, n,
+						end[1].Name)
+				}
+			}
+		}
+		return nil
+	})
 }
 
 // activeChannel reports whether from has an active channel with peer.
