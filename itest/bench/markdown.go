@@ -240,7 +240,8 @@ func (r *Result) markdown() string {
 	for _, k := range sortedKeys(r.Profiles) {
 		p("### %s\n\n```\n%s\n```\n\n", titles[k], r.Profiles[k])
 	}
-	p("%s\n%s\n%s\n%s", serialisation, timeline, changed, perfRound)
+	p("%s\n%s\n%s\n%s\n%s", serialisation, lndLegs, timeline, changed,
+		perfRound)
 	return b.String()
 }
 
@@ -316,6 +317,47 @@ steps before, at most 6 now). Same benchmark, same machine, 12 minutes
 later (load average 10-12): **1,618/s with one subscription and 1,128/s with
 10,000** (15x and 7x), p50 31 and 40 ms, **35 commits per fsync**. The table
 above is the current code.
+`
+
+// lndLegs is where B's time goes against A' at 4 and 32 in flight, from
+// lnd's own records (issue 13, third round).
+const lndLegs = `## B against A' leg by leg, from lnd's own records
+
+Measured 2026-11-30 08:44 UTC on this machine (` + "`" + `--only a2,b --levels 4,32
+--rounds 2 --measure 15s` + "`" + `), every payment of the windows: alice's
+ListPayments (HTLC attempt and resolve times, ns) and carol's debug log
+(invoice added, accepted, settled, HTLC settled as exit hop, ms), joined by
+payment hash. p50 / p90 in ms, round 2 (round 1 alike).
+
+| leg | A' at 4 | B at 4 | A' at 32 | B at 32 |
+|---|---:|---:|---:|---:|
+| alice's HTLC attempt -> invoice added at carol (lnd: alice -> bob -> carol) | 206 / 230 | 203 / 229 | 625 / 768 | **705 / 808** |
+| added -> accepted (lnd's invoice registry) | 2 / 3 | 3 / 4 | 4 / 8 | 4 / 12 |
+| accepted -> settled: the settling program's decision | 2 / 5 | 8 / 11 | 4 / 10 | **20 / 37** |
+| settled -> HTLC settled as exit hop (carol's link) | 6 / 13 | 6 / 14 | 32 / 83 | 28 / 97 |
+| exit-hop settle -> resolved at alice (lnd: carol -> bob -> alice) | 28 / 62 | 29 / 72 | 104 / 176 | 108 / 180 |
+| **HTLC attempt -> resolved at alice** | 246 / 278 | 250 / 285 | 780 / 974 | **887 / 1,014** |
+| payments/s in the window | 15.9 | 14.7 | 37.9 | 34.7 |
+
+At 4 in flight B and A' are alike (satstream's decision, a durable credit
+before the settle, takes 6 ms more than A''s settle-at-once and the route
+hides it). At 32, B's payments take 107 ms longer, and 80 ms of that is
+**before carol's receiver sees the payment**: the HTLC's way from alice
+through bob to carol, which satstream does not touch. The route is
+saturated at 32 in flight: lnd moves 35-48 HTLCs a second through this
+line whatever the bound, so a payment's time there is the number in
+flight over lnd's rate, and anything that slows lnd a little lengthens
+every leg. What B adds: (1) the receiver's decision, 20 ms p50 at 32 in
+flight (the credit's group-commit fsync queued behind lnd's own fsyncs
+on the one disk, and the receiver's other ledger writes: the invoice
+stream's records and the settled marks), during which carol's link holds
+the HTLC; (2) the sender's and receiver's CPU, about a fifth of a core at
+this rate, taken from the two cores the three lnd nodes share. On
+separate machines (payer, router, provider each on its own) (2) is gone.
+What would close the rest: a decision that does not wait behind the
+receiver's own non-money writes (the stream records and settled marks
+could commit without waiting for their fsync: lnd replays both after a
+crash), and fewer fsyncs per payment on the provider's disk.
 `
 
 // timeline is where one B payment's time goes, measured with temporary
@@ -428,13 +470,16 @@ var missedWhy = map[string]string{
 		"satstream's own cost; B/A is bounded by A'/A. Closing it needs " +
 		"lnd work (an HTLC interceptor-style accept/settle in one RPC), " +
 		"not satstream's.",
-	"B/A' at": "B pays, per payment, the sender's durable attempt " +
-		"write before the send (shared by the attempts created " +
-		"together) and the receiver's durable credit before the " +
-		"settle: fsyncs plain keysend does not make, on a disk lnd's " +
-		"own fsyncs keep busy and two shared cores. The outcome's " +
-		"write no longer holds the slot (see \"Are decisions " +
-		"serialised\" below).",
+	"B/A' at": "at 32 in flight the route alice -> bob -> carol is " +
+		"saturated (lnd moves 35-48 HTLCs a second on this machine), " +
+		"and B's payments spend about 100 ms more in lnd than A''s: " +
+		"80 ms of it before carol's receiver sees the payment. B adds " +
+		"the receiver's durable decision (20 ms p50 at 32 in flight, " +
+		"the HTLC held meanwhile) and the daemons' CPU on the two " +
+		"cores the three lnd nodes share; see \"B against A' leg by " +
+		"leg\" below for the measured legs and what would close it. " +
+		"At the lower levels a level's rounds swing around 0.95 (see " +
+		"the ratios round by round).",
 	"synthetic credits/s": "the store's group commit bounds it: " +
 		"durable credits per second = fsyncs per second x commits per " +
 		"fsync; more outstanding payments per fsync (a larger batch) " +
@@ -442,8 +487,9 @@ var missedWhy = map[string]string{
 	"synthetic p99": "p99 is the wait for the group-commit fsync plus " +
 		"badger conflict retries when many payments hit one " +
 		"subscription at once.",
-	"settle -> credit": "see the credit-visible paragraph: polling " +
-		"granularity and the receiver's event write.",
+	"settle -> credit": "see the credit-visible paragraph: the " +
+		"receiver's event write and its fsync, on a disk lnd's fsyncs " +
+		"keep busy.",
 	"receiver RSS": "badger's block cache and memtables dominate; a " +
 		"smaller --store cache would lower it.",
 	"receiver restart": "badger replays its write-ahead log at open; a " +
