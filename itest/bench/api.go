@@ -90,3 +90,26 @@ func (c *apiClient) do(ctx context.Context, method, path string, in,
 }
 
 func (c *apiClient) close() { c.http.CloseIdleConnections() }
+
+// createPlan creates the benchmarks' plan at the receiver: a payment of
+// one second costs amt msat, and a subscription may hold 60 days ahead so
+// a sender never runs out of things to pay for. It returns the plan's id.
+func (c *apiClient) createPlan(ctx context.Context, label string,
+	amt uint64) (string, error) {
+
+	var plan struct {
+		ID string `json:"id"`
+	}
+	err := c.do(ctx, "POST", "/v1/plans", map[string]any{
+		"label":                 label,
+		"price_msat_per_sec":    amt,
+		"min_payment_msat":      1000,
+		"grace_period_sec":      60,
+		"max_prepay_sec":        60 * 24 * 3600,
+		"default_increment_sec": 1,
+	}, &plan)
+	if err != nil {
+		return "", fmt.Errorf("create plan: %w", err)
+	}
+	return plan.ID, nil
+}

@@ -360,19 +360,9 @@ func (s *scaleOutRun) run(ctx context.Context, c ScaleOutConfig,
 		}
 		s.rcvAPI = append(s.rcvAPI, api)
 	}
-	var plan struct {
-		ID string `json:"id"`
-	}
-	err := s.rcvAPI[0].do(ctx, "POST", "/v1/plans", map[string]any{
-		"label":                 "scaleout",
-		"price_msat_per_sec":    uint64(Amount),
-		"min_payment_msat":      1000,
-		"grace_period_sec":      60,
-		"max_prepay_sec":        60 * 24 * 3600,
-		"default_increment_sec": 1,
-	}, &plan)
+	planID, err := s.rcvAPI[0].createPlan(ctx, "scaleout", uint64(Amount))
 	if err != nil {
-		return res, fmt.Errorf("create plan: %w", err)
+		return res, err
 	}
 	d, _, err := startDaemon(ctx, filepath.Join(s.binDir,
 		"satstream-sender"), filepath.Join(s.dir, "sender"), s.nw.alice,
@@ -398,7 +388,7 @@ func (s *scaleOutRun) run(ctx context.Context, c ScaleOutConfig,
 			Offer string `json:"offer"`
 		}
 		err := s.rcvAPI[at].do(ctx, "POST", "/v1/subscriptions",
-			map[string]any{"plan_id": plan.ID}, &sub)
+			map[string]any{"plan_id": planID}, &sub)
 		if err != nil {
 			return res, fmt.Errorf("create subscription: %w", err)
 		}

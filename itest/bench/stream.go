@@ -180,21 +180,11 @@ func (b *streamBench) up(ctx context.Context) error {
 		return err
 	}
 	if b.planID == "" {
-		var plan struct {
-			ID string `json:"id"`
+		if b.planID, err = b.rcvAPI.createPlan(ctx, "bench",
+			b.amt); err != nil {
+
+			return err
 		}
-		err = b.rcvAPI.do(ctx, "POST", "/v1/plans", map[string]any{
-			"label":                 "bench",
-			"price_msat_per_sec":    b.amt,
-			"min_payment_msat":      1000,
-			"grace_period_sec":      60,
-			"max_prepay_sec":        60 * 24 * 3600,
-			"default_increment_sec": 1,
-		}, &plan)
-		if err != nil {
-			return fmt.Errorf("create plan: %w", err)
-		}
-		b.planID = plan.ID
 	}
 	if b.tail == nil {
 		b.tail = &tailer{visible: map[string]time.Time{},
