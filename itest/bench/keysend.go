@@ -185,6 +185,15 @@ func keysend(ctx context.Context, router lndclient.RouterClient,
 	if err != nil {
 		return lndclient.PaymentStatus{}, err
 	}
+	return finalStatus(ctx, statuses, errs)
+}
+
+// finalStatus waits for a payment's final state (SUCCEEDED or FAILED) on
+// SendPayment's streams.
+func finalStatus(ctx context.Context,
+	statuses <-chan lndclient.PaymentStatus, errs <-chan error) (
+	lndclient.PaymentStatus, error) {
+
 	for {
 		select {
 		case st, ok := <-statuses:

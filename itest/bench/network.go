@@ -76,24 +76,11 @@ func payInvoice(ctx context.Context, n *regtest.Node, payReq string) error {
 	if err != nil {
 		return err
 	}
-	for {
-		select {
-		case st, ok := <-statuses:
-			if !ok {
-				return errors.New("payment stream closed")
-			}
-			switch st.State {
-			case lnrpc.Payment_SUCCEEDED:
-				return nil
-			case lnrpc.Payment_FAILED:
-				return fmt.Errorf("payment failed: %v", st.FailureReason)
-			}
-		case err := <-errs:
-			return err
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	st, err := finalStatus(ctx, statuses, errs)
+	if err == nil && st.State != lnrpc.Payment_SUCCEEDED {
+		err = fmt.Errorf("payment failed: %v", st.FailureReason)
 	}
+	return err
 }
 
 // startNetwork starts btcd and the three nodes, carol without hold time,
